@@ -1,0 +1,5 @@
+import sys
+
+from musiccap.cli import main
+
+sys.exit(main())

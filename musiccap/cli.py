@@ -1,0 +1,169 @@
+"""The ``musiccap`` command: caption, tags, eval, serve, bench.
+
+Bad input (unreadable audio, missing files, bad options) prints one message on stderr and
+exits with status 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from musiccap.audio import AudioError, load_audio
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str) -> int:
+    print(f"musiccap: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _decoding_from_args(args):
+    from musiccap.decoding import DecodingConfig
+
+    overrides = {
+        key: value
+        for key, value in {
+            "num_beams": args.beams,
+            "max_new_tokens": args.max_tokens,
+            "no_repeat_ngram_size": args.no_repeat_ngram,
+            "do_sample": True if args.sample else None,
+            "seed": args.seed,
+        }.items()
+        if value is not None
+    }
+    return overrides, DecodingConfig
+
+
+def cmd_caption(args) -> int:
+    from musiccap.studio import Studio
+
+    try:
+        studio = Studio(args.checkpoints, None if args.model == "all" else args.model.split(","))
+    except (ValueError, FileNotFoundError) as error:
+        return _fail(str(error))
+    overrides, _ = _decoding_from_args(args)
+    status = 0
+    for file in args.files:
+        try:
+            audio = load_audio(file)
+        except AudioError as error:
+            print(f"musiccap: {error}", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+            continue
+        for warning in audio.warnings:
+            print(f"musiccap: warning: {Path(file).name}: {warning}", file=sys.stderr)
+        for clip in studio.clips(audio, args.window, max_windows=args.max_windows, lyrics=args.lyrics):
+            for name, captioner in studio.captioners.items():
+                decoding = captioner.default_decoding.replace(**overrides) if overrides else None
+                started = time.perf_counter()
+                result = studio.caption_clip(clip, name, decoding)
+                latency = time.perf_counter() - started
+                similarity = studio.similarity(clip, [result.text])
+                if args.json:
+                    record = {"file": str(file), **result.to_json()}
+                    record["clap_similarity"] = round(similarity[0], 4) if similarity else None
+                    record["latency_s"] = round(latency, 4)
+                    print(json.dumps(record), flush=True)
+                else:
+                    print(f"[{clip.window.label}] {name:8s} {result.text}", flush=True)
+        for name, error in studio.load_errors.items():
+            print(f"musiccap: {name} could not be loaded: {error}", file=sys.stderr)
+    return status
+
+
+def cmd_tags(args) -> int:
+    from musiccap.encoders.musicnn import top_tags
+
+    try:
+        audio = load_audio(args.file)
+    except AudioError as error:
+        return _fail(str(error))
+    tags = top_tags(audio.samples, audio.sample_rate, k=args.k)
+    if args.json:
+        print(json.dumps({tag: round(float(p), 4) for tag, p in tags.items()}))
+    else:
+        for tag, probability in tags.items():
+            print(f"{probability:6.3f}  {tag}")
+    return 0
+
+
+def cmd_eval(argv: list[str]) -> int:
+    from musiccap.metrics.cli import main as eval_main
+
+    return eval_main(argv)
+
+
+def cmd_bench(argv: list[str]) -> int:
+    from musiccap.bench import main as bench_main
+
+    return bench_main(argv)
+
+
+def cmd_serve(args) -> int:
+    from musiccap.ui.app import launch
+
+    launch(checkpoints=args.checkpoints, port=args.port, host=args.host)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="musiccap", description="Music captioning studio")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    caption = sub.add_parser("caption", help="caption audio files with one or every captioner")
+    caption.add_argument("files", nargs="+")
+    caption.add_argument("--model", default="all", help="registry name, comma-separated names, or all")
+    caption.add_argument("--window", choices=["first", "middle", "all"], default="first")
+    caption.add_argument("--max-windows", type=int, default=12)
+    caption.add_argument("--lyrics", help="lyrics for ALCAP")
+    caption.add_argument("--beams", type=int)
+    caption.add_argument("--max-tokens", type=int)
+    caption.add_argument("--no-repeat-ngram", type=int)
+    caption.add_argument("--sample", action="store_true")
+    caption.add_argument("--seed", type=int)
+    caption.add_argument("--json", action="store_true")
+    caption.add_argument("--checkpoints", default=None)
+
+    tags = sub.add_parser("tags", help="musicnn's top tags for a file")
+    tags.add_argument("file")
+    tags.add_argument("-k", type=int, default=10)
+    tags.add_argument("--json", action="store_true")
+
+    serve = sub.add_parser("serve", help="start the studio app")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--checkpoints", default=None)
+
+    sub.add_parser(
+        "eval", help="score predictions against references (see musiccap eval --help)", add_help=False
+    )
+    sub.add_parser("bench", help="measure speed and memory; writes docs/BENCHMARKS.md", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "eval":
+        return cmd_eval(argv[1:])
+    if argv and argv[0] == "bench":
+        return cmd_bench(argv[1:])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return EXIT_BAD_INPUT if exit_.code else 0
+    if getattr(args, "checkpoints", "x") is None:
+        from musiccap.studio import DEFAULT_CHECKPOINTS
+
+        args.checkpoints = DEFAULT_CHECKPOINTS
+    handlers = {"caption": cmd_caption, "tags": cmd_tags, "serve": cmd_serve}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

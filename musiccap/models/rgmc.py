@@ -1,0 +1,572 @@
+"""RGMC (Srivatsan et al., IJCAI 2024): retrieval-guided music captioning with a multimodal prefix.
+
+The caption of a clip x is decoded by a causal LM from the prefix ``g(f(x)) ⊕ ỹ``:
+
+* ``f(x)``: the CLAP audio embedding (the embedded CLAP here, frozen by default as in the
+  embedded profile; HTSAT-CLAP in the paper);
+* ``g``: a two-layer MLP (ClipCap's mapping network) to ``n_prefix`` = 10 vectors of the LM width;
+* ``ỹ``: the caption of the training clip whose audio embedding has the highest dot product with
+  ``f(x)``, never the clip itself (paper §3: candidates are the training set minus the example);
+* the LM: a GPT-2-architecture ``GPT2LMHeadModel``. Embedded profile: a small one (e.g. 4 × 256)
+  over a byte-level BPE trained on the training captions; full profile: GPT-2 124M with its own
+  tokenizer (``lm_name_or_path``). A separator token ``<|caption|>`` ends the prompt and starts the
+  caption; ``<|endoftext|>`` ends it.
+
+Training is teacher forcing with cross-entropy on the caption tokens (and EOS) only; retrieval is a
+fixed observation (no gradient), recomputed at the start of an epoch only when the encoder trains.
+Decoding is beam 5 without repeated trigrams, stopping at EOS, through
+:func:`musiccap.decoding.search` with GPT-2's key/value cache (all beams in one batch).
+
+Ablations are config keys: ``use_audio: false`` (text only), ``use_text: false`` (audio only), and at
+evaluation time ``candidate: random | nearest | gold`` (paper Table 4).
+
+Heatmap: every generated token attends to the 10 prefix positions and to the neighbour's tokens
+(``attention_views``, per layer and averaged). The prefix is computed from one pooled embedding, so
+the 10 prefix positions carry no time of their own: the time row of every token is the CLAP audio
+tower's own attribution of its pooled embedding to frames (``EmbeddedClap.frame_weights``). The rows
+are therefore the same for every token; how much a token relies on the audio rather than on the
+neighbour is in the views.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
+
+from musiccap.decoding import DecodingConfig, rows_per_input, search
+from musiccap.features import audio_features
+from musiccap.models.base import (
+    CaptionResult,
+    Clip,
+    Neighbour,
+    NeuralCaptioner,
+    checkpoint_hash,
+    config_from_dict,
+    read_config,
+    register,
+)
+
+EOS = "<|endoftext|>"
+SEP = "<|caption|>"  # ends the prompt (audio prefix ⊕ neighbour caption); the caption follows
+TOKENIZER_NAME = "tokenizer.json"
+INDEX_DIR = "neighbours"
+GOLD_CAPTION = "reference_caption"  # Clip.features key read by the gold-candidate ablation
+CANDIDATE_MODES = ("nearest", "random", "gold")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class RGMCConfig:
+    clap_path: str = "checkpoints/clap"  # the embedded CLAP folder (relative paths: cwd, then the repo)
+    clap_hash: str = ""  # checkpoint_hash of that CLAP at build time: a retrained CLAP is refused at load
+    embed_dim: int = 0  # CLAP embedding size, set at build from the CLAP
+    train_encoder: bool = False  # paper: HTS-AT trains; embedded profile: CLAP frozen
+    n_prefix: int = 10
+    use_audio: bool = True  # false: the text-only ablation (no audio prefix)
+    use_text: bool = True  # false: the audio-only ablation (no neighbour caption)
+    candidate: str = "nearest"  # evaluation-time ablation: nearest | random | gold (training uses nearest)
+    lm_name_or_path: str = ""  # full profile: a GPT-2 folder or hub name; empty: the small LM below
+    vocab_size: int = 2048  # BPE size trained on the captions (full profile: GPT-2's + the separator)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+    n_positions: int = 256
+    dropout: float = 0.1
+    max_caption_tokens: int = 72
+    max_neighbour_tokens: int = 72
+    pretrain_epochs: int = 0  # >0: train the LM on caption text alone before captioning (build time)
+    pretrain_captions_csv: str = ""  # MusicCaps CSV whose `caption` column joins the pretraining text
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.candidate not in CANDIDATE_MODES:
+            raise ValueError(f"candidate must be one of {CANDIDATE_MODES}, not {self.candidate!r}")
+        if not (self.use_audio or self.use_text):
+            raise ValueError("RGMC needs the audio prefix, the neighbour caption or both")
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A relative path as given if it exists from the working directory, else from the repo root."""
+    path = Path(path)
+    return path if path.is_absolute() or path.exists() else REPO / path
+
+
+def train_caption_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
+    """A GPT-2-style byte-level BPE trained on caption text, with the two special tokens."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS, SEP],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
+
+
+def pretrained_tokenizer(name_or_path: str) -> Tokenizer:
+    """GPT-2's own byte-level BPE (full profile) plus the separator token."""
+    local = resolve_path(name_or_path) / TOKENIZER_NAME
+    tokenizer = Tokenizer.from_file(str(local)) if local.is_file() else Tokenizer.from_pretrained(name_or_path)
+    if tokenizer.token_to_id(EOS) is None:
+        raise ValueError(f"{name_or_path}: tokenizer has no {EOS} token (not a GPT-2 tokenizer)")
+    tokenizer.add_special_tokens([SEP])
+    return tokenizer
+
+
+def musiccaps_captions(csv_path: str | Path) -> list[str]:
+    import csv
+
+    with open(csv_path, newline="") as handle:
+        return [row["caption"].strip() for row in csv.DictReader(handle) if row.get("caption", "").strip()]
+
+
+def normalise_caption(text: str) -> str:
+    """Lower case, no punctuation, single spaces (the paper's caption normalisation)."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def copy_rate(predictions: list[str], candidates: list[str]) -> float:
+    """Share of captions identical to their retrieved candidate after normalisation (paper Table 4)."""
+    if len(predictions) != len(candidates):
+        raise ValueError("one candidate per prediction")
+    if not predictions:
+        return 0.0
+    same = sum(normalise_caption(p) == normalise_caption(c) for p, c in zip(predictions, candidates))
+    return same / len(predictions)
+
+
+def pad_frames(frame_list: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack [T_i, D] frame arrays into [B, T, D] with a [B, T] mask of real frames."""
+    longest = max(frames.shape[0] for frames in frame_list)
+    batch = torch.zeros(len(frame_list), longest, frame_list[0].shape[1])
+    mask = torch.zeros(len(frame_list), longest, dtype=torch.bool)
+    for row, frames in enumerate(frame_list):
+        batch[row, : frames.shape[0]] = torch.from_numpy(np.asarray(frames, dtype=np.float32))
+        mask[row, : frames.shape[0]] = True
+    return batch, mask
+
+
+class PrefixMapper(torch.nn.Module):
+    """g: one CLAP embedding -> ``n_prefix`` vectors of the LM width (ClipCap's two-layer MLP)."""
+
+    def __init__(self, embed_dim: int, n_prefix: int, width: int):
+        super().__init__()
+        self.n_prefix, self.width = n_prefix, width
+        hidden = n_prefix * width // 2
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(embed_dim, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, n_prefix * width)
+        )
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.mlp(embedding).view(-1, self.n_prefix, self.width)
+
+
+@register
+class RGMCCaptioner(NeuralCaptioner):
+    name = "rgmc"
+    paper = "RGMC: Retrieval Guided Music Captioning via Multimodal Prefixes (Srivatsan et al., IJCAI 2024)"
+    config_class = RGMCConfig
+    default_decoding = DecodingConfig(num_beams=5, no_repeat_ngram_size=3, max_new_tokens=60)
+
+    def __init__(self, config: RGMCConfig, *, tokenizer: Tokenizer, index, clap):
+        super().__init__(config)
+        self.tokenizer = tokenizer
+        self.eos_id = tokenizer.token_to_id(EOS)
+        self.sep_id = tokenizer.token_to_id(SEP)
+        self.index = index  # musiccap.retrieval.CaptionIndex over the training split
+        if config.train_encoder:
+            self.clap = clap
+        else:  # frozen and saved in its own checkpoint: kept out of this module's state dict
+            self._frozen_clap = (clap,)
+            clap.eval().requires_grad_(False)
+        lm_config = GPT2Config(
+            vocab_size=tokenizer.get_vocab_size(),
+            n_positions=config.n_positions,
+            n_embd=config.n_embd,
+            n_layer=config.n_layer,
+            n_head=config.n_head,
+            resid_pdrop=config.dropout,
+            embd_pdrop=config.dropout,
+            attn_pdrop=config.dropout,
+            bos_token_id=self.sep_id,
+            eos_token_id=self.eos_id,
+        )
+        lm_config._attn_implementation = "eager"  # decoding reads the attention weights
+        self.lm = GPT2LMHeadModel(lm_config)
+        self.mapper = PrefixMapper(config.embed_dim, config.n_prefix, config.n_embd) if config.use_audio else None
+        # GPT-2 ties its output layer to the token embeddings; safetensors refuses shared tensors, so
+        # the tied copy is left out of the state dict and comes back through the tie at load.
+        self.register_state_dict_post_hook(_drop_tied_output_weight)
+        self.register_load_state_dict_post_hook(_forgive_tied_output_weight)
+        self._train_items: list = []
+
+    # ---- building, saving, loading -------------------------------------------------------------
+
+    @property
+    def encoder(self):
+        return self.clap if self.config.train_encoder else self._frozen_clap[0]
+
+    @classmethod
+    def build(cls, config: dict, train_items: list, context) -> RGMCCaptioner:
+        from musiccap.encoders.embedded_clap import EmbeddedClap
+
+        values = {"clap_path": context.clap_path, **config}
+        settings = config_from_dict(RGMCConfig, values)
+        clap_dir = resolve_path(settings.clap_path)
+        clap = EmbeddedClap.from_pretrained(clap_dir)
+        settings = replace(settings, embed_dim=int(clap.embed_dim), clap_hash=checkpoint_hash(clap_dir))
+        torch.manual_seed(settings.seed)
+
+        train_captions = [item.caption for item in train_items]
+        extra_text = musiccaps_captions(settings.pretrain_captions_csv) if settings.pretrain_captions_csv else []
+        pretrained_lm = None
+        if settings.lm_name_or_path:
+            tokenizer = pretrained_tokenizer(settings.lm_name_or_path)
+            pretrained_lm = GPT2LMHeadModel.from_pretrained(str(resolve_path(settings.lm_name_or_path)))
+            lm = pretrained_lm.config
+            settings = replace(
+                settings, n_layer=lm.n_layer, n_head=lm.n_head, n_embd=lm.n_embd, n_positions=lm.n_positions
+            )
+        else:
+            tokenizer = train_caption_tokenizer(train_captions + extra_text, settings.vocab_size)
+        settings = replace(settings, vocab_size=tokenizer.get_vocab_size())
+
+        index = build_index(clap, train_items)
+        model = cls(settings, tokenizer=tokenizer, index=index, clap=clap)
+        if pretrained_lm is not None:
+            pretrained_lm.resize_token_embeddings(tokenizer.get_vocab_size())
+            model.lm.load_state_dict(pretrained_lm.state_dict())
+        if settings.pretrain_epochs:
+            model.pretrain_on_text(train_captions + extra_text, epochs=settings.pretrain_epochs)
+        model._train_items = list(train_items)
+        return model
+
+    def save_extra(self, path: Path) -> None:
+        self.tokenizer.save(str(path / TOKENIZER_NAME))
+        if self.config.train_encoder and self._train_items:  # the index must match the saved encoder
+            self.index = build_index(self.encoder, self._train_items)
+        self.index.save(path / INDEX_DIR)
+
+    @classmethod
+    def load_extra(cls, path: Path) -> dict[str, Any]:
+        from musiccap.encoders.embedded_clap import EmbeddedClap
+        from musiccap.retrieval import CaptionIndex
+
+        config = read_config(path)["config"]
+        clap_dir = resolve_path(config["clap_path"])
+        if config.get("clap_hash") and checkpoint_hash(clap_dir) != config["clap_hash"]:
+            raise ValueError(
+                f"{path} was trained on the CLAP with hash {config['clap_hash']}, but {clap_dir} now holds "
+                f"{checkpoint_hash(clap_dir)}: retrain RGMC (its prefix mapper and neighbour index belong to that CLAP)"
+            )
+        return {
+            "tokenizer": Tokenizer.from_file(str(path / TOKENIZER_NAME)),
+            "index": CaptionIndex.load(path / INDEX_DIR),
+            "clap": EmbeddedClap.from_pretrained(clap_dir),
+        }
+
+    # ---- audio side and retrieval ----------------------------------------------------------------
+
+    def embed(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """f(x): the L2-normalised CLAP audio embedding [B, E]."""
+        return self.encoder.audio_tokens(frames, mask)[1]
+
+    def nearest_neighbours(self, embeddings: torch.Tensor, exclude_ids: list[str]) -> list[Neighbour]:
+        """The best training caption for each row, never the row's own clip."""
+        found = []
+        for embedding, own_id in zip(embeddings.detach().cpu().numpy(), exclude_ids, strict=True):
+            hits = self.index.search(embedding, 1, exclude_ids={own_id})
+            found.append(Neighbour(text=hits[0].caption, score=float(hits[0].score), id=hits[0].id))
+        return found
+
+    def on_epoch_start(self, epoch: int, train_items: list) -> None:
+        """Paper §3.2: with a training encoder, candidate embeddings are recomputed every epoch."""
+        self._train_items = list(train_items)
+        if self.config.train_encoder and epoch > 0:
+            self.index = build_index(self.encoder, train_items)
+
+    # ---- training --------------------------------------------------------------------------------
+
+    def _encode(self, text: str, limit: int) -> list[int]:
+        return self.tokenizer.encode(text).ids[:limit]
+
+    def collate(self, items: list) -> dict[str, torch.Tensor]:
+        frames, mask = pad_frames([item.features.frames for item in items])
+        neighbours: list[Neighbour | None] = [None] * len(items)
+        if self.config.use_text:
+            with torch.no_grad():
+                embeddings = self.embed(frames, mask)
+            neighbours = self.nearest_neighbours(embeddings, [item.id for item in items])
+        n_prefix = self.config.n_prefix if self.config.use_audio else 0
+        sequences, targets = [], []
+        for item, neighbour in zip(items, neighbours, strict=True):
+            prompt = [self.eos_id] * n_prefix  # placeholders: their embeddings become the audio prefix
+            if neighbour is not None:
+                prompt += self._encode(neighbour.text, self.config.max_neighbour_tokens)
+            caption = self._encode(item.caption, self.config.max_caption_tokens) + [self.eos_id]
+            sequences.append(prompt + [self.sep_id] + caption)
+            targets.append([-100] * (len(prompt) + 1) + caption)  # loss on the caption and its EOS only
+        longest = max(map(len, sequences))
+        if longest > self.config.n_positions:
+            raise ValueError(f"sequence of {longest} tokens exceeds n_positions={self.config.n_positions}")
+        input_ids = torch.full((len(items), longest), self.eos_id, dtype=torch.long)
+        labels = torch.full((len(items), longest), -100, dtype=torch.long)
+        attention_mask = torch.zeros(len(items), longest, dtype=torch.long)
+        for row, (sequence, target) in enumerate(zip(sequences, targets, strict=True)):
+            input_ids[row, : len(sequence)] = torch.tensor(sequence)
+            labels[row, : len(target)] = torch.tensor(target)
+            attention_mask[row, : len(sequence)] = 1
+        return {
+            "frames": frames,
+            "frame_mask": mask,
+            "input_ids": input_ids,
+            "labels": labels,
+            "attention_mask": attention_mask,
+        }
+
+    def _input_embeddings(self, input_ids: torch.Tensor, frames: torch.Tensor, frame_mask: torch.Tensor):
+        embeds = self.lm.get_input_embeddings()(input_ids)
+        if self.config.use_audio:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_encoder):
+                embedding = self.embed(frames, frame_mask)
+            prefix = self.mapper(embedding)
+            embeds = torch.cat([prefix.to(embeds.dtype), embeds[:, self.config.n_prefix :]], dim=1)
+        return embeds
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        embeds = self._input_embeddings(batch["input_ids"], batch["frames"], batch["frame_mask"])
+        logits = self.lm(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
+        nll = F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch["labels"][:, 1:].reshape(-1), ignore_index=-100
+        )
+        return {"loss": nll, "nll": nll}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.training_loss(batch)
+
+    def pretrain_on_text(self, texts: list[str], *, epochs: int, batch_size: int = 32, lr: float = 5e-4) -> list[float]:
+        """Caption-text language-model pretraining of the LM alone (SEP caption EOS); returns epoch losses."""
+        generator = torch.Generator().manual_seed(self.config.seed)
+        optimizer = torch.optim.AdamW(self.lm.parameters(), lr=lr)
+        sequences = [[self.sep_id] + self._encode(t, self.config.max_caption_tokens) + [self.eos_id] for t in texts]
+        losses = []
+        self.lm.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(sequences), generator=generator).tolist()
+            total, count = 0.0, 0
+            for start in range(0, len(order), batch_size):
+                chunk = [sequences[i] for i in order[start : start + batch_size]]
+                longest = max(map(len, chunk))
+                ids = torch.full((len(chunk), longest), self.eos_id, dtype=torch.long)
+                labels = torch.full((len(chunk), longest), -100, dtype=torch.long)
+                for row, sequence in enumerate(chunk):
+                    ids[row, : len(sequence)] = torch.tensor(sequence)
+                    labels[row, 1 : len(sequence)] = torch.tensor(sequence[1:])
+                loss = self.lm(input_ids=ids, labels=labels).loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.lm.parameters(), 1.0)
+                optimizer.step()
+                total, count = total + float(loss), count + 1
+            losses.append(total / max(count, 1))
+        self.lm.eval()
+        return losses
+
+    # ---- captioning ------------------------------------------------------------------------------
+
+    def candidates(self, clips: list[Clip], embeddings: torch.Tensor) -> list[Neighbour]:
+        """The caption appended to each prompt, per ``config.candidate`` (paper Table 4)."""
+        mode = self.config.candidate
+        if mode == "nearest":
+            return self.nearest_neighbours(embeddings, [clip.id for clip in clips])
+        if mode == "random":  # a training caption chosen by the clip id: reproducible, unrelated to the audio
+            picked = []
+            for clip, embedding in zip(clips, embeddings, strict=True):
+                digest = hashlib.sha256(f"{self.config.seed}:{clip.id}".encode()).digest()
+                position = int.from_bytes(digest[:8], "big") % len(self.index)
+                entry = self.index.entry(position)
+                score = float(np.dot(entry.embedding, embedding.numpy()))
+                picked.append(Neighbour(text=entry.caption, score=score, id=entry.id))
+            return picked
+        missing = [clip.id for clip in clips if GOLD_CAPTION not in clip.features]
+        if missing:
+            raise ValueError(f"candidate='gold' needs clip.features[{GOLD_CAPTION!r}]; missing for {missing[:3]}")
+        golds = [clip.features[GOLD_CAPTION] for clip in clips]
+        text_embeddings = torch.as_tensor(np.asarray(self.encoder.embed_text(golds)), dtype=embeddings.dtype)
+        scores = (text_embeddings * embeddings).sum(-1)  # audio-text similarity: there is no neighbour clip
+        return [Neighbour(text=g, score=float(s), id=clip.id) for g, s, clip in zip(golds, scores, clips, strict=True)]
+
+    def _prompts(self, embeddings: torch.Tensor, neighbours: list[Neighbour]):
+        """Left-padded prompt embeddings [B, P, d], mask [B, P] and each row's neighbour token ids."""
+        width = self.config.n_embd
+        prefix = self.mapper(embeddings) if self.config.use_audio else torch.zeros(len(neighbours), 0, width)
+        neighbour_ids = [
+            self._encode(n.text, self.config.max_neighbour_tokens) if self.config.use_text else [] for n in neighbours
+        ]
+        lengths = [prefix.shape[1] + len(ids) for ids in neighbour_ids]
+        longest = max(lengths)
+        embeds = torch.zeros(len(neighbours), longest, width)
+        mask = torch.zeros(len(neighbours), longest, dtype=torch.long)
+        token_embedding = self.lm.get_input_embeddings()
+        for row, ids in enumerate(neighbour_ids):
+            start = longest - lengths[row]
+            parts = [prefix[row]]
+            if ids:
+                parts.append(token_embedding(torch.tensor(ids)))
+            embeds[row, start:] = torch.cat(parts)
+            mask[row, start:] = 1
+        return embeds, mask, neighbour_ids
+
+    @torch.no_grad()
+    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
+        decoding = decoding or self.default_decoding
+        self.eval()
+        started = time.perf_counter()
+        features = [audio_features(clip) for clip in clips]
+        feature_time = time.perf_counter() - started
+
+        started = time.perf_counter()
+        frames, frame_mask = pad_frames([f.frames for f in features])
+        embeddings = self.embed(frames, frame_mask)
+        frame_weights = self.encoder.frame_weights(frames, frame_mask) if self.config.use_audio else None
+        neighbours = self.candidates(clips, embeddings)
+        embeds, prompt_mask, neighbour_ids = self._prompts(embeddings, neighbours)
+        positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)
+        output = self.lm(inputs_embeds=embeds, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
+        retrieval_time = time.perf_counter() - started
+
+        started = time.perf_counter()
+        rows = rows_per_input(decoding)
+        expand = torch.arange(len(clips)).repeat_interleave(rows)
+        state = {
+            "kv": tuple((layer.keys, layer.values) for layer in output.past_key_values.layers),
+            "mask": prompt_mask,
+            "position": prompt_mask.sum(1),
+        }
+        state = {
+            "kv": tuple((k.index_select(0, expand), v.index_select(0, expand)) for k, v in state["kv"]),
+            "mask": state["mask"].index_select(0, expand),
+            "position": state["position"].index_select(0, expand),
+        }
+        prompt_length = embeds.shape[1]
+
+        def step(last_tokens: torch.Tensor, state: dict):
+            mask = torch.cat([state["mask"], torch.ones(len(last_tokens), 1, dtype=torch.long)], dim=1)
+            out = self.lm(
+                input_ids=last_tokens[:, None],
+                past_key_values=DynamicCache(ddp_cache_data=state["kv"]),
+                attention_mask=mask,
+                position_ids=state["position"][:, None],
+                use_cache=True,
+                output_attentions=True,
+            )
+            # [layers, N, heads, 1, S] -> attention to the prompt, [N, layers * heads * P]
+            attention = torch.stack(out.attentions)[..., 0, :prompt_length].permute(1, 0, 2, 3)
+            new_state = {
+                "kv": tuple((layer.keys, layer.values) for layer in out.past_key_values.layers),
+                "mask": mask,
+                "position": state["position"] + 1,
+            }
+            return out.logits[:, -1], new_state, attention.reshape(len(last_tokens), -1)
+
+        hypotheses = search(
+            step, state, batch_size=len(clips), bos_id=self.sep_id, eos_id=self.eos_id, config=decoding
+        )
+        decode_time = time.perf_counter() - started
+
+        results = []
+        shape = (self.config.n_layer, self.config.n_head, prompt_length)
+        for row, (clip, feature, hypothesis) in enumerate(zip(clips, features, hypotheses, strict=True)):
+            n_tokens = len(hypothesis.token_ids)
+            attention = (
+                hypothesis.attention.reshape(n_tokens, *shape)
+                if hypothesis.attention is not None
+                else np.zeros((0, *shape), dtype=np.float32)
+            )
+            n_real = int(prompt_mask[row].sum())
+            prompt_attention = attention[..., prompt_length - n_real :]  # drop the left padding
+            n_prefix = self.config.n_prefix if self.config.use_audio else 0
+            share = {"audio prefix": prompt_attention[..., :n_prefix], "neighbour caption": prompt_attention[..., n_prefix:]}
+            views = _attention_views(share, self.config.n_layer)
+            time_attention, times = None, None
+            if frame_weights is not None:
+                weights = frame_weights[row, : feature.frames.shape[0]].detach().cpu().numpy()
+                time_attention = np.tile(weights / max(weights.sum(), 1e-12), (n_tokens, 1)).astype(np.float32)
+                times = np.asarray(feature.frame_times, dtype=np.float32)
+            results.append(
+                CaptionResult(
+                    model=self.name,
+                    text=self.tokenizer.decode(hypothesis.token_ids).strip(),
+                    tokens=[self.tokenizer.decode([token]).strip() for token in hypothesis.token_ids],
+                    attention=time_attention,
+                    attention_times=times,
+                    attention_views=views,
+                    audio_embedding=embeddings[row].numpy(),
+                    neighbour=neighbours[row],
+                    decoding={**decoding.to_dict(), "candidate": self.config.candidate},
+                    timings={
+                        "features": clip.timings.get("embedded_audio", feature_time / len(clips)),
+                        "retrieval": retrieval_time / len(clips),
+                        "decode": decode_time / len(clips),
+                    },
+                    window=clip.span,
+                )
+            )
+        return results
+
+    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
+        return self.caption_batch([clip], decoding)[0]
+
+
+def _attention_views(parts: dict[str, np.ndarray], n_layer: int) -> dict[str, np.ndarray]:
+    """Per part (audio prefix, neighbour caption): mean over layers and heads, then each layer; rows sum to 1."""
+    views = {}
+    for name, weights in parts.items():  # weights [n_tokens, layers, heads, positions]
+        if weights.shape[-1] == 0:
+            continue
+        views[f"{name} (all layers)"] = _rows_to_one(weights.mean(axis=(1, 2)))
+        for layer in range(n_layer):
+            views[f"{name}, layer {layer + 1}"] = _rows_to_one(weights[:, layer].mean(axis=1))
+    return views
+
+
+def _rows_to_one(matrix: np.ndarray) -> np.ndarray:
+    return (matrix / np.maximum(matrix.sum(axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def build_index(clap, items: list, batch_size: int = 64):
+    """A CaptionIndex over the items' CLAP audio embeddings (inner product, as RGMC retrieves)."""
+    from musiccap.retrieval import CaptionIndex
+
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(items), batch_size):
+            frames, mask = pad_frames([item.features.frames for item in items[start : start + batch_size]])
+            chunks.append(clap.audio_tokens(frames, mask)[1].cpu().numpy())
+    embeddings = np.concatenate(chunks).astype(np.float32)
+    return CaptionIndex(embeddings, [item.caption for item in items], [item.id for item in items])
+
+
+def _drop_tied_output_weight(module, state_dict, prefix, local_metadata):
+    if module.lm.config.tie_word_embeddings:
+        state_dict.pop(f"{prefix}lm.lm_head.weight", None)
+
+
+def _forgive_tied_output_weight(module, incompatible_keys):
+    if module.lm.config.tie_word_embeddings:
+        missing = incompatible_keys.missing_keys
+        while "lm.lm_head.weight" in missing:
+            missing.remove("lm.lm_head.weight")

@@ -1,0 +1,140 @@
+"""Leaderboard: Bradley–Terry recovers a known ranking, seeded bootstrap, RGMC Table 2 view, agreement."""
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from musiccap.arena.leaderboard import (
+    build_leaderboard,
+    fit_bradley_terry,
+    pairwise_preferences,
+    voter_agreement,
+)
+from musiccap.arena.store import VoteRecord
+
+TRUE_STRENGTH = {"rgmc": 1.2, "blap": 0.6, "csa": 0.0, "muscaps": -0.5, "random": -1.3}
+
+
+def make_vote(number, model_a, model_b, accuracy, fluency=None, clip="clip", voter=None, board=True):
+    return VoteRecord(
+        vote_id=f"v{number}", pair_id=f"p{number}", created_at=float(number), clip_id=clip, clip_sha256=clip,
+        model_a=model_a, model_b=model_b, caption_a="a", caption_b="b", decoding_a={}, decoding_b={},
+        checkpoint_a="", checkpoint_b="", swapped=model_a > model_b, accuracy=accuracy,
+        fluency=fluency or accuracy, listening_s=None, time_to_vote_s=10.0, voter_hash=voter or f"voter{number}",
+        app_version="test", counts_for_board=board, not_counted_reason=None if board else "upload",
+    )
+
+
+def synthetic_votes(n_votes, rng, tie_rate=0.0, both_bad_rate=0.0):
+    models = list(TRUE_STRENGTH)
+    votes = []
+    for number in range(n_votes):
+        a, b = rng.choice(len(models), size=2, replace=False)
+        model_a, model_b = models[a], models[b]
+        u = rng.random()
+        if u < both_bad_rate:
+            answer = "both_bad"
+        elif u < both_bad_rate + tie_rate:
+            answer = "tie"
+        else:
+            p_a = 1 / (1 + np.exp(TRUE_STRENGTH[model_b] - TRUE_STRENGTH[model_a]))
+            answer = "A" if rng.random() < p_a else "B"
+        votes.append(make_vote(number, model_a, model_b, answer))
+    return votes
+
+
+def test_mm_fit_matches_direct_maximum_likelihood():
+    rng = np.random.default_rng(1)
+    wins = rng.integers(1, 30, size=(4, 4)).astype(float)
+    np.fill_diagonal(wins, 0)
+    fitted = fit_bradley_terry(wins, prior=0.0)
+
+    def negative_log_likelihood(theta):
+        diff = theta[:, None] - theta[None, :]
+        return -(wins * (diff - np.logaddexp(0, diff))).sum()
+
+    direct = minimize(negative_log_likelihood, np.zeros(4), method="BFGS").x
+    np.testing.assert_allclose(fitted, direct - direct.mean(), atol=1e-4)
+
+
+def test_recovers_known_ranking_and_strengths():
+    votes = synthetic_votes(4000, np.random.default_rng(0))
+    board = build_leaderboard(votes, criterion="accuracy", n_bootstrap=300, seed=0, min_votes=20)
+    assert [r.model for r in board.ratings] == list(TRUE_STRENGTH)
+    assert [r.rank for r in board.ratings] == [1, 2, 3, 4, 5]
+    truth = np.array(list(TRUE_STRENGTH.values()))
+    truth -= truth.mean()
+    fitted = np.array([r.strength for r in board.ratings])
+    np.testing.assert_allclose(fitted, truth, atol=0.15)
+    covered = [r.ci_low <= t <= r.ci_high for r, t in zip(board.ratings, truth)]
+    assert sum(covered) >= 4
+    assert all(r.ci_low < r.strength < r.ci_high for r in board.ratings)
+
+
+def test_ties_split_both_bad_excluded_and_counted():
+    rng = np.random.default_rng(2)
+    votes = synthetic_votes(4000, rng, tie_rate=0.2, both_bad_rate=0.1)
+    board = build_leaderboard(votes, n_bootstrap=200, seed=0)
+    assert [r.model for r in board.ratings] == list(TRUE_STRENGTH)
+    n_both_bad = sum(v.accuracy == "both_bad" for v in votes)
+    assert board.n_both_bad == n_both_bad and board.n_votes == len(votes) - n_both_bad
+    assert sum(r.both_bad for r in board.ratings) == 2 * n_both_bad
+    assert sum(r.ties for r in board.ratings) == 2 * sum(v.accuracy == "tie" for v in votes)
+    # all ties between two models: equal strength
+    tied = build_leaderboard([make_vote(i, "x", "y", "tie") for i in range(30)], n_bootstrap=50)
+    assert tied.ratings[0].strength == pytest.approx(0.0, abs=1e-9)
+
+
+def test_min_votes_ranked_by_lower_bound_and_board_only():
+    votes = synthetic_votes(600, np.random.default_rng(3))
+    # a newcomer that won its only 5 games: high strength, too few votes to rank
+    votes += [make_vote(10_000 + i, "newcomer", "rgmc", "A") for i in range(5)]
+    votes += [make_vote(20_000 + i, "upload-only", "rgmc", "A", board=False) for i in range(50)]
+    board = build_leaderboard(votes, n_bootstrap=200, seed=0, min_votes=20)
+    newcomer = next(r for r in board.ratings if r.model == "newcomer")
+    assert newcomer.rank is None and board.ratings[-1] is newcomer
+    assert "upload-only" not in [r.model for r in board.ratings]
+    ranked = [r for r in board.ratings if r.rank is not None]
+    assert [r.ci_low for r in ranked] == sorted((r.ci_low for r in ranked), reverse=True)
+
+
+def test_bootstrap_is_seeded():
+    votes = synthetic_votes(500, np.random.default_rng(4))
+    first = build_leaderboard(votes, n_bootstrap=100, seed=7)
+    assert build_leaderboard(votes, n_bootstrap=100, seed=7) == first
+    other = build_leaderboard(votes, n_bootstrap=100, seed=8)
+    assert [r.ci_low for r in other.ratings] != [r.ci_low for r in first.ratings]
+
+
+def test_rgmc_table2_view_undoes_side_swap():
+    votes = [
+        make_vote(0, "rgmc", "muscaps", "A", "tie"),
+        make_vote(1, "muscaps", "rgmc", "B", "A"),  # rgmc on the right, preferred
+        make_vote(2, "muscaps", "rgmc", "A", "both_bad"),
+        make_vote(3, "rgmc", "muscaps", "tie", "tie"),
+    ]
+    (accuracy,) = pairwise_preferences(votes, "accuracy")
+    assert (accuracy.model_x, accuracy.model_y, accuracy.n_votes) == ("muscaps", "rgmc", 4)
+    assert (accuracy.x_preferred, accuracy.y_preferred, accuracy.equal_quality) == (0.25, 0.5, 0.25)
+    (fluency,) = pairwise_preferences(votes, "fluency")
+    assert (fluency.x_preferred, fluency.equal_quality, fluency.both_bad) == (0.25, 0.5, 0.25)
+
+
+def test_voter_agreement_on_same_item():
+    votes = [
+        # item 1: three voters, all prefer rgmc (one saw it on the other side)
+        make_vote(0, "rgmc", "csa", "A", clip="c1", voter="u1"),
+        make_vote(1, "csa", "rgmc", "B", clip="c1", voter="u2"),
+        make_vote(2, "rgmc", "csa", "A", clip="c1", voter="u3"),
+        # item 2: two voters disagree
+        make_vote(3, "rgmc", "csa", "A", clip="c2", voter="u1"),
+        make_vote(4, "rgmc", "csa", "tie", clip="c2", voter="u2"),
+        # item 3: one voter only, not an agreement item
+        make_vote(5, "rgmc", "csa", "B", clip="c3", voter="u1"),
+    ]
+    agreement = voter_agreement(votes, "accuracy")
+    assert agreement.n_items == 2
+    assert agreement.unanimous == 0.5
+    assert agreement.pairwise == pytest.approx(3 / 4)  # 3 agreeing of 3 pairs, 0 of 1
+    # observed rates: rgmc 4/5, tie 1/5 -> chance of unanimity (0.8^3+0.2^3 + 0.8^2+0.2^2) / 2
+    assert agreement.chance_unanimous == pytest.approx((0.8**3 + 0.2**3 + 0.8**2 + 0.2**2) / 2)

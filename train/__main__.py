@@ -1,0 +1,134 @@
+"""``python -m train <model> --config train/configs/<model>.yaml [section.key=value ...]``
+
+Builds the model from its config and the training split, trains it with the shared loop
+(``train/trainer.py``), evaluates the best weights on the test split and leaves a complete
+checkpoint folder: config.json, model.safetensors, tokenizer files, results.json,
+training.json (git commit, data, timings), train_log.jsonl and a model card (README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from train.data import load_items
+from train.trainer import TrainConfig, fit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class BuildContext:
+    """What a model may need at build time beyond its own config."""
+
+    clap_path: str
+    feature_dims: tuple[int, int, int]  # frame_dim, pooled_dim, chunk_dim
+    corpus_dir: str
+
+
+def load_config(path: str | Path, overrides: list[str]) -> dict:
+    config = yaml.safe_load(Path(path).read_text()) or {}
+    for override in overrides:
+        if "=" not in override:
+            raise SystemExit(f"override {override!r} is not section.key=value")
+        dotted, raw = override.split("=", 1)
+        target = config
+        *parents, leaf = dotted.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = yaml.safe_load(raw)
+    return config
+
+
+def model_class(name: str):
+    if name == "clap":
+        from musiccap.encoders.embedded_clap import EmbeddedClap
+
+        return EmbeddedClap
+    from musiccap.models.base import registry
+
+    classes = registry()
+    if name not in classes:
+        raise SystemExit(f"unknown model {name!r}; known: clap, {', '.join(sorted(classes))}")
+    return classes[name]
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
+    parser.add_argument("model", help="clap, muscaps, rgmc, blap, alcap, csa")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--corpus", default=str(REPO / "data" / "corpus"), help="synthetic corpus folder")
+    parser.add_argument("--out", help="checkpoint folder (default runs/<config name>)")
+    parser.add_argument("--clap", default=str(REPO / "checkpoints" / "clap"))
+    parser.add_argument("--limit", type=int, help="use only the first N training clips (smoke runs)")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-4")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    config = load_config(args.config, args.overrides)
+    out_dir = Path(args.out or REPO / "runs" / Path(args.config).stem)
+    train_config = TrainConfig.from_dict(config.get("train", {}))
+    started = time.time()
+    train_items = load_items(args.corpus, "train", limit=args.limit)
+    validation_items = load_items(args.corpus, "validation", limit=args.limit and max(8, args.limit // 4))
+    first = train_items[0].features
+    context = BuildContext(
+        clap_path=args.clap,
+        feature_dims=(first.frames.shape[1], first.pooled.shape[0], first.chunks.shape[1]),
+        corpus_dir=str(args.corpus),
+    )
+    cls = model_class(args.model)
+    model = cls.build(config.get("model", {}), train_items, context)
+    if "decoding" in config and hasattr(model, "default_decoding"):
+        from musiccap.decoding import DecodingConfig
+
+        model.default_decoding = DecodingConfig.from_dict(config["decoding"])
+    if out_dir.exists() and not args.resume:
+        shutil.rmtree(out_dir)
+    log, summary = fit(model, train_items, validation_items, train_config, out_dir, resume=args.resume)
+    training = {
+        "model": args.model,
+        "config_file": str(Path(args.config)),
+        "config": config,
+        "overrides": args.overrides,
+        "git_commit": git_commit(),
+        "corpus": str(args.corpus),
+        "n_train": len(train_items),
+        "n_validation": len(validation_items),
+        "torch_threads": torch.get_num_threads(),
+        "wall_time_s": round(time.time() - started, 1),
+        **summary,
+    }
+    (out_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
+    if not args.no_eval:
+        from train.evaluate import evaluate_checkpoint
+
+        evaluate_checkpoint(out_dir, args.corpus, split="test", clap_path=args.clap)
+    print(f"checkpoint written to {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

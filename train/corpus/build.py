@@ -1,0 +1,290 @@
+"""Plan, render and write the corpus: pieces to splits, clips to pieces, manifests at the end.
+
+Determinism: every clip draws from its own generator seeded by (seed, split, index, attempt), so the
+output does not depend on the number of workers or on the order clips finish in. A build that was
+interrupted resumes: clips whose audio and record already exist are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from train.corpus.arrange import arrange
+from train.corpus.captions import write_caption
+from train.corpus.render import SAMPLE_RATE, QualityError, Renderer, check_clip, find_soundfont
+from train.corpus.sources import PieceRef, list_pieces, load_piece
+
+log = logging.getLogger("train.corpus")
+
+SPLITS = ("train", "validation", "test")
+ALL_SOURCES = ("pop909", "nottingham", "openmsx", "music21")
+# Share of clips drawn from each source (renormalised over the sources present).
+SOURCE_WEIGHTS = {"pop909": 0.4, "nottingham": 0.33, "music21": 0.2, "openmsx": 0.07}
+MAX_ATTEMPTS = 8  # fresh arrangements of one piece before falling back to the next piece
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    clips: dict[str, int]
+    soundfont: str
+    max_pieces_per_source: int | None = None  # tiny builds only touch a few files
+
+
+SIZES = {
+    "tiny": SizeSpec({"train": 10, "validation": 3, "test": 3}, "TimGM6mb.sf2", max_pieces_per_source=6),
+    "small": SizeSpec({"train": 2400, "validation": 300, "test": 500}, "FluidR3_GM.sf2"),
+    "full": SizeSpec({"train": 6000, "validation": 500, "test": 500}, "FluidR3_GM.sf2"),
+}
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    split: str
+    index: int
+    seed: int
+    candidates: tuple[PieceRef, ...]  # the planned piece first, then fallbacks from the same split
+
+    @property
+    def id(self) -> str:
+        return f"{self.split}-{self.index:05d}"
+
+
+def default_symbolic_dir() -> Path | None:
+    """`../shared/data/symbolic` next to the repository, when this workplace has it."""
+    path = Path(__file__).resolve().parents[3] / "shared" / "data" / "symbolic"
+    return path if path.is_dir() else None
+
+
+def assign_splits(refs: list[PieceRef], clips: dict[str, int], seed: int) -> dict[str, dict[str, list[PieceRef]]]:
+    """split -> source -> pieces. Each source's pieces are shuffled and divided in proportion to the
+    clip counts, so every composition lives in exactly one split."""
+    rng = np.random.default_rng([seed, 0])
+    total = sum(clips.values())
+    out: dict[str, dict[str, list[PieceRef]]] = {s: {} for s in SPLITS}
+    for source in ALL_SOURCES:
+        pieces = [r for r in refs if r.source == source]
+        if len(pieces) < len(SPLITS):
+            continue
+        order = rng.permutation(len(pieces))
+        counts = [max(1, round(len(pieces) * clips[s] / total)) for s in SPLITS[1:]]
+        bounds = np.cumsum([len(pieces) - sum(counts), *counts])
+        start = 0
+        for split, stop in zip(SPLITS, bounds):
+            out[split][source] = [pieces[i] for i in order[start:stop]]
+            start = stop
+    return out
+
+
+def plan_jobs(assignment, clips: dict[str, int], seed: int, max_pieces: int | None) -> list[ClipJob]:
+    jobs = []
+    for split_index, split in enumerate(SPLITS):
+        by_source = {s: p[:max_pieces] if max_pieces else p for s, p in assignment[split].items() if p}
+        sources = sorted(by_source)
+        weights = np.array([SOURCE_WEIGHTS[s] for s in sources])
+        rng = np.random.default_rng([seed, 1, split_index])
+        picks = rng.choice(len(sources), size=clips[split], p=weights / weights.sum())
+        used = dict.fromkeys(sources, 0)
+        for index, pick in enumerate(picks):
+            pieces = by_source[sources[pick]]
+            k = used[sources[pick]]
+            used[sources[pick]] += 1
+            # Round-robin over a shuffled list spreads clips evenly over compositions.
+            candidates = tuple(pieces[(k + j) % len(pieces)] for j in range(min(4, len(pieces))))
+            jobs.append(ClipJob(split, index, seed, candidates))
+    return jobs
+
+
+class ClipMaker:
+    """Everything one worker process keeps loaded: the synth and a few parsed pieces."""
+
+    def __init__(self, out_dir: Path, soundfont: Path):
+        self.out_dir = out_dir
+        self.renderer = Renderer(soundfont)
+        self._pieces: dict[str, object] = {}
+
+    def _piece(self, ref: PieceRef):
+        if ref.id not in self._pieces:
+            if len(self._pieces) > 16:
+                self._pieces.pop(next(iter(self._pieces)))
+            self._pieces[ref.id] = load_piece(ref)
+        return self._pieces[ref.id]
+
+    def make(self, job: ClipJob) -> dict:
+        record_path = self.out_dir / "records" / job.split / f"{job.id}.json"
+        audio_rel = Path("audio") / job.split / f"{job.id}.flac"
+        if record_path.is_file() and (self.out_dir / audio_rel).is_file():
+            return json.loads(record_path.read_text())
+        failures = []
+        split_code = SPLITS.index(job.split)
+        for candidate_index, ref in enumerate(job.candidates):
+            try:
+                piece = self._piece(ref)
+            except Exception as error:  # a source file the parser cannot read: use the next piece
+                failures.append(f"{ref.id}: {type(error).__name__}: {error}")
+                continue
+            for attempt in range(MAX_ATTEMPTS):
+                rng = np.random.default_rng([job.seed, split_code, job.index, candidate_index, attempt])
+                arrangement = arrange(piece, rng)
+                if arrangement is None:
+                    continue
+                try:
+                    clip = self.renderer.render(arrangement, rng)
+                    check_clip(arrangement, clip)
+                except QualityError as error:
+                    failures.append(f"{ref.id}: {error}")
+                    continue
+                return self._write(job, arrangement, clip, rng, audio_rel, record_path)
+        raise RuntimeError(f"{job.id}: no usable clip from {[r.id for r in job.candidates]}: {failures[-3:]}")
+
+    def _write(self, job, arrangement, clip, rng, audio_rel: Path, record_path: Path) -> dict:
+        import soundfile
+
+        caption, facts = write_caption(arrangement.attributes, arrangement.lyrics, rng)
+        audio_path = self.out_dir / audio_rel
+        midi_rel = Path("midi") / job.split / f"{job.id}.mid"
+        for path in (audio_path, self.out_dir / midi_rel, record_path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        write_midi(arrangement, self.out_dir / midi_rel)
+        soundfile.write(audio_path, clip.audio, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+        record = {
+            "id": job.id,
+            "audio": audio_rel.as_posix(),
+            "caption": caption,
+            "lyrics": arrangement.lyrics,
+            "piece": arrangement.piece_id,
+            "source": arrangement.source,
+            "licence": arrangement.licence,
+            "attributes": arrangement.attributes,
+            "midi": midi_rel.as_posix(),
+            "title": arrangement.title,
+            "window_start_s": round(arrangement.window_start_s, 3),
+            "caption_facts": facts,
+        }
+        record_path.write_text(json.dumps(record, ensure_ascii=False))
+        return record
+
+
+def write_midi(arrangement, path: Path) -> None:
+    """The clip as rendered: one instrument per program, the clip's tempo and metre."""
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI(initial_tempo=arrangement.bpm)
+    numerator, denominator = map(int, arrangement.attributes["time_signature"].split("/"))
+    midi.time_signature_changes.append(pretty_midi.TimeSignature(numerator, denominator, 0.0))
+    for track in arrangement.tracks:
+        instrument = pretty_midi.Instrument(program=track.program, is_drum=track.is_drums, name=track.role)
+        for pitch, start, end, velocity in track.notes:
+            instrument.notes.append(pretty_midi.Note(int(velocity), int(pitch), float(start), float(end)))
+        midi.instruments.append(instrument)
+    midi.write(str(path))
+
+
+_worker: ClipMaker | None = None
+
+
+def _init_worker(out_dir: Path, soundfont: Path) -> None:
+    global _worker
+    _worker = ClipMaker(out_dir, soundfont)
+
+
+def _run_job(job: ClipJob) -> dict:
+    return _worker.make(job)
+
+
+@dataclass
+class BuildReport:
+    out_dir: str
+    size: str
+    seed: int
+    soundfont: str
+    counts: dict[str, int]
+    seconds: float
+    clips_per_second: float
+    disk_bytes: int
+    sources: dict[str, int]
+
+
+def build_corpus(
+    out_dir: Path,
+    size: str = "tiny",
+    seed: int = 0,
+    workers: int = 1,
+    symbolic_dir: Path | None = None,
+    soundfont: str | None = None,
+    sources: tuple[str, ...] = ALL_SOURCES,
+) -> BuildReport:
+    spec = SIZES[size]
+    soundfont_path = find_soundfont(soundfont or spec.soundfont)
+    symbolic_dir = symbolic_dir if symbolic_dir is not None else default_symbolic_dir()
+    refs = list_pieces(symbolic_dir, sources)
+    if not refs:
+        raise FileNotFoundError("no symbolic sources found (give --symbolic DIR or install music21)")
+    assignment = assign_splits(refs, spec.clips, seed)
+    jobs = plan_jobs(assignment, spec.clips, seed, spec.max_pieces_per_source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log.info("%d pieces (%s); %d clips to make with %s, %d worker(s)", len(refs),
+             ", ".join(f"{s}={sum(r.source == s for r in refs)}" for s in ALL_SOURCES), len(jobs),
+             soundfont_path.name, workers)
+
+    started = time.perf_counter()
+    records: list[dict] = []
+    if workers <= 1:
+        _init_worker(out_dir, soundfont_path)
+        results = map(_run_job, jobs)
+        pool = None
+    else:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (out_dir, soundfont_path))
+        results = pool.imap(_run_job, jobs, chunksize=4)
+    try:
+        for done, record in enumerate(results, 1):
+            records.append(record)
+            if done % 50 == 0 or done == len(jobs):
+                elapsed = time.perf_counter() - started
+                log.info("%d/%d clips, %.1f s elapsed, ETA %.0f s", done, len(jobs), elapsed,
+                         elapsed / done * (len(jobs) - done))
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    seconds = time.perf_counter() - started
+
+    for split in SPLITS:
+        lines = [json.dumps(r, ensure_ascii=False) for r in records if r["id"].startswith(split + "-")]
+        tmp = out_dir / f"{split}.jsonl.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        os.replace(tmp, out_dir / f"{split}.jsonl")  # manifests appear whole or not at all
+    check_splits_disjoint(out_dir)
+
+    disk = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
+    report = BuildReport(
+        out_dir=str(out_dir),
+        size=size,
+        seed=seed,
+        soundfont=soundfont_path.name,
+        counts={s: spec.clips[s] for s in SPLITS},
+        seconds=round(seconds, 1),
+        clips_per_second=round(len(jobs) / max(seconds, 1e-9), 3),
+        disk_bytes=disk,
+        sources={s: sum(r["source"] == s for r in records) for s in ALL_SOURCES},
+    )
+    (out_dir / "build_report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    log.info("done: %s", json.dumps(asdict(report)))
+    return report
+
+
+def check_splits_disjoint(out_dir: Path) -> None:
+    seen: dict[str, str] = {}
+    for split in SPLITS:
+        for line in (out_dir / f"{split}.jsonl").read_text().splitlines():
+            piece = json.loads(line)["piece"]
+            if seen.setdefault(piece, split) != split:
+                raise AssertionError(f"piece {piece} is in both {seen[piece]} and {split}")

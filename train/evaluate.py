@@ -1,0 +1,170 @@
+"""``python -m train.evaluate <checkpoint> [--split test]`` — regenerate a checkpoint's results.json.
+
+Captioners are scored with every metric of ``musiccap.metrics`` (n-gram, semantic, CLAP A-T/T-T,
+diversity, attribute accuracy); the embedded CLAP with retrieval recall. ``--into CKPT --as NAME``
+files the numbers as an ablation row of another checkpoint's results.json instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from musiccap.decoding import DecodingConfig
+from musiccap.features import AUDIO_FEATURES
+from musiccap.models.base import Clip, read_config
+from train.data import load_items, read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH = 32
+
+
+def _corpus_of(checkpoint: Path, corpus: str | None) -> str:
+    if corpus:
+        return corpus
+    training = checkpoint / "training.json"
+    if training.is_file():
+        return json.loads(training.read_text())["corpus"]
+    return str(REPO / "data" / "corpus")
+
+
+def caption_items(captioner, items, decoding: DecodingConfig | None = None):
+    """Caption every item from its cached features, in batches; returns CaptionResults in order."""
+    results = []
+    for start in range(0, len(items), BATCH):
+        batch = items[start : start + BATCH]
+        clips = [Clip(None, clip_id=item.id, features={AUDIO_FEATURES: item.features}) for item in batch]
+        results.extend(captioner.caption_batch(clips, decoding))
+    return results
+
+
+def evaluate_captioner(checkpoint: Path, corpus: str, split: str, clap_path: str, decoding_overrides: dict):
+    from musiccap.metrics import compute_metrics
+    from musiccap.models.base import load_captioner
+    from musiccap.scoring import ClapScorer
+
+    captioner = load_captioner(checkpoint)
+    decoding = captioner.default_decoding.replace(**decoding_overrides) if decoding_overrides else None
+    items = load_items(corpus, split)
+    train_captions = [row["caption"] for row in read_manifest(corpus, "train")]
+    started = time.perf_counter()
+    results = caption_items(captioner, items, decoding)
+    caption_time = time.perf_counter() - started
+    predictions = [r.text for r in results]
+    references = [[item.caption] for item in items]
+    scorer = ClapScorer.embedded(clap_path)
+    audio_embeddings = scorer.embed_audio([item.features for item in items])
+    clap_at = scorer.audio_text(audio_embeddings, predictions)
+    clap_tt = scorer.text_text(predictions, [item.caption for item in items])
+    candidates = [r.neighbour.text for r in results] if results and results[0].neighbour else None
+    metrics = compute_metrics(
+        predictions,
+        references,
+        train_captions=train_captions,
+        attributes=[item.attributes for item in items],
+        clap_at=clap_at,
+        clap_tt=clap_tt,
+        candidates=candidates,
+    )
+    samples = [
+        {"id": item.id, "prediction": r.text, "reference": item.caption}
+        for item, r in list(zip(items, results, strict=True))[:10]
+    ]
+    used = (decoding or captioner.default_decoding).to_dict()
+    timing = {"caption_s_per_clip": round(caption_time / max(1, len(items)), 4)}
+    return {
+        "split": split,
+        "n": len(items),
+        "metrics": metrics,
+        "decoding": used,
+        "timing": timing,
+        "samples": samples,
+    }
+
+
+def evaluate_clap(checkpoint: Path, corpus: str, split: str):
+    from musiccap.encoders.embedded_clap import EmbeddedClap
+    from musiccap.retrieval import retrieval_metrics
+
+    clap = EmbeddedClap.from_pretrained(checkpoint)
+    items = load_items(corpus, split)
+    audio = np.asarray(clap.embed_audio([item.features for item in items]))
+    text = np.asarray(clap.embed_text([item.caption for item in items]))
+    metrics = retrieval_metrics(audio, text)
+    return {"split": split, "n": len(items), **metrics}
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    corpus: str | None = None,
+    *,
+    split: str = "test",
+    clap_path: str | None = None,
+    decoding_overrides: dict | None = None,
+    into: str | Path | None = None,
+    as_name: str | None = None,
+) -> dict:
+    checkpoint = Path(checkpoint)
+    corpus = _corpus_of(checkpoint, corpus)
+    clap_path = clap_path or str(REPO / "checkpoints" / "clap")
+    architecture = read_config(checkpoint)["architecture"]
+    if architecture == "clap":
+        results = evaluate_clap(checkpoint, corpus, split)
+    else:
+        results = evaluate_captioner(checkpoint, corpus, split, clap_path, decoding_overrides or {})
+    results["checkpoint"] = checkpoint.name
+    if into:
+        target = Path(into) / "results.json"
+        document = json.loads(target.read_text()) if target.is_file() else {}
+        document.setdefault("ablations", {})[as_name or checkpoint.name] = results["metrics"]
+        target.write_text(json.dumps(document, indent=2) + "\n")
+    else:
+        previous = checkpoint / "results.json"
+        if previous.is_file():  # ablation rows filed by other runs survive a re-evaluation
+            ablations = json.loads(previous.read_text()).get("ablations")
+            if ablations:
+                results["ablations"] = ablations
+        previous.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _parse_decoding(pairs: list[str]) -> dict:
+    import yaml
+
+    overrides = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--corpus")
+    parser.add_argument("--clap")
+    parser.add_argument("--decoding", nargs="*", default=[], help="key=value overrides, e.g. num_beams=1")
+    parser.add_argument("--into", help="file the metrics as an ablation row of this checkpoint")
+    parser.add_argument("--as", dest="as_name", help="the ablation row's name")
+    args = parser.parse_args(argv)
+    results = evaluate_checkpoint(
+        args.checkpoint,
+        args.corpus,
+        split=args.split,
+        clap_path=args.clap,
+        decoding_overrides=_parse_decoding(args.decoding),
+        into=args.into,
+        as_name=args.as_name,
+    )
+    print(json.dumps(results.get("metrics", results), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""One training loop for every architecture.
+
+A model contributes ``build`` (from its config and the training items), ``collate`` and
+``training_loss`` (a dict of named loss terms whose ``"loss"`` is optimised); this loop owns
+everything else: seeds, the optimiser and schedule, gradient clipping, early stopping on the
+validation loss, resuming, the progress bar and the epoch log. It runs under Hugging Face
+Accelerate, so ``accelerate launch -m train ...`` runs the same code on several GPUs (DDP,
+mixed precision); here it runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-4
+    optimizer: str = "adam"  # adam | adamw
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "linear"  # linear | cosine | constant (after warm-up)
+    grad_clip: float = 1.0
+    patience: int = 10
+    seed: int = 0
+    max_steps: int = 0  # 0: no limit (tests and benchmarks cap it)
+    mixed_precision: str = "no"
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown train settings {sorted(unknown)}")
+        return cls(**values)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _scheduler(optimizer, config: TrainConfig, total_steps: int):
+    def factor(step: int) -> float:
+        if config.warmup_steps and step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+        progress = min(max(progress, 0.0), 1.0)
+        if config.schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        if config.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        if config.schedule == "constant":
+            return 1.0
+        raise ValueError(f"unknown schedule {config.schedule!r}")
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig):
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        raise ValueError("the model has no trainable parameters")
+    if config.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}")
+
+
+def _save_resume_state(path: Path, model, optimizer, scheduler, progress: dict) -> None:
+    """Optimiser state as safetensors + JSON (no pickle), so resuming never unpickles anything."""
+    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = optimizer.state_dict()
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            tensors[f"optim/{index}/{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    save_file(tensors, str(path / "resume.safetensors"))
+    meta = {"param_groups": state["param_groups"], "scheduler": scheduler.state_dict(), "progress": progress}
+    (path / "resume.json").write_text(json.dumps(meta))
+
+
+def _load_resume_state(path: Path, model, optimizer, scheduler) -> dict:
+    tensors = load_file(str(path / "resume.safetensors"))
+    meta = json.loads((path / "resume.json").read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+    optim_state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            _, index, name = key.split("/", 2)
+            optim_state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": optim_state, "param_groups": meta["param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    return meta["progress"]
+
+
+def _batch_losses(model, batch) -> dict[str, torch.Tensor]:
+    losses = model(batch)  # forward() is training_loss(): DDP needs the call to go through the wrapper
+    if "loss" not in losses:
+        raise KeyError(f"{type(model).__name__}.training_loss must return a 'loss' term")
+    return losses
+
+
+@torch.no_grad()
+def validation_loss(model, loader) -> dict[str, float]:
+    model.eval()
+    totals: dict[str, float] = {}
+    count = 0
+    for batch in loader:
+        for name, value in _batch_losses(model, batch).items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+        count += 1
+    model.train()
+    return {name: value / max(count, 1) for name, value in totals.items()}
+
+
+def fit(
+    model, train_items, validation_items, config: TrainConfig, out_dir: str | Path, *, resume: bool = False
+):
+    """Train ``model`` and keep its best (lowest validation loss) weights in ``out_dir``.
+
+    Returns the epoch log. ``model.save_pretrained(out_dir)`` is called whenever validation
+    improves; ``out_dir/train_log.jsonl`` gets one line per epoch; the resume state lives in
+    ``out_dir/last/`` and is removed when training ends.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    loader_seed = torch.Generator().manual_seed(config.seed)
+    train_loader = DataLoader(
+        train_items,
+        batch_size=config.batch_size,
+        shuffle=True,
+        collate_fn=model.collate,
+        generator=loader_seed,
+        drop_last=len(train_items) > config.batch_size,
+    )
+    validation_loader = DataLoader(validation_items, batch_size=config.batch_size, collate_fn=model.collate)
+    optimizer = _optimizer(model, config)
+    steps_per_epoch = len(train_loader)
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    scheduler = _scheduler(optimizer, config, total_steps)
+    progress = {"epoch": 0, "step": 0, "best": float("inf"), "bad_epochs": 0}
+    resume_dir = out_dir / "last"
+    if resume and (resume_dir / "resume.json").is_file():
+        progress = _load_resume_state(resume_dir, model, optimizer, scheduler)
+        accelerator.print(f"resumed at epoch {progress['epoch']} step {progress['step']}")
+    model, optimizer, train_loader, validation_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, validation_loader, scheduler
+    )
+    raw_model = accelerator.unwrap_model(model)
+    log_path = out_dir / "train_log.jsonl"
+    log = []
+    model.train()
+    started = time.time()
+    for epoch in range(progress["epoch"], config.epochs):
+        if hasattr(raw_model, "on_epoch_start"):
+            raw_model.on_epoch_start(epoch, train_items)
+        bar = tqdm(
+            train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not accelerator.is_main_process
+        )
+        epoch_totals: dict[str, float] = {}
+        for batch in bar:
+            losses = _batch_losses(model, batch)
+            accelerator.backward(losses["loss"])
+            if config.grad_clip:
+                accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            progress["step"] += 1
+            for name, value in losses.items():
+                epoch_totals[name] = epoch_totals.get(name, 0.0) + float(value.detach())
+            bar.set_postfix(loss=f"{float(losses['loss']):.3f}")
+            if config.max_steps and progress["step"] >= config.max_steps:
+                break
+        n_batches = max(
+            1, len(train_loader) if not config.max_steps else progress["step"] - epoch * steps_per_epoch
+        )
+        validation = validation_loss(raw_model, validation_loader)
+        entry = {
+            "epoch": epoch + 1,
+            "step": progress["step"],
+            "train": {k: v / n_batches for k, v in epoch_totals.items()},
+            "validation": validation,
+            "lr": scheduler.get_last_lr()[0],
+            "elapsed_s": round(time.time() - started, 1),
+        }
+        log.append(entry)
+        if accelerator.is_main_process:
+            with log_path.open("a") as handle:
+                handle.write(json.dumps(entry) + "\n")
+            accelerator.print(
+                f"epoch {epoch + 1}: train {entry['train']['loss']:.4f} validation {validation['loss']:.4f}"
+            )
+        progress["epoch"] = epoch + 1
+        if validation["loss"] < progress["best"]:
+            progress["best"] = validation["loss"]
+            progress["bad_epochs"] = 0
+            if accelerator.is_main_process:
+                raw_model.save_pretrained(out_dir)
+        else:
+            progress["bad_epochs"] += 1
+        if accelerator.is_main_process:
+            resume_dir.mkdir(exist_ok=True)
+            _save_resume_state(resume_dir, raw_model, optimizer, scheduler, progress)
+        if progress["bad_epochs"] >= config.patience:
+            accelerator.print(f"early stop: no validation improvement for {config.patience} epochs")
+            break
+        if config.max_steps and progress["step"] >= config.max_steps:
+            break
+    for name in ("resume.safetensors", "resume.json"):
+        (resume_dir / name).unlink(missing_ok=True)
+    if resume_dir.is_dir():
+        resume_dir.rmdir()
+    summary = {
+        "config": asdict(config),
+        "epochs_run": progress["epoch"],
+        "best_validation_loss": progress["best"],
+    }
+    summary["train_time_s"] = round(time.time() - started, 1)
+    summary["train_samples_per_s"] = round(
+        progress["step"] * config.batch_size / max(1e-9, time.time() - started), 2
+    )
+    return log, summary
