@@ -17,11 +17,28 @@ TRUE_STRENGTH = {"rgmc": 1.2, "blap": 0.6, "csa": 0.0, "muscaps": -0.5, "random"
 
 def make_vote(number, model_a, model_b, accuracy, fluency=None, clip="clip", voter=None, board=True):
     return VoteRecord(
-        vote_id=f"v{number}", pair_id=f"p{number}", created_at=float(number), clip_id=clip, clip_sha256=clip,
-        model_a=model_a, model_b=model_b, caption_a="a", caption_b="b", decoding_a={}, decoding_b={},
-        checkpoint_a="", checkpoint_b="", swapped=model_a > model_b, accuracy=accuracy,
-        fluency=fluency or accuracy, listening_s=None, time_to_vote_s=10.0, voter_hash=voter or f"voter{number}",
-        app_version="test", counts_for_board=board, not_counted_reason=None if board else "upload",
+        vote_id=f"v{number}",
+        pair_id=f"p{number}",
+        created_at=float(number),
+        clip_id=clip,
+        clip_sha256=clip,
+        model_a=model_a,
+        model_b=model_b,
+        caption_a="a",
+        caption_b="b",
+        decoding_a={},
+        decoding_b={},
+        checkpoint_a="",
+        checkpoint_b="",
+        swapped=model_a > model_b,
+        accuracy=accuracy,
+        fluency=fluency or accuracy,
+        listening_s=None,
+        time_to_vote_s=10.0,
+        voter_hash=voter or f"voter{number}",
+        app_version="test",
+        counts_for_board=board,
+        not_counted_reason=None if board else "upload",
     )
 
 

@@ -105,12 +105,21 @@ def test_refusals(tmp_path, pool):
     clock.now += 0.2
     forged = pair.pair_id[:-2] + ("AA" if not pair.pair_id.endswith("AA") else "BB")
     assert refusal_code(lambda: service.vote(SESSION, VOTER, forged, "A", "A")) == "unknown_pair"
-    assert refusal_code(lambda: service.vote(SESSION, VOTER, "x'; DROP TABLE votes;--", "A", "A")) == "unknown_pair"
+    assert (
+        refusal_code(lambda: service.vote(SESSION, VOTER, "x'; DROP TABLE votes;--", "A", "A"))
+        == "unknown_pair"
+    )
     assert refusal_code(lambda: service.vote(SESSION, VOTER, None, "A", "A")) == "unknown_pair"
-    assert refusal_code(lambda: service.vote("session-other", VOTER, pair.pair_id, "A", "A")) == "wrong_session"
+    assert (
+        refusal_code(lambda: service.vote("session-other", VOTER, pair.pair_id, "A", "A")) == "wrong_session"
+    )
     for bad in ("C", "", None, 1, "a"):
-        assert refusal_code(lambda bad=bad: service.vote(SESSION, VOTER, pair.pair_id, bad, "A")) == "bad_answer"
-        assert refusal_code(lambda bad=bad: service.vote(SESSION, VOTER, pair.pair_id, "A", bad)) == "bad_answer"
+        assert (
+            refusal_code(lambda bad=bad: service.vote(SESSION, VOTER, pair.pair_id, bad, "A")) == "bad_answer"
+        )
+        assert (
+            refusal_code(lambda bad=bad: service.vote(SESSION, VOTER, pair.pair_id, "A", bad)) == "bad_answer"
+        )
     assert refusal_code(lambda: service.vote("", VOTER, pair.pair_id, "A", "A")) == "bad_request"
     service.vote(SESSION, VOTER, pair.pair_id, "B", "both_bad")
     assert refusal_code(lambda: service.vote(SESSION, VOTER, pair.pair_id, "A", "A")) == "replayed"
@@ -131,7 +140,9 @@ def test_rate_limit_and_daily_cap(tmp_path, pool):
     assert refusal_code(lambda: service.vote(SESSION, VOTER, pair.pair_id, "A", "A")) == "rate_limited"
     vote_once(voter="198.51.100.1")  # the limit is per voter
     clock.now += 60.0
-    service.vote(SESSION, VOTER, pair.pair_id, "A", "A")  # the refused pair can be voted once the window passes
+    service.vote(
+        SESSION, VOTER, pair.pair_id, "A", "A"
+    )  # the refused pair can be voted once the window passes
     vote_once()
     clock.now += 60.0
     assert refusal_code(vote_once) == "daily_cap"

@@ -18,7 +18,13 @@ from train.data import FeatureItem
 
 CHUNK_DIM, FRAME_DIM, POOLED_DIM = 200, 24, 32
 CAPTIONS = ("a slow sad piano ballad in a minor key.", "fast rock song with loud drums and electric guitar.")
-TINY = {"hidden_dim": 16, "attention_dim": 8, "word_embedding_dim": 12, "word_embedding_init": "scratch", "min_word_count": 1}
+TINY = {
+    "hidden_dim": 32,
+    "attention_dim": 16,
+    "word_embedding_dim": 12,
+    "word_embedding_init": "scratch",
+    "min_word_count": 1,
+}
 
 
 def features(rng: np.random.Generator, n_chunks: int, centre: np.ndarray | None = None) -> AudioFeatures:
@@ -77,7 +83,7 @@ def train(model: MusCaps, items, steps: int = 30, lr: float = 3e-2) -> list[floa
 def trained():
     items = toy_items()
     model = build(items)
-    losses = train(model, items)
+    losses = train(model, items, steps=40)
     return model, items, losses
 
 
@@ -106,7 +112,7 @@ def test_shapes_and_attention_rows():
     assert len(result.tokens) == 5 and result.attention.shape == (5, 3)
     np.testing.assert_allclose(result.attention.sum(1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(result.attention_times, [1.5, 4.5, 7.5])
-    assert result.audio_embedding.shape == (16,) and result.model == "muscaps"
+    assert result.audio_embedding.shape == (32,) and result.model == "muscaps"
 
 
 def test_loss_falls_and_captions_follow_the_audio(trained):

@@ -31,7 +31,9 @@ HTTP_STATUS = {
 }
 
 
-def voter_key_from_request(client_host: str | None, forwarded_for: str | None, trusted_proxies: int = 0) -> str:
+def voter_key_from_request(
+    client_host: str | None, forwarded_for: str | None, trusted_proxies: int = 0
+) -> str:
     """The client address: behind `trusted_proxies` reverse proxies (a Space has one), the entry the
     outermost trusted proxy appended to X-Forwarded-For; entries further left are client-controlled."""
     if trusted_proxies > 0 and forwarded_for:
@@ -45,7 +47,9 @@ def _refusal(error: ArenaError) -> JSONResponse:
     return JSONResponse({"error": error.code, "message": error.message}, status_code=HTTP_STATUS[error.code])
 
 
-def build_router(service: ArenaService, *, trusted_proxies: int = 0, secure_cookie: bool = False) -> APIRouter:
+def build_router(
+    service: ArenaService, *, trusted_proxies: int = 0, secure_cookie: bool = False
+) -> APIRouter:
     router = APIRouter(prefix="/arena")
 
     def session_of(request: Request, payload: dict) -> str | None:

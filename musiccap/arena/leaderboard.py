@@ -67,7 +67,9 @@ class Agreement:
     criterion: str
     n_items: int  # items with votes from at least two voters
     unanimous: float  # share of those items where every voter gave the same answer
-    chance_unanimous: float  # the same share expected if voters answered at random with the observed answer rates
+    chance_unanimous: (
+        float  # the same share expected if voters answered at random with the observed answer rates
+    )
     pairwise: float  # share of agreeing voter pairs over all pairs on the same item
 
 
@@ -98,7 +100,9 @@ def _win_matrices(first, second, score, weights: np.ndarray, n_models: int) -> n
     return wins.reshape(-1, n_models, n_models)
 
 
-def fit_bradley_terry(wins: np.ndarray, prior: float = 0.5, max_iter: int = 5000, tol: float = 1e-10) -> np.ndarray:
+def fit_bradley_terry(
+    wins: np.ndarray, prior: float = 0.5, max_iter: int = 5000, tol: float = 1e-10
+) -> np.ndarray:
     """Log-strengths (mean 0) from win matrices of shape (..., k, k); batched over leading dimensions."""
     n_models = wins.shape[-1]
     off_diagonal = 1.0 - np.eye(n_models)
@@ -130,12 +134,16 @@ def build_leaderboard(
 ) -> Leaderboard:
     if board_only:
         votes = [vote for vote in votes if vote.counts_for_board]
-    models = list(dict.fromkeys([*(models or []), *sorted({m for v in votes for m in (v.model_a, v.model_b)})]))
+    models = list(
+        dict.fromkeys([*(models or []), *sorted({m for v in votes for m in (v.model_a, v.model_b)})])
+    )
     first, second, score, both_bad = _outcomes(votes, criterion, models)
     n_models, n_fit = len(models), len(score)
     strength = fit_bradley_terry(_win_matrices(first, second, score, np.ones((1, n_fit)), n_models), prior)[0]
     rng = np.random.default_rng(seed)
-    resample_weights = rng.multinomial(n_fit, np.full(n_fit, 1.0 / n_fit), size=n_bootstrap) if n_fit else None
+    resample_weights = (
+        rng.multinomial(n_fit, np.full(n_fit, 1.0 / n_fit), size=n_bootstrap) if n_fit else None
+    )
     if resample_weights is not None:
         boot = fit_bradley_terry(_win_matrices(first, second, score, resample_weights, n_models), prior)
         ci_low, ci_high = np.percentile(boot, [2.5, 97.5], axis=0)
@@ -151,8 +159,16 @@ def build_leaderboard(
         ties = int(((as_first | as_second) & ~decisive).sum())
         ratings.append(
             ModelRating(
-                model, float(strength[i]), float(ci_low[i]), float(ci_high[i]),
-                wins + losses + ties, wins, losses, ties, int(both_bad[i]), None,
+                model,
+                float(strength[i]),
+                float(ci_low[i]),
+                float(ci_high[i]),
+                wins + losses + ties,
+                wins,
+                losses,
+                ties,
+                int(both_bad[i]),
+                None,
             )
         )
     ranked = sorted((r for r in ratings if r.n_votes >= min_votes), key=lambda r: (-r.ci_low, -r.strength))
@@ -174,7 +190,9 @@ def _outcome_for_pair(vote: VoteRecord, criterion: str) -> str:
     return "x" if winner == min(vote.model_a, vote.model_b) else "y"
 
 
-def pairwise_preferences(votes: list[VoteRecord], criterion: str, board_only: bool = True) -> list[PairPreference]:
+def pairwise_preferences(
+    votes: list[VoteRecord], criterion: str, board_only: bool = True
+) -> list[PairPreference]:
     """RGMC Table 2 for every pair of captioners that has votes: shares preferred, equal quality, both bad."""
     tallies: dict[tuple[str, str], dict[str, int]] = {}
     for vote in votes:

@@ -38,7 +38,9 @@ class LoadResult:
         return len(self.acknowledged) / self.elapsed_s if self.elapsed_s else 0.0
 
     def latency_percentile_ms(self, q: float) -> float:
-        return float(np.percentile(self.vote_latencies_s, q) * 1000) if self.vote_latencies_s else float("nan")
+        return (
+            float(np.percentile(self.vote_latencies_s, q) * 1000) if self.vote_latencies_s else float("nan")
+        )
 
     def summary(self) -> dict:
         return {
@@ -110,7 +112,9 @@ async def _voter(client: httpx.AsyncClient, number: int, n_votes: int, listen_s:
             result.errors[f"vote {vote.status_code}"] += 1
 
 
-async def run_load(base_url: str, n_voters: int = 50, votes_per_voter: int = 20, listen_s: float = 0.02) -> LoadResult:
+async def run_load(
+    base_url: str, n_voters: int = 50, votes_per_voter: int = 20, listen_s: float = 0.02
+) -> LoadResult:
     result = LoadResult()
     limits = httpx.Limits(max_connections=n_voters, max_keepalive_connections=n_voters)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0) as client:
@@ -127,7 +131,9 @@ def stored_vote_ids(db_path: Path) -> Counter:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", help="a running arena (default: start one on a fresh database)")
     parser.add_argument("--voters", type=int, default=50)
     parser.add_argument("--votes", type=int, default=20, help="votes per voter")

@@ -40,7 +40,9 @@ def parse_rate(text: str) -> tuple[int, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db", required=True, help="SQLite file (created if missing)")
     parser.add_argument("--port", type=int, default=7861)
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address")
@@ -48,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-listen-s", type=float, default=8.0)
     parser.add_argument("--rate-limit", type=parse_rate, default=(30, 60.0), help="VOTES/SECONDS per voter")
     parser.add_argument("--daily-cap", type=int, default=500)
-    parser.add_argument("--trusted-proxies", type=int, default=0, help="reverse proxies setting X-Forwarded-For")
+    parser.add_argument(
+        "--trusted-proxies", type=int, default=0, help="reverse proxies setting X-Forwarded-For"
+    )
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
 

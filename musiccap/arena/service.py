@@ -134,7 +134,9 @@ class ArenaService:
         self.models = list(dict.fromkeys(models))
         self.pool = list(pool)
         self.caption_source = (
-            caption_source if isinstance(caption_source, CachedCaptionSource) else CachedCaptionSource(caption_source)
+            caption_source
+            if isinstance(caption_source, CachedCaptionSource)
+            else CachedCaptionSource(caption_source)
         )
         self.store = VoteStore(db_path)
         self.salt = salt.encode()
@@ -242,7 +244,9 @@ class ArenaService:
     ) -> VoteReceipt:
         for question, answer in (("accuracy", accuracy), ("fluency", fluency)):
             if answer not in ANSWERS:
-                raise ArenaError("bad_answer", f"{question} must be one of {', '.join(ANSWERS)}, not {answer!r}")
+                raise ArenaError(
+                    "bad_answer", f"{question} must be one of {', '.join(ANSWERS)}, not {answer!r}"
+                )
         if listened_s is not None and not (isinstance(listened_s, int | float) and 0 <= listened_s < 1e6):
             raise ArenaError("bad_request", "listened_s must be a non-negative number of seconds")
         pair = self._own_pair(session_id, pair_id)
@@ -250,7 +254,9 @@ class ArenaService:
             raise ArenaError("replayed", "this pair has already been voted on")
         for model in (pair.model_a, pair.model_b):
             if model not in self.models:
-                raise ArenaError("unknown_model", f"captioner {model!r} is no longer in the arena; take a new pair")
+                raise ArenaError(
+                    "unknown_model", f"captioner {model!r} is no longer in the arena; take a new pair"
+                )
         if self.wall_clock() - pair.served_at > self.pair_ttl_s:
             raise ArenaError("expired", "this pair has expired; take a new pair")
         elapsed_s = self._seconds_since_served(pair)
@@ -290,7 +296,9 @@ class ArenaService:
                 voter_hash=voter_hash,
                 app_version=self.app_version,
                 counts_for_board=pair.counts_for_board,
-                not_counted_reason=None if pair.counts_for_board else "clip is not in the public pool (upload)",
+                not_counted_reason=None
+                if pair.counts_for_board
+                else "clip is not in the public pool (upload)",
             )
             try:
                 self.store.record_vote(vote)

@@ -225,7 +225,11 @@ class VoteStore:
         return counts
 
     def votes(self, board_only: bool = False) -> list[VoteRecord]:
-        query = "SELECT * FROM votes" + (" WHERE counts_for_board = 1" if board_only else "") + " ORDER BY created_at"
+        query = (
+            "SELECT * FROM votes"
+            + (" WHERE counts_for_board = 1" if board_only else "")
+            + " ORDER BY created_at"
+        )
         with self._lock:
             rows = self._db.execute(query).fetchall()
         return [_from_row(VoteRecord, row) for row in rows]

@@ -274,7 +274,7 @@ class EmbeddedClap(nn.Module):
         lengths = [f.frames.shape[0] for f in features_list]
         out = np.zeros((len(features_list), self.embed_dim), dtype=np.float32)
         with _eval_mode(self), torch.inference_mode():
-            for rows in _length_buckets(lengths, batch_size):
+            for rows in length_buckets(lengths, batch_size):
                 batch = self.audio_batch([features_list[i] for i in rows])
                 pooled = batch["pooled"] if self.config.pooled_dim else None
                 out[rows] = self.audio(batch["frames"], batch["mask"], pooled)[1].numpy()
@@ -291,7 +291,7 @@ class EmbeddedClap(nn.Module):
         encoded = [self.text.tokenize([t]) for t in texts]
         lengths = [e["input_ids"].shape[1] for e in encoded]
         with _eval_mode(self), torch.inference_mode():
-            for rows in _length_buckets(lengths, batch_size):
+            for rows in length_buckets(lengths, batch_size):
                 input_ids = torch.cat([encoded[i]["input_ids"] for i in rows])
                 attention_mask = torch.cat([encoded[i]["attention_mask"] for i in rows])
                 prefix = self.text.frozen_prefix(input_ids, attention_mask)
@@ -323,7 +323,7 @@ class EmbeddedClap(nn.Module):
         if missing:
             encoded = [self.text.tokenize([c]) for c in missing]
             lengths = [e["input_ids"].shape[1] for e in encoded]
-            for rows in _length_buckets(lengths, EMBED_BATCH):
+            for rows in length_buckets(lengths, EMBED_BATCH):
                 input_ids = torch.cat([encoded[i]["input_ids"] for i in rows])
                 attention_mask = torch.cat([encoded[i]["attention_mask"] for i in rows])
                 prefix = self.text.frozen_prefix(input_ids, attention_mask)
@@ -416,7 +416,7 @@ def _config_from_dict(values: dict) -> EmbeddedClapConfig:
     return EmbeddedClapConfig(**values)
 
 
-def _length_buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+def length_buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Row indices grouped by equal length, in batches of at most ``batch_size`` (no padding)."""
     groups: dict[int, list[int]] = {}
     for index, length in enumerate(lengths):

@@ -135,12 +135,13 @@ def _ngram_counts(tokens: Sequence[str], max_order: int) -> Counter:
 
 def corpus_bleu(
     predictions: Sequence[Sequence[str]], references: Sequence[Sequence[Sequence[str]]], max_order: int = 4
-) -> float:
-    """tensorflow-nmt `compute_bleu` without smoothing, on already tokenized text.
+) -> list[float]:
+    """tensorflow-nmt `compute_bleu` without smoothing on tokenized text: [BLEU-1, ..., BLEU-max_order].
 
     Clipped n-gram matches and candidate n-grams are summed over the corpus before the precisions
     are taken; the brevity penalty compares the corpus candidate length with the sum of each
-    segment's shortest reference.
+    segment's shortest reference. The counts for order n do not depend on the maximum order, so one
+    pass gives every BLEU-n.
     """
     matches = [0] * max_order
     possible = [0] * max_order
@@ -159,12 +160,16 @@ def corpus_bleu(
             possible[order - 1] += max(len(prediction) - order + 1, 0)
 
     precisions = [m / p if p > 0 else 0.0 for m, p in zip(matches, possible)]
-    if min(precisions) <= 0:
-        return 0.0
-    geometric_mean = math.exp(sum(math.log(p) for p in precisions) / max_order)
     ratio = prediction_length / reference_length if reference_length else 0.0
     brevity_penalty = 1.0 if ratio > 1.0 else (math.exp(1.0 - 1.0 / ratio) if ratio > 0 else 0.0)
-    return geometric_mean * brevity_penalty
+    scores = []
+    for order in range(1, max_order + 1):
+        if min(precisions[:order]) <= 0:
+            scores.append(0.0)
+            continue
+        geometric_mean = math.exp(sum(math.log(p) for p in precisions[:order]) / order)
+        scores.append(geometric_mean * brevity_penalty)
+    return scores
 
 
 # ----------------------------------------------------------------------------- WordNet + METEOR
@@ -266,43 +271,46 @@ def _stemmer() -> object:
     return CachedPorterStemmer()
 
 
-def _meteor_chunk(args: tuple[list[str], list[list[str]], Path | None]) -> list[float]:
+def _per_caption_chunk(args: tuple[list[str], list[list[str]], Path | None]) -> list[tuple[float, float]]:
+    """(METEOR, ROUGE-L F) of each caption, each the best over its references."""
     from nltk.translate.meteor_score import single_meteor_score
+    from rouge_score.rouge_scorer import RougeScorer
 
     predictions, references, cache_dir = args
     wordnet = wordnet_reader(cache_dir)
     stemmer = _stemmer()
+    rouge = RougeScorer(["rougeL"], use_stemmer=False)
     scores = []
     for prediction, segment_references in zip(predictions, references):
         hypothesis = word_tokenize(prediction)
-        scores.append(
-            max(
-                single_meteor_score(
-                    word_tokenize(reference),
-                    hypothesis,
-                    stemmer=stemmer,
-                    wordnet=wordnet,
-                    alpha=0.9,
-                    beta=3.0,
-                    gamma=0.5,
-                )  # fmt: skip
-                for reference in segment_references
-            )
+        meteor = max(
+            single_meteor_score(
+                word_tokenize(reference),
+                hypothesis,
+                stemmer=stemmer,
+                wordnet=wordnet,
+                alpha=0.9,
+                beta=3.0,
+                gamma=0.5,
+            )  # fmt: skip
+            for reference in segment_references
         )
+        rouge_l = rouge.score_multi(segment_references, prediction)["rougeL"].fmeasure
+        scores.append((meteor, rouge_l))
     return scores
 
 
-def meteor_scores(
+def per_caption_scores(
     predictions: Sequence[str],
     references: Sequence[Sequence[str]],
     *,
     workers: int = 1,
     cache_dir: Path | None = None,
-) -> list[float]:
-    """nltk METEOR 1.0 per caption (best over references). `workers` > 1 splits the corpus over processes."""
+) -> list[tuple[float, float]]:
+    """(METEOR, ROUGE-L) per caption; `workers` > 1 splits the corpus over forked processes."""
     predictions, references = list(predictions), [list(r) for r in references]
     if workers <= 1 or len(predictions) < 200:
-        return _meteor_chunk((predictions, references, cache_dir))
+        return _per_caption_chunk((predictions, references, cache_dir))
     # Load WordNet once here; forked workers inherit it instead of each reading it again (~2 s).
     wordnet_reader(cache_dir)
     bounds = [round(i * len(predictions) / workers) for i in range(workers + 1)]
@@ -311,27 +319,13 @@ def meteor_scores(
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_own_wordnet_files, initargs=(cache_dir,)
     ) as pool:
-        return [score for chunk in pool.map(_meteor_chunk, chunks) for score in chunk]
+        return [score for chunk in pool.map(_per_caption_chunk, chunks) for score in chunk]
 
 
 def _own_wordnet_files(cache_dir: Path | None) -> None:
     # A forked worker inherits the parent's open WordNet data files; their file offsets are shared
     # between processes, so concurrent seek + read would interleave. Each worker reopens its own.
     wordnet_reader(cache_dir)._data_file_map = {}
-
-
-# ----------------------------------------------------------------------------- ROUGE-L
-
-
-def rouge_l_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
-    """`rouge_score` rougeL F-measure per caption, no stemmer, best reference."""
-    from rouge_score.rouge_scorer import RougeScorer
-
-    scorer = RougeScorer(["rougeL"], use_stemmer=False)
-    return [
-        scorer.score_multi(list(segment_references), prediction)["rougeL"].fmeasure
-        for prediction, segment_references in zip(predictions, references)
-    ]
 
 
 # ----------------------------------------------------------------------------- all three
@@ -358,7 +352,8 @@ def lpmc_scores(
     check_inputs(predictions, references)
     tokenized_predictions = [tokenize_13a(p) for p in predictions]
     tokenized_references = [[tokenize_13a(r) for r in refs] for refs in references]
-    bleu = [corpus_bleu(tokenized_predictions, tokenized_references, order) for order in (1, 2, 3, 4)]
-    meteor = meteor_scores(predictions, references, workers=workers, cache_dir=cache_dir)
-    rouge = rouge_l_scores(predictions, references)
-    return LpmcScores(*bleu, meteor=sum(meteor) / len(meteor), rouge_l=sum(rouge) / len(rouge))
+    bleu = corpus_bleu(tokenized_predictions, tokenized_references, max_order=4)
+    per_caption = per_caption_scores(predictions, references, workers=workers, cache_dir=cache_dir)
+    meteor = sum(m for m, _ in per_caption) / len(per_caption)
+    rouge_l = sum(r for _, r in per_caption) / len(per_caption)
+    return LpmcScores(*bleu, meteor=meteor, rouge_l=rouge_l)

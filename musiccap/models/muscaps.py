@@ -176,11 +176,15 @@ class MusCaps(NeuralCaptioner):
     paper = "MusCaps: Generating Captions for Music Audio (Manco et al., IJCNN 2021)"
     config_class = MusCapsConfig
 
-    def __init__(self, config: MusCapsConfig, vocabulary: list[str], default_decoding: DecodingConfig | None = None):
+    def __init__(
+        self, config: MusCapsConfig, vocabulary: list[str], default_decoding: DecodingConfig | None = None
+    ):
         super().__init__(config)
         self.vocab = Vocabulary(vocabulary)
         if config.vocab_size != len(self.vocab):
-            raise ValueError(f"config.vocab_size {config.vocab_size} != {len(self.vocab)} words in the vocabulary")
+            raise ValueError(
+                f"config.vocab_size {config.vocab_size} != {len(self.vocab)} words in the vocabulary"
+            )
         # The paper decodes early fusion with beam 5 and the other variants with beam 3 (Table II).
         self.default_decoding = default_decoding or DecodingConfig(
             num_beams=5 if config.variant == "early" else 3, max_new_tokens=config.max_caption_tokens
@@ -190,10 +194,16 @@ class MusCaps(NeuralCaptioner):
             from musiccap.encoders.musicnn import Musicnn
 
             self.scratch_musicnn = Musicnn()  # same network as the pretrained one, random start
-        self.word_embedding = nn.Embedding(len(self.vocab), config.word_embedding_dim, padding_idx=self.vocab.pad_id)
-        self.audio_embedding = nn.Sequential(nn.Linear(config.audio_dim, hidden), nn.LayerNorm(hidden), nn.ReLU())
-        encoder_input = config.word_embedding_dim + {"early": hidden, "late": 0, "attention": 2 * hidden}[config.variant]
-        decoder_input = {"early": hidden, "late": 2 * hidden, "attention": hidden + config.audio_dim}[config.variant]
+        self.word_embedding = nn.Embedding(
+            len(self.vocab), config.word_embedding_dim, padding_idx=self.vocab.pad_id
+        )
+        self.audio_embedding = nn.Sequential(
+            nn.Linear(config.audio_dim, hidden), nn.LayerNorm(hidden), nn.ReLU()
+        )
+        encoder_input = (
+            config.word_embedding_dim + {"early": hidden, "late": 0, "attention": 2 * hidden}[config.variant]
+        )
+        decoder_input = {"early": hidden, "late": 2 * hidden, "attention": 2 * hidden}[config.variant]
         self.encoder = nn.LSTMCell(encoder_input, hidden)
         self.decoder = nn.LSTMCell(decoder_input, hidden)
         if config.variant == "attention":
@@ -208,7 +218,9 @@ class MusCaps(NeuralCaptioner):
         values = dict(config)
         frame_dim, _, chunk_dim = context.feature_dims
         scratch = values.get("audio_encoder", "pretrained") == "scratch"
-        values["audio_dim"] = 200 if scratch else frame_dim if values.get("audio_input") == "frames" else chunk_dim
+        values["audio_dim"] = (
+            200 if scratch else frame_dim if values.get("audio_input") == "frames" else chunk_dim
+        )
         min_count = values.get("min_word_count", MusCapsConfig.min_word_count)
         vocab = Vocabulary.from_captions([item.caption for item in train_items], min_count)
         values["vocab_size"] = len(vocab)
@@ -235,7 +247,9 @@ class MusCaps(NeuralCaptioner):
 
     def training_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """Teacher forcing: predict word t+1 from words <= t; cross-entropy over the real words and <eos>."""
-        state = self.initial_state(self.chunk_features(batch["audio"], batch["audio_mask"]), batch["audio_mask"])
+        state = self.initial_state(
+            self.chunk_features(batch["audio"], batch["audio_mask"]), batch["audio_mask"]
+        )
         tokens = batch["tokens"]
         logits = []
         for position in range(tokens.shape[1] - 1):
@@ -297,10 +311,17 @@ class MusCaps(NeuralCaptioner):
         else:
             beta = self.attention(encoder_h, state["projected"], state["mask"])
             attended = torch.einsum("bl,blk->bk", beta, state["chunks"])  # eq. 5
-            decoder_input = torch.cat([attended, encoder_h], dim=-1)  # eq. 6
+            # eq. 6: the attended vector takes the place of the pooled one, through the same projection
+            decoder_input = torch.cat([self.audio_embedding(attended), encoder_h], dim=-1)
         decoder_h, decoder_c = self.decoder(decoder_input, (state["decoder_h"], state["decoder_c"]))
         logits = self.classifier(self.dropout(decoder_h))
-        new_state = {**state, "encoder_h": encoder_h, "encoder_c": encoder_c, "decoder_h": decoder_h, "decoder_c": decoder_c}
+        new_state = {
+            **state,
+            "encoder_h": encoder_h,
+            "encoder_c": encoder_c,
+            "decoder_h": decoder_h,
+            "decoder_c": decoder_c,
+        }
         return logits, new_state, beta
 
     # ------------------------------------------------------------------ captioning
@@ -336,7 +357,12 @@ class MusCaps(NeuralCaptioner):
         rows = rows_per_input(decoding)
         state = {key: value.repeat_interleave(rows, dim=0) for key, value in state.items()}
         hypotheses = search(
-            self.step, state, batch_size=len(clips), bos_id=self.vocab.sos_id, eos_id=self.vocab.eos_id, config=decoding
+            self.step,
+            state,
+            batch_size=len(clips),
+            bos_id=self.vocab.sos_id,
+            eos_id=self.vocab.eos_id,
+            config=decoding,
         )
         finished = time.perf_counter()
         results = []
@@ -378,7 +404,9 @@ class MusCaps(NeuralCaptioner):
     def load_extra(cls, path: Path) -> dict[str, Any]:
         extra: dict[str, Any] = {"vocabulary": json.loads((path / VOCAB_NAME).read_text())}
         if (path / DECODING_NAME).is_file():
-            extra["default_decoding"] = DecodingConfig.from_dict(json.loads((path / DECODING_NAME).read_text()))
+            extra["default_decoding"] = DecodingConfig.from_dict(
+                json.loads((path / DECODING_NAME).read_text())
+            )
         return extra
 
 

@@ -119,7 +119,9 @@ def train_caption_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
 def pretrained_tokenizer(name_or_path: str) -> Tokenizer:
     """GPT-2's own byte-level BPE (full profile) plus the separator token."""
     local = resolve_path(name_or_path) / TOKENIZER_NAME
-    tokenizer = Tokenizer.from_file(str(local)) if local.is_file() else Tokenizer.from_pretrained(name_or_path)
+    tokenizer = (
+        Tokenizer.from_file(str(local)) if local.is_file() else Tokenizer.from_pretrained(name_or_path)
+    )
     if tokenizer.token_to_id(EOS) is None:
         raise ValueError(f"{name_or_path}: tokenizer has no {EOS} token (not a GPT-2 tokenizer)")
     tokenizer.add_special_tokens([SEP])
@@ -148,15 +150,23 @@ def copy_rate(predictions: list[str], candidates: list[str]) -> float:
     return same / len(predictions)
 
 
-def pad_frames(frame_list: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack [T_i, D] frame arrays into [B, T, D] with a [B, T] mask of real frames."""
-    longest = max(frames.shape[0] for frames in frame_list)
-    batch = torch.zeros(len(frame_list), longest, frame_list[0].shape[1])
-    mask = torch.zeros(len(frame_list), longest, dtype=torch.bool)
-    for row, frames in enumerate(frame_list):
-        batch[row, : frames.shape[0]] = torch.from_numpy(np.asarray(frames, dtype=np.float32))
-        mask[row, : frames.shape[0]] = True
-    return batch, mask
+def audio_inputs(clap, features_list: list) -> dict[str, torch.Tensor]:
+    """Padded CLAP audio-tower inputs {"frames", "frame_mask", "pooled"} for a list of AudioFeatures."""
+    batch = clap.audio_batch(features_list)
+    return {"frames": batch["frames"], "frame_mask": batch["mask"], "pooled": batch["pooled"]}
+
+
+def frame_weights(clap, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """How the CLAP audio tower pools its frame tokens into the clip embedding: [B, T], rows sum to 1.
+
+    The same computation as ``AudioTower.forward`` (attention pooling scores, or the masked mean).
+    The embedding also holds a time-less projection of ``AudioFeatures.pooled``; these weights
+    attribute only its frame part, which is the only part that has a time.
+    """
+    if clap.config.pooling == "attention":
+        scores = clap.audio.pool_score(tokens).squeeze(-1).masked_fill(~mask, float("-inf"))
+        return scores.softmax(dim=-1)
+    return mask.to(tokens.dtype) / mask.sum(dim=1, keepdim=True).clamp(min=1)
 
 
 class PrefixMapper(torch.nn.Module):
@@ -206,7 +216,9 @@ class RGMCCaptioner(NeuralCaptioner):
         )
         lm_config._attn_implementation = "eager"  # decoding reads the attention weights
         self.lm = GPT2LMHeadModel(lm_config)
-        self.mapper = PrefixMapper(config.embed_dim, config.n_prefix, config.n_embd) if config.use_audio else None
+        self.mapper = (
+            PrefixMapper(config.embed_dim, config.n_prefix, config.n_embd) if config.use_audio else None
+        )
         # GPT-2 ties its output layer to the token embeddings; safetensors refuses shared tensors, so
         # the tied copy is left out of the state dict and comes back through the tie at load.
         self.register_state_dict_post_hook(_drop_tied_output_weight)
@@ -231,7 +243,9 @@ class RGMCCaptioner(NeuralCaptioner):
         torch.manual_seed(settings.seed)
 
         train_captions = [item.caption for item in train_items]
-        extra_text = musiccaps_captions(settings.pretrain_captions_csv) if settings.pretrain_captions_csv else []
+        extra_text = (
+            musiccaps_captions(settings.pretrain_captions_csv) if settings.pretrain_captions_csv else []
+        )
         pretrained_lm = None
         if settings.lm_name_or_path:
             tokenizer = pretrained_tokenizer(settings.lm_name_or_path)
@@ -280,17 +294,28 @@ class RGMCCaptioner(NeuralCaptioner):
 
     # ---- audio side and retrieval ----------------------------------------------------------------
 
-    def embed(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """f(x): the L2-normalised CLAP audio embedding [B, E]."""
-        return self.encoder.audio_tokens(frames, mask)[1]
+    def embed(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(x): the CLAP audio tower's frame tokens [B, T, d] and L2-normalised embedding [B, E]."""
+        clap = self.encoder
+        pooled = inputs["pooled"] if clap.config.pooled_dim else None
+        return clap.audio_tokens(inputs["frames"], inputs["frame_mask"], pooled)
 
-    def nearest_neighbours(self, embeddings: torch.Tensor, exclude_ids: list[str]) -> list[Neighbour]:
-        """The best training caption for each row, never the row's own clip."""
-        found = []
-        for embedding, own_id in zip(embeddings.detach().cpu().numpy(), exclude_ids, strict=True):
-            hits = self.index.search(embedding, 1, exclude_ids={own_id})
-            found.append(Neighbour(text=hits[0].caption, score=float(hits[0].score), id=hits[0].id))
-        return found
+    def nearest_neighbours(
+        self, embeddings: torch.Tensor, own_ids: list[str], own_captions: list[str] | None = None
+    ) -> list[Neighbour]:
+        """The best training caption for each row, never the row's own clip.
+
+        Training also passes the rows' own captions: a neighbour with the very caption to predict
+        would teach copying, the degenerate solution the paper's candidate set (training set minus
+        the example, deduplicated by caption) rules out.
+        """
+        hits = self.index.search_batch(
+            embeddings.detach().cpu().numpy(),
+            1,
+            exclude_ids=[[own] for own in own_ids],
+            exclude_captions=[[own] for own in own_captions] if own_captions is not None else None,
+        )
+        return [Neighbour(text=hit[0].caption, score=hit[0].score, id=hit[0].id) for hit in hits]
 
     def on_epoch_start(self, epoch: int, train_items: list) -> None:
         """Paper §3.2: with a training encoder, candidate embeddings are recomputed every epoch."""
@@ -304,12 +329,13 @@ class RGMCCaptioner(NeuralCaptioner):
         return self.tokenizer.encode(text).ids[:limit]
 
     def collate(self, items: list) -> dict[str, torch.Tensor]:
-        frames, mask = pad_frames([item.features.frames for item in items])
+        audio = audio_inputs(self.encoder, [item.features for item in items])
         neighbours: list[Neighbour | None] = [None] * len(items)
         if self.config.use_text:
-            with torch.no_grad():
-                embeddings = self.embed(frames, mask)
-            neighbours = self.nearest_neighbours(embeddings, [item.id for item in items])
+            embeddings = torch.as_tensor(self.encoder.embed_audio([item.features for item in items]))
+            neighbours = self.nearest_neighbours(
+                embeddings, [item.id for item in items], [item.caption for item in items]
+            )
         n_prefix = self.config.n_prefix if self.config.use_audio else 0
         sequences, targets = [], []
         for item, neighbour in zip(items, neighbours, strict=True):
@@ -330,38 +356,43 @@ class RGMCCaptioner(NeuralCaptioner):
             labels[row, : len(target)] = torch.tensor(target)
             attention_mask[row, : len(sequence)] = 1
         return {
-            "frames": frames,
-            "frame_mask": mask,
+            **audio,
             "input_ids": input_ids,
             "labels": labels,
             "attention_mask": attention_mask,
         }
 
-    def _input_embeddings(self, input_ids: torch.Tensor, frames: torch.Tensor, frame_mask: torch.Tensor):
-        embeds = self.lm.get_input_embeddings()(input_ids)
+    def _input_embeddings(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        embeds = self.lm.get_input_embeddings()(batch["input_ids"])
         if self.config.use_audio:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_encoder):
-                embedding = self.embed(frames, frame_mask)
+                embedding = self.embed(batch)[1]
             prefix = self.mapper(embedding)
             embeds = torch.cat([prefix.to(embeds.dtype), embeds[:, self.config.n_prefix :]], dim=1)
         return embeds
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        embeds = self._input_embeddings(batch["input_ids"], batch["frames"], batch["frame_mask"])
+        embeds = self._input_embeddings(batch)
         logits = self.lm(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
         nll = F.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch["labels"][:, 1:].reshape(-1), ignore_index=-100
+            logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+            batch["labels"][:, 1:].reshape(-1),
+            ignore_index=-100,
         )
         return {"loss": nll, "nll": nll}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.training_loss(batch)
 
-    def pretrain_on_text(self, texts: list[str], *, epochs: int, batch_size: int = 32, lr: float = 5e-4) -> list[float]:
+    def pretrain_on_text(
+        self, texts: list[str], *, epochs: int, batch_size: int = 32, lr: float = 5e-4
+    ) -> list[float]:
         """Caption-text language-model pretraining of the LM alone (SEP caption EOS); returns epoch losses."""
         generator = torch.Generator().manual_seed(self.config.seed)
         optimizer = torch.optim.AdamW(self.lm.parameters(), lr=lr)
-        sequences = [[self.sep_id] + self._encode(t, self.config.max_caption_tokens) + [self.eos_id] for t in texts]
+        sequences = [
+            [self.sep_id] + self._encode(t, self.config.max_caption_tokens) + [self.eos_id] for t in texts
+        ]
         losses = []
         self.lm.train()
         for _ in range(epochs):
@@ -396,25 +427,34 @@ class RGMCCaptioner(NeuralCaptioner):
             picked = []
             for clip, embedding in zip(clips, embeddings, strict=True):
                 digest = hashlib.sha256(f"{self.config.seed}:{clip.id}".encode()).digest()
-                position = int.from_bytes(digest[:8], "big") % len(self.index)
-                entry = self.index.entry(position)
-                score = float(np.dot(entry.embedding, embedding.numpy()))
-                picked.append(Neighbour(text=entry.caption, score=score, id=entry.id))
+                position = int.from_bytes(digest[:8], "big") % len(self.index.ids)
+                if self.index.ids[position] == clip.id:  # never the clip itself, here either
+                    position = (position + 1) % len(self.index.ids)
+                score = float(np.dot(self.index.embeddings[position], embedding.numpy()))
+                picked.append(
+                    Neighbour(text=self.index.captions[position], score=score, id=self.index.ids[position])
+                )
             return picked
         missing = [clip.id for clip in clips if GOLD_CAPTION not in clip.features]
         if missing:
-            raise ValueError(f"candidate='gold' needs clip.features[{GOLD_CAPTION!r}]; missing for {missing[:3]}")
+            raise ValueError(
+                f"candidate='gold' needs clip.features[{GOLD_CAPTION!r}]; missing for {missing[:3]}"
+            )
         golds = [clip.features[GOLD_CAPTION] for clip in clips]
         text_embeddings = torch.as_tensor(np.asarray(self.encoder.embed_text(golds)), dtype=embeddings.dtype)
         scores = (text_embeddings * embeddings).sum(-1)  # audio-text similarity: there is no neighbour clip
-        return [Neighbour(text=g, score=float(s), id=clip.id) for g, s, clip in zip(golds, scores, clips, strict=True)]
+        return [
+            Neighbour(text=g, score=float(s), id=clip.id)
+            for g, s, clip in zip(golds, scores, clips, strict=True)
+        ]
 
-    def _prompts(self, embeddings: torch.Tensor, neighbours: list[Neighbour]):
-        """Left-padded prompt embeddings [B, P, d], mask [B, P] and each row's neighbour token ids."""
+    def _prompts(self, embeddings: torch.Tensor, neighbours: list[Neighbour | None]):
+        """Left-padded prompt embeddings [B, P, d] (audio prefix, then neighbour tokens) and mask [B, P]."""
         width = self.config.n_embd
         prefix = self.mapper(embeddings) if self.config.use_audio else torch.zeros(len(neighbours), 0, width)
         neighbour_ids = [
-            self._encode(n.text, self.config.max_neighbour_tokens) if self.config.use_text else [] for n in neighbours
+            self._encode(n.text, self.config.max_neighbour_tokens) if n is not None else []
+            for n in neighbours
         ]
         lengths = [prefix.shape[1] + len(ids) for ids in neighbour_ids]
         longest = max(lengths)
@@ -428,7 +468,7 @@ class RGMCCaptioner(NeuralCaptioner):
                 parts.append(token_embedding(torch.tensor(ids)))
             embeds[row, start:] = torch.cat(parts)
             mask[row, start:] = 1
-        return embeds, mask, neighbour_ids
+        return embeds, mask
 
     @torch.no_grad()
     def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
@@ -439,13 +479,17 @@ class RGMCCaptioner(NeuralCaptioner):
         feature_time = time.perf_counter() - started
 
         started = time.perf_counter()
-        frames, frame_mask = pad_frames([f.frames for f in features])
-        embeddings = self.embed(frames, frame_mask)
-        frame_weights = self.encoder.frame_weights(frames, frame_mask) if self.config.use_audio else None
-        neighbours = self.candidates(clips, embeddings)
-        embeds, prompt_mask, neighbour_ids = self._prompts(embeddings, neighbours)
+        audio = audio_inputs(self.encoder, features)
+        tokens, _ = self.embed(audio)
+        weights = frame_weights(self.encoder, tokens, audio["frame_mask"]) if self.config.use_audio else None
+        # embed_audio batches by length without padding: the same clip gets the same neighbour in any batch
+        embeddings = torch.as_tensor(self.encoder.embed_audio(features))
+        neighbours = self.candidates(clips, embeddings) if self.config.use_text else [None] * len(clips)
+        embeds, prompt_mask = self._prompts(embeddings, neighbours)
         positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)
-        output = self.lm(inputs_embeds=embeds, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
+        output = self.lm(
+            inputs_embeds=embeds, attention_mask=prompt_mask, position_ids=positions, use_cache=True
+        )
         retrieval_time = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -499,12 +543,17 @@ class RGMCCaptioner(NeuralCaptioner):
             n_real = int(prompt_mask[row].sum())
             prompt_attention = attention[..., prompt_length - n_real :]  # drop the left padding
             n_prefix = self.config.n_prefix if self.config.use_audio else 0
-            share = {"audio prefix": prompt_attention[..., :n_prefix], "neighbour caption": prompt_attention[..., n_prefix:]}
+            share = {
+                "audio prefix": prompt_attention[..., :n_prefix],
+                "neighbour caption": prompt_attention[..., n_prefix:],
+            }
             views = _attention_views(share, self.config.n_layer)
             time_attention, times = None, None
-            if frame_weights is not None:
-                weights = frame_weights[row, : feature.frames.shape[0]].detach().cpu().numpy()
-                time_attention = np.tile(weights / max(weights.sum(), 1e-12), (n_tokens, 1)).astype(np.float32)
+            if weights is not None:
+                row_weights = weights[row, : feature.frames.shape[0]].numpy()
+                time_attention = np.tile(row_weights / max(row_weights.sum(), 1e-12), (n_tokens, 1)).astype(
+                    np.float32
+                )
                 times = np.asarray(feature.frame_times, dtype=np.float32)
             results.append(
                 CaptionResult(
@@ -547,17 +596,11 @@ def _rows_to_one(matrix: np.ndarray) -> np.ndarray:
     return (matrix / np.maximum(matrix.sum(axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-def build_index(clap, items: list, batch_size: int = 64):
-    """A CaptionIndex over the items' CLAP audio embeddings (inner product, as RGMC retrieves)."""
+def build_index(clap, items: list):
+    """The CaptionIndex over the training items' CLAP audio embeddings (inner product, as RGMC retrieves)."""
     from musiccap.retrieval import CaptionIndex
 
-    chunks = []
-    with torch.no_grad():
-        for start in range(0, len(items), batch_size):
-            frames, mask = pad_frames([item.features.frames for item in items[start : start + batch_size]])
-            chunks.append(clap.audio_tokens(frames, mask)[1].cpu().numpy())
-    embeddings = np.concatenate(chunks).astype(np.float32)
-    return CaptionIndex(embeddings, [item.caption for item in items], [item.id for item in items])
+    return CaptionIndex.from_items(clap, items, split="train")
 
 
 def _drop_tied_output_weight(module, state_dict, prefix, local_metadata):

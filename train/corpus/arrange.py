@@ -141,8 +141,10 @@ def _orchestrate(piece: Piece, parts, melody_has_lyrics: bool, rng: np.random.Ge
         if melody_has_lyrics and rng.random() < 0.5:
             voice = int(rng.choice(gm.VOICE_MELODY_PROGRAMS))
             ensemble = [voice] + [int(rng.choice((40, 19, 48, 0)))] * (len(parts) - 1)
-            ensemble = [p if i == 0 or gm.caption_name(p) != gm.caption_name(voice) else 48
-                        for i, p in enumerate(ensemble)]
+            ensemble = [
+                p if i == 0 or gm.caption_name(p) != gm.caption_name(voice) else 48
+                for i, p in enumerate(ensemble)
+            ]
             return ensemble, True
         ensemble = gm.CHORALE_ENSEMBLES[int(rng.integers(len(gm.CHORALE_ENSEMBLES)))]
         return list(ensemble[: len(parts)]), ensemble[0] in gm.VOICE_MELODY_PROGRAMS and melody_has_lyrics
@@ -162,7 +164,9 @@ def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
     """One random arrangement of a 10 s window of `piece`, or None when this draw finds no usable window."""
     bpm = _choose_tempo(piece, rng)
     stretch = piece.bpm / bpm  # multiply source seconds by this to get clip seconds
-    beat_s = 60.0 / bpm * (4.0 / piece.beat_unit) * (3 if (piece.beats_per_bar, piece.beat_unit) == (6, 8) else 1)
+    beat_s = (
+        60.0 / bpm * (4.0 / piece.beat_unit) * (3 if (piece.beats_per_bar, piece.beat_unit) == (6, 8) else 1)
+    )
     bar_s = 60.0 / bpm * piece.beats_per_bar * 4.0 / piece.beat_unit
     downbeats = piece.downbeats * stretch
     end_s = piece.end_s * stretch
@@ -217,10 +221,17 @@ def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
         notes[:, 1:3] -= start
         if not part.is_drums:
             notes[:, 0] += transpose
-            notes = _fit_register(notes, program, part.role)
+            if piece.source != "openmsx":  # band arrangements already sit where their arranger put them
+                notes = _fit_register(notes, program, part.role)
         notes[:, 3] = np.clip(np.round(notes[:, 3] * _DYNAMICS_VELOCITY[dynamics]), 1, 127)
-        tracks.append(Track(program=program if not part.is_drums else 0, is_drums=part.is_drums,
-                            role=part.role, notes=notes))
+        tracks.append(
+            Track(
+                program=program if not part.is_drums else 0,
+                is_drums=part.is_drums,
+                role=part.role,
+                notes=notes,
+            )
+        )
 
     # Parts a caption would name alike are one instrument (a chorale sung by a choir, an organ playing
     # all voices, two OpenMSX tracks on neighbouring synth-bass programs).
@@ -267,7 +278,10 @@ def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
         "instruments": [gm.gm_name(t.program) for t in pitched_tracks],
         "programs": [t.program for t in pitched_tracks],
         "roles": [t.role for t in pitched_tracks],
-        "families": sorted({program_family(t.program) for t in pitched_tracks} | ({"drums"} if len(tracks) > len(pitched_tracks) else set())),
+        "families": sorted(
+            {program_family(t.program) for t in pitched_tracks}
+            | ({"drums"} if len(tracks) > len(pitched_tracks) else set())
+        ),
         "melody": gm.gm_name(melody_track.program),
         "melody_program": melody_track.program,
         "drums": len(tracks) > len(pitched_tracks),

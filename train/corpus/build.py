@@ -62,7 +62,9 @@ def default_symbolic_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-def assign_splits(refs: list[PieceRef], clips: dict[str, int], seed: int) -> dict[str, dict[str, list[PieceRef]]]:
+def assign_splits(
+    refs: list[PieceRef], clips: dict[str, int], seed: int
+) -> dict[str, dict[str, list[PieceRef]]]:
     """split -> source -> pieces. Each source's pieces are shuffled and divided in proportion to the
     clip counts, so every composition lives in exactly one split."""
     rng = np.random.default_rng([seed, 0])
@@ -229,9 +231,28 @@ def build_corpus(
     assignment = assign_splits(refs, spec.clips, seed)
     jobs = plan_jobs(assignment, spec.clips, seed, spec.max_pieces_per_source)
     out_dir.mkdir(parents=True, exist_ok=True)
-    log.info("%d pieces (%s); %d clips to make with %s, %d worker(s)", len(refs),
-             ", ".join(f"{s}={sum(r.source == s for r in refs)}" for s in ALL_SOURCES), len(jobs),
-             soundfont_path.name, workers)
+    # Resuming reuses finished clips, which is only right if they were made by the same recipe.
+    config = {
+        "size": size,
+        "seed": seed,
+        "soundfont": soundfont_path.name,
+        "sources": list(sources),
+        "symbolic_dir": str(symbolic_dir) if symbolic_dir else None,
+    }
+    config_path = out_dir / "build_config.json"
+    if config_path.is_file() and json.loads(config_path.read_text()) != config:
+        raise FileExistsError(
+            f"{out_dir} holds a corpus built with {config_path.read_text()}; use another --out"
+        )
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    log.info(
+        "%d pieces (%s); %d clips to make with %s, %d worker(s)",
+        len(refs),
+        ", ".join(f"{s}={sum(r.source == s for r in refs)}" for s in ALL_SOURCES),
+        len(jobs),
+        soundfont_path.name,
+        workers,
+    )
 
     started = time.perf_counter()
     records: list[dict] = []
@@ -249,8 +270,13 @@ def build_corpus(
             records.append(record)
             if done % 50 == 0 or done == len(jobs):
                 elapsed = time.perf_counter() - started
-                log.info("%d/%d clips, %.1f s elapsed, ETA %.0f s", done, len(jobs), elapsed,
-                         elapsed / done * (len(jobs) - done))
+                log.info(
+                    "%d/%d clips, %.1f s elapsed, ETA %.0f s",
+                    done,
+                    len(jobs),
+                    elapsed,
+                    elapsed / done * (len(jobs) - done),
+                )
     finally:
         if pool is not None:
             pool.close()

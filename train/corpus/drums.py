@@ -11,7 +11,17 @@ from dataclasses import dataclass
 import numpy as np
 
 KICK, SIDE_STICK, SNARE, CLAP, CLOSED_HAT, PEDAL_HAT, OPEN_HAT, CRASH, RIDE, TAMBOURINE, SHAKER = (
-    36, 37, 38, 39, 42, 44, 46, 49, 51, 54, 70,
+    36,
+    37,
+    38,
+    39,
+    42,
+    44,
+    46,
+    49,
+    51,
+    54,
+    70,
 )
 
 
@@ -25,14 +35,43 @@ class Groove:
 
 
 GROOVES: tuple[Groove, ...] = (
-    Groove("rock", 4, 4, {KICK: (0, 8, 10), SNARE: (4, 12), CLOSED_HAT: (0, 2, 4, 6, 8, 10, 12, 14)}, (0, 4, 8, 12)),
-    Groove("pop", 4, 4, {KICK: (0, 6, 8), SNARE: (4, 12), CLOSED_HAT: tuple(range(16)), TAMBOURINE: (4, 12)}, (0, 4, 8, 12)),
-    Groove("four-on-the-floor", 4, 4, {KICK: (0, 4, 8, 12), CLAP: (4, 12), OPEN_HAT: (2, 6, 10, 14)}, (0, 4, 8, 12)),
+    Groove(
+        "rock",
+        4,
+        4,
+        {KICK: (0, 8, 10), SNARE: (4, 12), CLOSED_HAT: (0, 2, 4, 6, 8, 10, 12, 14)},
+        (0, 4, 8, 12),
+    ),
+    Groove(
+        "pop",
+        4,
+        4,
+        {KICK: (0, 6, 8), SNARE: (4, 12), CLOSED_HAT: tuple(range(16)), TAMBOURINE: (4, 12)},
+        (0, 4, 8, 12),
+    ),
+    Groove(
+        "four-on-the-floor",
+        4,
+        4,
+        {KICK: (0, 4, 8, 12), CLAP: (4, 12), OPEN_HAT: (2, 6, 10, 14)},
+        (0, 4, 8, 12),
+    ),
     Groove("swing", 4, 3, {RIDE: (0, 3, 5, 6, 9, 11), PEDAL_HAT: (3, 9), KICK: (0, 6)}, (3, 9)),
     Groove("shuffle", 4, 3, {CLOSED_HAT: (0, 2, 3, 5, 6, 8, 9, 11), KICK: (0, 6), SNARE: (3, 9)}, (3, 9)),
-    Groove("bossa nova", 4, 4, {KICK: (0, 3, 4, 7, 8, 11, 12, 15), SIDE_STICK: (0, 3, 6, 10, 13),
-                                CLOSED_HAT: (0, 2, 4, 6, 8, 10, 12, 14)}, (0, 8)),
-    Groove("ballad", 4, 4, {KICK: (0, 10), SIDE_STICK: (8,), CLOSED_HAT: (0, 2, 4, 6, 8, 10, 12, 14)}, (0, 8)),
+    Groove(
+        "bossa nova",
+        4,
+        4,
+        {
+            KICK: (0, 3, 4, 7, 8, 11, 12, 15),
+            SIDE_STICK: (0, 3, 6, 10, 13),
+            CLOSED_HAT: (0, 2, 4, 6, 8, 10, 12, 14),
+        },
+        (0, 8),
+    ),
+    Groove(
+        "ballad", 4, 4, {KICK: (0, 10), SIDE_STICK: (8,), CLOSED_HAT: (0, 2, 4, 6, 8, 10, 12, 14)}, (0, 8)
+    ),
     Groove("reggae one-drop", 4, 4, {KICK: (8,), SIDE_STICK: (8,), CLOSED_HAT: (2, 6, 10, 14)}, (8,)),
     Groove("funk", 4, 4, {KICK: (0, 3, 10), SNARE: (4, 7, 12, 15), CLOSED_HAT: tuple(range(16))}, (0, 4, 12)),
     Groove("waltz", 3, 4, {KICK: (0,), SNARE: (4, 8), CLOSED_HAT: (0, 4, 8)}, (0,)),

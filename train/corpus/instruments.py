@@ -58,7 +58,7 @@ CAPTION_NAMES: dict[int, tuple[str, ...]] = {
     46: ("harp", "orchestral harp"),
     47: ("timpani",),
     48: ("string ensemble", "strings", "string section"),
-    49: ("slow strings", "string ensemble", "strings"),
+    49: ("string section", "strings", "slow strings"),
     50: ("synth strings",),
     51: ("synth strings",),
     52: ("choir", "choir singing aah"),
@@ -142,8 +142,40 @@ CAPTION_NAMES: dict[int, tuple[str, ...]] = {
 }
 
 # Role pools: programs that carry that role convincingly in both soundfonts.
-MELODY_PROGRAMS = (0, 4, 6, 11, 12, 13, 21, 22, 24, 25, 26, 27, 29, 40, 42, 46, 56, 57, 60, 65, 66,
-                   68, 71, 73, 74, 75, 80, 81, 104, 105, 109, 110)
+MELODY_PROGRAMS = (
+    0,
+    4,
+    6,
+    11,
+    12,
+    13,
+    21,
+    22,
+    24,
+    25,
+    26,
+    27,
+    29,
+    40,
+    42,
+    46,
+    56,
+    57,
+    60,
+    65,
+    66,
+    68,
+    71,
+    73,
+    74,
+    75,
+    80,
+    81,
+    104,
+    105,
+    109,
+    110,
+)
 VOICE_MELODY_PROGRAMS = (52, 53)  # lines with lyrics: a choir or a solo "ooh" voice carries the text
 HARMONY_PROGRAMS = (0, 1, 4, 5, 6, 16, 19, 21, 24, 25, 27, 46, 48, 49, 61, 88, 89)
 BASS_PROGRAMS = (32, 33, 34, 35, 38, 43, 58, 70)

@@ -42,7 +42,9 @@ def find_soundfont(name: str) -> Path:
     for folder in (Path("/usr/share/sounds/sf2"), Path("/usr/share/soundfonts")):
         if (folder / name).is_file():
             return folder / name
-    raise FileNotFoundError(f"soundfont {name!r} not found (apt-get install fluid-soundfont-gm timgm6mb-soundfont)")
+    raise FileNotFoundError(
+        f"soundfont {name!r} not found (apt-get install fluid-soundfont-gm timgm6mb-soundfont)"
+    )
 
 
 class Renderer:

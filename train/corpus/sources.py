@@ -177,7 +177,9 @@ def load_pop909(ref: PieceRef) -> Piece:
         parsed = _parse_key_label(fields[-1]) if fields else None
         if parsed and parsed not in keys:
             keys.append(parsed)
-    tonic, mode = keys[0] if keys else estimate_key(tracks["MELODY"][:, 0], np.ones(len(tracks["MELODY"])))[:2]
+    tonic, mode = (
+        keys[0] if keys else estimate_key(tracks["MELODY"][:, 0], np.ones(len(tracks["MELODY"])))[:2]
+    )
     return Piece(
         id=ref.id,
         source="pop909",
@@ -284,7 +286,13 @@ def load_chorale(ref: PieceRef) -> Piece:
     numerator, denominator = (ts[0].numerator, ts[0].denominator) if ts else (4, 4)
     # Bars start at each measure except a pickup (measure 0, shorter than a bar).
     measures = score.parts[0].getElementsByClass("Measure")
-    downbeats = np.array([float(m.offset) for m in measures if m.number != 0 or m.duration.quarterLength >= numerator * 4.0 / denominator])
+    downbeats = np.array(
+        [
+            float(m.offset)
+            for m in measures
+            if m.number != 0 or m.duration.quarterLength >= numerator * 4.0 / denominator
+        ]
+    )
     return Piece(
         id=ref.id,
         source="music21",
@@ -301,7 +309,12 @@ def load_chorale(ref: PieceRef) -> Piece:
     )
 
 
-LOADERS = {"pop909": load_pop909, "nottingham": load_nottingham, "openmsx": load_openmsx, "music21": load_chorale}
+LOADERS = {
+    "pop909": load_pop909,
+    "nottingham": load_nottingham,
+    "openmsx": load_openmsx,
+    "music21": load_chorale,
+}
 
 
 def load_piece(ref: PieceRef) -> Piece:

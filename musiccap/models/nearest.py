@@ -1,0 +1,129 @@
+"""Nearest-neighbour baseline (RGMC paper, Table 3): the caption of the closest training clip.
+
+"Closest" is the inner product of CLAP audio embeddings over the training split
+(:class:`~musiccap.retrieval.CaptionIndex`), the same retrieval RGMC conditions on. The checkpoint
+folder holds the index and a path to the CLAP checkpoint relative to itself (``"../clap"``), plus
+that checkpoint's hash: an index built with other CLAP weights refuses to load instead of
+returning neighbours from a different embedding space.
+
+Build it from a trained CLAP::
+
+    python -m musiccap.models.nearest --clap checkpoints/clap --corpus data/corpus --out checkpoints/nearest
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from musiccap.decoding import DecodingConfig
+from musiccap.models.base import (
+    CONFIG_NAME,
+    CaptionResult,
+    Captioner,
+    Clip,
+    Neighbour,
+    checkpoint_hash,
+    read_config,
+    register,
+)
+from musiccap.retrieval import CaptionIndex
+from musiccap.scoring import ClapModel, load_clap
+
+
+@register
+class NearestCaptioner(Captioner):
+    name = "nearest"
+    paper = "Nearest training caption by CLAP audio embedding (baseline, RGMC paper Table 3)"
+
+    def __init__(self, clap: ClapModel, index: CaptionIndex, clap_path: str | Path, clap_hash: str):
+        self.clap = clap
+        self.index = index
+        self.clap_path = Path(clap_path).resolve()
+        self.clap_hash = clap_hash
+
+    @classmethod
+    def from_items(cls, clap_path: str | Path, items: list, split: str = "train") -> NearestCaptioner:
+        """Index ``items`` (FeatureItems: id, caption, features) with the CLAP at ``clap_path``."""
+        clap = load_clap(clap_path)
+        return cls(clap, CaptionIndex.from_items(clap, items, split=split), clap_path, checkpoint_hash(clap_path))
+
+    @classmethod
+    def build(cls, config: dict, train_items: list, context) -> NearestCaptioner:
+        return cls.from_items(config.get("clap_path", context.clap_path), train_items)
+
+    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
+        return self.caption_batch([clip], decoding)[0]
+
+    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
+        started = time.perf_counter()
+        embeddings = self.clap.embed_audio([self.clap.audio_inputs(clip) for clip in clips])
+        embedded = time.perf_counter()
+        hits = self.index.search_batch(embeddings, 1, exclude_ids=[[clip.id] for clip in clips])
+        searched = time.perf_counter()
+        share = 1.0 / max(1, len(clips))
+        results = []
+        for clip, embedding, (hit,) in zip(clips, embeddings, hits):
+            results.append(
+                CaptionResult(
+                    model=self.name,
+                    text=hit.caption,
+                    tokens=hit.caption.split(),
+                    audio_embedding=embedding,
+                    neighbour=Neighbour(text=hit.caption, score=hit.score, id=hit.id),
+                    timings={"clap_audio": (embedded - started) * share, "search": (searched - embedded) * share},
+                    window=clip.span,
+                )
+            )
+        return results
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        config = {
+            "clap_path": os.path.relpath(self.clap_path, path.resolve()),
+            "clap_hash": self.clap_hash,
+            "split": self.index.split,
+            "n_captions": len(self.index),
+        }
+        document = {"architecture": self.name, "config": config}
+        (path / CONFIG_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        self.index.save(path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> NearestCaptioner:
+        path = Path(path)
+        config = read_config(path)["config"]
+        clap_path = (path / config["clap_path"]).resolve()
+        found = checkpoint_hash(clap_path)
+        if config["clap_hash"] and found != config["clap_hash"]:
+            raise ValueError(
+                f"{path}: its index was built with CLAP {config['clap_hash']}, but {clap_path} is {found}; "
+                "rebuild it with `python -m musiccap.models.nearest`"
+            )
+        return cls(load_clap(clap_path), CaptionIndex.load(path), clap_path, config["clap_hash"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m musiccap.models.nearest", description=__doc__.split("\n")[0])
+    parser.add_argument("--clap", required=True, help="embedded CLAP checkpoint folder")
+    parser.add_argument("--corpus", required=True, help="corpus folder with train.jsonl")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--out", required=True, help="checkpoint folder to write")
+    args = parser.parse_args(argv)
+
+    from train.data import load_items  # training-side helper: the runtime never needs it
+
+    started = time.perf_counter()
+    captioner = NearestCaptioner.from_items(args.clap, load_items(args.corpus, args.split), split=args.split)
+    captioner.save_pretrained(args.out)
+    print(f"indexed {len(captioner.index)} {args.split} clips in {time.perf_counter() - started:.1f} s -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""CLAP similarity: audio vs caption (A-T) and caption vs caption (T-T), for either profile.
+
+A :class:`ClapScorer` wraps any model that answers the small :class:`ClapModel` protocol: the
+embedded profile's own :class:`~musiccap.encoders.embedded_clap.EmbeddedClap` answers it directly;
+LAION CLAP (``musiccap.encoders.clap.ClapEncoder``, full profile) through :class:`LaionClap`.
+Scores are cosines of unit vectors, computed in float64 from embeddings that do not depend on
+what else is in the batch, so the same clip and caption give the same number every time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from musiccap.models.base import Clip
+
+CLAP_AUDIO = "clap_audio_embedding"  # Clip feature name prefix for memoised clip embeddings
+
+
+class ClapModel(Protocol):
+    def audio_inputs(self, clip: Clip) -> Any:
+        """What ``embed_audio`` takes for one clip (features or a waveform)."""
+
+    def embed_audio(self, inputs: Sequence[Any]) -> np.ndarray:
+        """[N, E] unit vectors."""
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """[N, E] unit vectors."""
+
+
+class LaionClap:
+    """LAION CLAP (full profile) behind the :class:`ClapModel` protocol."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder  # musiccap.encoders.clap.ClapEncoder
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs) -> LaionClap:
+        from musiccap.encoders.clap import ClapEncoder
+
+        return cls(ClapEncoder(name_or_path, **kwargs))
+
+    @property
+    def embed_dim(self) -> int:
+        return self.encoder.projection_dim
+
+    def audio_inputs(self, clip: Clip) -> tuple[np.ndarray, int]:
+        if clip.window is None:
+            raise ValueError(f"clip {clip.id!r} has no audio: LAION CLAP embeds waveforms")
+        return clip.window.samples, clip.window.sample_rate
+
+    def embed_audio(self, inputs: Sequence[tuple[np.ndarray, int]]) -> np.ndarray:
+        rows = [self.encoder.encode_audio(samples, rate).embedding for samples, rate in inputs]
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.embed_dim), np.float32)
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        # Equal-length groups, so no caption is padded and its vector never depends on its batch.
+        from musiccap.encoders.embedded_clap import length_buckets
+
+        texts = list(texts)
+        lengths = [len(self.encoder.tokenizer(t, truncation=True)["input_ids"]) for t in texts]
+        out = np.zeros((len(texts), self.embed_dim), dtype=np.float32)
+        for rows in length_buckets(lengths, 64):
+            out[rows] = self.encoder.encode_text([texts[i] for i in rows])
+        return out
+
+
+def load_clap(path: str | Path) -> ClapModel:
+    """An embedded CLAP checkpoint folder, or a LAION CLAP directory / Hub id (full profile)."""
+    config = Path(path) / "config.json"
+    if config.is_file() and json.loads(config.read_text()).get("architecture") == "clap":
+        from musiccap.encoders.embedded_clap import EmbeddedClap
+
+        return EmbeddedClap.from_pretrained(path)
+    return LaionClap.from_pretrained(str(path))
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.atleast_2d(np.asarray(matrix, dtype=np.float64))
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
+class ClapScorer:
+    def __init__(self, model: ClapModel, name: str = "clap"):
+        self.model = model
+        self.name = name  # keeps memoised clip embeddings of different CLAPs apart
+
+    @classmethod
+    def embedded(cls, path: str | Path) -> ClapScorer:
+        from musiccap.encoders.embedded_clap import EmbeddedClap
+
+        return cls(EmbeddedClap.from_pretrained(path), name=f"embedded:{Path(path).resolve()}")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> ClapScorer:
+        return cls(load_clap(path), name=str(path))
+
+    def embed_audio(self, inputs: Sequence[Any]) -> np.ndarray:
+        """[N, E] unit vectors for model inputs (``AudioFeatures`` for the embedded CLAP)."""
+        return self.model.embed_audio(list(inputs))
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model.embed_text(list(texts))
+
+    def embed_clip(self, clip: Clip) -> np.ndarray:
+        """The clip's CLAP audio embedding [E], computed once per clip and model."""
+        return self.embed_clips([clip])[0]
+
+    def embed_clips(self, clips: Sequence[Clip]) -> np.ndarray:
+        key = f"{CLAP_AUDIO}:{self.name}"
+        todo = [clip for clip in clips if key not in clip.features]
+        if todo:
+            embeddings = self.embed_audio([self.model.audio_inputs(clip) for clip in todo])
+            for clip, embedding in zip(todo, embeddings):
+                clip.features[key] = embedding
+        return np.stack([clip.features[key] for clip in clips])
+
+    def audio_text(self, audio_embedding: np.ndarray, captions: Sequence[str]) -> list[float]:
+        """CLAP A-T. ``audio_embedding`` [E]: one clip against every caption; [N, E] with N captions:
+        row i against caption i."""
+        audio = _unit(audio_embedding)
+        text = _unit(self.embed_text(captions))
+        if audio.shape[0] == 1:
+            return (text @ audio[0]).tolist()
+        if audio.shape[0] != text.shape[0]:
+            raise ValueError(f"{audio.shape[0]} audio embeddings for {text.shape[0]} captions")
+        return np.einsum("ne,ne->n", audio, text).tolist()
+
+    def text_text(self, captions: Sequence[str], references: Sequence[str | Sequence[str]]) -> list[float]:
+        """CLAP T-T: caption i against reference i (with several references, the mean cosine)."""
+        if len(captions) != len(references):
+            raise ValueError(f"{len(captions)} captions for {len(references)} references")
+        groups = [[r] if isinstance(r, str) else list(r) for r in references]
+        flat = [r for group in groups for r in group]
+        embeddings = _unit(self.embed_text(list(captions) + flat))
+        candidates, reference_rows = embeddings[: len(captions)], embeddings[len(captions) :]
+        scores, start = [], 0
+        for candidate, group in zip(candidates, groups):
+            scores.append(float(np.mean(reference_rows[start : start + len(group)] @ candidate)))
+            start += len(group)
+        return scores

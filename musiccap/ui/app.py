@@ -1,0 +1,61 @@
+"""The studio: Compare, Arena, Leaderboard and About tabs over the shipped checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from musiccap.studio import DEFAULT_CHECKPOINTS, REPO, Studio
+from musiccap.ui.about import build_about_tab
+from musiccap.ui.compare import build_compare_tab
+
+EXAMPLES_DIR = REPO / "examples"
+MAX_UPLOAD = "50mb"
+QUEUE_SIZE = 32
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def example_files() -> list[str]:
+    if not EXAMPLES_DIR.is_dir():
+        return []
+    return sorted(str(p) for p in EXAMPLES_DIR.iterdir() if p.suffix in {".flac", ".wav", ".ogg", ".mp3"})
+
+
+def build_app(studio: Studio, arena=None) -> gr.Blocks:
+    with gr.Blocks(title="musiccap — music captioning studio", analytics_enabled=False) as demo:
+        gr.Markdown(
+            "# musiccap\nFive published music-captioning architectures, side by side. "
+            "Upload or record a clip; every captioner writes its caption, shows where it listened, "
+            "and how well its words match the audio in CLAP space."
+        )
+        with gr.Tab("Compare"):
+            build_compare_tab(studio, example_files())
+        if arena is not None:
+            from musiccap.ui.arena import build_arena_tab, build_leaderboard_tab
+
+            with gr.Tab("Arena"):
+                build_arena_tab(arena)
+            with gr.Tab("Leaderboard"):
+                build_leaderboard_tab(arena)
+        with gr.Tab("About"):
+            build_about_tab(studio)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
+    return demo
+
+
+def create(checkpoints: str | Path = DEFAULT_CHECKPOINTS, with_arena: bool = True):
+    studio = Studio(checkpoints)
+    arena = None
+    if with_arena:
+        from musiccap.ui.arena_setup import arena_for
+
+        arena = arena_for(studio, example_files())
+    return build_app(studio, arena), studio, arena
+
+
+def launch(checkpoints: str | Path = DEFAULT_CHECKPOINTS, port: int = 7860, host: str = "127.0.0.1") -> None:
+    demo, _, _ = create(checkpoints)
+    demo.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, footer_links=["api"])

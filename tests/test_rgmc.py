@@ -1,0 +1,300 @@
+"""RGMC on tiny random components: a tiny embedded CLAP, a toy caption set, a 1-layer GPT-2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from musiccap.decoding import DecodingConfig
+from musiccap.encoders.embedded import AudioFeatures
+from musiccap.encoders.embedded_clap import EmbeddedClap, EmbeddedClapConfig
+from musiccap.features import AUDIO_FEATURES
+from musiccap.models.base import Clip, config_from_dict, load_captioner
+from musiccap.models.rgmc import GOLD_CAPTION, RGMCCaptioner, RGMCConfig, copy_rate
+from train.__main__ import BuildContext
+from train.data import FeatureItem
+
+CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
+FRAME_DIM, POOLED_DIM = 8, 6
+TEMPLATES = [
+    "a slow piano ballad in a minor key",
+    "an upbeat rock song with drums and electric guitar",
+    "a calm string quartet playing a major melody",
+    "a fast techno track with a heavy bass",
+]
+TINY_LM = {"vocab_size": 300, "n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.0, "n_prefix": 4}
+
+
+def make_item(index: int, rng: np.random.Generator) -> FeatureItem:
+    kind = index % len(TEMPLATES)
+    n_frames = 6 + index % 3  # uneven lengths exercise the padding
+    centre = np.zeros(FRAME_DIM, dtype=np.float32)
+    centre[kind] = 3.0
+    frames = (centre + 0.3 * rng.standard_normal((n_frames, FRAME_DIM))).astype(np.float32)
+    features = AudioFeatures(
+        frames=frames,
+        frame_times=np.arange(n_frames, dtype=np.float32) * 0.25 + 0.125,
+        chunks=np.zeros((1, 200), dtype=np.float32),
+        chunk_times=np.array([[0.0, 3.0]], dtype=np.float32),
+        pooled=rng.standard_normal(POOLED_DIM).astype(np.float32),
+        tags={},
+    )
+    return FeatureItem(
+        id=f"clip{index:02d}",
+        caption=TEMPLATES[kind],
+        lyrics=None,
+        attributes=None,
+        piece=f"p{index}",
+        features=features,
+    )
+
+
+@pytest.fixture(scope="module")
+def clap_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    config = EmbeddedClapConfig(
+        frame_dim=FRAME_DIM, pooled_dim=POOLED_DIM, d_audio=16, n_layers=1, n_heads=2, ff_dim=32, embed_dim=16
+    )
+    path = tmp_path_factory.mktemp("clap")
+    EmbeddedClap(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def items() -> list[FeatureItem]:
+    rng = np.random.default_rng(0)
+    return [make_item(i, rng) for i in range(16)]
+
+
+def build(clap_dir: Path, items, **overrides) -> RGMCCaptioner:
+    torch.manual_seed(0)
+    context = BuildContext(clap_path=str(clap_dir), feature_dims=(FRAME_DIM, POOLED_DIM, 200), corpus_dir="")
+    return RGMCCaptioner.build({**TINY_LM, **overrides}, items, context)
+
+
+def clip_of(item: FeatureItem, **extra) -> Clip:
+    return Clip(None, clip_id=item.id, features={AUDIO_FEATURES: item.features, **extra})
+
+
+def train_steps(model: RGMCCaptioner, items, steps: int, lr: float = 3e-3) -> list[float]:
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    batch = model.collate(items)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss = model(batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    model.eval()
+    return losses
+
+
+@pytest.fixture(scope="module")
+def trained(clap_dir, items) -> RGMCCaptioner:
+    model = build(clap_dir, items)
+    train_steps(model, items, 60)
+    return model
+
+
+def test_loss_falls_and_frozen_clap_stays_out_of_the_state(clap_dir, items):
+    model = build(clap_dir, items)
+    losses = train_steps(model, items, 40)
+    assert losses[-1] < 0.5 * losses[0]
+    assert not any(key.startswith(("clap.", "_frozen")) for key in model.state_dict())
+    assert all(not p.requires_grad for p in model.encoder.parameters())
+
+
+def test_loss_is_on_caption_tokens_only(clap_dir, items):
+    model = build(clap_dir, items)
+    batch = model.collate(items[:3])
+    for row in range(3):
+        labelled = batch["labels"][row][batch["labels"][row] != -100].tolist()
+        caption = model.tokenizer.encode(items[row].caption).ids + [model.eos_id]
+        assert labelled == caption
+        first = int((batch["labels"][row] != -100).nonzero()[0])
+        assert int(batch["input_ids"][row, first - 1]) == model.sep_id  # the separator precedes the caption
+
+
+def test_neighbour_never_equals_the_query_clip(clap_dir, items):
+    model = build(clap_dir, items)
+    embeddings = torch.as_tensor(model.encoder.embed_audio([item.features for item in items]))
+    neighbours = model.nearest_neighbours(embeddings, [item.id for item in items])
+    assert all(n.id != item.id for n, item in zip(neighbours, items))
+    # the whole index ranks the clip itself first (dot product with itself is 1): exclusion is what removes it
+    assert model.index.search(embeddings[0].numpy(), 1, exclude_ids=set())[0].id == items[0].id
+    results = model.caption_batch([clip_of(item) for item in items[:4]], DecodingConfig(max_new_tokens=5))
+    assert all(r.neighbour.id != item.id for r, item in zip(results, items))
+    assert all(r.neighbour.text for r in results)
+
+
+def test_copy_rate():
+    assert copy_rate(["A piano, slowly.", "drums"], ["a piano slowly", "bass"]) == 0.5
+    assert copy_rate([], []) == 0.0
+    with pytest.raises(ValueError):
+        copy_rate(["a"], [])
+
+
+def reference_greedy(model: RGMCCaptioner, clip: Clip, max_new_tokens: int) -> list[int]:
+    """Greedy decoding by full forward passes without a cache (the definition beam 1 must match)."""
+    item_features = clip.features[AUDIO_FEATURES]
+    embedding = torch.as_tensor(model.encoder.embed_audio([item_features]))
+    neighbour = model.candidates([clip], embedding)[0]
+    prompt = torch.cat(
+        [
+            model.mapper(embedding)[0],
+            model.lm.get_input_embeddings()(torch.tensor(model._encode(neighbour.text, 72))),
+        ]
+    )
+    generated = [model.sep_id]
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            tokens = model.lm.get_input_embeddings()(torch.tensor(generated))
+            logits = model.lm(inputs_embeds=torch.cat([prompt, tokens])[None]).logits[0, -1]
+            token = int(logits.argmax())
+            if token == model.eos_id:
+                break
+            generated.append(token)
+    return generated[1:]
+
+
+def test_beam_one_equals_greedy_in_a_batch(trained, items):
+    clips = [clip_of(item) for item in items[:4]]  # neighbours of different lengths: left padding
+    results = trained.caption_batch(clips, DecodingConfig(num_beams=1, max_new_tokens=20))
+    for clip, result in zip(clips, results):
+        expected = reference_greedy(trained, clip, 20)
+        assert (
+            trained.tokenizer.encode(result.text).ids == expected
+            or result.text == trained.tokenizer.decode(expected).strip()
+        )
+        assert len(result.tokens) == len(expected)
+
+
+def test_beam_search_and_attention(trained, items):
+    result = trained.caption(clip_of(items[1]))  # default: beam 5, no repeated trigram
+    assert result.decoding["num_beams"] == 5 and result.decoding["no_repeat_ngram_size"] == 3
+    assert result.text == items[1].caption  # the toy set is learnt
+    n_tokens = len(result.tokens)
+    n_frames = items[1].features.frames.shape[0]
+    assert result.attention.shape == (n_tokens, n_frames)
+    assert np.allclose(result.attention.sum(1), 1.0, atol=1e-5)
+    assert np.allclose(result.attention_times, items[1].features.frame_times)
+    prefix = result.attention_views["audio prefix (all layers)"]
+    neighbour = result.attention_views["neighbour caption (all layers)"]
+    assert prefix.shape == (n_tokens, TINY_LM["n_prefix"])
+    assert neighbour.shape == (n_tokens, len(trained.tokenizer.encode(result.neighbour.text).ids))
+    assert np.allclose(neighbour.sum(1), 1.0, atol=1e-5)
+    assert "neighbour caption, layer 1" in result.attention_views
+    assert result.audio_embedding.shape == (16,)
+
+
+def test_save_load_identical(trained, items, tmp_path):
+    trained.save_pretrained(tmp_path)
+    loaded = load_captioner(tmp_path)
+    assert isinstance(loaded, RGMCCaptioner)
+    original, restored = trained.state_dict(), loaded.state_dict()
+    assert original.keys() == restored.keys()
+    assert all(torch.equal(original[key], restored[key]) for key in original)
+    assert loaded.lm.lm_head.weight.data_ptr() == loaded.lm.transformer.wte.weight.data_ptr()
+    clips = [clip_of(item) for item in items[:3]]
+    before = [r.text for r in trained.caption_batch(clips)]
+    after = [r.text for r in loaded.caption_batch(clips)]
+    assert before == after
+
+
+def test_retrained_clap_is_refused(trained, clap_dir, tmp_path):
+    trained.save_pretrained(tmp_path / "rgmc")
+    other = EmbeddedClap.from_pretrained(clap_dir)
+    with torch.no_grad():
+        other.audio.input_proj.weight.add_(1.0)
+    other.save_pretrained(tmp_path / "clap")
+    config_file = tmp_path / "rgmc" / "config.json"
+    config_file.write_text(config_file.read_text().replace(str(clap_dir), str(tmp_path / "clap")))
+    with pytest.raises(ValueError, match="retrain RGMC"):
+        load_captioner(tmp_path / "rgmc")
+
+
+def test_candidate_modes(trained, items):
+    clips = [clip_of(item, **{GOLD_CAPTION: f"gold caption {i}"}) for i, item in enumerate(items[:3])]
+    decoding = DecodingConfig(max_new_tokens=4)
+    trained.config.candidate = "gold"
+    try:
+        gold = trained.caption_batch(clips, decoding)
+        trained.config.candidate = "random"
+        first = trained.caption_batch(clips, decoding)
+        again = trained.caption_batch(clips, decoding)
+    finally:
+        trained.config.candidate = "nearest"
+    assert [r.neighbour.text for r in gold] == ["gold caption 0", "gold caption 1", "gold caption 2"]
+    assert [r.neighbour.id for r in first] == [r.neighbour.id for r in again]  # seeded by the clip
+    assert all(r.neighbour.id != clip.id for r, clip in zip(first, clips))
+    assert first[0].decoding["candidate"] == "random"
+    with pytest.raises(ValueError, match="candidate"):
+        RGMCConfig(candidate="best")
+
+
+def test_ablations_audio_only_and_text_only(clap_dir, items):
+    audio_only = build(clap_dir, items, use_text=False)
+    result = audio_only.caption(clip_of(items[0]), DecodingConfig(max_new_tokens=3))
+    assert result.neighbour is None and "neighbour caption (all layers)" not in result.attention_views
+    assert not any("neighbour" in key for key in result.attention_views)
+    text_only = build(clap_dir, items, use_audio=False)
+    assert text_only.mapper is None
+    result = text_only.caption(clip_of(items[0]), DecodingConfig(max_new_tokens=3))
+    assert result.attention is None and result.neighbour is not None
+    assert train_steps(text_only, items, 2)[0] > 0
+
+
+def test_full_profile_from_a_local_gpt2_folder(clap_dir, items, tmp_path):
+    """lm_name_or_path: a GPT-2 folder (weights + tokenizer.json) initialises the LM; nothing downloads."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=280, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(TEMPLATES, trainer)
+    torch.manual_seed(1)
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(vocab_size=tokenizer.get_vocab_size(), n_positions=128, n_embd=24, n_layer=2, n_head=2)
+    )
+    gpt2.save_pretrained(tmp_path / "gpt2")
+    tokenizer.save(str(tmp_path / "gpt2" / "tokenizer.json"))
+
+    model = build(clap_dir, items, lm_name_or_path=str(tmp_path / "gpt2"))
+    assert (model.config.n_layer, model.config.n_embd, model.config.n_positions) == (2, 24, 128)
+    assert model.config.vocab_size == tokenizer.get_vocab_size() + 1  # + the separator
+    original_rows = gpt2.transformer.wte.weight
+    assert torch.equal(model.lm.transformer.wte.weight[: original_rows.shape[0]], original_rows)
+    model.save_pretrained(tmp_path / "rgmc")
+    reloaded = load_captioner(tmp_path / "rgmc")
+    clip = clip_of(items[0])
+    assert reloaded.caption(clip).text == model.caption(clip).text
+
+
+def test_text_pretraining_lowers_caption_perplexity(clap_dir, items):
+    model = build(clap_dir, items)
+    losses = model.pretrain_on_text([item.caption for item in items], epochs=15, batch_size=8, lr=3e-3)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("name", ["rgmc", "rgmc_audio_only", "rgmc_text_only"])
+def test_configs_are_valid(name):
+    document = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    config = config_from_dict(RGMCConfig, document["model"])
+    assert config.n_prefix == 10 and config.candidate == "nearest"
+    decoding = DecodingConfig.from_dict(document["decoding"])
+    assert decoding.num_beams == 5 and decoding.no_repeat_ngram_size == 3
+    assert (config.use_audio, config.use_text) == {
+        "rgmc": (True, True),
+        "rgmc_audio_only": (True, False),
+        "rgmc_text_only": (False, True),
+    }[name]

@@ -1,0 +1,42 @@
+"""`python -m train.corpus --out DIR [--size tiny|small|full] [--seed N] [--workers N]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from train.corpus.build import ALL_SOURCES, SIZES, build_corpus
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train.corpus", description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="render processes (one FluidSynth each)")
+    parser.add_argument(
+        "--symbolic",
+        type=Path,
+        default=None,
+        help="folder with pop909/, nottingham/, openmsx/ (default: ../shared/data/symbolic)",
+    )
+    parser.add_argument("--soundfont", default=None, help="override the size's soundfont (path or file name)")
+    parser.add_argument(
+        "--sources", default=",".join(ALL_SOURCES), help="comma-separated subset of " + ",".join(ALL_SOURCES)
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    build_corpus(
+        args.out,
+        size=args.size,
+        seed=args.seed,
+        workers=args.workers,
+        symbolic_dir=args.symbolic,
+        soundfont=args.soundfont,
+        sources=tuple(args.sources.split(",")),
+    )
+
+
+if __name__ == "__main__":
+    main()
