@@ -118,7 +118,9 @@ class CaptionIndex:
                 hits = [
                     SearchHit(self.ids[r], self.captions[r], float(s), int(r))
                     for s, r in zip(row_scores, row_ids)
-                    if r >= 0 and self.ids[r] not in banned_ids[q] and self._normalized[r] not in banned_captions[q]
+                    if r >= 0
+                    and self.ids[r] not in banned_ids[q]
+                    and self._normalized[r] not in banned_captions[q]
                 ]
                 if len(hits) >= k or width == len(self):
                     results[q] = hits[:k]
@@ -167,7 +169,9 @@ def random_retrieval_metrics(n: int) -> dict[str, float]:
     return metrics
 
 
-def retrieval_metrics(audio_embeddings: np.ndarray, text_embeddings: np.ndarray) -> dict[str, dict[str, float]]:
+def retrieval_metrics(
+    audio_embeddings: np.ndarray, text_embeddings: np.ndarray
+) -> dict[str, dict[str, float]]:
     """Row ``i`` of each matrix is one clip and its caption. Returns ``{"metrics": {t2a_r1, t2a_r5,
     t2a_r10, t2a_medr, a2t_...}, "baseline_random": {same keys}}`` over a pool of all N pairs."""
     audio = _unit_rows(audio_embeddings)

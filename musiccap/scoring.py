@@ -3,8 +3,9 @@
 A :class:`ClapScorer` wraps any model that answers the small :class:`ClapModel` protocol: the
 embedded profile's own :class:`~musiccap.encoders.embedded_clap.EmbeddedClap` answers it directly;
 LAION CLAP (``musiccap.encoders.clap.ClapEncoder``, full profile) through :class:`LaionClap`.
-Scores are cosines of unit vectors, computed in float64 from embeddings that do not depend on
-what else is in the batch, so the same clip and caption give the same number every time.
+Scores are cosines of unit vectors, computed in float64 from embeddings made one input per
+forward pass (a batch's padding and GEMM shape change the last bits), so the same clip and caption
+give the same number every time.
 """
 
 from __future__ import annotations
@@ -58,15 +59,9 @@ class LaionClap:
         return np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.embed_dim), np.float32)
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
-        # Equal-length groups, so no caption is padded and its vector never depends on its batch.
-        from musiccap.encoders.embedded_clap import length_buckets
-
-        texts = list(texts)
-        lengths = [len(self.encoder.tokenizer(t, truncation=True)["input_ids"]) for t in texts]
-        out = np.zeros((len(texts), self.embed_dim), dtype=np.float32)
-        for rows in length_buckets(lengths, 64):
-            out[rows] = self.encoder.encode_text([texts[i] for i in rows])
-        return out
+        # One caption per forward pass: its vector never depends on what it was batched with.
+        rows = [self.encoder.encode_text([text])[0] for text in texts]
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.embed_dim), np.float32)
 
 
 def load_clap(path: str | Path) -> ClapModel:
@@ -82,6 +77,13 @@ def load_clap(path: str | Path) -> ClapModel:
 def _unit(matrix: np.ndarray) -> np.ndarray:
     matrix = np.atleast_2d(np.asarray(matrix, dtype=np.float64))
     return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
+def _row_cosines(a: np.ndarray, b: np.ndarray) -> list[float]:
+    """Cosine of row i of ``a`` with row i of ``b`` (unit rows). An elementwise product summed per
+    row, never a matrix product: BLAS sums in an order that depends on the other rows, and a score
+    must not change with the captions it is computed alongside."""
+    return np.sum(a * b, axis=1).tolist()
 
 
 class ClapScorer:
@@ -125,10 +127,10 @@ class ClapScorer:
         audio = _unit(audio_embedding)
         text = _unit(self.embed_text(captions))
         if audio.shape[0] == 1:
-            return (text @ audio[0]).tolist()
+            audio = np.broadcast_to(audio, text.shape)
         if audio.shape[0] != text.shape[0]:
             raise ValueError(f"{audio.shape[0]} audio embeddings for {text.shape[0]} captions")
-        return np.einsum("ne,ne->n", audio, text).tolist()
+        return _row_cosines(audio, text)
 
     def text_text(self, captions: Sequence[str], references: Sequence[str | Sequence[str]]) -> list[float]:
         """CLAP T-T: caption i against reference i (with several references, the mean cosine)."""
@@ -137,9 +139,7 @@ class ClapScorer:
         groups = [[r] if isinstance(r, str) else list(r) for r in references]
         flat = [r for group in groups for r in group]
         embeddings = _unit(self.embed_text(list(captions) + flat))
-        candidates, reference_rows = embeddings[: len(captions)], embeddings[len(captions) :]
-        scores, start = [], 0
-        for candidate, group in zip(candidates, groups):
-            scores.append(float(np.mean(reference_rows[start : start + len(group)] @ candidate)))
-            start += len(group)
-        return scores
+        candidates = np.repeat(embeddings[: len(captions)], [len(group) for group in groups], axis=0)
+        cosines = np.array(_row_cosines(candidates, embeddings[len(captions) :]))
+        ends = np.cumsum([len(group) for group in groups])
+        return [float(np.mean(cosines[end - len(group) : end])) for group, end in zip(groups, ends)]

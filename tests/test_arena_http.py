@@ -13,7 +13,14 @@ from fastapi.testclient import TestClient
 from musiccap.arena.api import create_app, voter_key_from_request
 from musiccap.arena.captions import DEMO_PHRASES, FixedCaptionSource
 from musiccap.arena.clips import build_pool
-from musiccap.arena.loadtest import LoadResult, _voter, free_port, run_load, start_server, stored_vote_ids
+from musiccap.arena.loadtest import (
+    LoadResult,
+    free_port,
+    run_load,
+    simulate_voter,
+    start_server,
+    stored_vote_ids,
+)
 from musiccap.arena.serve import write_demo_clips
 from musiccap.arena.service import ArenaService
 
@@ -97,7 +104,7 @@ def test_sigkill_mid_run_loses_no_acknowledged_vote(tmp_path):
 
     async def voters():
         async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
-            await asyncio.gather(*(_voter(client, n, 100, 0.01, result) for n in range(30)))
+            await asyncio.gather(*(simulate_voter(client, n, 100, 0.01, result) for n in range(30)))
 
     load = threading.Thread(target=lambda: asyncio.run(voters()))
     load.start()

@@ -59,7 +59,9 @@ def toy_items(seed: int = 0, noise: float = 0.5) -> list[Item]:
         pooled = pooled_signal + noise * rng.standard_normal(POOLED_DIM)
         instrument, tempo, mode, mood = (values[c] for values, c in zip(words, choice))
         caption = f"a {tempo} {mood} {instrument} piece in a {mode} key"
-        items.append(Item(f"clip{n:02d}", caption, Features(frames.astype(np.float32), pooled.astype(np.float32))))
+        items.append(
+            Item(f"clip{n:02d}", caption, Features(frames.astype(np.float32), pooled.astype(np.float32)))
+        )
     return items
 
 
@@ -75,7 +77,9 @@ def test_infonce_falls_and_aligns_audio_with_text(items, tmp_path):
         items,
     )
     assert (model.config.frame_dim, model.config.pooled_dim) == (FRAME_DIM, POOLED_DIM)  # taken from the data
-    before = retrieval_metrics(model.embed_audio([i.features for i in items]), model.embed_text([i.caption for i in items]))
+    before = retrieval_metrics(
+        model.embed_audio([i.features for i in items]), model.embed_text([i.caption for i in items])
+    )
     config = TrainConfig(epochs=25, batch_size=16, lr=3e-3, optimizer="adamw", patience=100, seed=0)
     log, _ = fit(model, items, items, config, tmp_path / "clap")
     first, last = log[0]["train"]["loss"], log[-1]["train"]["loss"]
@@ -150,14 +154,18 @@ def test_audio_tokens_and_differentiable_text_path(items):
     batch = model.audio_batch([i.features for i in items[:3]])
     tokens, embedding = model.audio_tokens(batch["frames"], batch["mask"], batch["pooled"])
     assert tokens.shape == (3, N_FRAMES, model.audio_dim) and embedding.shape == (3, model.embed_dim)
-    np.testing.assert_allclose(embedding.detach().numpy(), model.embed_audio([i.features for i in items[:3]]), atol=1e-5)
+    np.testing.assert_allclose(
+        embedding.detach().numpy(), model.embed_audio([i.features for i in items[:3]]), atol=1e-5
+    )
 
     # One-hot "expected embeddings" reproduce the caption's embedding, and gradients reach the inputs.
     encoded = model.tokenizer(["a slow calm piano piece"], return_tensors="pt")
     weight = model.text_input_embeddings.weight
     one_hot = torch.nn.functional.one_hot(encoded["input_ids"], weight.shape[0]).float().requires_grad_()
     text = model.text_embedding_from_inputs_embeds(one_hot @ weight, encoded["attention_mask"])
-    np.testing.assert_allclose(text.detach().numpy(), model.embed_text(["a slow calm piano piece"]), atol=1e-5)
+    np.testing.assert_allclose(
+        text.detach().numpy(), model.embed_text(["a slow calm piano piece"]), atol=1e-5
+    )
     text.sum().backward()
     assert one_hot.grad is not None and one_hot.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.text.bert.parameters())  # the frozen tower stays frozen

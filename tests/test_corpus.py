@@ -128,9 +128,12 @@ def test_captions_name_exactly_the_recorded_instruments(tiny):
             attributes, caption = record["attributes"], record["caption"]
             for program in attributes["programs"]:
                 assert _names_instrument(caption, program), (caption, program)
-            absent = {0, 24, 40, 56, 65, 73} - set(attributes["programs"])
-            for program in absent:  # instruments that are not there are not named
-                assert not re.search(rf"\b{CAPTION_NAMES[program][0]}\b", caption.lower()), (caption, program)
+            present_names = " | ".join(n for p in attributes["programs"] for n in CAPTION_NAMES[p])
+            for program in {0, 24, 40, 56, 65, 73} - set(attributes["programs"]):
+                name = CAPTION_NAMES[program][0]
+                if name in present_names:  # "piano" inside "electric piano" is not a claim of a piano
+                    continue
+                assert not re.search(rf"\b{name}\b", caption.lower()), (caption, program)
             if attributes["drums"]:
                 assert re.search(r"\b(drums?|drummer|percussion|drum kit)\b", caption.lower()), caption
 
@@ -189,7 +192,7 @@ def test_captions_vary_and_name_every_instrument():
         for program in (73, 0, 33):
             assert _names_instrument(caption, program), caption
         assert "bossa nova" in caption.lower()
-        assert not re.search(r"\b(violin|guitar|trumpet|choir)\b", caption.lower()), caption
+        assert not re.search(r"\b(violin|(?<!bass )guitar|trumpet|choir)\b", caption.lower()), caption
         if "tempo" in facts:
             assert re.search(r"\b(medium|moderate|mid|120 (bpm|beats))\b", caption.lower()), caption
     assert len(captions) == 40

@@ -83,7 +83,7 @@ def train(model: MusCaps, items, steps: int = 30, lr: float = 3e-2) -> list[floa
 def trained():
     items = toy_items()
     model = build(items)
-    losses = train(model, items, steps=40)
+    losses = train(model, items, steps=60)
     return model, items, losses
 
 
@@ -117,7 +117,7 @@ def test_shapes_and_attention_rows():
 
 def test_loss_falls_and_captions_follow_the_audio(trained):
     model, items, losses = trained
-    assert losses[-1] < 0.3 * losses[0], losses
+    assert losses[29] < 0.35 * losses[0] and losses[-1] < 0.15 * losses[0], losses
     results = model.caption_batch([clip_of(item) for item in items[:4]], DecodingConfig(num_beams=1))
     assert [r.text for r in results] == [detokenize(tokenize(CAPTIONS[i % 2])) for i in range(4)]
 

@@ -37,11 +37,15 @@ def test_search_skips_identical_captions_even_beyond_the_first_candidates():
     query = rng.standard_normal(8)
     near = query + 0.01 * rng.standard_normal((6, 8))  # six clips closer than anything else ...
     far = rng.standard_normal((20, 8))
-    captions = ["A calm  piano piece"] * 6 + [f"other {i}" for i in range(20)]  # ... all with the query's caption
+    captions = ["A calm  piano piece"] * 6 + [
+        f"other {i}" for i in range(20)
+    ]  # ... all with the query's caption
     index = CaptionIndex([f"c{i}" for i in range(26)], captions, np.concatenate([near, far]))
     hits = index.search(query, 3, exclude_captions=["a calm piano piece"])
     assert len(hits) == 3 and all(h.caption.startswith("other") for h in hits)
-    batch = index.search_batch(np.stack([query, query]), 2, exclude_ids=[[], ["c0"]], exclude_captions=[[], []])
+    batch = index.search_batch(
+        np.stack([query, query]), 2, exclude_ids=[[], ["c0"]], exclude_captions=[[], []]
+    )
     assert batch[0][0].id == "c0" and "c0" not in {h.id for h in batch[1]}
 
 

@@ -90,7 +90,7 @@ def train_steps(model: RGMCCaptioner, items, steps: int, lr: float = 3e-3) -> li
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.eval()
     return losses
 
@@ -98,7 +98,7 @@ def train_steps(model: RGMCCaptioner, items, steps: int, lr: float = 3e-3) -> li
 @pytest.fixture(scope="module")
 def trained(clap_dir, items) -> RGMCCaptioner:
     model = build(clap_dir, items)
-    train_steps(model, items, 60)
+    train_steps(model, items, 150)
     return model
 
 

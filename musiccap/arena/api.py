@@ -8,6 +8,7 @@ as the server sees it, hashed with the service's salt before it is stored. Refus
 
 import secrets
 from dataclasses import asdict
+from typing import Annotated
 
 from fastapi import APIRouter, Body, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
@@ -53,7 +54,7 @@ def build_router(
     router = APIRouter(prefix="/arena")
 
     def session_of(request: Request, payload: dict) -> str | None:
-        session_id = payload.get("session_id") or request.cookies.get(SESSION_COOKIE)
+        session_id = (payload or {}).get("session_id") or request.cookies.get(SESSION_COOKIE)
         return session_id if isinstance(session_id, str) else None
 
     def voter_key(request: Request) -> str:
@@ -62,7 +63,7 @@ def build_router(
 
     # plain `def` endpoints: FastAPI runs them in its thread pool, so a vote's fsync never blocks the loop
     @router.post("/pair")
-    def serve_pair(request: Request, response: Response, payload: dict = Body(default_factory=dict)):
+    def serve_pair(request: Request, response: Response, payload: Annotated[dict | None, Body()] = None):
         session_id = session_of(request, payload)
         if session_id is None:
             session_id = secrets.token_urlsafe(24)
@@ -85,7 +86,8 @@ def build_router(
         }
 
     @router.post("/vote")
-    def vote(request: Request, payload: dict = Body(default_factory=dict)):
+    def vote(request: Request, payload: Annotated[dict | None, Body()] = None):
+        payload = payload or {}
         try:
             receipt = service.vote(
                 session_of(request, payload),

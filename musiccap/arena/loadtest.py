@@ -78,7 +78,9 @@ def start_server(db_path: Path, port: int, *, min_listen_s: float = 0.01, extra_
     raise RuntimeError("arena server did not start within 30 s")
 
 
-async def _voter(client: httpx.AsyncClient, number: int, n_votes: int, listen_s: float, result: LoadResult):
+async def simulate_voter(
+    client: httpx.AsyncClient, number: int, n_votes: int, listen_s: float, result: LoadResult
+):
     headers = {"x-forwarded-for": f"10.{number // 250}.{number % 250}.{1 + number % 7}"}
     session_id = f"loadtest-voter-{number:04d}"
     answers = ("A", "B", "tie", "both_bad")
@@ -119,7 +121,9 @@ async def run_load(
     limits = httpx.Limits(max_connections=n_voters, max_keepalive_connections=n_voters)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0) as client:
         started = time.perf_counter()
-        await asyncio.gather(*(_voter(client, n, votes_per_voter, listen_s, result) for n in range(n_voters)))
+        await asyncio.gather(
+            *(simulate_voter(client, n, votes_per_voter, listen_s, result) for n in range(n_voters))
+        )
         result.elapsed_s = time.perf_counter() - started
     return result
 

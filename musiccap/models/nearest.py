@@ -23,8 +23,8 @@ from pathlib import Path
 from musiccap.decoding import DecodingConfig
 from musiccap.models.base import (
     CONFIG_NAME,
-    CaptionResult,
     Captioner,
+    CaptionResult,
     Clip,
     Neighbour,
     checkpoint_hash,
@@ -50,7 +50,9 @@ class NearestCaptioner(Captioner):
     def from_items(cls, clap_path: str | Path, items: list, split: str = "train") -> NearestCaptioner:
         """Index ``items`` (FeatureItems: id, caption, features) with the CLAP at ``clap_path``."""
         clap = load_clap(clap_path)
-        return cls(clap, CaptionIndex.from_items(clap, items, split=split), clap_path, checkpoint_hash(clap_path))
+        return cls(
+            clap, CaptionIndex.from_items(clap, items, split=split), clap_path, checkpoint_hash(clap_path)
+        )
 
     @classmethod
     def build(cls, config: dict, train_items: list, context) -> NearestCaptioner:
@@ -75,7 +77,10 @@ class NearestCaptioner(Captioner):
                     tokens=hit.caption.split(),
                     audio_embedding=embedding,
                     neighbour=Neighbour(text=hit.caption, score=hit.score, id=hit.id),
-                    timings={"clap_audio": (embedded - started) * share, "search": (searched - embedded) * share},
+                    timings={
+                        "clap_audio": (embedded - started) * share,
+                        "search": (searched - embedded) * share,
+                    },
                     window=clip.span,
                 )
             )
@@ -109,7 +114,9 @@ class NearestCaptioner(Captioner):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m musiccap.models.nearest", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m musiccap.models.nearest", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--clap", required=True, help="embedded CLAP checkpoint folder")
     parser.add_argument("--corpus", required=True, help="corpus folder with train.jsonl")
     parser.add_argument("--split", default="train")
@@ -121,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     captioner = NearestCaptioner.from_items(args.clap, load_items(args.corpus, args.split), split=args.split)
     captioner.save_pretrained(args.out)
-    print(f"indexed {len(captioner.index)} {args.split} clips in {time.perf_counter() - started:.1f} s -> {args.out}")
+    print(
+        f"indexed {len(captioner.index)} {args.split} clips in {time.perf_counter() - started:.1f} s -> {args.out}"
+    )
     return 0
 
 

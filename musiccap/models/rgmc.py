@@ -300,20 +300,14 @@ class RGMCCaptioner(NeuralCaptioner):
         pooled = inputs["pooled"] if clap.config.pooled_dim else None
         return clap.audio_tokens(inputs["frames"], inputs["frame_mask"], pooled)
 
-    def nearest_neighbours(
-        self, embeddings: torch.Tensor, own_ids: list[str], own_captions: list[str] | None = None
-    ) -> list[Neighbour]:
+    def nearest_neighbours(self, embeddings: torch.Tensor, own_ids: list[str]) -> list[Neighbour]:
         """The best training caption for each row, never the row's own clip.
 
-        Training also passes the rows' own captions: a neighbour with the very caption to predict
-        would teach copying, the degenerate solution the paper's candidate set (training set minus
-        the example, deduplicated by caption) rules out.
+        Only the clip itself is excluded, as in the paper (candidates = training set minus the
+        example); another clip with the same caption is a fair neighbour, at training and test time.
         """
         hits = self.index.search_batch(
-            embeddings.detach().cpu().numpy(),
-            1,
-            exclude_ids=[[own] for own in own_ids],
-            exclude_captions=[[own] for own in own_captions] if own_captions is not None else None,
+            embeddings.detach().cpu().numpy(), 1, exclude_ids=[[own] for own in own_ids]
         )
         return [Neighbour(text=hit[0].caption, score=hit[0].score, id=hit[0].id) for hit in hits]
 
@@ -333,9 +327,7 @@ class RGMCCaptioner(NeuralCaptioner):
         neighbours: list[Neighbour | None] = [None] * len(items)
         if self.config.use_text:
             embeddings = torch.as_tensor(self.encoder.embed_audio([item.features for item in items]))
-            neighbours = self.nearest_neighbours(
-                embeddings, [item.id for item in items], [item.caption for item in items]
-            )
+            neighbours = self.nearest_neighbours(embeddings, [item.id for item in items])
         n_prefix = self.config.n_prefix if self.config.use_audio else 0
         sequences, targets = [], []
         for item, neighbour in zip(items, neighbours, strict=True):
@@ -411,7 +403,7 @@ class RGMCCaptioner(NeuralCaptioner):
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.lm.parameters(), 1.0)
                 optimizer.step()
-                total, count = total + float(loss), count + 1
+                total, count = total + loss.item(), count + 1
             losses.append(total / max(count, 1))
         self.lm.eval()
         return losses

@@ -56,6 +56,28 @@ def create(checkpoints: str | Path = DEFAULT_CHECKPOINTS, with_arena: bool = Tru
     return build_app(studio, arena), studio, arena
 
 
+def create_server(checkpoints: str | Path = DEFAULT_CHECKPOINTS):
+    """The FastAPI app: the Gradio studio at / and the arena's JSON API at /arena/*."""
+    from fastapi import FastAPI
+
+    demo, studio, arena = create(checkpoints)
+    server = FastAPI(title="musiccap")
+    if arena is not None:
+        from musiccap.arena.api import build_router
+
+        # One proxy (the Space's) adds X-Forwarded-For; locally there is none and the client host is used.
+        server.include_router(build_router(arena, trusted_proxies=1 if os.environ.get("SPACE_ID") else 0))
+    return gr.mount_gradio_app(
+        server,
+        demo,
+        path="/",
+        max_file_size=MAX_UPLOAD,
+        allowed_paths=[str(EXAMPLES_DIR)],
+        footer_links=["api"],
+    )
+
+
 def launch(checkpoints: str | Path = DEFAULT_CHECKPOINTS, port: int = 7860, host: str = "127.0.0.1") -> None:
-    demo, _, _ = create(checkpoints)
-    demo.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, footer_links=["api"])
+    import uvicorn
+
+    uvicorn.run(create_server(checkpoints), host=host, port=port, log_level="warning")

@@ -254,17 +254,20 @@ def build_corpus(
         workers,
     )
 
+    # Clips of one piece run back to back so each worker parses a composition once, not once per clip;
+    # the manifests are written in plan order afterwards.
+    jobs_by_piece = sorted(jobs, key=lambda job: (job.candidates[0].id, job.split, job.index))
     started = time.perf_counter()
     records: list[dict] = []
     if workers <= 1:
         _init_worker(out_dir, soundfont_path)
-        results = map(_run_job, jobs)
+        results = map(_run_job, jobs_by_piece)
         pool = None
     else:
         import multiprocessing
 
         pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (out_dir, soundfont_path))
-        results = pool.imap(_run_job, jobs, chunksize=4)
+        results = pool.imap(_run_job, jobs_by_piece, chunksize=4)
     try:
         for done, record in enumerate(results, 1):
             records.append(record)
@@ -283,6 +286,7 @@ def build_corpus(
             pool.join()
     seconds = time.perf_counter() - started
 
+    records.sort(key=lambda r: r["id"])
     for split in SPLITS:
         lines = [json.dumps(r, ensure_ascii=False) for r in records if r["id"].startswith(split + "-")]
         tmp = out_dir / f"{split}.jsonl.tmp"

@@ -1,0 +1,602 @@
+"""Kim & Park, "Data-Efficient Music Captioning via Contrastive and Semantic Alignment": registry key ``csa``.
+
+A CLAP audio encoder gives frame tokens; a vanilla Transformer decoder cross-attends to them and
+writes the caption with the CLAP text encoder's tokenizer. Training adds two alignment terms to
+the NLL (paper eq. 2-5):
+
+    L = L_NLL + alpha * L_C + beta * L_S,   alpha = 0.5, beta = 1.0
+
+* **L_C** (contrastive modality alignment): symmetric InfoNCE (audio->text plus text->audio, the
+  paper's sum) between the pooled audio embedding E_A and the *frozen* CLAP text embedding E_T of
+  the reference caption, with a fixed temperature. Rows of a batch that share a caption are not
+  negatives of each other (the synthetic corpus repeats short captions).
+* **L_S** (semantic alignment): sum over steps t of 1 - cos(f_t(y_hat_1:t), f_t(y)), f_t the frozen
+  CLAP text tower. Two choices make it trainable here:
+
+  - *Differentiable prefix.* y_hat_s is the decoder's teacher-forced prediction at step s (the paper
+    trains with teacher forcing). Instead of its argmax token (no gradient), the prefix enters the
+    text tower as **expected token embeddings**: softmax over the pruned vocabulary times MiniLM's
+    word embeddings of those ids, between the embeddings of [CLS] and [SEP], through
+    ``EmbeddedClap.text_embedding_from_inputs_embeds``. Gradients reach the decoder through the
+    softmax; the text tower itself stays frozen.
+  - *Sampled steps.* One text-tower pass per prefix length is what makes the sum expensive (a
+    6-layer MiniLM per step per caption). Each caption contributes ``semantic_steps`` prefix lengths
+    drawn uniformly from 1..|y| per batch, and the loss is their mean, an unbiased estimate of the
+    per-step mean of the paper's sum. L_NLL is likewise the per-token mean of eq. 4's sum; both
+    sums run over the same steps, so dividing both by the caption length keeps beta's meaning. In
+    evaluation mode (the trainer's validation loss) the draws are seeded, so the early-stopping
+    signal is not noise.
+
+What moves under each term. The decoder reads ``memory = LayerNorm(Linear(tokens))``: a trainable
+projection of the CLAP frame tokens (the paper's encoder is the HTS-AT blocks *followed by
+projection layers*, and M2 freezes only the blocks). E_A is a linear head on the masked mean of that
+memory, so L_C shapes exactly what the decoder cross-attends to, as in Wu et al. (2024, the paper's
+[24]), whose InfoNCE the paper follows. With the encoder frozen (M2-M4) the projection and the
+decoder are what train; M1 also trains the CLAP audio tower.
+
+Sizes. Paper Table I: 8 layers, width 1024, 8 heads, dropout 0.1, 300 tokens. The embedded profile
+defaults to 4 layers x 256 wide, 4 heads, feed-forward 1024, dropout 0.1, 128 positions, pre-LN
+blocks (stable without warm-up at Adam 1e-4), output layer tied to the token embeddings: a beam-5
+caption takes well under the 0.6 s budget on this 2-core CPU (see ``tests/test_csa.py`` and the
+report). The tokenizer is the CLAP text tower's (MiniLM's WordPiece, as the paper shares RoBERTa's
+with RoBERTa-CLAP), **pruned** to the ids that occur in the training captions plus the special
+tokens; the map from decoder ids to MiniLM ids is a buffer in the checkpoint.
+
+Pitch-shift augmentation (paper: +-6 semitones on the audio) is applied **on features**: each
+training row gets a shift drawn from -6..6, and every 12-wide pitch-class block of the frames
+(chroma, the 12 major- and the 12 minor-key correlations; layout in ``musiccap/encoders/embedded.py``)
+is rotated by it. The musicnn mid-end and tempogram blocks are left as they are (a learned timbre
+representation cannot be transposed after the fact); the pooled vector only feeds the CLAP's own
+embedding, which no loss here uses, so it is not shifted either.
+
+Checkpoints hold the decoder, the projection, the alignment head and the id map; the CLAP stays in
+its own folder (``clap_path``, refused at load if its hash changed), except that M1 also saves the
+audio tower it trained. MiniLM is never saved: the CLAP rebuilds it from its package.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from musiccap.decoding import DecodingConfig, rows_per_input, search
+from musiccap.features import audio_features
+from musiccap.models.base import (
+    CaptionResult,
+    Clip,
+    NeuralCaptioner,
+    checkpoint_hash,
+    config_from_dict,
+    read_config,
+    register,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+IGNORE = -100  # cross-entropy target of padding
+# Decoder ids 0..3; MiniLM's own ids for them are [PAD] 0, [UNK] 100, [CLS] 101 (BOS), [SEP] 102 (EOS).
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+PITCH_CLASSES = 12
+
+
+@dataclass
+class CsaConfig:
+    clap_path: str = "checkpoints/clap"  # the embedded CLAP folder (relative paths: cwd, then the repo)
+    clap_hash: str = ""  # checkpoint_hash of that CLAP at build time: a retrained CLAP is refused at load
+    audio_dim: int = 0  # CLAP frame-token width, set at build from the CLAP
+    embed_dim: int = 0  # CLAP embedding size, set at build from the CLAP
+    train_encoder: bool = False  # M1: the CLAP audio tower trains; M2-M4: frozen
+    vocab_size: int = 0  # pruned WordPiece size, set at build from the training captions
+    n_layers: int = 4
+    n_heads: int = 4
+    width: int = 256
+    ff_dim: int = 1024
+    dropout: float = 0.1
+    max_positions: int = 128  # decoder positions: BOS + caption tokens (longer captions are cut)
+    contrastive_weight: float = 0.5  # alpha (M3, M4); 0 for M1, M2
+    contrastive_temperature: float = 0.07
+    semantic_weight: float = 1.0  # beta (M4); 0 for M1-M3
+    semantic_steps: int = 4  # prefix lengths drawn per caption per batch for L_S
+    pitch_shift_semitones: int = 6  # training rows are shifted by a uniform draw from -n..n
+    pitch_class_blocks: list[list[int]] = field(default_factory=list)  # [start, end) frame columns, 12 wide
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.width % self.n_heads:
+            raise ValueError("width must be a multiple of n_heads")
+        for start, end in self.pitch_class_blocks:
+            if end - start != PITCH_CLASSES:
+                raise ValueError(f"pitch-class block [{start}, {end}) is not {PITCH_CLASSES} wide")
+        if self.semantic_steps < 1:
+            raise ValueError("semantic_steps must be at least 1")
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A relative path as given if it exists from the working directory, else from the repo root."""
+    path = Path(path)
+    return path if path.is_absolute() or path.exists() else REPO / path
+
+
+def embedded_pitch_class_blocks(frame_dim: int) -> list[list[int]]:
+    """Chroma, major-key and minor-key correlation columns of the embedded frames, each indexed by pitch class.
+
+    ``musiccap/encoders/embedded.py``: frames = musicnn mid-end | chroma (12) | key (12 major, then
+    12 minor, tonic C first) | tempogram. Each block is scaled by one constant, so rotating its
+    columns is exactly what transposing the audio would do to it.
+    """
+    from musiccap.encoders.embedded import EmbeddedConfig
+
+    layout = EmbeddedConfig()
+    if layout.chroma_dim != PITCH_CLASSES or layout.key_dim != 2 * PITCH_CLASSES:
+        raise ValueError("the embedded frame layout no longer has 12 chroma and 24 key columns")
+    chroma_start = frame_dim - layout.tempo_dim - layout.key_dim - layout.chroma_dim
+    return [[chroma_start + PITCH_CLASSES * i, chroma_start + PITCH_CLASSES * (i + 1)] for i in range(3)]
+
+
+def pitch_shift_frames(
+    frames: torch.Tensor, semitones: torch.Tensor, blocks: list[list[int]]
+) -> torch.Tensor:
+    """Transpose each row of ``frames`` [B, T, D] by ``semitones`` [B]: rotate every pitch-class block.
+
+    Column c of a block moves to column (c + n) mod 12, as ``np.roll(block, n)`` does: energy at C
+    shifted up two semitones lands on D, and the C-major correlation becomes the D-major one.
+    """
+    if not blocks:
+        return frames
+    source = (torch.arange(PITCH_CLASSES)[None, :] - semitones[:, None]) % PITCH_CLASSES  # [B, 12]
+    source = source[:, None, :].expand(frames.shape[0], frames.shape[1], PITCH_CLASSES)
+    shifted = frames.clone()
+    for start, end in blocks:
+        shifted[..., start:end] = frames[..., start:end].gather(-1, source)
+    return shifted
+
+
+def symmetric_info_nce(
+    audio: torch.Tensor, text: torch.Tensor, temperature: float, groups: torch.Tensor
+) -> torch.Tensor:
+    """L_C = L_Ca + L_Ct (paper eq. 2) on unit vectors; rows of the same ``groups`` value are not negatives."""
+    logits = audio @ text.T / temperature
+    duplicate = (groups[:, None] == groups[None, :]) & ~torch.eye(len(groups), dtype=torch.bool)
+    logits = logits.masked_fill(duplicate, float("-inf"))
+    targets = torch.arange(len(groups))
+    return F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)
+
+
+# ---- the decoder ------------------------------------------------------------------------------------
+
+
+class Attention(nn.Module):
+    """Multi-head attention that returns its weights (the heatmaps) and takes precomputed keys/values."""
+
+    def __init__(self, width: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads, self.head_dim = n_heads, width // n_heads
+        self.query = nn.Linear(width, width)
+        self.key_value = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+        self.dropout = nn.Dropout(dropout)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [N, L, width] -> [N, heads, L, head_dim]
+        return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
+
+    def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = self.key_value(source).chunk(2, dim=-1)
+        return self._heads(keys), self._heads(values)
+
+    def forward(self, x, keys, values, allowed):
+        """x [N, Lq, width]; keys/values [N, heads, Lk, head_dim]; allowed bool, broadcast to [N, heads, Lq, Lk]."""
+        scores = self._heads(self.query(x)) @ keys.transpose(-1, -2) / math.sqrt(self.head_dim)
+        weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+        mixed = (self.dropout(weights) @ values).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
+        return self.out(mixed), weights
+
+
+class DecoderLayer(nn.Module):
+    """Pre-LN Transformer decoder block: causal self-attention, cross-attention to the audio, MLP."""
+
+    def __init__(self, config: CsaConfig):
+        super().__init__()
+        self.self_norm = nn.LayerNorm(config.width)
+        self.self_attention = Attention(config.width, config.n_heads, config.dropout)
+        self.cross_norm = nn.LayerNorm(config.width)
+        self.cross_attention = Attention(config.width, config.n_heads, config.dropout)
+        self.mlp_norm = nn.LayerNorm(config.width)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.width, config.ff_dim), nn.GELU(), nn.Linear(config.ff_dim, config.width)
+        )
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, past_keys, past_values, causal, memory_keys, memory_values, memory_allowed):
+        new_keys, new_values = self.self_attention.keys_values(self.self_norm(x))
+        keys = torch.cat([past_keys, new_keys], dim=2)
+        values = torch.cat([past_values, new_values], dim=2)
+        attended, _ = self.self_attention(self.self_norm(x), keys, values, causal)
+        x = x + self.dropout(attended)
+        attended, cross_weights = self.cross_attention(
+            self.cross_norm(x), memory_keys, memory_values, memory_allowed
+        )
+        x = x + self.dropout(attended)
+        x = x + self.dropout(self.mlp(self.mlp_norm(x)))
+        return x, keys, values, cross_weights
+
+
+@dataclass
+class DecoderOutput:
+    logits: torch.Tensor  # [N, L, vocab]
+    keys: tuple[torch.Tensor, ...]  # per layer [N, heads, past + L, head_dim]: the self-attention cache
+    values: tuple[torch.Tensor, ...]
+    cross_attention: torch.Tensor  # [N, layers, heads, L, S]
+
+
+class CaptionDecoder(nn.Module):
+    """Token + learned position embeddings, ``n_layers`` decoder blocks, tied output layer."""
+
+    def __init__(self, config: CsaConfig):
+        super().__init__()
+        self.config = config
+        self.token_embedding = nn.Embedding(config.vocab_size, config.width)
+        self.position_embedding = nn.Embedding(config.max_positions, config.width)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.n_layers))
+        self.final_norm = nn.LayerNorm(config.width)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.position_embedding.weight, std=0.02)
+
+    def memory_cache(self, memory: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """Cross-attention keys and values of every layer, computed once per clip."""
+        pairs = [layer.cross_attention.keys_values(memory) for layer in self.layers]
+        return tuple(k for k, _ in pairs), tuple(v for _, v in pairs)
+
+    def empty_cache(self, n_rows: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        head_dim = self.config.width // self.config.n_heads
+        empty = torch.zeros(n_rows, self.config.n_heads, 0, head_dim)
+        return tuple(empty for _ in self.layers), tuple(empty for _ in self.layers)
+
+    def forward(self, tokens, memory_keys, memory_values, memory_mask, past_keys=None, past_values=None):
+        """tokens [N, L] following ``past`` cached positions; memory_mask [N, S] True = real frame."""
+        if past_keys is None:
+            past_keys, past_values = self.empty_cache(tokens.shape[0])
+        start, length = past_keys[0].shape[2], tokens.shape[1]
+        if start + length > self.config.max_positions:
+            raise ValueError(f"{start + length} positions exceed max_positions={self.config.max_positions}")
+        positions = torch.arange(start, start + length)
+        x = self.dropout(self.token_embedding(tokens) + self.position_embedding(positions))
+        causal = torch.ones(length, start + length, dtype=torch.bool).tril(diagonal=start)
+        memory_allowed = memory_mask[:, None, None, :]
+        keys, values, cross = [], [], []
+        for index, layer in enumerate(self.layers):
+            x, k, v, weights = layer(
+                x, past_keys[index], past_values[index], causal, memory_keys[index], memory_values[index],
+                memory_allowed,
+            )  # fmt: skip
+            keys.append(k)
+            values.append(v)
+            cross.append(weights)
+        logits = self.final_norm(x) @ self.token_embedding.weight.T
+        return DecoderOutput(logits, tuple(keys), tuple(values), torch.stack(cross, dim=1))
+
+
+@dataclass
+class AudioEncoding:
+    memory: torch.Tensor  # [B, S, width] what the decoder cross-attends to
+    memory_mask: torch.Tensor  # [B, S] True = real frame
+    embedding: torch.Tensor  # [B, E] E_A, unit vectors (L_C)
+    clap_embedding: torch.Tensor  # [B, E] the CLAP's own clip embedding (shown in the app)
+
+
+# ---- the captioner ----------------------------------------------------------------------------------
+
+
+@register
+class CsaCaptioner(NeuralCaptioner):
+    name = "csa"
+    paper = "Data-Efficient Music Captioning via Contrastive and Semantic Alignment (Kim & Park)"
+    config_class = CsaConfig
+    default_decoding = DecodingConfig(num_beams=5, no_repeat_ngram_size=3, max_new_tokens=80)
+
+    def __init__(self, config: CsaConfig, *, clap):
+        super().__init__(config)
+        if clap.audio_dim != config.audio_dim or clap.embed_dim != config.embed_dim:
+            raise ValueError(
+                f"the CLAP has audio_dim={clap.audio_dim}, embed_dim={clap.embed_dim}; "
+                f"this model was built for {config.audio_dim}, {config.embed_dim}"
+            )
+        # The CLAP lives in its own checkpoint and stays out of this module (and its state dict);
+        # M1 registers the audio tower it trains, which is then saved here.
+        self._clap = (clap,)
+        clap.eval().requires_grad_(False)
+        if config.train_encoder:
+            self.audio_tower = clap.audio
+            self.audio_tower.requires_grad_(True)
+        self.audio_projection = nn.Linear(config.audio_dim, config.width)
+        self.audio_norm = nn.LayerNorm(config.width)
+        self.alignment_head = nn.Linear(config.width, config.embed_dim)
+        self.decoder = CaptionDecoder(config)
+        # decoder id -> MiniLM id; filled by ``build``, restored from the checkpoint
+        self.register_buffer("minilm_ids", torch.zeros(config.vocab_size, dtype=torch.long))
+
+    @property
+    def clap(self):
+        return self._clap[0]
+
+    @property
+    def tokenizer(self):
+        return self.clap.tokenizer
+
+    # ---- building, loading ---------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, config: dict, train_items: list, context) -> CsaCaptioner:
+        from musiccap.encoders.embedded_clap import EmbeddedClap
+
+        settings = config_from_dict(CsaConfig, {"clap_path": context.clap_path, **config})
+        clap_dir = resolve_path(settings.clap_path)
+        clap = EmbeddedClap.from_pretrained(clap_dir)
+        frame_dim = context.feature_dims[0]
+        blocks = settings.pitch_class_blocks or (
+            embedded_pitch_class_blocks(frame_dim) if settings.pitch_shift_semitones else []
+        )
+        if any(end > frame_dim for _, end in blocks):
+            raise ValueError(f"pitch-class blocks {blocks} do not fit frames of width {frame_dim}")
+        minilm_ids = pruned_vocabulary(clap.tokenizer, [item.caption for item in train_items])
+        settings = replace(
+            settings,
+            clap_hash=checkpoint_hash(clap_dir),
+            audio_dim=int(clap.audio_dim),
+            embed_dim=int(clap.embed_dim),
+            vocab_size=len(minilm_ids),
+            pitch_class_blocks=[list(b) for b in blocks],
+        )
+        torch.manual_seed(settings.seed)
+        model = cls(settings, clap=clap)
+        model.minilm_ids.copy_(torch.tensor(minilm_ids))
+        return model
+
+    @classmethod
+    def load_extra(cls, path: Path) -> dict[str, Any]:
+        from musiccap.encoders.embedded_clap import EmbeddedClap
+
+        config = read_config(path)["config"]
+        clap_dir = resolve_path(config["clap_path"])
+        if config.get("clap_hash") and checkpoint_hash(clap_dir) != config["clap_hash"]:
+            raise ValueError(
+                f"{path} was trained on the CLAP with hash {config['clap_hash']}, but {clap_dir} now holds "
+                f"{checkpoint_hash(clap_dir)}: retrain csa (its projection reads that CLAP's frame tokens)"
+            )
+        return {"clap": EmbeddedClap.from_pretrained(clap_dir)}
+
+    # ---- vocabulary ------------------------------------------------------------------------------
+
+    def encode_captions(self, texts: list[str]) -> list[list[int]]:
+        """Decoder ids of captions (no BOS/EOS; WordPieces outside the pruned vocabulary become UNK)."""
+        to_decoder = {minilm: own for own, minilm in enumerate(self.minilm_ids.tolist())}
+        encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [[to_decoder.get(i, UNK) for i in ids] for ids in encoded]
+
+    def decode_ids(self, ids: list[int]) -> tuple[str, list[str]]:
+        minilm = [int(self.minilm_ids[i]) for i in ids if i > EOS]
+        tokens = self.tokenizer.convert_ids_to_tokens(minilm)
+        return self.tokenizer.decode(minilm, skip_special_tokens=True).strip(), tokens
+
+    # ---- audio side ------------------------------------------------------------------------------
+
+    def encode_audio(
+        self, frames: torch.Tensor, frame_mask: torch.Tensor, pooled: torch.Tensor
+    ) -> AudioEncoding:
+        clap = self.clap
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_encoder):
+            tokens, clap_embedding = clap.audio_tokens(
+                frames, frame_mask, pooled if clap.config.pooled_dim else None
+            )
+        memory = self.audio_norm(self.audio_projection(tokens))
+        weights = frame_mask.to(memory.dtype) / frame_mask.sum(1, keepdim=True).clamp(min=1)
+        pooled_memory = torch.einsum("bs,bsd->bd", weights, memory)
+        embedding = F.normalize(self.alignment_head(pooled_memory), dim=-1)
+        return AudioEncoding(memory, frame_mask, embedding, clap_embedding)
+
+    # ---- training --------------------------------------------------------------------------------
+
+    def collate(self, items: list) -> dict[str, torch.Tensor]:
+        audio = self.clap.audio_batch([item.features for item in items])
+        limit = self.config.max_positions - 1  # BOS takes one position
+        captions = [ids[:limit] for ids in self.encode_captions([item.caption for item in items])]
+        longest = max(len(c) for c in captions) + 1
+        input_ids = torch.full((len(items), longest), PAD, dtype=torch.long)
+        targets = torch.full((len(items), longest), IGNORE, dtype=torch.long)
+        for row, caption in enumerate(captions):
+            input_ids[row, : len(caption) + 1] = torch.tensor([BOS] + caption)
+            targets[row, : len(caption) + 1] = torch.tensor(caption + [EOS])
+        text = self.tokenizer(
+            [item.caption for item in items],
+            padding=True,
+            truncation=True,
+            max_length=self.clap.config.text_max_tokens,
+            return_tensors="pt",
+        )
+        first = {}
+        groups = [first.setdefault(item.caption, row) for row, item in enumerate(items)]
+        return {
+            "frames": audio["frames"],
+            "frame_mask": audio["mask"],
+            "pooled": audio["pooled"],
+            "input_ids": input_ids,
+            "targets": targets,
+            "caption_lengths": torch.tensor([len(c) for c in captions]),
+            "text_ids": text["input_ids"],
+            "text_mask": text["attention_mask"],
+            "caption_group": torch.tensor(groups),
+        }
+
+    def text_embedding(self, text_ids: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """E_T = f_t(y) of the frozen CLAP text tower, through the same path as the L_S prefixes."""
+        with torch.no_grad():
+            embeds = self.clap.text_input_embeddings(text_ids)
+            return self.clap.text_embedding_from_inputs_embeds(embeds, text_mask)
+
+    def semantic_alignment_loss(
+        self, logits: torch.Tensor, caption_lengths: torch.Tensor, reference: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean over sampled steps t of 1 - cos(f_t(expected embeddings of y_hat_1:t), f_t(y)); see the module doc."""
+        n_items, steps = logits.shape[0], self.config.semantic_steps
+        generator = None if self.training else torch.Generator().manual_seed(self.config.seed)
+        word_embeddings = self.clap.text_input_embeddings.weight
+        vocabulary_embeddings = word_embeddings.index_select(0, self.minilm_ids)  # [V, 384]
+        expected = logits.float().softmax(dim=-1) @ vocabulary_embeddings  # [B, L, 384]
+
+        draws = torch.rand(n_items, steps, generator=generator)
+        prefix_lengths = (1 + (draws * caption_lengths[:, None]).long()).clamp(max=caption_lengths[:, None])
+        prefix_lengths = prefix_lengths.clamp(min=1).reshape(-1)  # [B * steps]
+        rows = torch.arange(n_items).repeat_interleave(steps)
+        n_positions = int(prefix_lengths.max()) + 2  # [CLS] prefix [SEP]
+        positions = torch.arange(n_positions)[None, :]
+        body = expected[rows][:, (positions[0] - 1).clamp(0, expected.shape[1] - 1)]  # [R, P, 384]
+        cls, sep, pad = word_embeddings[self.minilm_ids[[BOS, EOS, PAD]]]
+        lengths = prefix_lengths[:, None]
+        inputs = torch.where(
+            ((positions >= 1) & (positions <= lengths))[..., None],
+            body,
+            torch.where(
+                (positions == lengths + 1)[..., None], sep, torch.where((positions == 0)[..., None], cls, pad)
+            ),
+        )
+        mask = (positions <= lengths + 1).long()
+        prefix_embedding = self.clap.text_embedding_from_inputs_embeds(inputs, mask)
+        cosine = (prefix_embedding * reference[rows]).sum(-1)
+        return (1.0 - cosine).mean()
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        frames = batch["frames"]
+        if self.training and self.config.pitch_shift_semitones and self.config.pitch_class_blocks:
+            limit = self.config.pitch_shift_semitones
+            semitones = torch.randint(-limit, limit + 1, (frames.shape[0],))
+            frames = pitch_shift_frames(frames, semitones, self.config.pitch_class_blocks)
+        audio = self.encode_audio(frames, batch["frame_mask"], batch["pooled"])
+        memory_keys, memory_values = self.decoder.memory_cache(audio.memory)
+        logits = self.decoder(batch["input_ids"], memory_keys, memory_values, audio.memory_mask).logits
+        nll = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=IGNORE
+        )
+        losses = {"nll": nll}
+        total = nll
+        if self.config.contrastive_weight or self.config.semantic_weight:
+            reference = self.text_embedding(batch["text_ids"], batch["text_mask"])
+        if self.config.contrastive_weight:
+            contrastive = symmetric_info_nce(
+                audio.embedding, reference, self.config.contrastive_temperature, batch["caption_group"]
+            )
+            losses["contrastive"] = contrastive
+            total = total + self.config.contrastive_weight * contrastive
+        if self.config.semantic_weight:
+            # logits[:, :n] predict the caption's tokens; the last real position predicts EOS
+            semantic = self.semantic_alignment_loss(logits, batch["caption_lengths"], reference)
+            losses["semantic"] = semantic
+            total = total + self.config.semantic_weight * semantic
+        return {"loss": total, **{name: value.detach() for name, value in losses.items()}}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.training_loss(batch)  # the trainer calls the module (DDP needs the wrapper call)
+
+    # ---- captioning ------------------------------------------------------------------------------
+
+    def decode_step(self, last_tokens: torch.Tensor, state: dict):
+        """One cached decoder step for :func:`musiccap.decoding.search`.
+
+        Returns logits [N, V], the grown cache and the cross-attention of every layer and head,
+        flattened to [N, layers * heads * S] (reshaped per token in ``caption_batch``).
+        """
+        output = self.decoder(
+            last_tokens[:, None],
+            state["memory_keys"],
+            state["memory_values"],
+            state["memory_mask"],
+            state["keys"],
+            state["values"],
+        )
+        new_state = {**state, "keys": output.keys, "values": output.values}
+        attention = output.cross_attention[:, :, :, 0, :]  # [N, layers, heads, S]
+        return output.logits[:, -1], new_state, attention.reshape(len(last_tokens), -1)
+
+    @torch.no_grad()
+    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
+        decoding = decoding or self.default_decoding
+        self.eval()
+        started = time.perf_counter()
+        features = [audio_features(clip) for clip in clips]
+        feature_time = time.perf_counter() - started
+
+        started = time.perf_counter()
+        inputs = self.clap.audio_batch(features)
+        audio = self.encode_audio(inputs["frames"], inputs["mask"], inputs["pooled"])
+        expand = torch.arange(len(clips)).repeat_interleave(rows_per_input(decoding))
+        memory_keys, memory_values = self.decoder.memory_cache(audio.memory.index_select(0, expand))
+        keys, values = self.decoder.empty_cache(len(expand))
+        state = {
+            "memory_keys": memory_keys,
+            "memory_values": memory_values,
+            "memory_mask": audio.memory_mask.index_select(0, expand),
+            "keys": keys,
+            "values": values,
+        }
+        hypotheses = search(
+            self.decode_step, state, batch_size=len(clips), bos_id=BOS, eos_id=EOS, config=decoding
+        )
+        decode_time = time.perf_counter() - started
+
+        results = []
+        n_frames_padded = audio.memory.shape[1]
+        for row, (clip, feature, hypothesis) in enumerate(zip(clips, features, hypotheses, strict=True)):
+            text, tokens = self.decode_ids(hypothesis.token_ids)
+            n_frames = int(audio.memory_mask[row].sum())
+            shape = (self.config.n_layers, self.config.n_heads, n_frames_padded)
+            if hypothesis.attention is not None:
+                weights = hypothesis.attention.reshape(-1, *shape)[..., :n_frames]
+            else:
+                weights = np.zeros((0, *shape[:2], n_frames), dtype=np.float32)
+            results.append(
+                CaptionResult(
+                    model=self.name,
+                    text=text,
+                    tokens=tokens,
+                    attention=weights.mean(axis=(1, 2)).astype(np.float32),
+                    attention_times=np.asarray(feature.frame_times, dtype=np.float32)[:n_frames],
+                    attention_views=attention_views(weights),
+                    audio_embedding=audio.clap_embedding[row].numpy(),
+                    decoding=decoding.to_dict(),
+                    timings={
+                        "features": clip.timings.get("embedded_audio", feature_time / len(clips)),
+                        "decode": decode_time / len(clips),
+                    },
+                    window=clip.span,
+                )
+            )
+        return results
+
+    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
+        return self.caption_batch([clip], decoding)[0]
+
+
+def pruned_vocabulary(tokenizer, captions: list[str]) -> list[int]:
+    """MiniLM ids of the four special tokens, then every WordPiece the captions use (sorted)."""
+    special = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+    used = set()
+    for ids in tokenizer(captions, add_special_tokens=False)["input_ids"]:
+        used.update(ids)
+    return list(special) + sorted(used - set(special))
+
+
+def attention_views(weights: np.ndarray) -> dict[str, np.ndarray]:
+    """weights [n_tokens, layers, heads, frames] -> per layer (mean over heads) and per layer and head."""
+    views = {}
+    for layer in range(weights.shape[1]):
+        views[f"layer {layer + 1}"] = weights[:, layer].mean(axis=1).astype(np.float32)
+        for head in range(weights.shape[2]):
+            views[f"layer {layer + 1}, head {head + 1}"] = weights[:, layer, head].astype(np.float32)
+    return views

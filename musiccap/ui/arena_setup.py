@@ -1,0 +1,55 @@
+"""The arena as the studio runs it: its clip pool, the captions it serves, and where votes are kept."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from musiccap.arena.captions import ServedCaption
+from musiccap.arena.clips import ArenaClip, build_pool
+from musiccap.arena.service import ArenaService, load_or_create_salt
+from musiccap.audio import load_audio, windows
+from musiccap.models.base import Clip
+from musiccap.studio import REPO, Studio
+
+DEFAULT_DB = REPO / "data" / "arena.sqlite"
+
+
+def arena_db_path() -> Path:
+    """``MUSICCAP_ARENA_DB``, else data/arena.sqlite (on a Space, point it at persistent storage /data)."""
+    return Path(os.environ.get("MUSICCAP_ARENA_DB", DEFAULT_DB))
+
+
+def studio_caption_source(studio: Studio):
+    """Captions for the arena from the studio's captioners, on the clip's first 10 s window."""
+
+    def caption(clip: ArenaClip, model: str) -> ServedCaption:
+        window = windows(load_audio(clip.path), "first")[0]
+        result = studio.caption_clip(Clip(window), model)
+        captioner = studio.captioners[model]
+        return ServedCaption(
+            text=result.text, decoding=result.decoding, checkpoint_hash=captioner.checkpoint_hash
+        )
+
+    return caption
+
+
+def arena_for(
+    studio: Studio, audio_files: list[str], db_path: str | Path | None = None
+) -> ArenaService | None:
+    """An arena over the example clips, or None when fewer than two captioners are loaded."""
+    models = [name for name in studio.captioners if name != "random"] or list(studio.captioners)
+    if len(models) < 2 or not audio_files:
+        return None
+    db_path = Path(db_path or arena_db_path())
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    titles = {str(f): Path(f).stem.replace("-", " ") for f in audio_files}
+    pool = build_pool(audio_files, titles=titles)
+    return ArenaService(
+        db_path,
+        models,
+        pool,
+        studio_caption_source(studio),
+        salt=load_or_create_salt(db_path),
+        min_listen_s=float(os.environ.get("MUSICCAP_ARENA_MIN_LISTEN_S", "8")),
+    )
