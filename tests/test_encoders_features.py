@@ -47,7 +47,9 @@ def test_musical_features_hear_mode_and_tempo(bpm):
     assert f.seconds > 0
 
 
-needs_musicnn = pytest.mark.skipif(importlib.util.find_spec("musicnn") is None, reason="musicnn wheel not installed")
+needs_musicnn = pytest.mark.skipif(
+    importlib.util.find_spec("musicnn") is None, reason="musicnn wheel not installed"
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,10 @@ def test_embedded_features_contract(encoder):
     assert np.isfinite(f.frames).all() and np.isfinite(f.pooled).all()
     assert len(f.tags) == 50 and all(0 <= p <= 1 for p in f.tags.values())
     # each block is scaled by 1/sqrt(width): no block dominates the frame vector
-    norms = [np.linalg.norm(f.frames[:, a:b], axis=1).mean() for a, b in [(0, 192), (192, 204), (204, 228), (228, 252)]]
+    norms = [
+        np.linalg.norm(f.frames[:, a:b], axis=1).mean()
+        for a, b in [(0, 192), (192, 204), (204, 228), (228, 252)]
+    ]
     assert max(norms) / min(norms) < 20
     # a 44.1 kHz stereo copy gives nearly the same features
     stereo = np.stack([samples, samples], 1)
@@ -80,7 +85,13 @@ def test_embedded_features_contract(encoder):
 
     restored = AudioFeatures.from_tensors(f.to_tensors())
     assert restored.tags == f.tags and np.array_equal(restored.frames, f.frames)
-    assert [x.chunks.shape for x in encoder.batch([samples[: rate * 5], samples], rate)] == [(1, 200), (3, 200)]
+    short, medium, silent = encoder.batch([samples[:rate], samples[: rate * 5], np.zeros_like(samples)], rate)
+    assert short.frames.shape == (4, encoder.frame_dim) and short.chunks.shape == (1, 200)  # repeat-padded patch
+    assert medium.frames.shape == (20, encoder.frame_dim) and medium.chunks.shape == (1, 200)
+    assert np.isfinite(silent.frames).all() and np.isfinite(silent.pooled).all()
+        (1, 200),
+        (3, 200),
+    ]
 
 
 @needs_musicnn

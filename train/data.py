@@ -1,8 +1,9 @@
 """Training items with their audio features, and the feature cache that makes epochs cheap.
 
 Encoder features (musicnn frames and chunks, chroma/key, tempogram) are computed once per clip
-and stored per split in one safetensors file, keyed by the encoder's ``version`` and the
-manifest's content: a new encoder or a rebuilt corpus gets a new cache, never a stale one.
+and stored in one small safetensors file per clip, keyed by the audio's bytes and the encoder's
+``version``: a new encoder or a re-rendered clip gets a new entry, never a stale one, and every
+model (and every corpus that shares a clip) reuses the same entry.
 Encoders that train (the CLAP towers) run on top of these features and are not cached.
 """
 
@@ -44,35 +45,42 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MUSICCAP_CACHE", Path.home() / ".cache" / "musiccap")) / "features"
 
 
-def _cache_path(corpus_dir: Path, split: str, encoder_version: str, cache_dir: Path) -> Path:
-    manifest = (corpus_dir / f"{split}.jsonl").read_bytes()
-    key = hashlib.sha256(manifest + encoder_version.encode()).hexdigest()[:16]
-    return cache_dir / f"{corpus_dir.resolve().name}-{split}-{key}.safetensors"
+def clip_cache_path(
+    audio_path: str | Path, encoder_version: str, cache_dir: str | Path | None = None
+) -> Path:
+    """Where one clip's features live: keyed by the audio's bytes and the encoder's version."""
+    digest = hashlib.sha256(Path(audio_path).read_bytes()).hexdigest()[:24]
+    return Path(cache_dir or default_cache_dir()) / encoder_version / f"{digest}.safetensors"
+
+
+def clip_features(
+    audio_path: str | Path, encoder, cache_dir: str | Path | None = None
+) -> dict[str, np.ndarray]:
+    """One clip's feature tensors, computed on first use (first 10 s window) and cached."""
+    path = clip_cache_path(audio_path, encoder.version, cache_dir)
+    if path.is_file():
+        return load_file(str(path))
+    window = windows(load_audio(audio_path), "first")[0]
+    tensors = {
+        k: np.ascontiguousarray(v)
+        for k, v in encoder(window.samples, window.sample_rate).to_tensors().items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    save_file(tensors, str(partial), metadata={"encoder": encoder.version})
+    partial.rename(path)  # atomic: a crash mid-write never leaves a cache entry that looks complete
+    return tensors
 
 
 def cache_features(
     corpus_dir: str | Path, split: str, encoder=None, cache_dir: str | Path | None = None
-) -> Path:
-    """Compute (once) and store the audio features of every clip in a split; return the cache file."""
+) -> None:
+    """Compute (once) the audio features of every clip in a split."""
     from musiccap.features import embedded_encoder
 
     encoder = encoder or embedded_encoder()
-    corpus_dir = Path(corpus_dir)
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    path = _cache_path(corpus_dir, split, encoder.version, cache_dir)
-    if path.is_file():
-        return path
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tensors: dict[str, np.ndarray] = {}
     for row in tqdm(read_manifest(corpus_dir, split), desc=f"features {split}", unit="clip"):
-        audio = load_audio(corpus_dir / row["audio"])
-        window = windows(audio, "first")[0]
-        for name, value in encoder(window.samples, window.sample_rate).to_tensors().items():
-            tensors[f"{row['id']}/{name}"] = np.ascontiguousarray(value)
-    partial = path.with_suffix(".partial")
-    save_file(tensors, str(partial), metadata={"encoder": encoder.version, "split": split})
-    partial.rename(path)  # a crash mid-way never leaves a cache that looks complete
-    return path
+        clip_features(Path(corpus_dir) / row["audio"], encoder, cache_dir)
 
 
 def load_items(
@@ -85,15 +93,13 @@ def load_items(
 ) -> list[FeatureItem]:
     """The split's clips with cached features (computing the cache on first use)."""
     from musiccap.encoders.embedded import AudioFeatures
+    from musiccap.features import embedded_encoder
 
+    encoder = encoder or embedded_encoder()
     rows = read_manifest(corpus_dir, split)
-    cached = load_file(str(cache_features(corpus_dir, split, encoder, cache_dir)))
-    grouped: dict[str, dict[str, np.ndarray]] = {}
-    for key, value in cached.items():
-        clip_id, name = key.split("/", 1)
-        grouped.setdefault(clip_id, {})[name] = value
     items = []
-    for row in rows[:limit] if limit else rows:
+    for row in tqdm(rows[:limit] if limit else rows, desc=f"load {split}", unit="clip", leave=False):
+        tensors = clip_features(Path(corpus_dir) / row["audio"], encoder, cache_dir)
         items.append(
             FeatureItem(
                 id=row["id"],
@@ -101,7 +107,7 @@ def load_items(
                 lyrics=row.get("lyrics"),
                 attributes=row.get("attributes"),
                 piece=row.get("piece", row["id"]),
-                features=AudioFeatures.from_tensors(grouped[row["id"]]),
+                features=AudioFeatures.from_tensors(tensors),
             )
         )
     return items

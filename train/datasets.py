@@ -86,8 +86,16 @@ def load_synthetic(corpus_dir: Path | str, split: str) -> CaptionSet:
         if not audio.is_file():
             missing.append(record["id"])
             continue
-        items.append(CaptionItem(record["id"], audio, record["caption"], record.get("lyrics"),
-                                 record.get("attributes"), record.get("piece")))
+        items.append(
+            CaptionItem(
+                record["id"],
+                audio,
+                record["caption"],
+                record.get("lyrics"),
+                record.get("attributes"),
+                record.get("piece"),
+            )
+        )
     return _finish(f"synthetic {split}", items, missing)
 
 
@@ -175,7 +183,9 @@ def load_caption_table(path: Path | str, audio_root: Path | str | None = None) -
     return _finish(path.name, items, missing)
 
 
-def load_caption_set(path: Path | str, split: str = "train", audio_dir: Path | str | None = None) -> CaptionSet:
+def load_caption_set(
+    path: Path | str, split: str = "train", audio_dir: Path | str | None = None
+) -> CaptionSet:
     """A corpus folder (has `<split>.jsonl`), a MusicCaps or Song Describer CSV (needs `audio_dir`), or any
     audio/caption table."""
     path = Path(path)

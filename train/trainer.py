@@ -187,7 +187,7 @@ def fit(
             progress["step"] += 1
             for name, value in losses.items():
                 epoch_totals[name] = epoch_totals.get(name, 0.0) + float(value.detach())
-            bar.set_postfix(loss=f"{float(losses['loss']):.3f}")
+            bar.set_postfix(loss=f"{float(losses['loss'].detach()):.3f}")
             if config.max_steps and progress["step"] >= config.max_steps:
                 break
         n_batches = max(

@@ -46,8 +46,12 @@ class ClapEncoder:
 
         self.name_or_path = name_or_path
         self.device = torch.device(device)
-        self.model = ClapModel.from_pretrained(name_or_path, local_files_only=local_files_only).to(self.device).eval()
-        self.feature_extractor = AutoFeatureExtractor.from_pretrained(name_or_path, local_files_only=local_files_only)
+        self.model = (
+            ClapModel.from_pretrained(name_or_path, local_files_only=local_files_only).to(self.device).eval()
+        )
+        self.feature_extractor = AutoFeatureExtractor.from_pretrained(
+            name_or_path, local_files_only=local_files_only
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_files_only)
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         self.window_samples = int(WINDOW_SECONDS * self.sample_rate)
@@ -105,6 +109,8 @@ class ClapEncoder:
             tokens = self.tokenizer(
                 list(texts[i : i + batch_size]), padding=True, truncation=True, return_tensors="pt"
             ).to(self.device)
-            features = self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+            features = self.model.get_text_features(
+                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+            )
             out.append(F.normalize(features.pooler_output.float(), dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.projection_dim), dtype=np.float32)

@@ -63,12 +63,21 @@ class EmbeddedAudioEncoder:
         self.config = config or EmbeddedConfig()
         self.tagger = musicnn.MusicnnTagger(self.config.musicnn_model, device=device)
         self.midend_dim = 192
-        self.block_dims = (self.midend_dim, self.config.chroma_dim, self.config.key_dim, self.config.tempo_dim)
+        self.block_dims = (
+            self.midend_dim,
+            self.config.chroma_dim,
+            self.config.key_dim,
+            self.config.tempo_dim,
+        )
         self.frame_dim = sum(self.block_dims)
         self.chunk_dim = 200
         # mean + max of frames, then window chroma, key, tempogram, log2(bpm / 120), 3 octave strengths
-        self.pooled_dim = 2 * self.frame_dim + self.config.chroma_dim + self.config.key_dim + self.config.tempo_dim + 4
-        digest = hashlib.sha1(json.dumps({**asdict(self.config), "format": self.FORMAT}, sort_keys=True).encode())
+        self.pooled_dim = (
+            2 * self.frame_dim + self.config.chroma_dim + self.config.key_dim + self.config.tempo_dim + 4
+        )
+        digest = hashlib.sha1(
+            json.dumps({**asdict(self.config), "format": self.FORMAT}, sort_keys=True).encode()
+        )
         self.version = f"embedded-{self.config.musicnn_model}-{digest.hexdigest()[:10]}"
 
     def __call__(self, samples: np.ndarray, sample_rate: int) -> AudioFeatures:
@@ -86,7 +95,9 @@ class EmbeddedAudioEncoder:
         starts = musicnn.patch_starts(n_frames, cover_end=True)
         out = self.tagger.run_patches(musicnn.make_patches(log_mel, starts))
         # every frame gets mid-end features (the extra end patch fills the frames musicnn drops)
-        midend = musicnn.stitch_patches(out.midend.numpy(), starts, max(n_frames, musicnn.PATCH_FRAMES))[:n_frames]
+        midend = musicnn.stitch_patches(out.midend.numpy(), starts, max(n_frames, musicnn.PATCH_FRAMES))[
+            :n_frames
+        ]
         penultimate = out.penultimate.numpy()[: len(regular)]
         tags = 1.0 / (1.0 + np.exp(-out.logits.numpy()[: len(regular)].astype(np.float64)))
 

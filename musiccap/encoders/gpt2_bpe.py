@@ -22,7 +22,9 @@ END_OF_TEXT_ID = 50256
 def whisper_gpt2_ranks_path() -> Path:
     spec = importlib.util.find_spec("whisper")  # locate without importing whisper
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("openai-whisper is not installed: pip install --no-deps openai-whisper==20250625")
+        raise FileNotFoundError(
+            "openai-whisper is not installed: pip install --no-deps openai-whisper==20250625"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "assets" / "gpt2.tiktoken"
 
 

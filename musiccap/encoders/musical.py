@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 
 from .musicnn import HOP_LENGTH, SAMPLE_RATE
 
@@ -31,7 +32,9 @@ CHROMA_N_FFT = 2048  # 128 ms at 16 kHz: ~8 Hz resolution, enough to separate se
 
 def _key_profiles() -> np.ndarray:
     """[24, 12] z-scored profiles: 12 major keys then 12 minor keys, rotated to each tonic."""
-    profiles = [np.roll(KRUMHANSL_MAJOR, k) for k in range(12)] + [np.roll(KRUMHANSL_MINOR, k) for k in range(12)]
+    profiles = [np.roll(KRUMHANSL_MAJOR, k) for k in range(12)] + [
+        np.roll(KRUMHANSL_MINOR, k) for k in range(12)
+    ]
     profiles = np.stack(profiles)
     return (profiles - profiles.mean(1, keepdims=True)) / profiles.std(1, keepdims=True)
 
@@ -103,11 +106,12 @@ def musical_features(samples_16k: np.ndarray, mel_power: np.ndarray, pool: int =
     ).T[:n_frames]
     pooled_chroma = pool_frames(chroma, pool)
     context = max(1, round(LOCAL_KEY_SECONDS * fps / pool))
-    kernel = np.ones(context) / context
-    local_chroma = np.stack([np.convolve(pooled_chroma[:, c], kernel, mode="same") for c in range(12)], 1)
+    local_chroma = uniform_filter1d(pooled_chroma, size=context, axis=0, mode="nearest")
     window_chroma = chroma.mean(0)
 
-    onset = librosa.onset.onset_strength(S=librosa.power_to_db(mel_power.T), sr=SAMPLE_RATE, hop_length=HOP_LENGTH)
+    onset = librosa.onset.onset_strength(
+        S=librosa.power_to_db(mel_power.T), sr=SAMPLE_RATE, hop_length=HOP_LENGTH
+    )
     win_length = min(int(TEMPOGRAM_SECONDS * fps), 2 * (len(onset) // 2) or 2)
     tempogram = librosa.feature.tempogram(
         onset_envelope=onset, sr=SAMPLE_RATE, hop_length=HOP_LENGTH, win_length=win_length
@@ -115,7 +119,9 @@ def musical_features(samples_16k: np.ndarray, mel_power: np.ndarray, pool: int =
     local_tempo = _tempogram_bins(tempogram, fps)[:n_frames]
     global_autocorr = tempogram.mean(1)
     tempo_bpm = float(
-        librosa.feature.tempo(onset_envelope=onset, sr=SAMPLE_RATE, hop_length=HOP_LENGTH, ac_size=TEMPOGRAM_SECONDS)[0]
+        librosa.feature.tempo(
+            onset_envelope=onset, sr=SAMPLE_RATE, hop_length=HOP_LENGTH, ac_size=TEMPOGRAM_SECONDS
+        )[0]
     )
     octaves = []
     for factor in (0.5, 1.0, 2.0):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -192,7 +192,13 @@ class MusicnnActivations:
 
 
 class Musicnn(nn.Module):
-    def __init__(self, n_tags: int = 50, frontend_scale: float = 1.6, midend_filters: int = 64, backend_units: int = 200):
+    def __init__(
+        self,
+        n_tags: int = 50,
+        frontend_scale: float = 1.6,
+        midend_filters: int = 64,
+        backend_units: int = 200,
+    ):
         super().__init__()
         timbral_filters, temporal_filters = int(frontend_scale * 128), int(frontend_scale * 32)
         self.input_bn = nn.BatchNorm2d(1, eps=BN_EPSILON)
@@ -200,7 +206,8 @@ class Musicnn(nn.Module):
         self.temporal = nn.ModuleList([TemporalBlock(n, temporal_filters) for n in (128, 64, 32)])
         frontend_dim = 2 * timbral_filters + 3 * temporal_filters
         self.midend = nn.ModuleList(
-            [MidendLayer(frontend_dim, midend_filters)] + [MidendLayer(midend_filters, midend_filters) for _ in range(2)]
+            [MidendLayer(frontend_dim, midend_filters)]
+            + [MidendLayer(midend_filters, midend_filters) for _ in range(2)]
         )
         dense_dim = frontend_dim + 3 * midend_filters
         self.pool_bn = nn.BatchNorm1d(2 * dense_dim, eps=BN_EPSILON)
@@ -234,7 +241,9 @@ class MusicnnVGG(nn.Module):
     def __init__(self, n_tags: int = 50, filters: int = 128):
         super().__init__()
         self.input_bn = nn.BatchNorm2d(1, eps=BN_EPSILON)
-        self.convs = nn.ModuleList([nn.Conv2d(1 if i == 0 else filters, filters, 3, padding=1) for i in range(5)])
+        self.convs = nn.ModuleList(
+            [nn.Conv2d(1 if i == 0 else filters, filters, 3, padding=1) for i in range(5)]
+        )
         self.bns = nn.ModuleList([nn.BatchNorm2d(filters, eps=BN_EPSILON) for _ in range(5)])
         self.classifier = nn.Linear(2 * filters, n_tags)  # pool5 is [2 time, 1 band, filters]
 
@@ -285,10 +294,16 @@ def _conv_scope(i: int) -> str:
 def convert_musicnn(tf: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """TF variable names follow layer creation order in ``build_musicnn``: input BN, then per block conv+BN."""
     sd = _batch_norm(tf, _bn_scope(0), "input_bn")
-    blocks = [f"timbral.{i}" for i in range(2)] + [f"temporal.{i}" for i in range(3)] + [f"midend.{i}" for i in range(3)]
+    blocks = (
+        [f"timbral.{i}" for i in range(2)]
+        + [f"temporal.{i}" for i in range(3)]
+        + [f"midend.{i}" for i in range(3)]
+    )
     for i, name in enumerate(blocks):
         kernel = tf[f"{_conv_scope(i)}/kernel"]
-        if name.startswith("midend"):  # conv2d [7, width, 1, out] over [T, width, 1] == conv1d [out, width, 7]
+        if name.startswith(
+            "midend"
+        ):  # conv2d [7, width, 1, out] over [T, width, 1] == conv1d [out, width, 7]
             kernel = kernel[:, :, 0, :].transpose(2, 1, 0)
         else:
             kernel = _conv2d(kernel)
@@ -389,9 +404,15 @@ class MusicnnTagger:
         return self.model_name.endswith("vgg")
 
     @torch.inference_mode()
-    def run_patches(self, patches: np.ndarray) -> MusicnnActivations | torch.Tensor:
+    def run_patches(self, patches: np.ndarray, batch_size: int = 16) -> MusicnnActivations | torch.Tensor:
+        """Activations for [n, 187, 96] patches; batches bound the memory of long files (~30 MB a patch)."""
         x = torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32)).to(self.device)
-        return self.model(x)
+        outs = [self.model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        if self.is_vgg:
+            return torch.cat(outs)
+        return MusicnnActivations(
+            *(torch.cat([getattr(o, f.name) for o in outs]) for f in fields(MusicnnActivations))
+        )
 
     def __call__(self, samples: np.ndarray, sample_rate: int, cover_end: bool = False) -> MusicnnOutput:
         frames = log_mel(samples, sample_rate)
@@ -405,13 +426,23 @@ class MusicnnTagger:
         frontend = stitch_patches(out.frontend.numpy(), starts, n_frames)
         midend = stitch_patches(out.midend.numpy(), starts, n_frames)
         logits = out.logits.numpy()
-        if cover_end and len(starts) > len(patch_starts(len(frames))):  # tags/penultimate: musicnn's patches only
+        if cover_end and len(starts) > len(
+            patch_starts(len(frames))
+        ):  # tags/penultimate: musicnn's patches only
             logits, penultimate, patch_times = logits[:-1], out.penultimate.numpy()[:-1], patch_times[:-1]
         else:
             penultimate = out.penultimate.numpy()
         frame_times = np.arange(len(frontend), dtype=np.float32) * FRAME_SECONDS
         return MusicnnOutput(
-            self.model_name, self.labels, _sigmoid(logits), logits, patch_times, penultimate, frontend, midend, frame_times
+            self.model_name,
+            self.labels,
+            _sigmoid(logits),
+            logits,
+            patch_times,
+            penultimate,
+            frontend,
+            midend,
+            frame_times,
         )
 
 
@@ -434,7 +465,9 @@ def shared_tagger(model_name: str = "MTT_musicnn") -> MusicnnTagger:
     return MusicnnTagger(model_name)
 
 
-def top_tags(samples: np.ndarray, sample_rate: int, k: int = 10, model_name: str = "MTT_musicnn") -> dict[str, float]:
+def top_tags(
+    samples: np.ndarray, sample_rate: int, k: int = 10, model_name: str = "MTT_musicnn"
+) -> dict[str, float]:
     """The k most probable tags (probability averaged over musicnn's 3 s patches), highest first."""
     tags = shared_tagger(model_name)(samples, sample_rate).mean_tags()
     return dict(sorted(tags.items(), key=lambda kv: -kv[1])[:k])

@@ -147,7 +147,9 @@ def _table_items(path: Path) -> list[tuple[bytes, bytes]]:
     _, pos = _varint(footer, 0)  # skip the metaindex handle (offset, size): no filters are needed
     _, pos = _varint(footer, pos)
     index_block = _read_block(data, footer[pos:])
-    return [item for _, handle in _block_items(index_block) for item in _block_items(_read_block(data, handle))]
+    return [
+        item for _, handle in _block_items(index_block) for item in _block_items(_read_block(data, handle))
+    ]
 
 
 def read_index(index_path: str | Path) -> tuple[int, dict[str, BundleEntry]]:

@@ -1,7 +1,7 @@
 """The two floor baselines of the RGMC paper (Table 3), as captioners.
 
 ``random``: a training caption drawn at random, seeded by the clip, so it is reproducible and
-has nothing to do with the audio. ``nearest`` (in ``musiccap.retrieval``): the caption of the
+has nothing to do with the audio. ``nearest`` (in ``musiccap/models/nearest.py``): the caption of the
 training clip whose CLAP audio embedding is closest.
 """
 

@@ -84,6 +84,7 @@ IGNORE = -100  # cross-entropy target of padding
 # Decoder ids 0..3; MiniLM's own ids for them are [PAD] 0, [UNK] 100, [CLS] 101 (BOS), [SEP] 102 (EOS).
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+NEVER_GENERATED = [PAD, UNK, BOS]
 PITCH_CLASSES = 12
 
 
@@ -382,7 +383,8 @@ class CsaCaptioner(NeuralCaptioner):
         return [[to_decoder.get(i, UNK) for i in ids] for ids in encoded]
 
     def decode_ids(self, ids: list[int]) -> tuple[str, list[str]]:
-        minilm = [int(self.minilm_ids[i]) for i in ids if i > EOS]
+        """Caption text and one WordPiece per id (the heatmap's rows)."""
+        minilm = [int(self.minilm_ids[i]) for i in ids]
         tokens = self.tokenizer.convert_ids_to_tokens(minilm)
         return self.tokenizer.decode(minilm, skip_special_tokens=True).strip(), tokens
 
@@ -522,7 +524,9 @@ class CsaCaptioner(NeuralCaptioner):
         )
         new_state = {**state, "keys": output.keys, "values": output.values}
         attention = output.cross_attention[:, :, :, 0, :]  # [N, layers, heads, S]
-        return output.logits[:, -1], new_state, attention.reshape(len(last_tokens), -1)
+        logits = output.logits[:, -1].clone()
+        logits[:, NEVER_GENERATED] = float("-inf")  # never training targets: padding, UNK, BOS
+        return logits, new_state, attention.reshape(len(last_tokens), -1)
 
     @torch.no_grad()
     def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -255,8 +256,17 @@ def build_corpus(
     )
 
     # Clips of one piece run back to back so each worker parses a composition once, not once per clip;
-    # the manifests are written in plan order afterwards.
-    jobs_by_piece = sorted(jobs, key=lambda job: (job.candidates[0].id, job.split, job.index))
+    # pieces in a hashed order mix the sources, so progress and ETA are representative from the start.
+    # The manifests are written in plan order afterwards.
+    jobs_by_piece = sorted(
+        jobs,
+        key=lambda job: (
+            zlib.crc32(job.candidates[0].id.encode()),
+            job.candidates[0].id,
+            job.split,
+            job.index,
+        ),
+    )
     started = time.perf_counter()
     records: list[dict] = []
     if workers <= 1:

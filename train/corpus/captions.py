@@ -46,7 +46,7 @@ _MOOD_WORDS = {
 }
 _TEMPO_WORDS = {
     "slow": ("slow", "slow", "unhurried", "relaxed"),
-    "medium": ("medium", "medium", "moderate", "mid"),
+    "medium": ("medium", "medium", "moderate"),
     "fast": ("fast", "fast", "quick", "brisk"),
 }
 _DRUM_WORDS = ("drums", "drum kit", "percussion", "drummer")

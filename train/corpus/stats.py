@@ -3,6 +3,7 @@
 `python -m train.corpus.stats DIR [--musiccaps CSV] [--json]` prints a Markdown table (or JSON):
 clips, pieces, clips with lyrics, mean caption length in words, vocabulary size, share of distinct
 captions, per split and for MusicCaps, plus disk size and build time from `build_report.json`.
+Run on a corpus still being built, it reports the clips finished so far.
 """
 
 from __future__ import annotations
@@ -50,12 +51,18 @@ def caption_stats(
     )
 
 
+def _split_records(corpus_dir: Path, split: str) -> list[dict]:
+    """The split's manifest; while a build is still running, the per-clip records written so far."""
+    manifest = corpus_dir / f"{split}.jsonl"
+    if manifest.is_file():
+        return [json.loads(line) for line in manifest.read_text().splitlines() if line]
+    return [json.loads(p.read_text()) for p in sorted((corpus_dir / "records" / split).glob("*.json"))]
+
+
 def corpus_stats(corpus_dir: Path) -> list[CaptionStats]:
     rows, everything = [], []
     for split in SPLITS:
-        records = [
-            json.loads(line) for line in (corpus_dir / f"{split}.jsonl").read_text().splitlines() if line
-        ]
+        records = _split_records(corpus_dir, split)
         everything += records
         rows.append(
             caption_stats(
