@@ -22,6 +22,7 @@ from train.data import load_items, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 32
+REFERENCE_CAPTION = "reference_caption"
 
 
 def _corpus_of(checkpoint: Path, corpus: str | None) -> str:
@@ -33,27 +34,48 @@ def _corpus_of(checkpoint: Path, corpus: str | None) -> str:
     return str(REPO / "data" / "corpus")
 
 
-def caption_items(captioner, items, decoding: DecodingConfig | None = None):
-    """Caption every item from its cached features, in batches; returns CaptionResults in order."""
+def caption_items(captioner, items, decoding: DecodingConfig | None = None, *, with_reference: bool = False):
+    """Caption every item from its cached features, in batches; returns CaptionResults in order.
+
+    ``with_reference`` hands each clip its reference caption: only RGMC's gold-candidate ablation
+    (paper Table 4) reads it.
+    """
     results = []
     for start in range(0, len(items), BATCH):
         batch = items[start : start + BATCH]
-        clips = [Clip(None, clip_id=item.id, features={AUDIO_FEATURES: item.features}) for item in batch]
+        clips = []
+        for item in batch:
+            features = {AUDIO_FEATURES: item.features}
+            if with_reference:
+                features[REFERENCE_CAPTION] = item.caption
+            clips.append(Clip(None, clip_id=item.id, features=features))
         results.extend(captioner.caption_batch(clips, decoding))
     return results
 
 
-def evaluate_captioner(checkpoint: Path, corpus: str, split: str, clap_path: str, decoding_overrides: dict):
+def evaluate_captioner(
+    checkpoint: Path,
+    corpus: str,
+    split: str,
+    clap_path: str,
+    decoding_overrides: dict,
+    config_overrides: dict,
+):
     from musiccap.metrics import compute_metrics
     from musiccap.models.base import load_captioner
     from musiccap.scoring import ClapScorer
 
     captioner = load_captioner(checkpoint)
+    for key, value in config_overrides.items():  # evaluation-time switches, e.g. RGMC's candidate=gold
+        if not hasattr(captioner.config, key):
+            raise SystemExit(f"{captioner.name} has no config key {key!r}")
+        setattr(captioner.config, key, value)
     decoding = captioner.default_decoding.replace(**decoding_overrides) if decoding_overrides else None
     items = load_items(corpus, split)
     train_captions = [row["caption"] for row in read_manifest(corpus, "train")]
     started = time.perf_counter()
-    results = caption_items(captioner, items, decoding)
+    gold = getattr(captioner.config, "candidate", None) == "gold"
+    results = caption_items(captioner, items, decoding, with_reference=gold)
     caption_time = time.perf_counter() - started
     predictions = [r.text for r in results]
     references = [[item.caption] for item in items]
@@ -106,6 +128,7 @@ def evaluate_checkpoint(
     split: str = "test",
     clap_path: str | None = None,
     decoding_overrides: dict | None = None,
+    config_overrides: dict | None = None,
     into: str | Path | None = None,
     as_name: str | None = None,
 ) -> dict:
@@ -116,7 +139,9 @@ def evaluate_checkpoint(
     if architecture == "clap":
         results = evaluate_clap(checkpoint, corpus, split)
     else:
-        results = evaluate_captioner(checkpoint, corpus, split, clap_path, decoding_overrides or {})
+        results = evaluate_captioner(
+            checkpoint, corpus, split, clap_path, decoding_overrides or {}, config_overrides or {}
+        )
     results["checkpoint"] = checkpoint.name
     if into:
         target = Path(into) / "results.json"
@@ -150,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus")
     parser.add_argument("--clap")
     parser.add_argument("--decoding", nargs="*", default=[], help="key=value overrides, e.g. num_beams=1")
+    parser.add_argument(
+        "--set", nargs="*", default=[], help="config key=value at evaluation, e.g. candidate=gold"
+    )
     parser.add_argument("--into", help="file the metrics as an ablation row of this checkpoint")
     parser.add_argument("--as", dest="as_name", help="the ablation row's name")
     args = parser.parse_args(argv)
@@ -159,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         split=args.split,
         clap_path=args.clap,
         decoding_overrides=_parse_decoding(args.decoding),
+        config_overrides=_parse_decoding(args.set),
         into=args.into,
         as_name=args.as_name,
     )

@@ -38,6 +38,7 @@ class TrainConfig:
     patience: int = 10
     seed: int = 0
     max_steps: int = 0  # 0: no limit (tests and benchmarks cap it)
+    max_minutes: float = 0  # 0: no limit; a wall-clock budget per run on a shared CPU (recorded in training.json)
     mixed_precision: str = "no"
 
     @classmethod
@@ -224,6 +225,10 @@ def fit(
             accelerator.print(f"early stop: no validation improvement for {config.patience} epochs")
             break
         if config.max_steps and progress["step"] >= config.max_steps:
+            break
+        if config.max_minutes and time.time() - started > 60 * config.max_minutes:
+            accelerator.print(f"stopping: the {config.max_minutes}-minute budget is spent")
+            progress["stopped_by_budget"] = True
             break
     for name in ("resume.safetensors", "resume.json"):
         (resume_dir / name).unlink(missing_ok=True)

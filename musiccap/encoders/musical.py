@@ -102,8 +102,8 @@ def musical_features(samples_16k: np.ndarray, mel_power: np.ndarray, pool: int =
     n_frames = len(mel_power)
 
     chroma = librosa.feature.chroma_stft(
-        y=samples_16k, sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, hop_length=HOP_LENGTH, norm=None
-    ).T[:n_frames]
+        y=samples_16k, sr=SAMPLE_RATE, n_fft=CHROMA_N_FFT, hop_length=HOP_LENGTH, norm=None, tuning=0.0
+    ).T[:n_frames]  # A440 tuning assumed: estimating it costs time and is undefined on silence
     pooled_chroma = pool_frames(chroma, pool)
     context = max(1, round(LOCAL_KEY_SECONDS * fps / pool))
     local_chroma = uniform_filter1d(pooled_chroma, size=context, axis=0, mode="nearest")

@@ -23,7 +23,7 @@ evaluation time ``candidate: random | nearest | gold`` (paper Table 4).
 Heatmap: every generated token attends to the 10 prefix positions and to the neighbour's tokens
 (``attention_views``, per layer and averaged). The prefix is computed from one pooled embedding, so
 the 10 prefix positions carry no time of their own: the time row of every token is the CLAP audio
-tower's own attribution of its pooled embedding to frames (``EmbeddedClap.frame_weights``). The rows
+tower's own attention-pooling weights over its frames (:func:`frame_weights`). The rows
 are therefore the same for every token; how much a token relies on the audio rather than on the
 neighbour is in the views.
 """

@@ -177,7 +177,9 @@ def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
     end = start + CLIP_SECONDS
 
     # Which parts play in this window; a part with too few notes is left out rather than named.
-    melody_part = next(p for p in piece.parts if p.role == "melody")
+    melody_part = next((p for p in piece.parts if p.role == "melody"), None)
+    if melody_part is None:
+        return None
     kept = []
     for part in piece.parts:
         notes = part.notes.copy()

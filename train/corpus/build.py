@@ -134,14 +134,18 @@ class ClipMaker:
                 continue
             for attempt in range(MAX_ATTEMPTS):
                 rng = np.random.default_rng([job.seed, split_code, job.index, candidate_index, attempt])
-                arrangement = arrange(piece, rng)
-                if arrangement is None:
-                    continue
                 try:
+                    arrangement = arrange(piece, rng)
+                    if arrangement is None:
+                        continue
                     clip = self.renderer.render(arrangement, rng)
                     check_clip(arrangement, clip)
                 except QualityError as error:
                     failures.append(f"{ref.id}: {error}")
+                    continue
+                except Exception as error:  # a piece the arranger cannot handle must not stop a long build
+                    log.warning("%s attempt %d on %s failed: %r", job.id, attempt, ref.id, error)
+                    failures.append(f"{ref.id}: {type(error).__name__}: {error}")
                     continue
                 return self._write(job, arrangement, clip, rng, audio_rel, record_path)
         raise RuntimeError(f"{job.id}: no usable clip from {[r.id for r in job.candidates]}: {failures[-3:]}")
@@ -271,7 +275,8 @@ def build_corpus(
     records: list[dict] = []
     if workers <= 1:
         _init_worker(out_dir, soundfont_path)
-        results = map(_run_job, jobs_by_piece)
+        # A generator, not map(): a StopIteration escaping a job must fail loudly, not end the build early.
+        results = (_run_job(job) for job in jobs_by_piece)
         pool = None
     else:
         import multiprocessing
@@ -296,6 +301,8 @@ def build_corpus(
             pool.join()
     seconds = time.perf_counter() - started
 
+    if len(records) != len(jobs):
+        raise RuntimeError(f"made {len(records)} clips of {len(jobs)}")
     records.sort(key=lambda r: r["id"])
     for split in SPLITS:
         lines = [json.dumps(r, ensure_ascii=False) for r in records if r["id"].startswith(split + "-")]

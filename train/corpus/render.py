@@ -69,9 +69,11 @@ class Renderer:
         synth = self.synth
         synth.system_reset()
         events = []  # (sample, order, kind, channel, pitch, velocity): note-offs sort before note-ons
-        free_channels = iter(c for c in range(16) if c != DRUM_CHANNEL)
+        free_channels = [c for c in range(16) if c != DRUM_CHANNEL]
+        if sum(not t.is_drums for t in tracks) > len(free_channels):
+            raise QualityError(f"{len(tracks)} tracks do not fit 16 MIDI channels")
         for track in tracks:
-            channel = DRUM_CHANNEL if track.is_drums else next(free_channels)
+            channel = DRUM_CHANNEL if track.is_drums else free_channels.pop(0)
             synth.program_select(channel, self.soundfont_id, 128 if track.is_drums else 0, track.program)
             synth.cc(channel, 7, _ROLE_VOLUME.get(track.role, 90))
             for pitch, start, end, velocity in track.notes:

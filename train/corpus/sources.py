@@ -270,8 +270,15 @@ def load_chorale(ref: PieceRef) -> Piece:
 
     score = corpus.parse(ref.path)
     roles = ("melody", "harmony", "harmony", "bass")
+    # Chorales inside cantatas and oratorios carry instrumental parts too: take the four voices by name.
+    voices = [
+        next((p for p in score.parts if (p.partName or "").lower().startswith(v)), None)
+        for v in ("soprano", "alto", "tenor", "bass")
+    ]
+    if any(v is None for v in voices):
+        voices = list(score.parts[:4])
     parts = []
-    for role, part in zip(roles, score.parts[:4]):
+    for role, part in zip(roles, voices):
         notes, lyrics = [], []
         for n in part.stripTies().flatten().notes:
             if not hasattr(n, "pitch"):
@@ -281,11 +288,13 @@ def load_chorale(ref: PieceRef) -> Piece:
             if n.lyrics and n.lyrics[0].text:
                 lyrics.append((start, n.lyrics[0].text, n.lyrics[0].syllabic or "single"))
         parts.append(Part(role, np.array(notes, dtype=np.float64).reshape(-1, 4), lyrics=lyrics))
+    if not any(p.role == "melody" and len(p.notes) for p in parts):
+        raise ValueError(f"{ref.path}: no soprano line")
     key = score.analyze("key")
     ts = score.recurse().getElementsByClass("TimeSignature")
     numerator, denominator = (ts[0].numerator, ts[0].denominator) if ts else (4, 4)
     # Bars start at each measure except a pickup (measure 0, shorter than a bar).
-    measures = score.parts[0].getElementsByClass("Measure")
+    measures = voices[0].getElementsByClass("Measure")
     downbeats = np.array(
         [
             float(m.offset)
