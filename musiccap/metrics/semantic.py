@@ -45,16 +45,20 @@ def load_minilm() -> object:
     return SentenceTransformer(str(minilm_model_dir()), device="cpu", local_files_only=True)
 
 
-def _token_embeddings(model, texts: list[str], batch_size: int) -> list[torch.Tensor]:
-    """L2-normalized last-layer token vectors of each text without [CLS] and [SEP]."""
+def embed(model, texts: list[str], batch_size: int = 64) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """One MiniLM pass: L2-normalized last-layer token vectors of each text without [CLS] and [SEP],
+    and the normalized mean-pooled sentence embeddings [n_texts, 384] (the model's own pooling)."""
     outputs = model.encode(
-        texts,
-        output_value="token_embeddings",
-        batch_size=batch_size,
-        convert_to_numpy=False,
-        show_progress_bar=False,
+        texts, output_value=None, batch_size=batch_size, convert_to_numpy=False, show_progress_bar=False
     )
-    return [torch.nn.functional.normalize(tokens[1:-1].float(), dim=-1) for tokens in outputs]
+    # With output_value=None the token vectors keep the batch padding: cut at the attention mask.
+    lengths = [int(out["attention_mask"].sum()) for out in outputs]
+    tokens = [
+        torch.nn.functional.normalize(out["token_embeddings"][1 : n - 1].float(), dim=-1)
+        for out, n in zip(outputs, lengths)
+    ]
+    sentences = torch.stack([out["sentence_embedding"].float() for out in outputs])
+    return tokens, torch.nn.functional.normalize(sentences, dim=-1)
 
 
 def bertscore_f1(candidate: torch.Tensor, reference: torch.Tensor) -> float:
@@ -75,14 +79,7 @@ def semantic_scores(
     model = load_minilm()
     flat_references = [reference for refs in references for reference in refs]
     texts = list(predictions) + flat_references
-    tokens = _token_embeddings(model, texts, batch_size)
-    sentences = model.encode(
-        texts,
-        batch_size=batch_size,
-        convert_to_tensor=True,
-        normalize_embeddings=True,
-        show_progress_bar=False,
-    )
+    tokens, sentences = embed(model, texts, batch_size)
     bertscores, sbert = [], []
     cursor = len(predictions)
     for i, refs in enumerate(references):

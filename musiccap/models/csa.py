@@ -216,10 +216,11 @@ class DecoderLayer(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, past_keys, past_values, causal, memory_keys, memory_values, memory_allowed):
-        new_keys, new_values = self.self_attention.keys_values(self.self_norm(x))
+        normed = self.self_norm(x)
+        new_keys, new_values = self.self_attention.keys_values(normed)
         keys = torch.cat([past_keys, new_keys], dim=2)
         values = torch.cat([past_values, new_values], dim=2)
-        attended, _ = self.self_attention(self.self_norm(x), keys, values, causal)
+        attended, _ = self.self_attention(normed, keys, values, causal)
         x = x + self.dropout(attended)
         attended, cross_weights = self.cross_attention(
             self.cross_norm(x), memory_keys, memory_values, memory_allowed

@@ -1,0 +1,675 @@
+"""BLAP (Lanzendörfer et al., NeurIPS-W 2024): CLAP audio tokens -> Q-Former -> soft prompt -> frozen T5.
+
+BLIP-2 carried over to music. The pieces, and what the embedded profile uses for each:
+
+* **Audio encoder**: the frame tokens of the embedded CLAP's audio tower (``EmbeddedClap.audio_tokens``
+  over ``AudioFeatures.frames``; HTS-AT CLAP in the paper). Frozen in both stages and kept out of
+  this module's state dict: it is reloaded from ``clap_path`` with a hash check. The paper fine-tunes
+  its CLAP in stage 1 because LAION CLAP was trained on general audio; the embedded CLAP was trained
+  on this corpus already, so that reason does not apply and freezing it saves a third of a step.
+* **Q-Former**: ``n_queries`` learned queries and a text path sharing BERT-style layers
+  (self-attention over [queries; text], cross-attention from the queries only to the audio tokens,
+  a feed-forward block; pre-LayerNorm, which trains stably from a random start). The paper starts
+  from BERT-base (cross-attention random); here every part starts at random: MiniLM is 384 wide
+  with 12 heads and a 30k WordPiece vocabulary, so reusing its layers would force a 384-wide
+  Q-Former (≈2.3× the cost of 256 per layer) and a text path whose vocabulary differs from the
+  LM's, on a budget of ≤ 8 CPU-minutes per stage. The text path embeds the frozen LM's caption
+  tokenizer with its own (trained) table.
+* **Frozen LM**: a small T5 encoder-decoder (``T5ForConditionalGeneration``) pre-trained on caption
+  text by ``python -m train.blap_lm`` and never updated here (Flan-T5-xl in the paper). The
+  checkpoint references its folder (``lm_path``, written relative to the BLAP folder) and its
+  fingerprint (config, weights, tokenizer); a changed LM is refused at load.
+* **Soft prompt**: Q-Former query outputs -> linear -> ``n_queries`` vectors placed before the
+  embedded instruction "Generate an objective music description." in the LM encoder input.
+
+Training (``model.stage``, two runs of the shared trainer; ``model.init_from`` starts stage 2 from
+a stage-1 checkpoint, and without it stage 2 starts from scratch: the paper-style ablation):
+
+* stage 1, representation (BLIP-2 §3.1), three losses summed, each with its own self-attention mask:
+  audio–text contrastive (ATC: each query output vs the Q-Former text path's first token, best
+  query wins, symmetric InfoNCE with a learnable temperature; chosen over the CLAP text embedding
+  because that is what BLIP-2 does and it trains the Q-Former's text path, which ATM and the
+  stage-1 LM loss also need); audio–text matching (ATM: binary head over the mean query output of
+  a bidirectional pass, positives plus one hard negative text per clip and one hard negative clip
+  per text, sampled in proportion to the contrastive similarity); and query-conditioned captioning
+  (LM: causal text attending to the queries, output layer tied to the text embeddings). Identical
+  captions in a batch are never each other's negatives (the synthetic corpus repeats captions).
+* stage 2, generation (§3.2): the LM loss of the caption through the frozen T5; only the Q-Former
+  layers, the queries and the prompt projection train.
+
+Heatmap: the attention of generated token t to audio frame τ is
+``Σ_q P(t, q) · A(q, τ)``, where ``A`` is the Q-Former cross-attention of query q over the frames
+(mean over layers and heads; rows sum to 1) and ``P`` is the T5 decoder's cross-attention from t
+to the soft-prompt positions (mean over layers and heads), renormalised over those positions
+(the share t gives the instruction tokens has no time and is dropped). A product of row-stochastic
+matrices is row-stochastic, so every row sums to 1. ``attention_views`` hold each Q-Former layer
+(with the decoder mean) and each decoder layer (with the Q-Former mean).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from torch import nn
+from transformers import DynamicCache, EncoderDecoderCache, T5Config, T5ForConditionalGeneration
+from transformers.modeling_outputs import BaseModelOutput
+
+from musiccap.decoding import DecodingConfig, rows_per_input, search
+from musiccap.features import audio_features
+from musiccap.models.base import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    CaptionResult,
+    Clip,
+    NeuralCaptioner,
+    checkpoint_hash,
+    config_from_dict,
+    read_config,
+    register,
+)
+
+INSTRUCTION = "Generate an objective music description."
+PAD, EOS, UNK, MASK, CLS, DEC = "<pad>", "</s>", "<unk>", "<mask>", "<cls>", "<dec>"
+SPECIAL_TOKENS = (PAD, EOS, UNK, MASK, CLS, DEC)  # ids 0..5; T5 convention: pad 0 (decoder start), eos 1
+TOKENIZER_NAME = "tokenizer.json"
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ---- the caption tokenizer and the frozen LM (shared with train/blap_lm.py) ---------------------
+
+
+def train_caption_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
+    """A unigram (SentencePiece-style) tokenizer of caption text with the special tokens first."""
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), unk_token=UNK, show_progress=False
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    for index, token in enumerate(SPECIAL_TOKENS):
+        if tokenizer.token_to_id(token) != index:
+            raise RuntimeError(f"special token {token} did not get id {index}")
+    return tokenizer
+
+
+def build_t5(
+    vocab_size: int, d_model: int, d_ff: int, n_layers: int, n_heads: int, dropout: float
+) -> T5ForConditionalGeneration:
+    """A small T5 (Flan-T5's gated-GELU feed-forward, untied output layer) over the caption tokenizer."""
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_kv=d_model // n_heads,
+        d_ff=d_ff,
+        num_layers=n_layers,
+        num_decoder_layers=n_layers,
+        num_heads=n_heads,
+        dropout_rate=dropout,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        pad_token_id=SPECIAL_TOKENS.index(PAD),
+        eos_token_id=SPECIAL_TOKENS.index(EOS),
+        decoder_start_token_id=SPECIAL_TOKENS.index(PAD),
+    )
+    config._attn_implementation = "eager"  # decoding reads the cross-attention weights
+    return T5ForConditionalGeneration(config)
+
+
+def lm_fingerprint(path: str | Path) -> str:
+    """Short hash of an LM folder: its config, weights and tokenizer."""
+    digest = hashlib.sha256()
+    for name in (CONFIG_NAME, WEIGHTS_NAME, TOKENIZER_NAME):
+        file = Path(path) / name
+        if not file.is_file():
+            raise FileNotFoundError(f"{path} is not a BLAP LM folder (no {name}; run python -m train.blap_lm)")
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def load_lm(path: str | Path) -> tuple[T5ForConditionalGeneration, Tokenizer]:
+    """The frozen LM and its tokenizer from a folder written by ``train.blap_lm`` (safetensors only)."""
+    path = Path(path)
+    lm = T5ForConditionalGeneration.from_pretrained(str(path), attn_implementation="eager", use_safetensors=True)
+    return lm.eval().requires_grad_(False), Tokenizer.from_file(str(path / TOKENIZER_NAME))
+
+
+def resolve_path(path: str | Path, base: Path | None = None) -> Path:
+    """A relative path from ``base`` (a checkpoint folder) if it exists there, else the cwd, else the repo."""
+    path = Path(path)
+    if path.is_absolute():
+        return path
+    for root in (base, Path.cwd(), REPO):
+        if root is not None and (root / path).exists():
+            return root / path
+    return REPO / path
+
+
+# ---- the Q-Former -----------------------------------------------------------------------------------
+
+
+@dataclass
+class BLAPConfig:
+    stage: int = 2  # 1: representation (ATC + ATM + LM in the Q-Former); 2: generation through the frozen LM
+    init_from: str = ""  # stage 2: a stage-1 checkpoint folder to start from ("" = stage 2 only)
+    clap_path: str = "checkpoints/clap"
+    clap_hash: str = ""  # checkpoint_hash of that CLAP, set at build: a retrained CLAP is refused at load
+    audio_dim: int = 0  # CLAP frame-token width, set at build
+    lm_path: str = "checkpoints/blap_lm"  # saved relative to the checkpoint folder (e.g. ../blap_lm)
+    lm_hash: str = ""  # lm_fingerprint of that folder, set at build
+    lm_width: int = 0  # T5 d_model, set at build
+    vocab_size: int = 0  # LM tokenizer size, set at build
+    n_queries: int = 8
+    width: int = 256
+    n_layers: int = 2
+    n_heads: int = 4
+    ff_dim: int = 1024
+    dropout: float = 0.1
+    embed_dim: int = 128  # stage-1 contrastive space
+    init_temperature: float = 0.07
+    max_caption_tokens: int = 80
+    max_text_positions: int = 96  # learned positions of the Q-Former text path
+    instruction: str = INSTRUCTION
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.stage not in (1, 2):
+            raise ValueError(f"stage must be 1 or 2, not {self.stage!r}")
+        if self.init_from and self.stage != 2:
+            raise ValueError("init_from starts stage 2 from a stage-1 checkpoint")
+        if self.width % self.n_heads:
+            raise ValueError("width must be a multiple of n_heads")
+        if self.max_caption_tokens + 1 > self.max_text_positions:
+            raise ValueError("max_text_positions must hold the caption and its first token")
+
+
+class QFormerLayer(nn.Module):
+    """Self-attention over [queries; text], cross-attention from the queries to the audio, feed-forward."""
+
+    def __init__(self, config: BLAPConfig):
+        super().__init__()
+        width, heads = config.width, config.n_heads
+        self.n_heads = heads
+        self.self_norm = nn.LayerNorm(width)
+        self.self_attn = nn.MultiheadAttention(width, heads, dropout=config.dropout, batch_first=True)
+        self.cross_norm = nn.LayerNorm(width)
+        self.cross_attn = nn.MultiheadAttention(
+            width,
+            heads,
+            dropout=config.dropout,
+            kdim=config.audio_dim,
+            vdim=config.audio_dim,
+            batch_first=True,
+        )
+        self.ff_norm = nn.LayerNorm(width)
+        self.ff = nn.Sequential(nn.Linear(width, config.ff_dim), nn.GELU(), nn.Linear(config.ff_dim, width))
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        n_queries: int,
+        blocked: torch.Tensor,
+        audio: torch.Tensor | None,
+        audio_mask: torch.Tensor | None,
+        need_weights: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = self.self_norm(hidden)
+        attn_mask = blocked.repeat_interleave(self.n_heads, dim=0)  # [B * heads, L, L], True = not allowed
+        hidden = hidden + self.dropout(self.self_attn(x, x, x, attn_mask=attn_mask, need_weights=False)[0])
+        cross_weights = None
+        if n_queries:
+            queries = self.cross_norm(hidden[:, :n_queries])
+            out, cross_weights = self.cross_attn(
+                queries,
+                audio,
+                audio,
+                key_padding_mask=~audio_mask,
+                need_weights=need_weights,
+                average_attn_weights=False,
+            )
+            hidden = torch.cat([hidden[:, :n_queries] + self.dropout(out), hidden[:, n_queries:]], dim=1)
+        hidden = hidden + self.dropout(self.ff(self.ff_norm(hidden)))
+        return hidden, cross_weights
+
+
+def self_attention_blocked(n_queries: int, text_mask: torch.Tensor | None, mode: str, batch: int) -> torch.Tensor:
+    """Which [queries; text] positions may not attend to which: [B, L, L] bool (True = blocked).
+
+    ``unimodal`` (ATC, and the query-only pass used for captioning): queries and text see only
+    themselves. ``bidirectional`` (ATM): everything sees everything. ``causal`` (stage-1 LM): queries
+    see queries; text sees all queries and the text before it. Padding keys are blocked; every
+    position may always see itself, so no row is empty.
+    """
+    n_text = 0 if text_mask is None else text_mask.shape[1]
+    total = n_queries + n_text
+    is_query = torch.arange(total) < n_queries
+    if mode == "unimodal":
+        allowed = is_query[:, None] == is_query[None, :]
+    elif mode == "bidirectional":
+        allowed = torch.ones(total, total, dtype=torch.bool)
+    elif mode == "causal":
+        allowed = (is_query[:, None] & is_query[None, :]) | (~is_query[:, None] & is_query[None, :])
+        allowed |= ~is_query[:, None] & ~is_query[None, :] & torch.ones(total, total, dtype=torch.bool).tril()
+    else:
+        raise ValueError(f"unknown attention mode {mode!r}")
+    allowed = allowed.expand(batch, total, total)
+    if text_mask is not None:
+        real_keys = torch.cat([torch.ones(batch, n_queries, dtype=torch.bool), text_mask.bool()], dim=1)
+        allowed = allowed & real_keys[:, None, :]
+    return ~(allowed | torch.eye(total, dtype=torch.bool))
+
+
+@dataclass
+class QFormerOutput:
+    queries: torch.Tensor  # [B, n_queries, width] (n_queries = 0 for a text-only pass)
+    text: torch.Tensor  # [B, L, width]
+    cross_attention: list[torch.Tensor]  # per layer [B, heads, n_queries, T] when asked for
+
+
+class QFormer(nn.Module):
+    def __init__(self, config: BLAPConfig):
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(config.n_queries, config.width) * 0.02)
+        self.text_embed = nn.Embedding(config.vocab_size, config.width)
+        self.text_positions = nn.Parameter(torch.randn(config.max_text_positions, config.width) * 0.02)
+        self.embed_norm = nn.LayerNorm(config.width)
+        self.embed_dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(QFormerLayer(config) for _ in range(config.n_layers))
+        self.final_norm = nn.LayerNorm(config.width)
+
+    def forward(
+        self,
+        audio: torch.Tensor | None,
+        audio_mask: torch.Tensor | None,
+        text_ids: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        *,
+        mode: str = "unimodal",
+        need_weights: bool = False,
+    ) -> QFormerOutput:
+        parts = []
+        batch = (audio if audio is not None else text_ids).shape[0]
+        n_queries = 0
+        if audio is not None:
+            parts.append(self.queries.expand(batch, -1, -1))
+            n_queries = self.queries.shape[0]
+        if text_ids is not None:
+            parts.append(self.text_embed(text_ids) + self.text_positions[: text_ids.shape[1]])
+        hidden = self.embed_dropout(self.embed_norm(torch.cat(parts, dim=1)))
+        blocked = self_attention_blocked(n_queries, text_mask, mode, batch)
+        cross = []
+        for layer in self.layers:
+            hidden, weights = layer(hidden, n_queries, blocked, audio, audio_mask, need_weights)
+            cross.append(weights)
+        hidden = self.final_norm(hidden)
+        return QFormerOutput(queries=hidden[:, :n_queries], text=hidden[:, n_queries:], cross_attention=cross)
+
+
+# ---- the captioner ------------------------------------------------------------------------------
+
+
+@register
+class BLAPCaptioner(NeuralCaptioner):
+    name = "blap"
+    paper = "BLAP: Bootstrapping Language-Audio Pre-training for Music Captioning (Lanzendörfer et al., 2024)"
+    config_class = BLAPConfig
+    default_decoding = DecodingConfig(num_beams=5, max_new_tokens=60, min_new_tokens=5, no_repeat_ngram_size=3)
+    # Parameters that train in each stage (the rest stay as they are: stage-1 heads in stage 2, the
+    # prompt projection in stage 1).
+    STAGE_1 = ("qformer.", "audio_proj.", "text_proj.", "itm_head.", "lm_bias", "logit_scale")
+    STAGE_2 = ("qformer.queries", "qformer.embed_norm.", "qformer.layers.", "qformer.final_norm.", "prompt_proj.")
+
+    def __init__(self, config: BLAPConfig, *, tokenizer: Tokenizer, lm: T5ForConditionalGeneration, clap):
+        super().__init__(config)
+        self.tokenizer = tokenizer
+        self.pad_id, self.eos_id, self.cls_id, self.dec_id = (
+            SPECIAL_TOKENS.index(token) for token in (PAD, EOS, CLS, DEC)
+        )
+        # Frozen and saved in their own folders: outside this module's parameters and state dict.
+        self._frozen = (clap.eval().requires_grad_(False), lm.eval().requires_grad_(False))
+        self.qformer = QFormer(config)
+        self.audio_proj = nn.Linear(config.width, config.embed_dim)
+        self.text_proj = nn.Linear(config.width, config.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.init_temperature)))
+        self.itm_head = nn.Linear(config.width, 2)
+        self.lm_bias = nn.Parameter(torch.zeros(config.vocab_size))  # stage-1 LM head: tied to text_embed
+        self.prompt_proj = nn.Linear(config.width, config.lm_width)
+        self.instruction_ids = torch.tensor(tokenizer.encode(config.instruction).ids + [self.eos_id])
+        trained = self.STAGE_1 if config.stage == 1 else self.STAGE_2
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad = name.startswith(trained)
+        self._audio_cache: dict[str, torch.Tensor] = {}  # frozen CLAP tokens per training clip id
+
+    @property
+    def clap(self):
+        return self._frozen[0]
+
+    @property
+    def lm(self) -> T5ForConditionalGeneration:
+        return self._frozen[1]
+
+    # ---- building, saving, loading ---------------------------------------------------------------
+
+    @classmethod
+    def build(cls, config: dict, train_items: list, context) -> BLAPCaptioner:
+        from musiccap.encoders.embedded_clap import EmbeddedClap
+
+        settings = config_from_dict(BLAPConfig, {"clap_path": context.clap_path, **config})
+        clap_dir, lm_dir = resolve_path(settings.clap_path), resolve_path(settings.lm_path)
+        clap = EmbeddedClap.from_pretrained(clap_dir)
+        lm, tokenizer = load_lm(lm_dir)
+        settings = replace(
+            settings,
+            clap_path=str(clap_dir),
+            clap_hash=checkpoint_hash(clap_dir),
+            audio_dim=int(clap.audio_dim),
+            lm_path=str(lm_dir),
+            lm_hash=lm_fingerprint(lm_dir),
+            lm_width=int(lm.config.d_model),
+            vocab_size=tokenizer.get_vocab_size(),
+        )
+        torch.manual_seed(settings.seed)
+        model = cls(settings, tokenizer=tokenizer, lm=lm, clap=clap)
+        if settings.init_from:
+            model.load_stage_one(resolve_path(settings.init_from))
+        return model
+
+    def load_stage_one(self, path: Path) -> None:
+        """Start stage 2 from a stage-1 checkpoint trained on the same CLAP and LM (paper §4.3)."""
+        stage_one = read_config(path)
+        settings = stage_one.get("config", {})
+        if stage_one.get("architecture") != self.name or settings.get("stage") != 1:
+            raise ValueError(f"{path} is not a BLAP stage-1 checkpoint")
+        for key in ("clap_hash", "lm_hash", "n_queries", "width", "n_layers", "n_heads", "ff_dim", "vocab_size"):
+            if settings.get(key) != getattr(self.config, key):
+                raise ValueError(f"{path}: {key} is {settings.get(key)!r}, this run has {getattr(self.config, key)!r}")
+        self.load_state_dict(load_file(str(path / WEIGHTS_NAME)), strict=True)
+
+    def save_pretrained(self, path: str | Path, *, half: bool = False) -> None:
+        """As the base class, with ``lm_path`` written relative to the checkpoint (e.g. ``../blap_lm``)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        absolute = resolve_path(self.config.lm_path).resolve()
+        saved = self.config
+        self.config = replace(saved, lm_path=os.path.relpath(absolute, path.resolve()))
+        try:
+            super().save_pretrained(path, half=half)
+        finally:
+            self.config = saved
+
+    @classmethod
+    def load_extra(cls, path: Path) -> dict[str, Any]:
+        from musiccap.encoders.embedded_clap import EmbeddedClap
+
+        config = read_config(path)["config"]
+        clap_dir = resolve_path(config["clap_path"], path)
+        lm_dir = resolve_path(config["lm_path"], path)
+        if config.get("clap_hash") and checkpoint_hash(clap_dir) != config["clap_hash"]:
+            raise ValueError(
+                f"{path} was trained on the CLAP with hash {config['clap_hash']}, but {clap_dir} now holds "
+                f"{checkpoint_hash(clap_dir)}: retrain BLAP (its Q-Former reads that CLAP's tokens)"
+            )
+        if lm_fingerprint(lm_dir) != config["lm_hash"]:
+            raise ValueError(
+                f"{path} was trained with the frozen LM {config['lm_hash']}, but {lm_dir} now holds "
+                f"{lm_fingerprint(lm_dir)}: retrain BLAP (its soft prompt is tuned to that LM)"
+            )
+        lm, tokenizer = load_lm(lm_dir)
+        return {"tokenizer": tokenizer, "lm": lm, "clap": EmbeddedClap.from_pretrained(clap_dir)}
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable (this stage) and frozen parameters, the frozen CLAP and LM included."""
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        own_frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
+        clap = sum(p.numel() for p in self.clap.audio.parameters())
+        lm = sum(p.numel() for p in self.lm.parameters())
+        return {
+            "trainable": trainable,
+            "frozen_other_stage": own_frozen,
+            "frozen_clap_audio": clap,
+            "frozen_lm": lm,
+        }
+
+    # ---- batches ---------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def audio_tokens(self, features_list: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frozen CLAP frame tokens [B, T, audio_dim] and their mask [B, T] for a list of AudioFeatures."""
+        batch = self.clap.audio_batch(features_list)
+        pooled = batch["pooled"] if self.clap.config.pooled_dim else None
+        tokens, _ = self.clap.audio_tokens(batch["frames"], batch["mask"], pooled)
+        return tokens, batch["mask"]
+
+    def _cached_audio(self, items: list) -> tuple[torch.Tensor, torch.Tensor]:
+        missing = [item for item in items if item.id not in self._audio_cache]
+        if missing:
+            tokens, mask = self.audio_tokens([item.features for item in missing])
+            for row, item in enumerate(missing):
+                self._audio_cache[item.id] = tokens[row, : int(mask[row].sum())].clone()
+        rows = [self._audio_cache[item.id] for item in items]
+        longest = max(row.shape[0] for row in rows)
+        tokens = torch.zeros(len(rows), longest, rows[0].shape[1])
+        mask = torch.zeros(len(rows), longest, dtype=torch.bool)
+        for index, row in enumerate(rows):
+            tokens[index, : row.shape[0]] = row
+            mask[index, : row.shape[0]] = True
+        return tokens, mask
+
+    def _caption_ids(self, caption: str) -> list[int]:
+        return self.tokenizer.encode(caption).ids[: self.config.max_caption_tokens]
+
+    @staticmethod
+    def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+        out = torch.full((len(rows), max(map(len, rows))), value, dtype=torch.long)
+        for index, row in enumerate(rows):
+            out[index, : len(row)] = torch.tensor(row)
+        return out
+
+    def collate(self, items: list) -> dict[str, torch.Tensor]:
+        audio, audio_mask = self._cached_audio(items)
+        captions = [self._caption_ids(item.caption) for item in items]
+        batch = {"audio": audio, "audio_mask": audio_mask}
+        labels = [ids + [self.eos_id] for ids in captions]
+        if self.config.stage == 1:
+            batch["text_ids"] = self._pad([[self.cls_id] + ids for ids in captions], self.pad_id)
+            batch["decoder_ids"] = self._pad([[self.dec_id] + ids for ids in captions], self.pad_id)
+            batch["text_mask"] = (batch["text_ids"] != self.pad_id).long()
+            batch["text_mask"][:, 0] = 1
+            first: dict[str, int] = {}
+            batch["caption_group"] = torch.tensor([first.setdefault(item.caption, i) for i, item in enumerate(items)])
+        batch["labels"] = self._pad(labels, -100)
+        return batch
+
+    # ---- training --------------------------------------------------------------------------------
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.config.stage == 1:
+            return self.stage_one_loss(batch)
+        nll = self.lm(
+            inputs_embeds=self.encoder_inputs(self.query_outputs(batch["audio"], batch["audio_mask"])),
+            labels=batch["labels"],
+        ).loss
+        return {"loss": nll, "nll": nll}
+
+    def query_outputs(self, audio: torch.Tensor, audio_mask: torch.Tensor, need_weights: bool = False):
+        return self.qformer(audio, audio_mask, mode="unimodal", need_weights=need_weights)
+
+    def encoder_inputs(self, query_output: QFormerOutput) -> torch.Tensor:
+        """[soft prompt; instruction; </s>] embeddings for the T5 encoder: [B, n_queries + K, lm_width]."""
+        prompt = self.prompt_proj(query_output.queries)
+        instruction = self.lm.get_input_embeddings()(self.instruction_ids)
+        return torch.cat([prompt, instruction.expand(prompt.shape[0], -1, -1)], dim=1)
+
+    def stage_one_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        audio, audio_mask = batch["audio"], batch["audio_mask"]
+        text_ids, text_mask = batch["text_ids"], batch["text_mask"]
+        n = audio.shape[0]
+
+        # ATC: every query against the text's first token; the best-matching query scores the pair.
+        queries = F.normalize(self.audio_proj(self.query_outputs(audio, audio_mask).queries), dim=-1)
+        text = self.qformer(None, None, text_ids, text_mask, mode="unimodal").text[:, 0]
+        text = F.normalize(self.text_proj(text), dim=-1)
+        similarity = torch.einsum("aqe,te->atq", queries, text).max(dim=-1).values
+        groups = batch["caption_group"]
+        same_caption = (groups[:, None] == groups[None, :]) & ~torch.eye(n, dtype=torch.bool)
+        logits = (self.logit_scale.clamp(max=math.log(100.0)).exp() * similarity).masked_fill(
+            same_caption, float("-inf")
+        )
+        targets = torch.arange(n)
+        atc = 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+
+        # ATM: positives + a hard negative text per clip and a hard negative clip per text.
+        audio_rows, text_rows, labels = list(range(n)), list(range(n)), [1] * n
+        with torch.no_grad():
+            candidates = logits.detach().masked_fill(torch.eye(n, dtype=torch.bool), float("-inf"))
+            for scores, is_text in ((candidates, True), (candidates.T, False)):
+                valid = torch.isfinite(scores).any(dim=1)
+                if not valid.any():
+                    continue
+                picked = torch.multinomial(scores[valid].softmax(dim=1), 1).squeeze(1).tolist()
+                anchors = valid.nonzero().squeeze(1).tolist()
+                audio_rows += anchors if is_text else picked
+                text_rows += picked if is_text else anchors
+                labels += [0] * len(anchors)
+        joint = self.qformer(
+            audio[audio_rows], audio_mask[audio_rows], text_ids[text_rows], text_mask[text_rows], mode="bidirectional"
+        )
+        atm = F.cross_entropy(self.itm_head(joint.queries).mean(dim=1), torch.tensor(labels))
+
+        # LM: the caption decoded by the text path, attending to the queries (which see only the audio).
+        decoder_mask = torch.ones_like(batch["decoder_ids"])
+        decoder_mask[:, 1:] = batch["labels"][:, :-1] != -100
+        hidden = self.qformer(audio, audio_mask, batch["decoder_ids"], decoder_mask, mode="causal").text
+        token_logits = F.linear(hidden, self.qformer.text_embed.weight, self.lm_bias)
+        lm = F.cross_entropy(token_logits.reshape(-1, token_logits.shape[-1]), batch["labels"].reshape(-1))
+        return {"loss": atc + atm + lm, "atc": atc.detach(), "atm": atm.detach(), "lm": lm.detach()}
+
+    # ---- captioning ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
+        decoding = decoding or self.default_decoding
+        self.eval()
+        started = time.perf_counter()
+        features = [audio_features(clip) for clip in clips]
+        feature_time = time.perf_counter() - started
+
+        started = time.perf_counter()
+        audio, audio_mask = self.audio_tokens(features)
+        query_output = self.query_outputs(audio, audio_mask, need_weights=True)
+        encoder_embeds = self.encoder_inputs(query_output)
+        encoded = self.lm.get_encoder()(inputs_embeds=encoder_embeds).last_hidden_state
+        embeddings = self.clap.embed_audio(features)
+        encode_time = time.perf_counter() - started
+
+        started = time.perf_counter()
+        expand = torch.arange(len(clips)).repeat_interleave(rows_per_input(decoding))
+        state = {"encoded": encoded.index_select(0, expand), "self": (), "cross": ()}
+        hypotheses = search(
+            self._decoder_step,
+            state,
+            batch_size=len(clips),
+            bos_id=self.lm.config.decoder_start_token_id,
+            eos_id=self.eos_id,
+            config=decoding,
+        )
+        decode_time = time.perf_counter() - started
+
+        # Q-Former cross-attention per layer: [B, layers, n_queries, T], mean over heads.
+        qformer_attention = torch.stack(query_output.cross_attention, dim=1).mean(dim=2).numpy()
+        n_layers, n_heads = self.lm.config.num_decoder_layers, self.lm.config.num_heads
+        results = []
+        for row, (clip, feature, hypothesis) in enumerate(zip(clips, features, hypotheses, strict=True)):
+            n_frames = feature.frames.shape[0]
+            per_query = qformer_attention[row, :, :, :n_frames]
+            per_query = per_query / np.maximum(per_query.sum(-1, keepdims=True), 1e-12)
+            n_tokens = len(hypothesis.token_ids)
+            decoder = (
+                hypothesis.attention.reshape(n_tokens, n_layers, n_heads, -1)
+                if hypothesis.attention is not None
+                else np.zeros((0, n_layers, n_heads, encoded.shape[1]), dtype=np.float32)
+            )
+            attention, views = combine_attention(decoder.mean(axis=2), per_query, self.config.n_queries)
+            results.append(
+                CaptionResult(
+                    model=self.name,
+                    text=self.tokenizer.decode(hypothesis.token_ids).strip(),
+                    tokens=[self.tokenizer.decode([token]).strip() for token in hypothesis.token_ids],
+                    attention=attention,
+                    attention_times=np.asarray(feature.frame_times, dtype=np.float32),
+                    attention_views=views,
+                    audio_embedding=embeddings[row],
+                    decoding=decoding.to_dict(),
+                    timings={
+                        "features": clip.timings.get("embedded_audio", feature_time / len(clips)),
+                        "encode": encode_time / len(clips),
+                        "decode": decode_time / len(clips),
+                    },
+                    window=clip.span,
+                )
+            )
+        return results
+
+    def _decoder_step(self, last_tokens: torch.Tensor, state: dict):
+        """One T5 decoder step for every row: self-attention cache grows, cross-attention keys are reused."""
+        cache = EncoderDecoderCache(
+            DynamicCache(ddp_cache_data=state["self"]) if state["self"] else DynamicCache(),
+            DynamicCache(ddp_cache_data=state["cross"]) if state["cross"] else DynamicCache(),
+        )
+        out = self.lm(
+            encoder_outputs=BaseModelOutput(last_hidden_state=state["encoded"]),
+            decoder_input_ids=last_tokens[:, None],
+            past_key_values=cache,
+            use_cache=True,
+            output_attentions=True,
+        )
+        layers = out.past_key_values
+        new_state = {
+            "encoded": state["encoded"],
+            "self": tuple((layer.keys, layer.values) for layer in layers.self_attention_cache.layers),
+            "cross": tuple((layer.keys, layer.values) for layer in layers.cross_attention_cache.layers),
+        }
+        # [layers, N, heads, 1, S] -> [N, layers * heads * S]
+        attention = torch.stack(out.cross_attentions)[:, :, :, 0].permute(1, 0, 2, 3)
+        return out.logits[:, -1], new_state, attention.reshape(len(last_tokens), -1)
+
+    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
+        return self.caption_batch([clip], decoding)[0]
+
+
+def combine_attention(
+    decoder: np.ndarray, qformer: np.ndarray, n_queries: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Tokens × audio time from decoder [n_tokens, dec_layers, S] and Q-Former [qf_layers, n_queries, T].
+
+    Each decoder row is cut to the soft-prompt positions and renormalised (-> P), each Q-Former row sums
+    to 1 (-> A); the heatmap is P @ A (mean over layers on both sides), rows summing to 1. Views: each
+    Q-Former layer with the decoder mean, each decoder layer with the Q-Former mean.
+    """
+    prompt = decoder[..., :n_queries]
+    prompt = prompt / np.maximum(prompt.sum(-1, keepdims=True), 1e-12)  # [n_tokens, dec_layers, n_queries]
+    decoder_mean = _rows_to_one(prompt.mean(axis=1))
+    qformer_mean = _rows_to_one(qformer.mean(axis=0))
+    views = {}
+    for layer in range(qformer.shape[0]):
+        views[f"Q-Former layer {layer + 1} (LM decoder mean)"] = _rows_to_one(decoder_mean @ qformer[layer])
+    for layer in range(prompt.shape[1]):
+        views[f"LM decoder layer {layer + 1} (Q-Former mean)"] = _rows_to_one(prompt[:, layer] @ qformer_mean)
+    return _rows_to_one(decoder_mean @ qformer_mean), views
+
+
+def _rows_to_one(matrix: np.ndarray) -> np.ndarray:
+    return (matrix / np.maximum(matrix.sum(axis=-1, keepdims=True), 1e-12)).astype(np.float32)

@@ -1,0 +1,138 @@
+"""The training package end to end at tiny scale: corpus → features → CLAP → baselines → a captioner.
+
+Builds a real (tiny) corpus with FluidSynth, trains the embedded CLAP and MusCaps for a few
+steps through ``python -m train``, evaluates them, reloads them from their folders and captions
+a file through the CLI — the same commands that produce the shipped checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="FluidSynth is not installed")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    corpus = root / "corpus"
+    from train.corpus.__main__ import main as corpus_main
+
+    assert corpus_main(["--out", str(corpus), "--size", "tiny", "--seed", "0"]) in (0, None)
+    return root, corpus
+
+
+def test_tiny_pipeline_trains_evaluates_reloads_and_captions(workspace, monkeypatch):
+    root, corpus = workspace
+    monkeypatch.setenv("MUSICCAP_CACHE", str(root / "cache"))
+    ckpt = root / "checkpoints"
+    from train.__main__ import main as train_main
+    from train.baselines import main as baselines_main
+    from train.evaluate import main as evaluate_main
+
+    tiny_clap = [
+        "model.d_audio=32",
+        "model.n_layers=1",
+        "model.ff_dim=64",
+        "model.embed_dim=32",
+        "model.head_hidden=0",
+        "train.epochs=3",
+        "train.batch_size=8",
+        "train.warmup_steps=0",
+    ]
+    assert (
+        train_main(
+            [
+                "clap",
+                "--config",
+                "train/configs/clap.yaml",
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(ckpt / "clap"),
+                *tiny_clap,
+            ]
+        )
+        == 0
+    )
+    clap_results = json.loads((ckpt / "clap" / "results.json").read_text())
+    assert 0 <= clap_results["metrics"]["t2a_r1"] <= 1 and "baseline_random" in clap_results
+
+    assert baselines_main(["--corpus", str(corpus), "--out", str(ckpt / "random")]) == 0
+    assert evaluate_main([str(ckpt / "random"), "--corpus", str(corpus), "--clap", str(ckpt / "clap")]) == 0
+
+    tiny_muscaps = [
+        "model.hidden_dim=32",
+        "model.attention_dim=32",
+        "model.word_embedding_dim=32",
+        "model.min_word_count=1",
+        "train.epochs=6",
+        "train.batch_size=4",
+        "train.lr=3e-3",
+        "decoding.num_beams=2",
+        "decoding.max_new_tokens=20",
+    ]
+    assert (
+        train_main(
+            [
+                "muscaps",
+                "--config",
+                "train/configs/muscaps.yaml",
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(ckpt / "muscaps"),
+                "--clap",
+                str(ckpt / "clap"),
+                *tiny_muscaps,
+            ]
+        )
+        == 0
+    )
+    log = [json.loads(line) for line in (ckpt / "muscaps" / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["train"]["loss"] < log[0]["train"]["loss"]
+    training = json.loads((ckpt / "muscaps" / "training.json").read_text())
+    assert training["git_commit"] and training["n_train"] > 0
+    results = json.loads((ckpt / "muscaps" / "results.json").read_text())
+    for key in ("bleu1", "bleu4", "meteor", "rouge_l", "cider_d", "clap_at", "vocab", "attr_tempo_acc"):
+        assert key in results["metrics"], key
+
+    # python -m train.evaluate regenerates the same results.json from the checkpoint alone
+    before = results["metrics"]
+    assert evaluate_main([str(ckpt / "muscaps"), "--corpus", str(corpus), "--clap", str(ckpt / "clap")]) == 0
+    after = json.loads((ckpt / "muscaps" / "results.json").read_text())["metrics"]
+    assert after == pytest.approx(before)
+
+    clip = next((corpus / "audio").rglob("*.flac"))
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "musiccap",
+            "caption",
+            str(clip),
+            "--model",
+            "random,muscaps",
+            "--checkpoints",
+            str(ckpt),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env={**__import__("os").environ, "MUSICCAP_CACHE": str(root / "cache")},
+    )
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["model"] for r in records] == ["random", "muscaps"]
+    muscaps = records[1]
+    assert muscaps["text"] and muscaps["attention_shape"][0] == len(muscaps["tokens"])
+    assert muscaps["clap_similarity"] is not None

@@ -1,0 +1,237 @@
+"""``python -m train.pipeline --corpus DIR [--jobs 2] [--only NAME ...]`` — rebuild every shipped checkpoint.
+
+corpus → feature cache → CLAP → the two baselines → the five captioners and their paper
+ablations → results tables. Each step is one command line, printed before it runs, so any step
+can be re-run by hand; steps whose inputs are ready run ``--jobs`` at a time. Ablation runs
+write their metrics into the shipped checkpoint's ``results.json`` under ``"ablations"``.
+
+The budgets (``train.max_minutes``) are what fits this project's 2-core CPU; on a GPU drop them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+@dataclass
+class Step:
+    name: str
+    commands: list[list[str]]
+    after: list[str] = field(default_factory=list)
+    shipped: bool = True  # False: an ablation run under runs/, only its numbers are kept
+
+
+def train_cmd(model: str, config: str, out: str, corpus: str, *overrides: str, evaluate: bool = True):
+    command = [
+        PY,
+        "-m",
+        "train",
+        model,
+        "--config",
+        f"train/configs/{config}.yaml",
+        "--corpus",
+        corpus,
+        "--out",
+        out,
+    ]
+    command += ["--threads", "1"] + ([] if evaluate else ["--no-eval"]) + list(overrides)
+    return command
+
+
+def ablation(model: str, config: str, corpus: str, into: str, *overrides: str, set_: list[str] | None = None):
+    out = f"runs/{config}"
+    commands = [train_cmd(model, config, out, corpus, *overrides, evaluate=False)]
+    evaluate = [
+        PY,
+        "-m",
+        "train.evaluate",
+        out,
+        "--corpus",
+        corpus,
+        "--into",
+        f"checkpoints/{into}",
+        "--as",
+        config,
+    ]
+    commands.append(evaluate + (["--set", *set_] if set_ else []))
+    return commands
+
+
+def evaluate_as(checkpoint: str, corpus: str, name: str, *, decoding=(), set_=()):
+    command = [PY, "-m", "train.evaluate", f"checkpoints/{checkpoint}", "--corpus", corpus]
+    command += ["--into", f"checkpoints/{checkpoint}", "--as", name]
+    if decoding:
+        command += ["--decoding", *decoding]
+    if set_:
+        command += ["--set", *set_]
+    return command
+
+
+def steps(corpus: str, size: str) -> list[Step]:
+    c = corpus
+    return [
+        Step(
+            "corpus",
+            [[PY, "-m", "train.corpus", "--out", c, "--size", size, "--seed", "0", "--workers", "1"]],
+        ),
+        Step("features", [[PY, "-m", "train.features", c]], after=["corpus"]),
+        Step("clap", [train_cmd("clap", "clap", "checkpoints/clap", c)], after=["features"]),
+        Step(
+            "baselines",
+            [
+                [PY, "-m", "train.baselines", "--corpus", c],
+                [PY, "-m", "train.evaluate", "checkpoints/random", "--corpus", c],
+                [
+                    PY,
+                    "-m",
+                    "musiccap.models.nearest",
+                    "--clap",
+                    "checkpoints/clap",
+                    "--corpus",
+                    c,
+                    "--out",
+                    "checkpoints/nearest",
+                ],
+                [PY, "-m", "train.evaluate", "checkpoints/nearest", "--corpus", c],
+            ],
+            after=["clap"],
+        ),
+        Step("muscaps", [train_cmd("muscaps", "muscaps", "checkpoints/muscaps", c)], after=["features"]),
+        Step(
+            "muscaps-ablations",
+            ablation("muscaps", "muscaps_early", c, "muscaps")
+            + ablation("muscaps", "muscaps_late", c, "muscaps")
+            + [evaluate_as("muscaps", c, "muscaps_greedy", decoding=["num_beams=1"])],
+            after=["muscaps"],
+            shipped=False,
+        ),
+        Step("rgmc", [train_cmd("rgmc", "rgmc", "checkpoints/rgmc", c)], after=["clap"]),
+        Step(
+            "rgmc-ablations",
+            ablation("rgmc", "rgmc_audio_only", c, "rgmc")
+            + ablation("rgmc", "rgmc_text_only", c, "rgmc")
+            + [
+                evaluate_as("rgmc", c, "rgmc_random_candidate", set_=["candidate=random"]),
+                evaluate_as("rgmc", c, "rgmc_gold_candidate", set_=["candidate=gold"]),
+            ],
+            after=["rgmc"],
+            shipped=False,
+        ),
+        Step("csa", [train_cmd("csa", "csa", "checkpoints/csa", c)], after=["clap"]),
+        Step(
+            "csa-ablations",
+            ablation("csa", "csa_m1", c, "csa")
+            + ablation("csa", "csa_m2", c, "csa")
+            + ablation("csa", "csa_m3", c, "csa"),
+            after=["csa"],
+            shipped=False,
+        ),
+        Step("alcap", [train_cmd("alcap", "alcap", "checkpoints/alcap", c)], after=["features"]),
+        Step(
+            "alcap-ablations",
+            ablation("alcap", "alcap_alpha0", c, "alcap")
+            + ablation("alcap", "alcap_alpha0002", c, "alcap")
+            + ablation("alcap", "alcap_alpha02", c, "alcap")
+            + ablation("alcap", "alcap_no_lyrics", c, "alcap"),
+            after=["alcap"],
+            shipped=False,
+        ),
+        Step(
+            "blap",
+            [
+                [PY, "-m", "train.blap_lm", "--corpus", c, "--out", "checkpoints/blap_lm"],
+                train_cmd("blap", "blap_stage1", "runs/blap_stage1", c, evaluate=False),
+                train_cmd("blap", "blap", "checkpoints/blap", c),
+            ],
+            after=["clap"],
+        ),
+        Step(
+            "blap-ablations", ablation("blap", "blap_stage2_only", c, "blap"), after=["blap"], shipped=False
+        ),
+        Step(
+            "tables",
+            [[PY, "-m", "train.tables", "--out", "docs/RESULTS.md"]],
+            after=[
+                "baselines",
+                "muscaps-ablations",
+                "rgmc-ablations",
+                "csa-ablations",
+                "alcap-ablations",
+                "blap-ablations",
+            ],
+        ),
+    ]
+
+
+def run(step: Step, log_dir: Path) -> tuple[str, float, int]:
+    started = time.time()
+    log = (log_dir / f"{step.name}.log").open("a")
+    for command in step.commands:
+        print(f"[{step.name}] {' '.join(command)}", flush=True)
+        log.write(f"$ {' '.join(command)}\n")
+        log.flush()
+        code = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
+        if code:
+            return step.name, time.time() - started, code
+    return step.name, time.time() - started, 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.pipeline", description=__doc__)
+    parser.add_argument("--corpus", default="data/corpus")
+    parser.add_argument("--size", default="small", choices=["tiny", "small", "full"])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--only", nargs="*", help="run just these steps (their inputs must exist)")
+    parser.add_argument("--skip", nargs="*", default=[], help="steps already done")
+    parser.add_argument("--list", action="store_true")
+    args = parser.parse_args(argv)
+    plan = steps(args.corpus, args.size)
+    if args.list:
+        for step in plan:
+            print(
+                f"{step.name:18s} after {','.join(step.after) or '-':30s} "
+                + " && ".join(" ".join(c) for c in step.commands)
+            )
+        return 0
+    wanted = {s.name for s in plan} if not args.only else set(args.only)
+    done = set(args.skip) | ({s.name for s in plan} - wanted)
+    log_dir = REPO / "runs" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    timings, failed = {}, []
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        running = {}
+        while True:
+            for step in plan:
+                ready = step.name not in done and step.name not in running and step.name not in failed
+                if ready and all(a in done for a in step.after) and len(running) < args.jobs:
+                    running[step.name] = pool.submit(run, step, log_dir)
+            if not running:
+                break
+            finished = [name for name, future in running.items() if future.done()]
+            for name in finished:
+                _, seconds, code = running.pop(name).result()
+                timings[name] = round(seconds, 1)
+                print(
+                    f"[{name}] {'ok' if code == 0 else f'FAILED ({code})'} in {seconds / 60:.1f} min",
+                    flush=True,
+                )
+                (failed.append(name) if code else done.add(name))
+            time.sleep(2)
+    (log_dir / "pipeline.json").write_text(
+        json.dumps({"timings_s": timings, "failed": failed}, indent=2) + "\n"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
