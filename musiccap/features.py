@@ -7,8 +7,10 @@ built from cached features (training, evaluation) never touches it.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from musiccap.models.base import Clip
+if TYPE_CHECKING:  # models import this module; importing them back at run time would be circular
+    from musiccap.models.base import Clip
 
 AUDIO_FEATURES = "embedded_audio"
 

@@ -287,7 +287,10 @@ def test_configs_differ_from_alcap_only_where_the_ablation_says():
     for name, changes in expected.items():
         ablation = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
         assert ablation["decoding"] == main["decoding"], name
-        assert {k: v for k, v in ablation["train"].items() if main["train"].get(k) != v} == {"max_minutes": 6}
+        assert {k: v for k, v in ablation["train"].items() if main["train"].get(k) != v} == {
+            "epochs": 6,
+            "max_minutes": 6,
+        }
         differing = {k: v for k, v in ablation["model"].items() if main["model"].get(k) != v}
         assert differing == changes, name
         config_from_dict(AlcapConfig, ablation["model"])

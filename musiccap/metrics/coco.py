@@ -32,12 +32,12 @@ class CocoScores:
     bleu2: float
     bleu3: float
     bleu4: float
-    meteor: float
+    meteor: float | None
     rouge_l: float
     cider_d: float
 
     def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+        return {name: value for name, value in asdict(self).items() if value is not None}
 
 
 def _pycocoevalcap_dir() -> Path:
@@ -72,8 +72,13 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
     ]
 
 
-def coco_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> CocoScores:
-    """Corpus BLEU-1..4, mean METEOR 1.5, mean ROUGE-L and CIDEr-D; any number of references per caption."""
+def coco_scores(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], *, with_meteor: bool = True
+) -> CocoScores:
+    """Corpus BLEU-1..4, mean METEOR 1.5, mean ROUGE-L and CIDEr-D; any number of references per caption.
+
+    `with_meteor=False` skips the METEOR jar (its JVM loads a 60 MB paraphrase table) and leaves it None.
+    """
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.meteor.meteor import Meteor
@@ -82,7 +87,7 @@ def coco_scores(predictions: Sequence[str], references: Sequence[Sequence[str]])
     if len(predictions) != len(references) or not predictions:
         raise ValueError(f"{len(predictions)} predictions for {len(references)} reference lists")
     # Start the METEOR JVM first: loading its paraphrase table overlaps with the tokenizer's JVM.
-    meteor = Meteor()
+    meteor = Meteor() if with_meteor else None
     try:
         flat_references = [reference for refs in references for reference in refs]
         tokens = ptb_tokenize(list(predictions) + flat_references)
@@ -92,12 +97,13 @@ def coco_scores(predictions: Sequence[str], references: Sequence[Sequence[str]])
             gts[i] = tokens[cursor : cursor + len(refs)]
             cursor += len(refs)
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-        meteor_score, _ = meteor.compute_score(gts, res)
+        meteor_score = float(meteor.compute_score(gts, res)[0]) if meteor else None
     finally:
-        # pycocoevalcap stops its JVM only in __del__; stop it now rather than at garbage collection.
-        meteor.meteor_p.stdin.close()
-        meteor.meteor_p.kill()
-        meteor.meteor_p.wait()
+        if meteor:
+            # pycocoevalcap stops its JVM only in __del__; stop it now rather than at garbage collection.
+            meteor.meteor_p.stdin.close()
+            meteor.meteor_p.kill()
+            meteor.meteor_p.wait()
     rouge_score, _ = Rouge().compute_score(gts, res)
     cider_score, _ = Cider().compute_score(gts, res)
-    return CocoScores(*[float(b) for b in bleu], float(meteor_score), float(rouge_score), float(cider_score))
+    return CocoScores(*[float(b) for b in bleu], meteor_score, float(rouge_score), float(cider_score))

@@ -108,7 +108,8 @@ def train_caption_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
 def build_t5(
     vocab_size: int, d_model: int, d_ff: int, n_layers: int, n_heads: int, dropout: float
 ) -> T5ForConditionalGeneration:
-    """A small T5 (Flan-T5's gated-GELU feed-forward, untied output layer) over the caption tokenizer."""
+    """A small T5 over the caption tokenizer: Flan-T5's gated-GELU feed-forward; the output layer is tied to
+    the embeddings (T5 v1.0), whose rescaled outputs start the loss near log(vocab) rather than ~100."""
     config = T5Config(
         vocab_size=vocab_size,
         d_model=d_model,
@@ -119,7 +120,7 @@ def build_t5(
         num_heads=n_heads,
         dropout_rate=dropout,
         feed_forward_proj="gated-gelu",
-        tie_word_embeddings=False,
+        tie_word_embeddings=True,
         pad_token_id=SPECIAL_TOKENS.index(PAD),
         eos_token_id=SPECIAL_TOKENS.index(EOS),
         decoder_start_token_id=SPECIAL_TOKENS.index(PAD),
@@ -134,7 +135,9 @@ def lm_fingerprint(path: str | Path) -> str:
     for name in (CONFIG_NAME, WEIGHTS_NAME, TOKENIZER_NAME):
         file = Path(path) / name
         if not file.is_file():
-            raise FileNotFoundError(f"{path} is not a BLAP LM folder (no {name}; run python -m train.blap_lm)")
+            raise FileNotFoundError(
+                f"{path} is not a BLAP LM folder (no {name}; run python -m train.blap_lm)"
+            )
         digest.update(file.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -142,7 +145,9 @@ def lm_fingerprint(path: str | Path) -> str:
 def load_lm(path: str | Path) -> tuple[T5ForConditionalGeneration, Tokenizer]:
     """The frozen LM and its tokenizer from a folder written by ``train.blap_lm`` (safetensors only)."""
     path = Path(path)
-    lm = T5ForConditionalGeneration.from_pretrained(str(path), attn_implementation="eager", use_safetensors=True)
+    lm = T5ForConditionalGeneration.from_pretrained(
+        str(path), attn_implementation="eager", use_safetensors=True
+    )
     return lm.eval().requires_grad_(False), Tokenizer.from_file(str(path / TOKENIZER_NAME))
 
 
@@ -245,7 +250,9 @@ class QFormerLayer(nn.Module):
         return hidden, cross_weights
 
 
-def self_attention_blocked(n_queries: int, text_mask: torch.Tensor | None, mode: str, batch: int) -> torch.Tensor:
+def self_attention_blocked(
+    n_queries: int, text_mask: torch.Tensor | None, mode: str, batch: int
+) -> torch.Tensor:
     """Which [queries; text] positions may not attend to which: [B, L, L] bool (True = blocked).
 
     ``unimodal`` (ATC, and the query-only pass used for captioning): queries and text see only
@@ -326,11 +333,19 @@ class BLAPCaptioner(NeuralCaptioner):
     name = "blap"
     paper = "BLAP: Bootstrapping Language-Audio Pre-training for Music Captioning (Lanzendörfer et al., 2024)"
     config_class = BLAPConfig
-    default_decoding = DecodingConfig(num_beams=5, max_new_tokens=60, min_new_tokens=5, no_repeat_ngram_size=3)
+    default_decoding = DecodingConfig(
+        num_beams=5, max_new_tokens=60, min_new_tokens=5, no_repeat_ngram_size=3
+    )
     # Parameters that train in each stage (the rest stay as they are: stage-1 heads in stage 2, the
     # prompt projection in stage 1).
     STAGE_1 = ("qformer.", "audio_proj.", "text_proj.", "itm_head.", "lm_bias", "logit_scale")
-    STAGE_2 = ("qformer.queries", "qformer.embed_norm.", "qformer.layers.", "qformer.final_norm.", "prompt_proj.")
+    STAGE_2 = (
+        "qformer.queries",
+        "qformer.embed_norm.",
+        "qformer.layers.",
+        "qformer.final_norm.",
+        "prompt_proj.",
+    )
 
     def __init__(self, config: BLAPConfig, *, tokenizer: Tokenizer, lm: T5ForConditionalGeneration, clap):
         super().__init__(config)
@@ -373,10 +388,10 @@ class BLAPCaptioner(NeuralCaptioner):
         lm, tokenizer = load_lm(lm_dir)
         settings = replace(
             settings,
-            clap_path=str(clap_dir),
+            clap_path=str(clap_dir.resolve()),
             clap_hash=checkpoint_hash(clap_dir),
             audio_dim=int(clap.audio_dim),
-            lm_path=str(lm_dir),
+            lm_path=str(lm_dir.resolve()),
             lm_hash=lm_fingerprint(lm_dir),
             lm_width=int(lm.config.d_model),
             vocab_size=tokenizer.get_vocab_size(),
@@ -393,22 +408,49 @@ class BLAPCaptioner(NeuralCaptioner):
         settings = stage_one.get("config", {})
         if stage_one.get("architecture") != self.name or settings.get("stage") != 1:
             raise ValueError(f"{path} is not a BLAP stage-1 checkpoint")
-        for key in ("clap_hash", "lm_hash", "n_queries", "width", "n_layers", "n_heads", "ff_dim", "vocab_size"):
+        for key in (
+            "clap_hash",
+            "lm_hash",
+            "n_queries",
+            "width",
+            "n_layers",
+            "n_heads",
+            "ff_dim",
+            "vocab_size",
+        ):
             if settings.get(key) != getattr(self.config, key):
-                raise ValueError(f"{path}: {key} is {settings.get(key)!r}, this run has {getattr(self.config, key)!r}")
+                raise ValueError(
+                    f"{path}: {key} is {settings.get(key)!r}, this run has {getattr(self.config, key)!r}"
+                )
         self.load_state_dict(load_file(str(path / WEIGHTS_NAME)), strict=True)
 
     def save_pretrained(self, path: str | Path, *, half: bool = False) -> None:
-        """As the base class, with ``lm_path`` written relative to the checkpoint (e.g. ``../blap_lm``)."""
+        """As the base class, with the CLAP and LM folders written relative to the checkpoint
+        (``../clap``, ``../blap_lm`` for ``checkpoints/blap``): referenced, never copied."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        absolute = resolve_path(self.config.lm_path).resolve()
+        here = path.resolve()
         saved = self.config
-        self.config = replace(saved, lm_path=os.path.relpath(absolute, path.resolve()))
+        self.config = replace(
+            saved,
+            clap_path=os.path.relpath(resolve_path(saved.clap_path).resolve(), here),
+            lm_path=os.path.relpath(resolve_path(saved.lm_path).resolve(), here),
+        )
         try:
             super().save_pretrained(path, half=half)
         finally:
             self.config = saved
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> BLAPCaptioner:
+        model = super().from_pretrained(path)
+        config = model.config  # the folders it names are relative to the checkpoint: keep them absolute here
+        model.config = replace(
+            config,
+            clap_path=str(resolve_path(config.clap_path, Path(path)).resolve()),
+            lm_path=str(resolve_path(config.lm_path, Path(path)).resolve()),
+        )
+        return model
 
     @classmethod
     def load_extra(cls, path: Path) -> dict[str, Any]:
@@ -487,9 +529,10 @@ class BLAPCaptioner(NeuralCaptioner):
             batch["text_ids"] = self._pad([[self.cls_id] + ids for ids in captions], self.pad_id)
             batch["decoder_ids"] = self._pad([[self.dec_id] + ids for ids in captions], self.pad_id)
             batch["text_mask"] = (batch["text_ids"] != self.pad_id).long()
-            batch["text_mask"][:, 0] = 1
             first: dict[str, int] = {}
-            batch["caption_group"] = torch.tensor([first.setdefault(item.caption, i) for i, item in enumerate(items)])
+            batch["caption_group"] = torch.tensor(
+                [first.setdefault(item.caption, i) for i, item in enumerate(items)]
+            )
         batch["labels"] = self._pad(labels, -100)
         return batch
 
@@ -545,7 +588,11 @@ class BLAPCaptioner(NeuralCaptioner):
                 text_rows += picked if is_text else anchors
                 labels += [0] * len(anchors)
         joint = self.qformer(
-            audio[audio_rows], audio_mask[audio_rows], text_ids[text_rows], text_mask[text_rows], mode="bidirectional"
+            audio[audio_rows],
+            audio_mask[audio_rows],
+            text_ids[text_rows],
+            text_mask[text_rows],
+            mode="bidirectional",
         )
         atm = F.cross_entropy(self.itm_head(joint.queries).mean(dim=1), torch.tensor(labels))
 

@@ -9,7 +9,8 @@ the NLL (paper eq. 2-5):
 * **L_C** (contrastive modality alignment): symmetric InfoNCE (audio->text plus text->audio, the
   paper's sum) between the pooled audio embedding E_A and the *frozen* CLAP text embedding E_T of
   the reference caption, with a fixed temperature. Rows of a batch that share a caption are not
-  negatives of each other (the synthetic corpus repeats short captions).
+  negatives of each other (the synthetic corpus repeats short captions). E_T comes from
+  ``EmbeddedClap.embed_text``, once per distinct caption (the tower is frozen).
 * **L_S** (semantic alignment): sum over steps t of 1 - cos(f_t(y_hat_1:t), f_t(y)), f_t the frozen
   CLAP text tower. Two choices make it trainable here:
 
@@ -20,9 +21,10 @@ the NLL (paper eq. 2-5):
     ``EmbeddedClap.text_embedding_from_inputs_embeds``. Gradients reach the decoder through the
     softmax; the text tower itself stays frozen.
   - *Sampled steps.* One text-tower pass per prefix length is what makes the sum expensive (a
-    6-layer MiniLM per step per caption). Each caption contributes ``semantic_steps`` prefix lengths
-    drawn uniformly from 1..|y| per batch, and the loss is their mean, an unbiased estimate of the
-    per-step mean of the paper's sum. L_NLL is likewise the per-token mean of eq. 4's sum; both
+    6-layer MiniLM forward and backward per step per caption: all ~58 steps of a caption would cost
+    ~50x the rest of the model). Each caption contributes ``semantic_steps`` prefix lengths (default
+    1) drawn uniformly from 1..|y| afresh in every batch, and the loss is their mean, an unbiased
+    estimate of the per-step mean of the paper's sum; over the epochs every step is visited. L_NLL is likewise the per-token mean of eq. 4's sum; both
     sums run over the same steps, so dividing both by the caption length keeps beta's meaning. In
     evaluation mode (the trainer's validation loss) the draws are seeded, so the early-stopping
     signal is not noise.
@@ -105,7 +107,7 @@ class CsaConfig:
     contrastive_weight: float = 0.5  # alpha (M3, M4); 0 for M1, M2
     contrastive_temperature: float = 0.07
     semantic_weight: float = 1.0  # beta (M4); 0 for M1-M3
-    semantic_steps: int = 4  # prefix lengths drawn per caption per batch for L_S
+    semantic_steps: int = 1  # prefix lengths drawn per caption per batch for L_S (the cost: see module doc)
     pitch_shift_semitones: int = 6  # training rows are shifted by a uniform draw from -n..n
     pitch_class_blocks: list[list[int]] = field(default_factory=list)  # [start, end) frame columns, 12 wide
     seed: int = 0
@@ -324,6 +326,7 @@ class CsaCaptioner(NeuralCaptioner):
         self.decoder = CaptionDecoder(config)
         # decoder id -> MiniLM id; filled by ``build``, restored from the checkpoint
         self.register_buffer("minilm_ids", torch.zeros(config.vocab_size, dtype=torch.long))
+        self._reference_cache: dict[str, torch.Tensor] = {}  # caption -> frozen E_T (training only)
 
     @property
     def clap(self):
@@ -417,13 +420,6 @@ class CsaCaptioner(NeuralCaptioner):
         for row, caption in enumerate(captions):
             input_ids[row, : len(caption) + 1] = torch.tensor([BOS] + caption)
             targets[row, : len(caption) + 1] = torch.tensor(caption + [EOS])
-        text = self.tokenizer(
-            [item.caption for item in items],
-            padding=True,
-            truncation=True,
-            max_length=self.clap.config.text_max_tokens,
-            return_tensors="pt",
-        )
         first = {}
         groups = [first.setdefault(item.caption, row) for row, item in enumerate(items)]
         return {
@@ -433,16 +429,23 @@ class CsaCaptioner(NeuralCaptioner):
             "input_ids": input_ids,
             "targets": targets,
             "caption_lengths": torch.tensor([len(c) for c in captions]),
-            "text_ids": text["input_ids"],
-            "text_mask": text["attention_mask"],
             "caption_group": torch.tensor(groups),
+            **self._reference_embeddings([item.caption for item in items]),
         }
 
-    def text_embedding(self, text_ids: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        """E_T = f_t(y) of the frozen CLAP text tower, through the same path as the L_S prefixes."""
-        with torch.no_grad():
-            embeds = self.clap.text_input_embeddings(text_ids)
-            return self.clap.text_embedding_from_inputs_embeds(embeds, text_mask)
+    def _reference_embeddings(self, captions: list[str]) -> dict[str, torch.Tensor]:
+        """{"text_embedding": E_T [B, E]} of the frozen CLAP text tower (what L_C and L_S compare with).
+
+        The tower is frozen, so each distinct caption is embedded once and remembered: later epochs
+        only look it up. Empty when neither alignment term is on (M1, M2).
+        """
+        if not (self.config.contrastive_weight or self.config.semantic_weight):
+            return {}
+        missing = sorted({c for c in captions if c not in self._reference_cache})
+        if missing:
+            for caption, embedding in zip(missing, self.clap.embed_text(missing), strict=True):
+                self._reference_cache[caption] = torch.from_numpy(embedding)
+        return {"text_embedding": torch.stack([self._reference_cache[c] for c in captions])}
 
     def semantic_alignment_loss(
         self, logits: torch.Tensor, caption_lengths: torch.Tensor, reference: torch.Tensor
@@ -489,8 +492,7 @@ class CsaCaptioner(NeuralCaptioner):
         )
         losses = {"nll": nll}
         total = nll
-        if self.config.contrastive_weight or self.config.semantic_weight:
-            reference = self.text_embedding(batch["text_ids"], batch["text_mask"])
+        reference = batch.get("text_embedding")
         if self.config.contrastive_weight:
             contrastive = symmetric_info_nce(
                 audio.embedding, reference, self.config.contrastive_temperature, batch["caption_group"]

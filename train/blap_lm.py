@@ -1,0 +1,250 @@
+"""Pre-train BLAP's frozen language model on caption text: ``python -m train.blap_lm --out checkpoints/blap_lm``.
+
+No package ships T5 weights, so the embedded profile's stand-in for Flan-T5 is a small T5
+(``musiccap.models.blap.build_t5``) trained here, then frozen for both BLAP stages.
+
+Text: the training split's captions (``--corpus``) + MusicCaps' training captions (``--musiccaps``;
+the rows with ``is_audioset_eval`` false, so the MusicCaps test captions never leak into the LM).
+Tokenizer: a unigram model of that text (``--vocab-size``, caption-sized).
+
+Task, shaped like BLAP's encoder input ``[soft prompt; instruction; </s>] -> caption``: the encoder
+reads a corrupted copy of the caption (each token dropped with a rate drawn per example from
+U(``--min-noise``, 1); every dropped run becomes one ``<mask>``) followed by the instruction "Generate
+an objective music description.", and the decoder writes the whole caption. At rate 1 nothing is
+left and the LM learns the caption prior; at lower rates it learns to carry content from the
+positions before the instruction into the caption, which is what the soft prompt will use.
+
+Writes ``config.json`` + ``model.safetensors`` (T5), ``tokenizer.json`` and ``pretraining.json``
+(text counts, steps, losses, held-out loss, wall time). Budget: ``--max-minutes`` (default 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from musiccap.models.blap import (
+    EOS,
+    INSTRUCTION,
+    MASK,
+    PAD,
+    SPECIAL_TOKENS,
+    TOKENIZER_NAME,
+    build_t5,
+    train_caption_tokenizer,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MUSICCAPS = REPO.parent / "shared" / "data" / "musiccaps" / "musiccaps-public.csv"
+
+
+def corpus_captions(corpus_dir: str | Path) -> list[str]:
+    path = Path(corpus_dir) / "train.jsonl"
+    return [json.loads(line)["caption"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def musiccaps_train_captions(csv_path: str | Path) -> list[str]:
+    with open(csv_path, newline="") as handle:
+        return [
+            row["caption"].strip()
+            for row in csv.DictReader(handle)
+            if row.get("caption", "").strip() and row.get("is_audioset_eval", "False") != "True"
+        ]
+
+
+def corrupt(ids: list[int], rate: float, rng: random.Random) -> list[int]:
+    """Drop each token with probability ``rate``; each run of dropped tokens becomes one ``<mask>``."""
+    mask_id = SPECIAL_TOKENS.index(MASK)
+    out: list[int] = []
+    for token in ids:
+        if rng.random() < rate:
+            if not out or out[-1] != mask_id:
+                out.append(mask_id)
+        else:
+            out.append(token)
+    return out
+
+
+def make_example(ids: list[int], instruction: list[int], min_noise: float, rng: random.Random):
+    """(encoder ids, labels): corrupted caption + instruction + </s> -> caption + </s>."""
+    eos = SPECIAL_TOKENS.index(EOS)
+    rate = rng.uniform(min_noise, 1.0)
+    return corrupt(ids, rate, rng) + instruction + [eos], ids + [eos]
+
+
+def pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    out = torch.full((len(rows), max(map(len, rows))), value, dtype=torch.long)
+    for index, row in enumerate(rows):
+        out[index, : len(row)] = torch.tensor(row)
+    return out
+
+
+def batch_of(examples: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    pad_id = SPECIAL_TOKENS.index(PAD)
+    input_ids = pad([source for source, _ in examples], pad_id)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": (input_ids != pad_id).long(),
+        "labels": pad([target for _, target in examples], -100),
+    }
+
+
+def pretrain(
+    lm,
+    tokenizer,
+    texts: list[str],
+    *,
+    max_minutes: float,
+    max_steps: int = 0,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    min_noise: float = 0.3,
+    max_tokens: int = 80,
+    held_out: float = 0.05,
+    seed: int = 0,
+    log_every: int = 100,
+) -> dict:
+    """Train ``lm`` in place until the time (or step) budget is spent; returns the training record."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    encoded = [tokenizer.encode(text).ids[:max_tokens] for text in texts]
+    rng.shuffle(encoded)
+    n_held = max(1, int(len(encoded) * held_out)) if len(encoded) > 20 else 0
+    held, train = encoded[:n_held], encoded[n_held:]
+    instruction = tokenizer.encode(INSTRUCTION).ids
+    held_batches = [
+        batch_of(
+            [
+                make_example(ids, instruction, min_noise, random.Random(index))
+                for index, ids in enumerate(chunk)
+            ]
+        )
+        for chunk in (held[i : i + 64] for i in range(0, len(held), 64))
+    ]
+
+    def held_out_loss() -> float | None:
+        if not held_batches:
+            return None
+        lm.eval()
+        with torch.no_grad():
+            value = sum(float(lm(**batch).loss) for batch in held_batches) / len(held_batches)
+        lm.train()
+        return value
+
+    optimizer = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
+    warmup = 200
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    losses: list[float] = []
+    started = time.time()
+    step, epoch = 0, 0
+    initial = held_out_loss()
+    lm.train()
+    while True:
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        for start in range(0, len(order), batch_size):
+            batch = batch_of(
+                [
+                    make_example(train[i], instruction, min_noise, rng)
+                    for i in order[start : start + batch_size]
+                ]
+            )
+            loss = lm(**batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            step += 1
+            if log_every and step % log_every == 0:
+                recent = sum(losses[-log_every:]) / log_every
+                print(
+                    f"step {step} epoch {epoch} loss {recent:.3f} ({time.time() - started:.0f} s)", flush=True
+                )
+            out_of_time = max_minutes and time.time() - started > 60 * max_minutes
+            if out_of_time or (max_steps and step >= max_steps):
+                lm.eval()
+                return {
+                    "steps": step,
+                    "epochs": epoch + start / max(len(order), 1),
+                    "n_train_texts": len(train),
+                    "n_held_out_texts": len(held),
+                    "first_losses": losses[:10],
+                    "last_loss_mean": sum(losses[-50:]) / len(losses[-50:]),
+                    "held_out_loss_initial": initial,
+                    "held_out_loss": held_out_loss(),
+                    "train_time_s": round(time.time() - started, 1),
+                    "step_time_s": round((time.time() - started) / step, 4),
+                }
+        epoch += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.blap_lm", description=__doc__)
+    parser.add_argument("--out", required=True, help="LM folder, e.g. checkpoints/blap_lm")
+    parser.add_argument(
+        "--corpus", default=str(REPO / "data" / "corpus"), help="synthetic corpus (train.jsonl)"
+    )
+    parser.add_argument(
+        "--musiccaps", default=str(DEFAULT_MUSICCAPS), help="musiccaps-public.csv ('' to skip)"
+    )
+    parser.add_argument("--vocab-size", type=int, default=2000)
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--d-ff", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=2, help="encoder layers = decoder layers")
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--min-noise", type=float, default=0.3)
+    parser.add_argument("--max-minutes", type=float, default=5.0)
+    parser.add_argument("--max-steps", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    texts, sources = [], {}
+    if args.corpus and (Path(args.corpus) / "train.jsonl").is_file():
+        sources["corpus_train"] = len(found := corpus_captions(args.corpus))
+        texts += found
+    if args.musiccaps and Path(args.musiccaps).is_file():
+        sources["musiccaps_train"] = len(found := musiccaps_train_captions(args.musiccaps))
+        texts += found
+    if not texts:
+        raise SystemExit("no caption text: pass --corpus DIR (with train.jsonl) and/or --musiccaps CSV")
+
+    tokenizer = train_caption_tokenizer(texts, args.vocab_size)
+    torch.manual_seed(args.seed)
+    lm = build_t5(tokenizer.get_vocab_size(), args.d_model, args.d_ff, args.layers, args.heads, args.dropout)
+    record = pretrain(
+        lm,
+        tokenizer,
+        texts,
+        max_minutes=args.max_minutes,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        min_noise=args.min_noise,
+        seed=args.seed,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lm.save_pretrained(str(out))
+    tokenizer.save(str(out / TOKENIZER_NAME))
+    record = {"sources": sources, "vocab_size": tokenizer.get_vocab_size(), "args": vars(args), **record}
+    (out / "pretraining.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in record.items() if k != "args"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
