@@ -38,8 +38,8 @@ class Studio:
         self.load_errors: dict[str, str] = {}
         found = {}
         for folder in sorted(p for p in self.checkpoints_dir.iterdir() if (p / "config.json").is_file()):
-            architecture = read_config(folder)["architecture"]
-            if architecture != "clap":
+            architecture = read_config(folder).get("architecture")
+            if architecture and architecture != "clap":  # CLAP and BLAP's frozen LM are parts, not captioners
                 found[folder.name] = folder
         wanted = models or sorted(found, key=lambda n: (MODEL_ORDER.index(n) if n in MODEL_ORDER else 99, n))
         for name in wanted:

@@ -36,7 +36,7 @@ def shipped_captioners() -> list[str]:
     return [
         p.name
         for p in sorted((REPO / "checkpoints").iterdir())
-        if (p / "config.json").is_file() and read_config(p)["architecture"] != "clap"
+        if (p / "config.json").is_file() and read_config(p).get("architecture") not in (None, "clap")
     ]
 
 

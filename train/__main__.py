@@ -45,8 +45,19 @@ def load_config(path: str | Path, overrides: list[str]) -> dict:
         *parents, leaf = dotted.split(".")
         for parent in parents:
             target = target.setdefault(parent, {})
-        target[leaf] = yaml.safe_load(raw)
+        target[leaf] = parse_value(raw)
     return config
+
+
+def parse_value(raw: str):
+    """YAML scalars, plus the numbers YAML 1.1 leaves as strings (``3e-3`` has no dot)."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def model_class(name: str):

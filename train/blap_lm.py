@@ -139,7 +139,7 @@ def pretrain(
         return value
 
     optimizer = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
-    warmup = 200
+    warmup = min(200, max_steps // 10) if max_steps else 200
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
     losses: list[float] = []
     started = time.time()

@@ -74,7 +74,7 @@ def evaluate_captioner(
     items = load_items(corpus, split)
     train_captions = [row["caption"] for row in read_manifest(corpus, "train")]
     started = time.perf_counter()
-    gold = getattr(captioner.config, "candidate", None) == "gold"
+    gold = getattr(getattr(captioner, "config", None), "candidate", None) == "gold"
     results = caption_items(captioner, items, decoding, with_reference=gold)
     caption_time = time.perf_counter() - started
     predictions = [r.text for r in results]
@@ -159,12 +159,12 @@ def evaluate_checkpoint(
 
 
 def _parse_decoding(pairs: list[str]) -> dict:
-    import yaml
+    from train.__main__ import parse_value
 
     overrides = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
-        overrides[key] = yaml.safe_load(value)
+        overrides[key] = parse_value(value)
     return overrides
 
 

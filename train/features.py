@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--watch", action="store_true")
     parser.add_argument("--cache-dir")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--reverse", action="store_true", help="newest files first (a second worker beside one)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from musiccap.features import embedded_encoder
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         settled = time.time() - 10  # a file untouched for 10 s has been written completely
         pending = [p for p in sorted(corpus.rglob("*.flac")) if p not in done and p.stat().st_mtime < settled]
+        if args.reverse:
+            pending.reverse()
         for path in pending:
             try:
                 if not clip_cache_path(path, encoder.version, args.cache_dir).is_file():

@@ -38,7 +38,9 @@ class TrainConfig:
     patience: int = 10
     seed: int = 0
     max_steps: int = 0  # 0: no limit (tests and benchmarks cap it)
-    max_minutes: float = 0  # 0: no limit; a wall-clock budget per run on a shared CPU (recorded in training.json)
+    max_minutes: float = (
+        0  # 0: no limit; a wall-clock budget per run on a shared CPU (recorded in training.json)
+    )
     mixed_precision: str = "no"
 
     @classmethod

@@ -185,6 +185,7 @@ class BLAPConfig:
     embed_dim: int = 128  # stage-1 contrastive space
     init_temperature: float = 0.07
     max_caption_tokens: int = 80
+    max_match_tokens: int = 32  # caption tokens the ATC/ATM text path reads (BLIP-2 truncates to 32 too)
     max_text_positions: int = 96  # learned positions of the Q-Former text path
     instruction: str = INSTRUCTION
     seed: int = 0
@@ -420,7 +421,7 @@ class BLAPCaptioner(NeuralCaptioner):
         ):
             if settings.get(key) != getattr(self.config, key):
                 raise ValueError(
-                    f"{path}: {key} is {settings.get(key)!r}, this run has {getattr(self.config, key)!r}"
+                    f"{path}: the stage-1 {key} is {settings.get(key)!r}, this run has {getattr(self.config, key)!r}"
                 )
         self.load_state_dict(load_file(str(path / WEIGHTS_NAME)), strict=True)
 
@@ -526,7 +527,9 @@ class BLAPCaptioner(NeuralCaptioner):
         batch = {"audio": audio, "audio_mask": audio_mask}
         labels = [ids + [self.eos_id] for ids in captions]
         if self.config.stage == 1:
-            batch["text_ids"] = self._pad([[self.cls_id] + ids for ids in captions], self.pad_id)
+            batch["text_ids"] = self._pad(
+                [[self.cls_id] + ids[: self.config.max_match_tokens] for ids in captions], self.pad_id
+            )
             batch["decoder_ids"] = self._pad([[self.dec_id] + ids for ids in captions], self.pad_id)
             batch["text_mask"] = (batch["text_ids"] != self.pad_id).long()
             first: dict[str, int] = {}

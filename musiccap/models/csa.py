@@ -24,10 +24,10 @@ the NLL (paper eq. 2-5):
     6-layer MiniLM forward and backward per step per caption: all ~58 steps of a caption would cost
     ~50x the rest of the model). Each caption contributes ``semantic_steps`` prefix lengths (default
     1) drawn uniformly from 1..|y| afresh in every batch, and the loss is their mean, an unbiased
-    estimate of the per-step mean of the paper's sum; over the epochs every step is visited. L_NLL is likewise the per-token mean of eq. 4's sum; both
-    sums run over the same steps, so dividing both by the caption length keeps beta's meaning. In
-    evaluation mode (the trainer's validation loss) the draws are seeded, so the early-stopping
-    signal is not noise.
+    estimate of the per-step mean of the paper's sum; over the epochs every step is visited. L_NLL
+    is likewise the per-token mean of eq. 4's sum; both sums run over the same steps, so dividing
+    both by the caption length keeps beta's meaning. In evaluation mode (the trainer's validation
+    loss) the draws are seeded, so the early-stopping signal is not noise.
 
 What moves under each term. The decoder reads ``memory = LayerNorm(Linear(tokens))``: a trainable
 projection of the CLAP frame tokens (the paper's encoder is the HTS-AT blocks *followed by
@@ -38,9 +38,9 @@ decoder are what train; M1 also trains the CLAP audio tower.
 
 Sizes. Paper Table I: 8 layers, width 1024, 8 heads, dropout 0.1, 300 tokens. The embedded profile
 defaults to 4 layers x 256 wide, 4 heads, feed-forward 1024, dropout 0.1, 128 positions, pre-LN
-blocks (stable without warm-up at Adam 1e-4), output layer tied to the token embeddings: a beam-5
-caption takes well under the 0.6 s budget on this 2-core CPU (see ``tests/test_csa.py`` and the
-report). The tokenizer is the CLAP text tower's (MiniLM's WordPiece, as the paper shares RoBERTa's
+blocks (stable without warm-up at Adam 1e-4), output layer tied to the token embeddings: sized
+for the 0.6 s beam-5 budget on this 2-core CPU (cached keys/values per layer, all beams in one
+batch). The tokenizer is the CLAP text tower's (MiniLM's WordPiece, as the paper shares RoBERTa's
 with RoBERTa-CLAP), **pruned** to the ids that occur in the training captions plus the special
 tokens; the map from decoder ids to MiniLM ids is a buffer in the checkpoint.
 
@@ -129,7 +129,7 @@ def resolve_path(path: str | Path) -> Path:
 
 
 def embedded_pitch_class_blocks(frame_dim: int) -> list[list[int]]:
-    """Chroma, major-key and minor-key correlation columns of the embedded frames, each indexed by pitch class.
+    """Chroma, major-key and minor-key correlation columns of the embedded frames (pitch-class indexed).
 
     ``musiccap/encoders/embedded.py``: frames = musicnn mid-end | chroma (12) | key (12 major, then
     12 minor, tonic C first) | tempogram. Each block is scaled by one constant, so rotating its
@@ -165,7 +165,7 @@ def pitch_shift_frames(
 def symmetric_info_nce(
     audio: torch.Tensor, text: torch.Tensor, temperature: float, groups: torch.Tensor
 ) -> torch.Tensor:
-    """L_C = L_Ca + L_Ct (paper eq. 2) on unit vectors; rows of the same ``groups`` value are not negatives."""
+    """L_C = L_Ca + L_Ct (paper eq. 2) on unit vectors; rows of one ``groups`` value are not negatives."""
     logits = audio @ text.T / temperature
     duplicate = (groups[:, None] == groups[None, :]) & ~torch.eye(len(groups), dtype=torch.bool)
     logits = logits.masked_fill(duplicate, float("-inf"))
@@ -195,7 +195,7 @@ class Attention(nn.Module):
         return self._heads(keys), self._heads(values)
 
     def forward(self, x, keys, values, allowed):
-        """x [N, Lq, width]; keys/values [N, heads, Lk, head_dim]; allowed bool, broadcast to [N, heads, Lq, Lk]."""
+        """x [N, Lq, width]; keys/values [N, heads, Lk, head_dim]; allowed: bool, broadcast to scores."""
         scores = self._heads(self.query(x)) @ keys.transpose(-1, -2) / math.sqrt(self.head_dim)
         weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
         mixed = (self.dropout(weights) @ values).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
@@ -450,7 +450,7 @@ class CsaCaptioner(NeuralCaptioner):
     def semantic_alignment_loss(
         self, logits: torch.Tensor, caption_lengths: torch.Tensor, reference: torch.Tensor
     ) -> torch.Tensor:
-        """Mean over sampled steps t of 1 - cos(f_t(expected embeddings of y_hat_1:t), f_t(y)); see the module doc."""
+        """Mean over sampled steps t of 1 - cos(f_t(soft prefix y_hat_1:t), f_t(y)); see the module doc."""
         n_items, steps = logits.shape[0], self.config.semantic_steps
         generator = None if self.training else torch.Generator().manual_seed(self.config.seed)
         word_embeddings = self.clap.text_input_embeddings.weight

@@ -1,0 +1,327 @@
+"""BLAP on tiny random components: a tiny embedded CLAP, a tiny T5 built and saved here, a toy caption set."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from musiccap.decoding import DecodingConfig
+from musiccap.encoders.embedded import AudioFeatures
+from musiccap.encoders.embedded_clap import EmbeddedClap, EmbeddedClapConfig
+from musiccap.features import AUDIO_FEATURES
+from musiccap.models.base import Clip, config_from_dict, load_captioner, read_config
+from musiccap.models.blap import (
+    EOS,
+    INSTRUCTION,
+    MASK,
+    SPECIAL_TOKENS,
+    TOKENIZER_NAME,
+    BLAPCaptioner,
+    BLAPConfig,
+    build_t5,
+    combine_attention,
+    lm_fingerprint,
+    self_attention_blocked,
+    train_caption_tokenizer,
+)
+from train.__main__ import BuildContext
+from train.blap_lm import corrupt, pretrain
+from train.data import FeatureItem
+from train.trainer import TrainConfig, fit
+
+torch.set_num_threads(1)
+CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
+FRAME_DIM, POOLED_DIM = 8, 6
+TEMPLATES = [
+    "a slow piano ballad in a minor key",
+    "an upbeat rock song with drums and electric guitar",
+    "a calm string quartet playing a major melody",
+    "a fast techno track with a heavy bass",
+]
+TINY = {
+    "n_queries": 4,
+    "width": 32,
+    "n_layers": 2,
+    "n_heads": 2,
+    "ff_dim": 64,
+    "embed_dim": 16,
+    "dropout": 0.0,
+}
+
+
+def make_item(index: int, rng: np.random.Generator) -> FeatureItem:
+    kind = index % len(TEMPLATES)
+    n_frames = 6 + index % 3  # uneven lengths exercise the padding
+    centre = np.zeros(FRAME_DIM, dtype=np.float32)
+    centre[kind] = 3.0
+    frames = (centre + 0.3 * rng.standard_normal((n_frames, FRAME_DIM))).astype(np.float32)
+    features = AudioFeatures(
+        frames=frames,
+        frame_times=np.arange(n_frames, dtype=np.float32) * 0.25 + 0.125,
+        chunks=np.zeros((1, 200), dtype=np.float32),
+        chunk_times=np.array([[0.0, 3.0]], dtype=np.float32),
+        pooled=rng.standard_normal(POOLED_DIM).astype(np.float32),
+        tags={},
+    )
+    return FeatureItem(
+        id=f"clip{index:02d}",
+        caption=TEMPLATES[kind],
+        lyrics=None,
+        attributes=None,
+        piece=f"p{index}",
+        features=features,
+    )
+
+
+@pytest.fixture(scope="module")
+def items() -> list[FeatureItem]:
+    rng = np.random.default_rng(0)
+    return [make_item(i, rng) for i in range(16)]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    """checkpoints/{clap, blap_lm} side by side, as shipped: a tiny CLAP and a tiny T5 (pre-trained on the
+    toy captions by train.blap_lm's loop, as the real one is) with its tokenizer."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    clap = EmbeddedClap(
+        EmbeddedClapConfig(
+            frame_dim=FRAME_DIM,
+            pooled_dim=POOLED_DIM,
+            d_audio=16,
+            n_layers=1,
+            n_heads=2,
+            ff_dim=32,
+            embed_dim=16,
+        )
+    )
+    clap.save_pretrained(root / "clap")
+    tokenizer = train_caption_tokenizer(TEMPLATES + [INSTRUCTION], vocab_size=60)
+    lm = build_t5(tokenizer.get_vocab_size(), d_model=32, d_ff=48, n_layers=1, n_heads=2, dropout=0.0)
+    pretrain(lm, tokenizer, TEMPLATES * 4, max_minutes=0, max_steps=150, batch_size=8, lr=1e-2, log_every=0)
+    lm.save_pretrained(str(root / "blap_lm"))
+    tokenizer.save(str(root / "blap_lm" / TOKENIZER_NAME))
+    return {"root": root, "clap": root / "clap", "lm": root / "blap_lm"}
+
+
+def build(folders, items, **overrides) -> BLAPCaptioner:
+    torch.manual_seed(0)
+    context = BuildContext(
+        clap_path=str(folders["clap"]), feature_dims=(FRAME_DIM, POOLED_DIM, 200), corpus_dir=""
+    )
+    return BLAPCaptioner.build({**TINY, "lm_path": str(folders["lm"]), **overrides}, items, context)
+
+
+def clip_of(item: FeatureItem) -> Clip:
+    return Clip(None, clip_id=item.id, features={AUDIO_FEATURES: item.features})
+
+
+def train_steps(model: BLAPCaptioner, items, steps: int, lr: float = 3e-3) -> list[dict[str, float]]:
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    batch = model.collate(items)
+    model.train()
+    history = []
+    for _ in range(steps):
+        losses = model(batch)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+        history.append({name: float(value.detach()) for name, value in losses.items()})
+    model.eval()
+    return history
+
+
+@pytest.fixture(scope="module")
+def stage_one(folders, items) -> Path:
+    model = build(folders, items, stage=1)
+    train_steps(model, items, 30)
+    model.save_pretrained(folders["root"] / "blap_stage1")
+    return folders["root"] / "blap_stage1"
+
+
+@pytest.fixture(scope="module")
+def trained(folders, items, stage_one) -> BLAPCaptioner:
+    model = build(folders, items, stage=2, init_from=str(stage_one))
+    train_steps(model, items, 150)
+    return model
+
+
+def test_attention_masks():
+    text_mask = torch.tensor([[1, 1, 0]])
+    unimodal = self_attention_blocked(2, text_mask, "unimodal", 1)[0]
+    assert unimodal[:2, 2:].all() and unimodal[2:, :2].all() and not unimodal[:2, :2].any()
+    causal = self_attention_blocked(2, text_mask, "causal", 1)[0]
+    assert causal[:2, 2:].all() and not causal[2:, :2].any()  # queries never see text; text sees queries
+    assert causal[2, 3] and not causal[3, 2]  # text is causal
+    assert causal[3, 4] and not causal[4, 4]  # the padding key is blocked, but a row always sees itself
+    assert not self_attention_blocked(2, text_mask, "bidirectional", 1)[0, :, :4].any()
+
+
+def test_stage_one_losses_finite_and_falling(folders, items):
+    model = build(folders, items, stage=1)
+    history = train_steps(model, items, 30)
+    for name in ("atc", "atm", "lm"):
+        assert all(np.isfinite(step[name]) for step in history)
+    assert history[-1]["loss"] < 0.6 * history[0]["loss"]
+    assert history[-1]["lm"] < 0.5 * history[0]["lm"]
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert "qformer.text_embed.weight" in trainable and "itm_head.weight" in trainable
+    assert not any(name.startswith("prompt_proj") for name in trainable)
+
+
+def test_stage_two_trains_only_qformer_queries_and_projection(folders, items, stage_one):
+    model = build(folders, items, stage=2, init_from=str(stage_one))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert "qformer.queries" in trainable and "prompt_proj.weight" in trainable
+    assert all(name.startswith(("qformer.", "prompt_proj.")) for name in trainable)
+    assert "qformer.text_embed.weight" not in trainable and "itm_head.weight" not in trainable
+    assert not any(key.startswith(("_frozen", "lm.", "clap.")) for key in model.state_dict())
+    counts = model.parameter_counts()
+    assert counts["trainable"] == sum(model.state_dict()[name].numel() for name in trainable)
+    assert counts["frozen_lm"] == sum(p.numel() for p in model.lm.parameters())
+    history = train_steps(model, items, 40)
+    assert all(np.isfinite(step["loss"]) for step in history)
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+
+
+def test_stage_two_starts_from_stage_one(folders, items, stage_one):
+    from safetensors.torch import load_file
+
+    saved = load_file(str(stage_one / "model.safetensors"))
+    model = build(folders, items, stage=2, init_from=str(stage_one))
+    assert torch.equal(model.qformer.queries, saved["qformer.queries"])
+    fresh = build(folders, items, stage=2, seed=1)  # the stage-2-only ablation starts elsewhere
+    assert not torch.equal(fresh.qformer.queries, saved["qformer.queries"])
+    with pytest.raises(ValueError, match="stage-1"):
+        build(folders, items, stage=2, init_from=str(stage_one), width=64)
+
+
+def test_frozen_lm_is_byte_identical_after_stage_two(folders, items, stage_one, tmp_path):
+    model = build(folders, items, stage=2, init_from=str(stage_one))
+    before = {name: tensor.clone() for name, tensor in model.lm.state_dict().items()}
+    files_before = lm_fingerprint(folders["lm"])
+    config = TrainConfig(epochs=2, batch_size=8, lr=1e-2, max_steps=4, patience=5)
+    log, _ = fit(model, items, items[:4], config, tmp_path / "run")
+    assert log and np.isfinite(log[-1]["train"]["loss"])
+    trained_queries = model.qformer.queries.detach().clone()
+    assert not torch.equal(trained_queries, load_captioner(stage_one).qformer.queries)  # something did train
+    after = model.lm.state_dict()
+    assert before.keys() == after.keys()
+    for name, tensor in before.items():
+        assert tensor.numpy().tobytes() == after[name].numpy().tobytes(), name
+    assert lm_fingerprint(folders["lm"]) == files_before
+
+
+def reference_greedy(model: BLAPCaptioner, item: FeatureItem, max_new_tokens: int) -> list[int]:
+    """Greedy decoding by full forward passes of the T5, without a cache (what beam 1 must equal)."""
+    audio, mask = model.audio_tokens([item.features])
+    embeds = model.encoder_inputs(model.query_outputs(audio, mask))
+    generated = [model.lm.config.decoder_start_token_id]
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits = model.lm(inputs_embeds=embeds, decoder_input_ids=torch.tensor([generated])).logits[0, -1]
+            token = int(logits.argmax())
+            if token == model.eos_id:
+                break
+            generated.append(token)
+    return generated[1:]
+
+
+def test_beam_one_equals_greedy_in_a_batch(trained, items):
+    clips = [clip_of(item) for item in items[:4]]  # different frame counts: padded audio in one batch
+    results = trained.caption_batch(clips, DecodingConfig(num_beams=1, max_new_tokens=15))
+    for item, result in zip(items[:4], results):
+        expected = reference_greedy(trained, item, 15)
+        assert result.text == trained.tokenizer.decode(expected).strip()
+        assert len(result.tokens) == len(expected)
+
+
+def test_beam_search_caption_and_attention(trained, items):
+    result = trained.caption(clip_of(items[1]))
+    assert result.decoding["num_beams"] == 5 and result.decoding["min_new_tokens"] == 5
+    assert result.text == items[1].caption  # the toy set is learnt through the frozen LM
+    n_tokens, n_frames = len(result.tokens), items[1].features.frames.shape[0]
+    assert result.attention.shape == (n_tokens, n_frames)
+    assert np.allclose(result.attention.sum(1), 1.0, atol=1e-5)
+    assert np.allclose(result.attention_times, items[1].features.frame_times)
+    assert set(result.attention_views) == {
+        "Q-Former layer 1 (LM decoder mean)",
+        "Q-Former layer 2 (LM decoder mean)",
+        "LM decoder layer 1 (Q-Former mean)",
+    }
+    for view in result.attention_views.values():
+        assert view.shape == (n_tokens, n_frames) and np.allclose(view.sum(1), 1.0, atol=1e-5)
+    assert result.audio_embedding.shape == (16,)
+    long = trained.caption(
+        clip_of(items[1]), DecodingConfig(num_beams=3, min_new_tokens=12, max_new_tokens=14)
+    )
+    assert 12 <= len(long.tokens) <= 14
+
+
+def test_combined_attention_is_the_product_over_the_soft_prompt():
+    decoder = np.array([[[0.2, 0.2, 0.6]]], dtype=np.float32)  # 1 token, 1 layer, 2 queries + 1 instruction
+    qformer = np.array([[[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]], dtype=np.float32)  # 1 layer, 2 queries, 3 frames
+    attention, _ = combine_attention(decoder, qformer, n_queries=2)
+    assert np.allclose(attention, [[0.5, 0.25, 0.25]])
+
+
+def test_save_load_identical_and_paths_relative(trained, folders, items):
+    path = folders["root"] / "blap"
+    trained.save_pretrained(path)
+    config = read_config(path)["config"]
+    assert config["lm_path"] == "../blap_lm" and config["clap_path"] == "../clap"
+    loaded = load_captioner(path)
+    assert isinstance(loaded, BLAPCaptioner)
+    original, restored = trained.state_dict(), loaded.state_dict()
+    assert original.keys() == restored.keys()
+    assert all(torch.equal(original[key], restored[key]) for key in original)
+    clips = [clip_of(item) for item in items[:3]]
+    assert [r.text for r in trained.caption_batch(clips)] == [r.text for r in loaded.caption_batch(clips)]
+
+
+def test_changed_lm_is_refused(trained, folders, tmp_path):
+    import shutil
+
+    shutil.copytree(folders["lm"], tmp_path / "blap_lm")
+    shutil.copytree(folders["clap"], tmp_path / "clap")
+    trained.config.lm_path = str(tmp_path / "blap_lm")
+    trained.save_pretrained(tmp_path / "blap")
+    trained.config.lm_path = str(folders["lm"])
+    assert load_captioner(tmp_path / "blap").config.lm_path == str((tmp_path / "blap_lm").resolve())
+    (tmp_path / "blap_lm" / "tokenizer.json").write_text(
+        (tmp_path / "blap_lm" / "tokenizer.json").read_text() + " "
+    )
+    with pytest.raises(ValueError, match="frozen LM"):
+        load_captioner(tmp_path / "blap")
+
+
+def test_lm_pretraining_corruption_and_loss(folders):
+    rng = random.Random(0)
+    mask_id = SPECIAL_TOKENS.index(MASK)
+    assert corrupt([7, 8, 9], 0.0, rng) == [7, 8, 9]
+    assert corrupt([7, 8, 9], 1.0, rng) == [mask_id]  # one mask per dropped run
+    tokenizer = train_caption_tokenizer(TEMPLATES + [INSTRUCTION], vocab_size=60)
+    assert tokenizer.token_to_id(EOS) == 1 and tokenizer.get_vocab_size() <= 60
+    torch.manual_seed(0)
+    lm = build_t5(tokenizer.get_vocab_size(), d_model=24, d_ff=48, n_layers=1, n_heads=2, dropout=0.0)
+    record = pretrain(
+        lm, tokenizer, TEMPLATES * 4, max_minutes=0, max_steps=60, batch_size=8, lr=3e-3, log_every=0
+    )
+    assert record["steps"] == 60
+    assert record["last_loss_mean"] < 0.5 * float(np.mean(record["first_losses"]))
+
+
+@pytest.mark.parametrize("name", ["blap_stage1", "blap", "blap_stage2_only"])
+def test_configs_are_valid(name):
+    document = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    config = config_from_dict(BLAPConfig, document["model"])
+    assert config.stage == (1 if name == "blap_stage1" else 2)
+    assert bool(config.init_from) == (name == "blap")
+    assert document["train"]["max_minutes"] <= 8
+    DecodingConfig.from_dict(document.get("decoding"))
