@@ -277,7 +277,7 @@ def test_without_lyrics_ablation_ignores_lyrics(items):
 
 def test_configs_differ_from_alcap_only_where_the_ablation_says():
     main = yaml.safe_load((CONFIGS / "alcap.yaml").read_text())
-    assert main["model"]["contrastive_weight"] == 0.02 and main["train"]["max_minutes"] == 12
+    assert main["model"]["contrastive_weight"] == 0.02
     expected = {
         "alcap_alpha0": {"contrastive_weight": 0.0},
         "alcap_alpha0002": {"contrastive_weight": 0.002},
@@ -287,10 +287,7 @@ def test_configs_differ_from_alcap_only_where_the_ablation_says():
     for name, changes in expected.items():
         ablation = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
         assert ablation["decoding"] == main["decoding"], name
-        assert {k: v for k, v in ablation["train"].items() if main["train"].get(k) != v} == {
-            "epochs": 6,
-            "max_minutes": 6,
-        }
+        assert ablation["train"] == main["train"], name  # every row of the α table gets the same budget
         differing = {k: v for k, v in ablation["model"].items() if main["model"].get(k) != v}
         assert differing == changes, name
         config_from_dict(AlcapConfig, ablation["model"])
