@@ -304,8 +304,9 @@ def build_corpus(
     if len(records) != len(jobs):
         raise RuntimeError(f"made {len(records)} clips of {len(jobs)}")
     records.sort(key=lambda r: r["id"])
+    split_of = piece_splits(records)
     for split in SPLITS:
-        lines = [json.dumps(r, ensure_ascii=False) for r in records if r["id"].startswith(split + "-")]
+        lines = [json.dumps(r, ensure_ascii=False) for r in records if split_of[r["piece"]] == split]
         tmp = out_dir / f"{split}.jsonl.tmp"
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, out_dir / f"{split}.jsonl")  # manifests appear whole or not at all
@@ -317,7 +318,7 @@ def build_corpus(
         size=size,
         seed=seed,
         soundfont=soundfont_path.name,
-        counts={s: spec.clips[s] for s in SPLITS},
+        counts={s: sum(split_of[r["piece"]] == s for r in records) for s in SPLITS},
         seconds=round(seconds, 1),
         clips_per_second=round(len(jobs) / max(seconds, 1e-9), 3),
         disk_bytes=disk,
@@ -326,6 +327,21 @@ def build_corpus(
     (out_dir / "build_report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     log.info("done: %s", json.dumps(asdict(report)))
     return report
+
+
+def piece_splits(records: list[dict]) -> dict[str, str]:
+    """Each composition's split: the first split (train, validation, test) any of its clips was planned in.
+
+    A source can list one composition twice (music21 ships some chorales in two encodings); its
+    clips then all go to the split of its first listing — keeping their ids — so no composition is
+    ever in two splits.
+    """
+    split_of: dict[str, str] = {}
+    for split in SPLITS:
+        for record in records:
+            if record["id"].startswith(split + "-"):
+                split_of.setdefault(record["piece"], split)
+    return split_of
 
 
 def check_splits_disjoint(out_dir: Path) -> None:
