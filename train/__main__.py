@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         from train.evaluate import evaluate_checkpoint
 
         evaluate_checkpoint(out_dir, args.corpus, split="test", clap_path=args.clap)
+    else:
+        from train.model_card import write_model_card
+
+        write_model_card(out_dir)
     print(f"checkpoint written to {out_dir}")
     return 0
 

@@ -155,6 +155,9 @@ def evaluate_checkpoint(
             if ablations:
                 results["ablations"] = ablations
         previous.write_text(json.dumps(results, indent=2) + "\n")
+    from train.model_card import write_model_card
+
+    write_model_card(Path(into) if into else checkpoint)
     return results
 
 
