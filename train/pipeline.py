@@ -78,7 +78,7 @@ def evaluate_as(checkpoint: str, corpus: str, name: str, *, decoding=(), set_=()
 
 def steps(corpus: str, size: str) -> list[Step]:
     c = corpus
-    return [
+    plan = [
         Step(
             "corpus",
             [[PY, "-m", "train.corpus", "--out", c, "--size", size, "--seed", "0", "--workers", "1"]],
