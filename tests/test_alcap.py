@@ -12,7 +12,6 @@ import yaml
 
 import musiccap.models  # noqa: F401  (first: importing musiccap.features first is circular)
 from musiccap.decoding import DecodingConfig
-from musiccap.encoders.embedded import AudioFeatures
 from musiccap.features import AUDIO_FEATURES, LYRICS
 from musiccap.models.alcap import (
     NEVER_GENERATED,
@@ -24,17 +23,12 @@ from musiccap.models.alcap import (
 )
 from musiccap.models.base import WEIGHTS_NAME, Clip, config_from_dict, load_captioner
 from musiccap.models.vocab import BOS, EOS
+from tests.toy import TEMPLATES, toy_item
 from train.__main__ import BuildContext
 from train.data import FeatureItem
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 FRAME_DIM = 16
-TEMPLATES = [
-    "a slow piano ballad in a minor key",
-    "an upbeat rock song with drums and electric guitar",
-    "a calm string quartet playing a major melody",
-    "a fast techno track with a heavy bass",
-]
 LYRIC_TEXTS = ["the river runs to the sea", "dance all night under neon lights", None, None]
 TINY = {
     "width": 32,
@@ -49,27 +43,7 @@ TINY = {
 
 
 def make_item(index: int, rng: np.random.Generator) -> FeatureItem:
-    kind = index % len(TEMPLATES)
-    n_frames = 6 + index % 3  # uneven lengths exercise the padding
-    centre = np.zeros(FRAME_DIM, dtype=np.float32)
-    centre[kind] = 3.0
-    frames = (centre + 0.3 * rng.standard_normal((n_frames, FRAME_DIM))).astype(np.float32)
-    features = AudioFeatures(
-        frames=frames,
-        frame_times=np.arange(n_frames, dtype=np.float32) * 0.25 + 0.125,
-        chunks=np.zeros((1, 200), dtype=np.float32),
-        chunk_times=np.array([[0.0, 3.0]], dtype=np.float32),
-        pooled=np.zeros(4, dtype=np.float32),
-        tags={},
-    )
-    return FeatureItem(
-        id=f"clip{index:02d}",
-        caption=TEMPLATES[kind],
-        lyrics=LYRIC_TEXTS[kind],
-        attributes=None,
-        piece=f"p{index}",
-        features=features,
-    )
+    return toy_item(index, rng, frame_dim=FRAME_DIM, pooled_dim=4, lyrics=LYRIC_TEXTS, random_pooled=False)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,6 @@ import torch
 import yaml
 
 from musiccap.decoding import DecodingConfig
-from musiccap.encoders.embedded import AudioFeatures
-from musiccap.encoders.embedded_clap import EmbeddedClap, EmbeddedClapConfig
 from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import Clip, config_from_dict, load_captioner, read_config
 from musiccap.models.blap import (
@@ -29,6 +27,7 @@ from musiccap.models.blap import (
     self_attention_blocked,
     train_caption_tokenizer,
 )
+from tests.toy import TEMPLATES, save_tiny_clap, toy_item
 from train.__main__ import BuildContext
 from train.blap_lm import corrupt, pretrain
 from train.data import FeatureItem
@@ -37,12 +36,6 @@ from train.trainer import TrainConfig, fit
 torch.set_num_threads(1)
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 FRAME_DIM, POOLED_DIM = 8, 6
-TEMPLATES = [
-    "a slow piano ballad in a minor key",
-    "an upbeat rock song with drums and electric guitar",
-    "a calm string quartet playing a major melody",
-    "a fast techno track with a heavy bass",
-]
 TINY = {
     "n_queries": 4,
     "width": 32,
@@ -55,27 +48,7 @@ TINY = {
 
 
 def make_item(index: int, rng: np.random.Generator) -> FeatureItem:
-    kind = index % len(TEMPLATES)
-    n_frames = 6 + index % 3  # uneven lengths exercise the padding
-    centre = np.zeros(FRAME_DIM, dtype=np.float32)
-    centre[kind] = 3.0
-    frames = (centre + 0.3 * rng.standard_normal((n_frames, FRAME_DIM))).astype(np.float32)
-    features = AudioFeatures(
-        frames=frames,
-        frame_times=np.arange(n_frames, dtype=np.float32) * 0.25 + 0.125,
-        chunks=np.zeros((1, 200), dtype=np.float32),
-        chunk_times=np.array([[0.0, 3.0]], dtype=np.float32),
-        pooled=rng.standard_normal(POOLED_DIM).astype(np.float32),
-        tags={},
-    )
-    return FeatureItem(
-        id=f"clip{index:02d}",
-        caption=TEMPLATES[kind],
-        lyrics=None,
-        attributes=None,
-        piece=f"p{index}",
-        features=features,
-    )
+    return toy_item(index, rng, frame_dim=FRAME_DIM, pooled_dim=POOLED_DIM)
 
 
 @pytest.fixture(scope="module")
@@ -89,19 +62,8 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     """checkpoints/{clap, blap_lm} side by side, as shipped: a tiny CLAP and a tiny T5 (pre-trained on the
     toy captions by train.blap_lm's loop, as the real one is) with its tokenizer."""
     root = tmp_path_factory.mktemp("checkpoints")
+    save_tiny_clap(root / "clap", FRAME_DIM, POOLED_DIM)
     torch.manual_seed(0)
-    clap = EmbeddedClap(
-        EmbeddedClapConfig(
-            frame_dim=FRAME_DIM,
-            pooled_dim=POOLED_DIM,
-            d_audio=16,
-            n_layers=1,
-            n_heads=2,
-            ff_dim=32,
-            embed_dim=16,
-        )
-    )
-    clap.save_pretrained(root / "clap")
     tokenizer = train_caption_tokenizer(TEMPLATES + [INSTRUCTION], vocab_size=60)
     lm = build_t5(tokenizer.get_vocab_size(), d_model=32, d_ff=48, n_layers=1, n_heads=2, dropout=0.0)
     pretrain(lm, tokenizer, TEMPLATES * 4, max_minutes=0, max_steps=150, batch_size=8, lr=1e-2, log_every=0)

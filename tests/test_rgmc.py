@@ -10,58 +10,26 @@ import torch
 import yaml
 
 from musiccap.decoding import DecodingConfig
-from musiccap.encoders.embedded import AudioFeatures
-from musiccap.encoders.embedded_clap import EmbeddedClap, EmbeddedClapConfig
+from musiccap.encoders.embedded_clap import EmbeddedClap
 from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import Clip, config_from_dict, load_captioner
 from musiccap.models.rgmc import GOLD_CAPTION, RGMCCaptioner, RGMCConfig, copy_rate
+from tests.toy import TEMPLATES, save_tiny_clap, toy_item
 from train.__main__ import BuildContext
 from train.data import FeatureItem
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 FRAME_DIM, POOLED_DIM = 8, 6
-TEMPLATES = [
-    "a slow piano ballad in a minor key",
-    "an upbeat rock song with drums and electric guitar",
-    "a calm string quartet playing a major melody",
-    "a fast techno track with a heavy bass",
-]
 TINY_LM = {"vocab_size": 300, "n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.0, "n_prefix": 4}
 
 
 def make_item(index: int, rng: np.random.Generator) -> FeatureItem:
-    kind = index % len(TEMPLATES)
-    n_frames = 6 + index % 3  # uneven lengths exercise the padding
-    centre = np.zeros(FRAME_DIM, dtype=np.float32)
-    centre[kind] = 3.0
-    frames = (centre + 0.3 * rng.standard_normal((n_frames, FRAME_DIM))).astype(np.float32)
-    features = AudioFeatures(
-        frames=frames,
-        frame_times=np.arange(n_frames, dtype=np.float32) * 0.25 + 0.125,
-        chunks=np.zeros((1, 200), dtype=np.float32),
-        chunk_times=np.array([[0.0, 3.0]], dtype=np.float32),
-        pooled=rng.standard_normal(POOLED_DIM).astype(np.float32),
-        tags={},
-    )
-    return FeatureItem(
-        id=f"clip{index:02d}",
-        caption=TEMPLATES[kind],
-        lyrics=None,
-        attributes=None,
-        piece=f"p{index}",
-        features=features,
-    )
+    return toy_item(index, rng, frame_dim=FRAME_DIM, pooled_dim=POOLED_DIM)
 
 
 @pytest.fixture(scope="module")
 def clap_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    config = EmbeddedClapConfig(
-        frame_dim=FRAME_DIM, pooled_dim=POOLED_DIM, d_audio=16, n_layers=1, n_heads=2, ff_dim=32, embed_dim=16
-    )
-    path = tmp_path_factory.mktemp("clap")
-    EmbeddedClap(config).save_pretrained(path)
-    return path
+    return save_tiny_clap(tmp_path_factory.mktemp("clap"), FRAME_DIM, POOLED_DIM)
 
 
 @pytest.fixture(scope="module")
