@@ -122,7 +122,10 @@ def run_compare(
             )
     status = "\n\n".join(notes + [f"done: {total} caption(s) in {time.perf_counter() - started:.1f} s"])
     choices = list(heatmaps)
-    first = choices[0] if choices else None
+    with_attention = [
+        k for k in choices if heatmaps[k]["views"].get("mean over layers and heads") is not None
+    ]
+    first = (with_attention or choices or [None])[0]  # open on a captioner that has something to show
     figure = _heatmap_figure(heatmaps, first, "mean over layers and heads") if first else None
     yield (
         status,
