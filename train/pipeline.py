@@ -161,7 +161,7 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
                     "--max-minutes",
                     "4",
                 ],
-                train_cmd("blap", "blap_stage1", "checkpoints/blap_stage1", c, evaluate=False),
+                train_cmd("blap", "blap_stage1", "runs/blap_stage1", c, evaluate=False),
                 train_cmd("blap", "blap", "checkpoints/blap", c),
             ],
             after=["clap"],
