@@ -2,9 +2,9 @@
 # Installs the test dependencies (Debian packages and Python packages) and runs lint + the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES=(fluidsynth timgm6mb-soundfont chromium wordnet-base wordnet-sense-index ffmpeg libsndfile1
-              default-jre-headless mma)
+APT_PACKAGES=(fluidsynth timgm6mb-soundfont chromium wordnet-base wordnet-sense-index ffmpeg libsndfile1)
 missing=()
+command -v java > /dev/null || missing+=(default-jre-headless)  # METEOR and the PTB tokenizer are jars
 for package in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
