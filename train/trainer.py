@@ -190,6 +190,7 @@ def fit(
             train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not accelerator.is_main_process
         )
         epoch_totals: dict[str, float] = {}
+        epoch_steps = 0
         for batch in bar:
             losses = _batch_losses(model, batch)
             accelerator.backward(losses["loss"])
@@ -199,14 +200,15 @@ def fit(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             progress["step"] += 1
+            epoch_steps += 1
             for name, value in losses.items():
                 epoch_totals[name] = epoch_totals.get(name, 0.0) + float(value.detach())
             bar.set_postfix(loss=f"{float(losses['loss'].detach()):.3f}")
             if config.max_steps and progress["step"] >= config.max_steps:
                 break
-        n_batches = max(
-            1, len(train_loader) if not config.max_steps else progress["step"] - epoch * steps_per_epoch
-        )
+            if config.max_minutes and time.time() - started > 60 * config.max_minutes:
+                break  # checked every step: on a loaded machine one epoch can outlast the whole budget
+        n_batches = max(1, epoch_steps)
         validation = validation_loss(raw_model, validation_loader)
         entry = {
             "epoch": epoch + 1,
