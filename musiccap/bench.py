@@ -213,7 +213,11 @@ def measure_app(starts: int, requests: int) -> dict:
                     latencies.append(time.perf_counter() - began)
         finally:
             process.terminate()
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # uvicorn waits for open keep-alive connections
+                process.kill()
+                process.wait()
     return {"start": summary(start_times), "compare_request": summary(latencies)}
 
 

@@ -72,7 +72,11 @@ def app_url(tmp_path_factory):
         raise RuntimeError("app did not start within 180 s")
     yield url
     process.terminate()
-    process.wait(timeout=30)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # uvicorn waits for open keep-alive connections
+        process.kill()
+        process.wait()
 
 
 def test_api_compare_returns_every_caption(app_url):
