@@ -148,7 +148,7 @@ def test_stage_two_trains_only_qformer_queries_and_projection(folders, items, st
     counts = model.parameter_counts()
     assert counts["trainable"] == sum(model.state_dict()[name].numel() for name in trainable)
     assert counts["frozen_lm"] == sum(p.numel() for p in model.lm.parameters())
-    history = train_steps(model, items, 40)
+    history = train_steps(model, items, 80)  # a margin over run-to-run noise in the frozen tiny LM
     assert all(np.isfinite(step["loss"]) for step in history)
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]
 

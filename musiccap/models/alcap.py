@@ -567,9 +567,6 @@ class AlcapCaptioner(NeuralCaptioner):
             )
         return results
 
-    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
-        return self.caption_batch([clip], decoding)[0]
-
 
 def _rows_to_one(matrix: np.ndarray) -> np.ndarray:
     return (matrix / np.maximum(matrix.sum(axis=-1, keepdims=True), 1e-12)).astype(np.float32)

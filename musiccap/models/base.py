@@ -190,6 +190,10 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
         torch.nn.Module.__init__(self)
         self.config = config
 
+    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
+        """One clip is a batch of one: architectures implement ``caption_batch`` (all beams, all clips at once)."""
+        return self.caption_batch([clip], decoding)[0]
+
     def forward(self, batch):
         """Training entry point: the named loss terms of a batch (see ``train/trainer.py``)."""
         return self.training_loss(batch)

@@ -696,9 +696,6 @@ class BLAPCaptioner(NeuralCaptioner):
         attention = torch.stack(out.cross_attentions)[:, :, :, 0].permute(1, 0, 2, 3)
         return out.logits[:, -1], new_state, attention.reshape(len(last_tokens), -1)
 
-    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
-        return self.caption_batch([clip], decoding)[0]
-
 
 def combine_attention(
     decoder: np.ndarray, qformer: np.ndarray, n_queries: int

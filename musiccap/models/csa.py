@@ -586,9 +586,6 @@ class CsaCaptioner(NeuralCaptioner):
             )
         return results
 
-    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
-        return self.caption_batch([clip], decoding)[0]
-
 
 def pruned_vocabulary(tokenizer, captions: list[str]) -> list[int]:
     """MiniLM ids of the four special tokens, then every WordPiece the captions use (sorted)."""

@@ -393,9 +393,6 @@ class MusCaps(NeuralCaptioner):
             )
         return results
 
-    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
-        return self.caption_batch([clip], decoding)[0]
-
     # ------------------------------------------------------------------ checkpoint files
 
     def save_extra(self, path: Path) -> None:

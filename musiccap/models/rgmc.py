@@ -568,9 +568,6 @@ class RGMCCaptioner(NeuralCaptioner):
             )
         return results
 
-    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
-        return self.caption_batch([clip], decoding)[0]
-
 
 def _attention_views(parts: dict[str, np.ndarray], n_layer: int) -> dict[str, np.ndarray]:
     """Per part (audio prefix, neighbour caption): mean over layers and heads, then each layer; rows sum to 1."""
