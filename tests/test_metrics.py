@@ -41,6 +41,16 @@ def test_diversity_hand_computed():
     assert copy.copy_rate == pytest.approx(2 / 3)
 
 
+def test_unk_and_repetition_counts():
+    """MusCaps' greedy-vs-beam statistics: <unk> tokens and immediately repeated n-grams."""
+    predictions = ["upbeat acoustic guitar guitar", "bass bass and bass", "and strings and strings <unk>", "calm"]
+    result = diversity.diversity(predictions)
+    assert result.unk == 1
+    assert result.repeats == 3  # "guitar guitar", "bass bass", "and strings and strings"
+    assert diversity.immediate_repeats("a b c a b c".split()) == 1
+    assert diversity.immediate_repeats("a b a c".split()) == 0
+
+
 HAND_WRITTEN = [
     # (caption, what it states)
     ("A slow melancholic piano piece in a minor key with no drums.",

@@ -20,13 +20,15 @@ COPY_COLUMNS = (("copy rate", "copy_rate"), ("copy BLEU-4", "copy_bleu4"), ("cop
 PAPER_TABLES = {
     "muscaps": (
         "MusCaps (Manco et al.) — fusion variants and decoding",
-        KIM_PARK_TABLE_II + (("CIDEr-D", "cider_d"),),
+        KIM_PARK_TABLE_II + (("CIDEr-D", "cider_d"), ("<unk>", "unk"), ("repeats", "repeats")),
     ),
     "rgmc": ("RGMC (Srivatsan et al.) — Tables 3 and 4", RGMC_TABLE_3 + COPY_COLUMNS),
     "csa": ("Kim & Park — Table II (M1 … M4)", KIM_PARK_TABLE_II + (("CIDEr-D", "cider_d"),)),
     "alcap": ("ALCAP (He et al.) — α and lyrics", KIM_PARK_TABLE_II + (("CIDEr-D", "cider_d"),)),
     "blap": ("BLAP (Lanzendörfer et al.) — stage ablation", KIM_PARK_TABLE_II + (("CIDEr-D", "cider_d"),)),
 }
+# Rows of other checkpoints that a paper's own table carries (RGMC Table 3 starts with these baselines).
+BASELINE_ROWS = {"rgmc": ("random", "nearest")}
 
 
 def load(checkpoints: Path) -> dict[str, dict]:
@@ -82,7 +84,8 @@ def render(checkpoints: Path) -> str:
     for name, (title, columns) in PAPER_TABLES.items():
         if name not in results:
             continue
-        rows = {f"{name} (shipped)": results[name]["metrics"], **results[name].get("ablations", {})}
+        rows = {f"{b} (baseline)": results[b]["metrics"] for b in BASELINE_ROWS.get(name, ()) if b in results}
+        rows |= {f"{name} (shipped)": results[name]["metrics"], **results[name].get("ablations", {})}
         parts += [
             f"## {title}",
             "",

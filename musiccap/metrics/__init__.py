@@ -7,7 +7,7 @@
   and CIDEr-D still comes from coco-caption.
 - `bertscore_minilm sbert_sim`: MiniLM embeddings (`semantic.py`); not roberta-large BERTScore.
 - `clap_at clap_tt`: computed by the project's CLAP elsewhere and passed in as per-caption scores.
-- `vocab novel_v novel_c len_mean len_std`, and `copy_*` given RGMC's candidates (`diversity.py`).
+- `vocab novel_v novel_c len_mean len_std unk repeats`, and `copy_*` given RGMC's candidates (`diversity.py`).
 - `attr_*`: attribute accuracy given the corpus attributes (`attributes.py`).
 
 A key is absent when it cannot be computed (no Java, no training captions, ...), never filled with a
@@ -67,7 +67,13 @@ def compute_metrics(
                 raise ValueError(f"{name}: {len(values)} scores for {len(predictions)} predictions")
             metrics[name] = statistics.fmean(values)
     spread = diversity.diversity(predictions, train_captions)
-    metrics.update(vocab=spread.vocab, len_mean=spread.len_mean, len_std=spread.len_std)
+    metrics.update(
+        vocab=spread.vocab,
+        len_mean=spread.len_mean,
+        len_std=spread.len_std,
+        unk=spread.unk,
+        repeats=spread.repeats,
+    )
     if spread.novel_v is not None:
         metrics.update(novel_v=spread.novel_v, novel_c=spread.novel_c)
     if candidates is not None:

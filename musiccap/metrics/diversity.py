@@ -8,6 +8,9 @@ for novelty and copying is its word sequence, so case, punctuation and spacing d
 - `novel_v`: share of that vocabulary absent from the training captions' words.
 - `novel_c`: share of generated captions whose word sequence is not a training caption's.
 - `len_mean`, `len_std`: words per generated caption (population standard deviation).
+- `unk`: "<unk>" tokens over all generated captions; `repeats`: immediate n-gram repetitions (n = 1..3:
+  "rock rock", "and strings and strings") over all generated captions — the two statistics MusCaps
+  (Manco et al., §V-C) compares between greedy and beam decoding.
 - copying against a given candidate per caption (the retrieved caption RGMC conditions on):
   `copy_rate` = share of captions identical to their candidate, `copy_bleu4` = corpus BLEU-4
   (tensorflow-nmt, 13a tokens, the candidate as the only reference) and `copy_rouge_l` = mean
@@ -37,6 +40,8 @@ class Diversity:
     vocab: int
     len_mean: float
     len_std: float
+    unk: int
+    repeats: int
     novel_v: float | None = None
     novel_c: float | None = None
 
@@ -48,6 +53,15 @@ class Copying:
     copy_rouge_l: float
 
 
+def immediate_repeats(tokens: Sequence[str], max_n: int = 3) -> int:
+    """Positions where an n-gram (n <= max_n) is followed by itself: "bass bass and bass" -> 1."""
+    return sum(
+        tokens[i : i + n] == tokens[i + n : i + 2 * n]
+        for n in range(1, max_n + 1)
+        for i in range(len(tokens) - 2 * n + 1)
+    )
+
+
 def diversity(predictions: Sequence[str], train_captions: Iterable[str] | None = None) -> Diversity:
     tokenized = [words(p) for p in predictions]
     vocabulary = {w for caption in tokenized for w in caption}
@@ -56,6 +70,8 @@ def diversity(predictions: Sequence[str], train_captions: Iterable[str] | None =
         vocab=len(vocabulary),
         len_mean=statistics.fmean(lengths) if lengths else 0.0,
         len_std=statistics.pstdev(lengths) if lengths else 0.0,
+        unk=sum(p.count("<unk>") for p in predictions),
+        repeats=sum(immediate_repeats(caption) for caption in tokenized),
     )
     if train_captions is not None:
         train_keys = {caption_key(c) for c in train_captions}
