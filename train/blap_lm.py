@@ -106,7 +106,7 @@ def pretrain(
     batch_size: int = 32,
     lr: float = 1e-3,
     min_noise: float = 0.3,
-    max_tokens: int = 80,
+    max_tokens: int = 112,  # training captions run to ~120 caption-BPE tokens; BLAP stage 2 cuts at 112
     held_out: float = 0.05,
     seed: int = 0,
     log_every: int = 100,
