@@ -82,6 +82,16 @@ def git_commit() -> str:
         return "unknown"
 
 
+def parameter_counts(model) -> dict[str, int]:
+    """Trainable and frozen parameters; an architecture with frozen parts outside its modules says so itself."""
+    if hasattr(model, "parameter_counts"):
+        return model.parameter_counts()
+    return {
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "frozen": sum(p.numel() for p in model.parameters() if not p.requires_grad),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
     parser.add_argument("model", help="clap, muscaps, rgmc, blap, alcap, csa")
@@ -134,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_validation": len(validation_items),
         "torch_threads": torch.get_num_threads(),
         "wall_time_s": round(time.time() - started, 1),
+        "parameters": parameter_counts(model),
         **summary,
     }
     (out_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
