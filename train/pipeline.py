@@ -159,7 +159,7 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
                     "--out",
                     "checkpoints/blap_lm",
                     "--max-minutes",
-                    "4",
+                    "12",
                 ],
                 train_cmd("blap", "blap_stage1", "runs/blap_stage1", c, evaluate=False),
                 train_cmd("blap", "blap", "checkpoints/blap", c),
