@@ -158,8 +158,10 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
                     c,
                     "--out",
                     "checkpoints/blap_lm",
+                    "--max-steps",  # a step budget: a wall-clock one starves under load (4 min gave 108 steps)
+                    "500",
                     "--max-minutes",
-                    "12",
+                    "30",
                 ],
                 train_cmd("blap", "blap_stage1", "runs/blap_stage1", c, evaluate=False),
                 train_cmd("blap", "blap", "checkpoints/blap", c),
