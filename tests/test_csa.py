@@ -117,6 +117,21 @@ def test_semantic_loss_gradient_reaches_the_decoder_not_the_frozen_towers(clap_d
     assert all(p.grad is None for p in model.clap.parameters())  # the CLAP is frozen (M2-M4)
 
 
+def test_semantic_rows_subsample_the_batch(clap_dir, items):
+    """With semantic_rows = k only k captions of the batch reach the text tower, and only their logits get gradient."""
+    model = build(clap_dir, items, contrastive_weight=0.0, semantic_rows=2)
+    batch, audio = memory_of(model, items)
+    keys, values = model.decoder.memory_cache(audio.memory)
+    logits = (
+        model.decoder(batch["input_ids"], keys, values, audio.memory_mask).logits.detach().requires_grad_()
+    )
+    loss = model.semantic_alignment_loss(logits, batch["caption_lengths"], batch["text_embedding"])
+    loss.backward()
+    rows_with_gradient = int((logits.grad.abs().sum(dim=(1, 2)) > 0).sum())
+    assert rows_with_gradient == 2 < logits.shape[0]
+    assert 0.0 < float(loss.detach()) < 2.0
+
+
 def test_kv_cached_steps_equal_the_full_forward(clap_dir, items):
     model = build(clap_dir, items).eval()
     batch, audio = memory_of(model, items[:3])
