@@ -31,7 +31,7 @@ ATTRIBUTE_TABLE: tuple[tuple[str, str], ...] = (
     ("Instr. F1", "attr_instrument_f1"), ("Tempo", "attr_tempo_acc"), ("Mode", "attr_mode_acc"),
     ("Drums", "attr_drums_acc"), ("Mood", "attr_mood_acc"),
 )  # fmt: skip
-COUNT_KEYS = frozenset({"vocab"})
+COUNT_KEYS = frozenset({"vocab", "unk", "repeats"})
 TABLES = {
     "Kim & Park Table II": KIM_PARK_TABLE_II,
     "RGMC Table 3": RGMC_TABLE_3,
