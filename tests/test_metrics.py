@@ -43,7 +43,12 @@ def test_diversity_hand_computed():
 
 def test_unk_and_repetition_counts():
     """MusCaps' greedy-vs-beam statistics: <unk> tokens and immediately repeated n-grams."""
-    predictions = ["upbeat acoustic guitar guitar", "bass bass and bass", "and strings and strings <unk>", "calm"]
+    predictions = [
+        "upbeat acoustic guitar guitar",
+        "bass bass and bass",
+        "and strings and strings <unk>",
+        "calm",
+    ]
     result = diversity.diversity(predictions)
     assert result.unk == 1
     assert result.repeats == 3  # "guitar guitar", "bass bass", "and strings and strings"
