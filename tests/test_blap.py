@@ -150,7 +150,8 @@ def test_stage_two_trains_only_qformer_queries_and_projection(folders, items, st
     assert counts["frozen_lm"] == sum(p.numel() for p in model.lm.parameters())
     history = train_steps(model, items, 80)  # a margin over run-to-run noise in the frozen tiny LM
     assert all(np.isfinite(step["loss"]) for step in history)
-    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    first, last = (np.mean([step["loss"] for step in part]) for part in (history[:10], history[-10:]))
+    assert last < 0.6 * first  # means of 10 steps: a single step's loss is noisier than the margin
 
 
 def test_stage_two_starts_from_stage_one(folders, items, stage_one):
