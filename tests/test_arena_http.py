@@ -25,8 +25,23 @@ from musiccap.arena.serve import write_demo_clips
 from musiccap.arena.service import ArenaService
 
 
+class ManualClock:
+    """The service's clock, moved by the test: the listening-time rule must not depend on how fast the machine is."""
+
+    def __init__(self):
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def client(tmp_path):
+def clock():
+    return ManualClock()
+
+
+@pytest.fixture
+def client(tmp_path, clock):
     service = ArenaService(
         tmp_path / "votes.sqlite",
         list(DEMO_PHRASES),
@@ -34,13 +49,14 @@ def client(tmp_path):
         FixedCaptionSource(DEMO_PHRASES),
         salt="http-test",
         min_listen_s=0.3,
+        clock=clock,
     )
     with TestClient(create_app(service)) as test_client:
         yield test_client
     service.close()
 
 
-def test_http_flow_with_cookie_session_and_refusals(client):
+def test_http_flow_with_cookie_session_and_refusals(client, clock):
     pair = client.post("/arena/pair").json()  # no session given: the server sets a cookie
     assert "arena_session" in client.cookies
     assert set(pair) >= {"pair_id", "caption_a", "caption_b", "audio_url", "min_listen_s"}
@@ -56,7 +72,7 @@ def test_http_flow_with_cookie_session_and_refusals(client):
     too_early = vote()
     assert too_early.status_code == 425 and too_early.json()["error"] == "too_early"
     assert "listen" in too_early.json()["message"]
-    time.sleep(0.35)
+    clock.now += 0.35
     assert vote(accuracy="left").status_code == 400
     assert vote(pair_id="Z" * 32).json()["error"] == "unknown_pair"
     assert vote(session_id="someone-else-entirely").status_code == 403
