@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,22 @@ def test_neighbour_never_equals_the_query_clip(clap_dir, items):
     results = model.caption_batch([clip_of(item) for item in items[:4]], DecodingConfig(max_new_tokens=5))
     assert all(r.neighbour.id != item.id for r, item in zip(results, items))
     assert all(r.neighbour.text for r in results)
+
+
+def test_piece_exclusion_keeps_a_clips_own_composition_out_of_its_training_neighbours(clap_dir, items):
+    # Clips of one composition look alike; with "piece" none of them can be a training clip's neighbour.
+    pieces = [replace(item, piece=f"piece-{index % 4}") for index, item in enumerate(items)]
+    embeddings = torch.as_tensor(build(clap_dir, pieces).encoder.embed_audio([item.features for item in pieces]))
+    by_id = {item.id: item for item in pieces}
+    for exclude, expect_shared in (("clip", True), ("piece", False)):
+        model = build(clap_dir, pieces, training_neighbours_exclude=exclude)
+        excluded = [model._same_piece_ids(item) for item in pieces]
+        neighbours = model.nearest_neighbours(embeddings, [item.id for item in pieces], excluded)
+        shared = [by_id[n.id].piece == item.piece for n, item in zip(neighbours, pieces)]
+        assert not any(n.id == item.id for n, item in zip(neighbours, pieces))
+        assert any(shared) == expect_shared, exclude
+    with pytest.raises(ValueError):
+        RGMCConfig(training_neighbours_exclude="song")
 
 
 def test_copy_rate():

@@ -136,3 +136,25 @@ def test_tiny_pipeline_trains_evaluates_reloads_and_captions(workspace, monkeypa
     muscaps = records[1]
     assert muscaps["text"] and muscaps["attention_shape"][0] == len(muscaps["tokens"])
     assert muscaps["clap_similarity"] is not None
+
+
+def test_scratch_cnn_muscaps_trains_on_log_mels_and_captions_a_file(workspace, monkeypatch):
+    """The "without pre-training" ablation: musicnn from a random start, fed log-mel patches of the corpus audio."""
+    root, corpus = workspace
+    monkeypatch.setenv("MUSICCAP_CACHE", str(root / "cache"))
+    from musiccap.audio import load_audio, windows
+    from musiccap.models.base import Clip, load_captioner
+    from train.__main__ import main as train_main
+
+    out = root / "checkpoints" / "muscaps_scratch"
+    tiny = ["model.hidden_dim=16", "model.attention_dim=16", "model.word_embedding_dim=16", "model.min_word_count=1"]
+    steps = ["train.epochs=2", "train.batch_size=4", "decoding.num_beams=2", "decoding.max_new_tokens=8"]
+    args = ["muscaps", "--config", "train/configs/muscaps_scratch.yaml", "--corpus", str(corpus), "--out", str(out)]
+    assert train_main([*args, "--no-eval", *tiny, *steps]) == 0
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(entry["train"]["loss"] > 0 for entry in log)
+    captioner = load_captioner(out)
+    assert captioner.config.audio_encoder == "scratch"
+    clip = next((corpus / "audio").rglob("*.flac"))
+    result = captioner.caption_batch([Clip(windows(load_audio(clip), "first")[0])])[0]
+    assert result.text.strip()

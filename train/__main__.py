@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         from musiccap.decoding import DecodingConfig
 
         model.default_decoding = DecodingConfig.from_dict(config["decoding"])
+    if hasattr(model, "prepare_items"):  # inputs beyond the feature cache (MusCaps' scratch CNN)
+        model.prepare_items(train_items)
+        model.prepare_items(validation_items)
     if out_dir.exists() and not args.resume:
         shutil.rmtree(out_dir)
     log, summary = fit(model, train_items, validation_items, train_config, out_dir, resume=args.resume)

@@ -30,6 +30,8 @@ class FeatureItem:
     attributes: dict | None
     piece: str
     features: object  # musiccap.encoders.embedded.AudioFeatures
+    audio_path: str = ""  # the clip's audio file, for inputs computed from the waveform (mel patches)
+    mel_patches: np.ndarray | None = None  # [n_chunks, 187, 96]: only MusCaps' scratch CNN reads these
 
 
 def read_manifest(corpus_dir: str | Path, split: str) -> list[dict]:
@@ -108,6 +110,21 @@ def load_items(
                 attributes=row.get("attributes"),
                 piece=row.get("piece", row["id"]),
                 features=AudioFeatures.from_tensors(tensors),
+                audio_path=str(Path(corpus_dir) / row["audio"]),
             )
         )
     return items
+
+
+def add_mel_patches(items: list[FeatureItem]) -> None:
+    """Give each item the musicnn log-mel patches of its first 10 s (what a CNN trained here reads).
+
+    Not cached: a log-mel costs ~30 ms a clip, against hours of the CNN training that needs it.
+    """
+    from musiccap.encoders import musicnn
+
+    for item in tqdm(items, desc="log-mel patches", unit="clip", leave=False):
+        if item.mel_patches is None:
+            window = windows(load_audio(item.audio_path), "first")[0]
+            frames = musicnn.log_mel(window.samples, window.sample_rate)
+            item.mel_patches = musicnn.make_patches(frames, musicnn.patch_starts(len(frames)))

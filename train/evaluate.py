@@ -18,6 +18,7 @@ import numpy as np
 from musiccap.decoding import DecodingConfig
 from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import Clip, read_config
+from musiccap.models.muscaps import MEL_PATCHES
 from train.data import load_items, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +41,8 @@ def caption_items(captioner, items, decoding: DecodingConfig | None = None, *, w
     ``with_reference`` hands each clip its reference caption: only RGMC's gold-candidate ablation
     (paper Table 4) reads it.
     """
+    if hasattr(captioner, "prepare_items"):  # inputs beyond the feature cache (MusCaps' scratch CNN)
+        captioner.prepare_items(items)
     results = []
     for start in range(0, len(items), BATCH):
         batch = items[start : start + BATCH]
@@ -48,6 +51,8 @@ def caption_items(captioner, items, decoding: DecodingConfig | None = None, *, w
             features = {AUDIO_FEATURES: item.features}
             if with_reference:
                 features[REFERENCE_CAPTION] = item.caption
+            if getattr(item, "mel_patches", None) is not None:
+                features[MEL_PATCHES] = item.mel_patches
             clips.append(Clip(None, clip_id=item.id, features=features))
         results.extend(captioner.caption_batch(clips, decoding))
     return results

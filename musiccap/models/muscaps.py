@@ -235,6 +235,13 @@ class MusCaps(NeuralCaptioner):
                 model.word_embedding.weight.copy_(vectors)
         return model
 
+    def prepare_items(self, items: list) -> None:
+        """Training and evaluation items carry cached musicnn outputs; the scratch CNN needs log-mels."""
+        if self.config.audio_encoder == "scratch":
+            from train.data import add_mel_patches
+
+            add_mel_patches(items)
+
     def collate(self, items: list) -> dict[str, torch.Tensor]:
         encoded = [self.vocab.encode(item.caption, self.config.max_caption_tokens) for item in items]
         tokens = torch.full((len(items), max(map(len, encoded))), self.vocab.pad_id, dtype=torch.long)

@@ -75,6 +75,9 @@ class RGMCConfig:
     use_audio: bool = True  # false: the text-only ablation (no audio prefix)
     use_text: bool = True  # false: the audio-only ablation (no neighbour caption)
     candidate: str = "nearest"  # evaluation-time ablation: nearest | random | gold (training uses nearest)
+    # What a training clip's retrieval skips: "clip" (the paper: the example itself) or "piece" (every clip
+    # of the same composition: test neighbours never share the query's piece, since splits are by piece).
+    training_neighbours_exclude: str = "clip"
     lm_name_or_path: str = ""  # full profile: a GPT-2 folder or hub name; empty: the small LM below
     vocab_size: int = 2048  # BPE size trained on the captions (full profile: GPT-2's + the separator)
     n_layer: int = 4
@@ -93,6 +96,8 @@ class RGMCConfig:
             raise ValueError(f"candidate must be one of {CANDIDATE_MODES}, not {self.candidate!r}")
         if not (self.use_audio or self.use_text):
             raise ValueError("RGMC needs the audio prefix, the neighbour caption or both")
+        if self.training_neighbours_exclude not in ("clip", "piece"):
+            raise ValueError("training_neighbours_exclude must be 'clip' or 'piece'")
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -224,6 +229,7 @@ class RGMCCaptioner(NeuralCaptioner):
         self.register_state_dict_post_hook(_drop_tied_output_weight)
         self.register_load_state_dict_post_hook(_forgive_tied_output_weight)
         self._train_items: list = []
+        self._piece_members: dict[str, list[str]] = {}
 
     # ---- building, saving, loading -------------------------------------------------------------
 
@@ -265,7 +271,7 @@ class RGMCCaptioner(NeuralCaptioner):
             model.lm.load_state_dict(pretrained_lm.state_dict())
         if settings.pretrain_epochs:
             model.pretrain_on_text(train_captions + extra_text, epochs=settings.pretrain_epochs)
-        model._train_items = list(train_items)
+        model._remember_training_items(train_items)
         return model
 
     def save_extra(self, path: Path) -> None:
@@ -300,20 +306,37 @@ class RGMCCaptioner(NeuralCaptioner):
         pooled = inputs["pooled"] if clap.config.pooled_dim else None
         return clap.audio_tokens(inputs["frames"], inputs["frame_mask"], pooled)
 
-    def nearest_neighbours(self, embeddings: torch.Tensor, own_ids: list[str]) -> list[Neighbour]:
-        """The best training caption for each row, never the row's own clip.
+    def nearest_neighbours(
+        self, embeddings: torch.Tensor, own_ids: list[str], excluded: list[list[str]] | None = None
+    ) -> list[Neighbour]:
+        """The best training caption for each row, never the row's own clip (nor `excluded[row]`).
 
-        Only the clip itself is excluded, as in the paper (candidates = training set minus the
-        example); another clip with the same caption is a fair neighbour, at training and test time.
+        By default only the clip itself is excluded, as in the paper (candidates = training set minus
+        the example); another clip with the same caption is a fair neighbour, at training and test time.
         """
+        excluded = excluded or [[] for _ in own_ids]
         hits = self.index.search_batch(
-            embeddings.detach().cpu().numpy(), 1, exclude_ids=[[own] for own in own_ids]
+            embeddings.detach().cpu().numpy(),
+            1,
+            exclude_ids=[[own, *more] for own, more in zip(own_ids, excluded, strict=True)],
         )
         return [Neighbour(text=hit[0].caption, score=hit[0].score, id=hit[0].id) for hit in hits]
 
+    def _same_piece_ids(self, item) -> list[str]:
+        """Training clips of `item`'s composition, when the config keeps a clip's own piece out of its retrieval."""
+        if self.config.training_neighbours_exclude != "piece":
+            return []
+        return self._piece_members.get(getattr(item, "piece", None), [])
+
+    def _remember_training_items(self, train_items: list) -> None:
+        self._train_items = list(train_items)
+        self._piece_members = {}
+        for item in self._train_items:
+            self._piece_members.setdefault(getattr(item, "piece", item.id), []).append(item.id)
+
     def on_epoch_start(self, epoch: int, train_items: list) -> None:
         """Paper §3.2: with a training encoder, candidate embeddings are recomputed every epoch."""
-        self._train_items = list(train_items)
+        self._remember_training_items(train_items)
         if self.config.train_encoder and epoch > 0:
             self.index = build_index(self.encoder, train_items)
 
@@ -327,7 +350,9 @@ class RGMCCaptioner(NeuralCaptioner):
         neighbours: list[Neighbour | None] = [None] * len(items)
         if self.config.use_text:
             embeddings = torch.as_tensor(self.encoder.embed_audio([item.features for item in items]))
-            neighbours = self.nearest_neighbours(embeddings, [item.id for item in items])
+            neighbours = self.nearest_neighbours(
+                embeddings, [item.id for item in items], [self._same_piece_ids(item) for item in items]
+            )
         n_prefix = self.config.n_prefix if self.config.use_audio else 0
         sequences, targets = [], []
         for item, neighbour in zip(items, neighbours, strict=True):
