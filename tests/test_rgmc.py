@@ -105,7 +105,9 @@ def test_neighbour_never_equals_the_query_clip(clap_dir, items):
 def test_piece_exclusion_keeps_a_clips_own_composition_out_of_its_training_neighbours(clap_dir, items):
     # Clips of one composition look alike; with "piece" none of them can be a training clip's neighbour.
     pieces = [replace(item, piece=f"piece-{index % 4}") for index, item in enumerate(items)]
-    embeddings = torch.as_tensor(build(clap_dir, pieces).encoder.embed_audio([item.features for item in pieces]))
+    embeddings = torch.as_tensor(
+        build(clap_dir, pieces).encoder.embed_audio([item.features for item in pieces])
+    )
     by_id = {item.id: item for item in pieces}
     for exclude, expect_shared in (("clip", True), ("piece", False)):
         model = build(clap_dir, pieces, training_neighbours_exclude=exclude)

@@ -147,9 +147,22 @@ def test_scratch_cnn_muscaps_trains_on_log_mels_and_captions_a_file(workspace, m
     from train.__main__ import main as train_main
 
     out = root / "checkpoints" / "muscaps_scratch"
-    tiny = ["model.hidden_dim=16", "model.attention_dim=16", "model.word_embedding_dim=16", "model.min_word_count=1"]
+    tiny = [
+        "model.hidden_dim=16",
+        "model.attention_dim=16",
+        "model.word_embedding_dim=16",
+        "model.min_word_count=1",
+    ]
     steps = ["train.epochs=2", "train.batch_size=4", "decoding.num_beams=2", "decoding.max_new_tokens=8"]
-    args = ["muscaps", "--config", "train/configs/muscaps_scratch.yaml", "--corpus", str(corpus), "--out", str(out)]
+    args = [
+        "muscaps",
+        "--config",
+        "train/configs/muscaps_scratch.yaml",
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+    ]
     assert train_main([*args, "--no-eval", *tiny, *steps]) == 0
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(entry["train"]["loss"] > 0 for entry in log)
