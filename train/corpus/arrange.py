@@ -20,9 +20,6 @@ CLIP_SECONDS = 10.0
 MIN_MELODY_ONSETS = 4
 MIN_PART_ONSETS = 2
 _LAST_ONSET_MARGIN = 0.05  # a note starting in the final 50 ms would not be heard
-# All parts resting longer than this leaves a near-silent second in the clip (a chorale inside a cantata
-# rests its voices while the orchestra, which we do not take, plays the interludes).
-MAX_REST_SECONDS = 1.0
 
 # Tempo ranges (quarter notes per minute) the arranger draws from, per style.
 _STYLE_TEMPI = {
@@ -69,15 +66,6 @@ class Arrangement:
 
 def _onsets_in(notes: np.ndarray, start: float, end: float) -> np.ndarray:
     return notes[(notes[:, 1] >= start) & (notes[:, 1] < end - _LAST_ONSET_MARGIN)]
-
-
-def longest_rest(notes: np.ndarray, start: float, end: float) -> float:
-    """Longest time in [start, end) during which none of `notes` (rows pitch, start_s, end_s, ...) sounds."""
-    longest, sounding_until = 0.0, start
-    for onset, offset in notes[np.argsort(notes[:, 1], kind="stable"), 1:3]:
-        longest = max(longest, onset - sounding_until)
-        sounding_until = max(sounding_until, offset)
-    return max(longest, end - sounding_until)
 
 
 def _fit_register(notes: np.ndarray, program: int, role: str) -> np.ndarray:
@@ -207,8 +195,6 @@ def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
         if part.role == "bass" and piece.source != "openmsx" and rng.random() < 0.15:
             continue
         kept.append((part, window))
-    if longest_rest(np.concatenate([w for _, w in kept]), start, end) > MAX_REST_SECONDS:
-        return None
 
     lyrics_all = [(t * stretch, s, syl) for t, s, syl in melody_part.lyrics]
     lyrics = _assemble_lyrics(lyrics_all, start, end)

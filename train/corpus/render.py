@@ -175,6 +175,11 @@ def check_clip(arrangement: Arrangement, clip: RenderedClip) -> None:
     longest_quiet = max((len(run) for run in "".join("1" if q else "0" for q in quiet).split("0")), default=0)
     if longest_quiet * 0.1 > 2.0:
         raise QualityError(f"silent for {longest_quiet * 0.1:.1f} s")
+    # Every second carries music (a chorale inside a cantata rests its voices while the orchestra, which
+    # we do not take, plays an interlude): no whole second below -60 dB of the clip's peak.
+    seconds = np.sqrt(np.mean(audio.reshape(int(CLIP_SECONDS), -1) ** 2, axis=1))
+    if seconds.min() <= np.abs(audio).max() * 1e-3:
+        raise QualityError(f"second {int(seconds.argmin())} is near-silent")
     for track in arrangement.tracks:
         inside = (track.notes[:, 1] >= 0) & (track.notes[:, 1] < CLIP_SECONDS)
         if not inside.any():
