@@ -151,7 +151,11 @@ def evaluate_checkpoint(
     if into:
         target = Path(into) / "results.json"
         document = json.loads(target.read_text()) if target.is_file() else {}
-        document.setdefault("ablations", {})[as_name or checkpoint.name] = results["metrics"]
+        name = as_name or checkpoint.name
+        document.setdefault("ablations", {})[name] = results["metrics"]
+        document.setdefault("ablation_runs", {})[name] = ablation_run(
+            checkpoint, decoding_overrides or {}, config_overrides or {}
+        )
         target.write_text(json.dumps(document, indent=2) + "\n")
     else:
         previous = checkpoint / "results.json"
@@ -164,6 +168,16 @@ def evaluate_checkpoint(
 
     write_model_card(Path(into) if into else checkpoint)
     return results
+
+
+def ablation_run(checkpoint: Path, decoding_overrides: dict, config_overrides: dict) -> dict:
+    """How an ablation row was made: which model, trained how long, evaluated with which switches."""
+    run = {"checkpoint": checkpoint.name, "decoding": decoding_overrides, "set": config_overrides}
+    training = checkpoint / "training.json"
+    if training.is_file():
+        summary = json.loads(training.read_text())
+        run |= {key: summary.get(key) for key in ("epochs_run", "train_time_s", "git_commit")}
+    return run
 
 
 def _parse_decoding(pairs: list[str]) -> dict:

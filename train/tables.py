@@ -55,6 +55,37 @@ def retrieval_table(clap: dict) -> str:
     return "\n".join(lines)
 
 
+def runs_table(checkpoints: Path, name: str, results: dict) -> str:
+    """How each row of a paper's table was made: the model evaluated, its epochs and training time."""
+    training_file = checkpoints / name / "training.json"
+    shipped = {
+        "checkpoint": name,
+        **(json.loads(training_file.read_text()) if training_file.is_file() else {}),
+    }
+    runs = {f"{name} (shipped)": shipped} | results.get("ablation_runs", {})
+    lines = [
+        "| row | model evaluated | epochs | training (min) | evaluated with | code | note |",
+        "|---|---|---:|---:|---|---|---|",
+    ]
+    for row in [f"{name} (shipped)", *results.get("ablations", {})]:
+        run = runs.get(row, {"note": "filed before runs were recorded"})
+        if run.get("checkpoint") == name:  # the shipped model itself, perhaps with evaluation-time switches
+            run = {**shipped, **run}
+        seconds = run.get("train_time_s")
+        switches = {**run.get("decoding", {}), **run.get("set", {})}
+        cells = [
+            row,
+            run.get("checkpoint", "–"),
+            str(run.get("epochs_run", "–")),
+            f"{seconds / 60:.1f}" if seconds is not None else "–",
+            ", ".join(f"{k}={v}" for k, v in switches.items()) or "defaults",
+            str(run.get("git_commit") or "–")[:7],
+            run.get("note", ""),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def render(checkpoints: Path) -> str:
     results = load(checkpoints)
     main = {name: r["metrics"] for name, r in results.items()}
@@ -92,6 +123,8 @@ def render(checkpoints: Path) -> str:
             markdown_table(rows, columns),
             "",
             markdown_table(rows, ATTRIBUTE_TABLE),
+            "",
+            runs_table(checkpoints, name, results[name]),
             "",
         ]
     clap_path = checkpoints / "clap" / "results.json"

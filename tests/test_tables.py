@@ -1,0 +1,40 @@
+"""docs/RESULTS.md tables: each paper's rows say which model made them and how long it trained."""
+
+from __future__ import annotations
+
+import json
+
+from train.evaluate import ablation_run
+from train.tables import render, runs_table
+
+
+def _write(path, document):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document))
+
+
+def test_runs_table_names_the_model_epochs_and_switches_of_every_row(tmp_path):
+    shipped = tmp_path / "muscaps"
+    _write(shipped / "training.json", {"epochs_run": 10, "train_time_s": 600.0, "git_commit": "abcdef123"})
+    late = tmp_path / "runs" / "muscaps_late"
+    _write(late / "training.json", {"epochs_run": 9, "train_time_s": 540.0, "git_commit": "1234567aa"})
+    metrics = {"cider_d": 0.3}
+    results = {
+        "metrics": metrics,
+        "ablations": {"muscaps_late": metrics, "muscaps_greedy": metrics, "muscaps_old": metrics},
+        "ablation_runs": {
+            "muscaps_late": ablation_run(late, {}, {}),
+            "muscaps_greedy": ablation_run(shipped, {"num_beams": 1}, {}),
+        },
+    }
+    _write(shipped / "results.json", results)
+    rows = {
+        line.split(" | ")[0].strip("| "): line
+        for line in runs_table(tmp_path, "muscaps", results).splitlines()
+    }
+    assert "| 10 | 10.0 | defaults | abcdef1 |" in rows["muscaps (shipped)"]
+    assert "| muscaps_late | 9 | 9.0 | defaults | 1234567 |" in rows["muscaps_late"]
+    # an evaluation-time variant of the shipped model carries the shipped model's training
+    assert "| muscaps | 10 | 10.0 | num_beams=1 | abcdef1 |" in rows["muscaps_greedy"]
+    assert rows["muscaps_old"].endswith("| filed before runs were recorded |")
+    assert "muscaps_late" in render(tmp_path)
