@@ -114,17 +114,3 @@ def load_items(
             )
         )
     return items
-
-
-def add_mel_patches(items: list[FeatureItem]) -> None:
-    """Give each item the musicnn log-mel patches of its first 10 s (what a CNN trained here reads).
-
-    Not cached: a log-mel costs ~30 ms a clip, against hours of the CNN training that needs it.
-    """
-    from musiccap.encoders import musicnn
-
-    for item in tqdm(items, desc="log-mel patches", unit="clip", leave=False):
-        if item.mel_patches is None:
-            window = windows(load_audio(item.audio_path), "first")[0]
-            frames = musicnn.log_mel(window.samples, window.sample_rate)
-            item.mel_patches = musicnn.make_patches(frames, musicnn.patch_starts(len(frames)))

@@ -236,11 +236,17 @@ class MusCaps(NeuralCaptioner):
         return model
 
     def prepare_items(self, items: list) -> None:
-        """Training and evaluation items carry cached musicnn outputs; the scratch CNN needs log-mels."""
-        if self.config.audio_encoder == "scratch":
-            from train.data import add_mel_patches
+        """Training and evaluation items carry cached musicnn outputs; the scratch CNN needs log-mels.
 
-            add_mel_patches(items)
+        Not cached: a log-mel costs ~30 ms a clip, against hours of the CNN training that reads it.
+        """
+        if self.config.audio_encoder != "scratch":
+            return
+        from musiccap.audio import load_audio, windows
+
+        for item in items:
+            if item.mel_patches is None:
+                item.mel_patches = _mel_patches(windows(load_audio(item.audio_path), "first")[0])
 
     def collate(self, items: list) -> dict[str, torch.Tensor]:
         encoded = [self.vocab.encode(item.caption, self.config.max_caption_tokens) for item in items]
@@ -429,14 +435,18 @@ def _pad_sequences(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Ten
     return padded, mask
 
 
-def _clip_mel_patches(clip: Clip) -> np.ndarray:
+def _mel_patches(window) -> np.ndarray:
     """[n_chunks, 187, 96] musicnn log-mel patches of consecutive 3 s chunks (scratch encoder input)."""
     from musiccap.encoders import musicnn
 
+    frames = musicnn.log_mel(window.samples, window.sample_rate)
+    return musicnn.make_patches(frames, musicnn.patch_starts(len(frames)))
+
+
+def _clip_mel_patches(clip: Clip) -> np.ndarray:
     if clip.window is None:
         raise ValueError(f"clip {clip.id!r}: the scratch musicnn needs the audio or cached '{MEL_PATCHES}'")
-    frames = musicnn.log_mel(clip.window.samples, clip.window.sample_rate)
-    return musicnn.make_patches(frames, musicnn.patch_starts(len(frames)))
+    return _mel_patches(clip.window)
 
 
 def _item_mel_patches(item) -> np.ndarray:
