@@ -267,10 +267,29 @@ def test_full_profile_from_a_local_gpt2_folder(clap_dir, items, tmp_path):
     assert reloaded.caption(clip).text == model.caption(clip).text
 
 
-def test_text_pretraining_lowers_caption_perplexity(clap_dir, items):
+def test_text_neighbours_are_the_most_similar_other_caption(clap_dir, items):
     model = build(clap_dir, items)
+    texts = [item.caption for item in items[:6]] + ["a slow piano piece", "a slow piano piece"]
+    neighbours = model.text_neighbours(texts)
+    embeddings = model.encoder.embed_text(texts)
+    for row, neighbour in enumerate(neighbours):
+        similarity = embeddings @ embeddings[row]
+        similarity[row] = -np.inf
+        assert neighbour == texts[int(np.argmax(similarity))]
+    assert neighbours[-1] == neighbours[-2] == "a slow piano piece"  # the twin, never the text itself
+
+
+def test_text_pretraining_lowers_the_captioning_loss(clap_dir, items):
+    """Pretraining uses the captioning layout, so it lowers the loss of the captioning batch itself."""
+    model = build(clap_dir, items)
+    batch = model.collate(items)
+    with torch.no_grad():
+        before = model(batch)["loss"].item()
     losses = model.pretrain_on_text([item.caption for item in items], epochs=15, batch_size=8, lr=3e-3)
+    with torch.no_grad():
+        after = model(batch)["loss"].item()
     assert losses[-1] < 0.5 * losses[0]
+    assert after < 0.5 * before
 
 
 @pytest.mark.parametrize("name", ["rgmc", "rgmc_audio_only", "rgmc_text_only"])

@@ -87,7 +87,11 @@ class RGMCConfig:
     dropout: float = 0.1
     max_caption_tokens: int = 72
     max_neighbour_tokens: int = 72
-    pretrain_epochs: int = 0  # >0: train the LM on caption text alone before captioning (build time)
+    # >0: before captioning, train the LM on caption text alone (build time), each caption written after
+    # its nearest other caption in CLAP text space: the LM learns to copy from a candidate before it must
+    # learn when to (pretrained GPT-2 arrives able to; a small LM from scratch does not learn it in a few
+    # hundred steps: docs/RESULTS.md, RGMC gold-candidate row).
+    pretrain_epochs: int = 0
     pretrain_captions_csv: str = ""  # MusicCaps CSV whose `caption` column joins the pretraining text
     seed: int = 0
 
@@ -401,35 +405,58 @@ class RGMCCaptioner(NeuralCaptioner):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.training_loss(batch)
 
+    def text_neighbours(self, texts: list[str]) -> list[str]:
+        """For each text, the nearest *other* text of the list by the CLAP text embedding (cosine)."""
+        embeddings = torch.as_tensor(np.asarray(self.encoder.embed_text(texts)), dtype=torch.float32)
+        similarity = embeddings @ embeddings.T
+        # Never the text itself; an identical caption of another clip is a fair neighbour.
+        similarity.fill_diagonal_(-float("inf"))
+        return [texts[j] for j in similarity.argmax(1).tolist()]
+
     def pretrain_on_text(
         self, texts: list[str], *, epochs: int, batch_size: int = 32, lr: float = 5e-4
     ) -> list[float]:
-        """Caption-text language-model pretraining of the LM alone (SEP caption EOS); returns epoch losses."""
+        """Caption-text pretraining of the LM alone, in the captioning layout; returns epoch losses.
+
+        Each sequence is laid out as at captioning time: the audio-prefix placeholders (their embeddings
+        stay the placeholder token's: there is no audio here), the nearest other caption by CLAP text
+        embedding as the candidate (when the model uses one), SEP, the caption, EOS; loss on the caption.
+        """
         generator = torch.Generator().manual_seed(self.config.seed)
         optimizer = torch.optim.AdamW(self.lm.parameters(), lr=lr)
-        sequences = [
-            [self.sep_id] + self._encode(t, self.config.max_caption_tokens) + [self.eos_id] for t in texts
-        ]
+        candidates = self.text_neighbours(texts) if self.config.use_text else [None] * len(texts)
+        n_prefix = self.config.n_prefix if self.config.use_audio else 0
+        sequences, targets = [], []
+        for text, candidate in zip(texts, candidates, strict=True):
+            prompt = [self.eos_id] * n_prefix
+            if candidate is not None:
+                prompt += self._encode(candidate, self.config.max_neighbour_tokens)
+            caption = self._encode(text, self.config.max_caption_tokens) + [self.eos_id]
+            sequences.append(prompt + [self.sep_id] + caption)
+            targets.append([-100] * (len(prompt) + 1) + caption)
         losses = []
         self.lm.train()
         for _ in range(epochs):
             order = torch.randperm(len(sequences), generator=generator).tolist()
             total, count = 0.0, 0
             for start in range(0, len(order), batch_size):
-                chunk = [sequences[i] for i in order[start : start + batch_size]]
-                longest = max(map(len, chunk))
+                chunk = order[start : start + batch_size]
+                longest = max(len(sequences[i]) for i in chunk)
                 ids = torch.full((len(chunk), longest), self.eos_id, dtype=torch.long)
                 labels = torch.full((len(chunk), longest), -100, dtype=torch.long)
-                for row, sequence in enumerate(chunk):
-                    ids[row, : len(sequence)] = torch.tensor(sequence)
-                    labels[row, 1 : len(sequence)] = torch.tensor(sequence[1:])
-                loss = self.lm(input_ids=ids, labels=labels).loss
+                mask = torch.zeros(len(chunk), longest, dtype=torch.long)
+                for row, i in enumerate(chunk):
+                    ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
+                    labels[row, : len(targets[i])] = torch.tensor(targets[i])
+                    mask[row, : len(sequences[i])] = 1
+                loss = self.lm(input_ids=ids, attention_mask=mask, labels=labels).loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.lm.parameters(), 1.0)
                 optimizer.step()
                 total, count = total + loss.item(), count + 1
             losses.append(total / max(count, 1))
+            print(f"rgmc text pretraining: epoch {len(losses)}/{epochs} loss {losses[-1]:.3f}", flush=True)
         self.lm.eval()
         return losses
 
