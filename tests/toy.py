@@ -68,5 +68,53 @@ def save_tiny_clap(path: Path, frame_dim: int, pooled_dim: int) -> Path:
     return path
 
 
+def save_tiny_htsat_clap(path: Path) -> Path:
+    """A tiny random LAION-style CLAP folder (transformers ClapModel: 4-stage HTSAT, 2-layer RoBERTa),
+    with a byte-level BPE tokenizer trained on the toy captions and a ClapFeatureExtractor, as
+    ``save_pretrained`` writes them: what ``laion/larger_clap_music`` looks like, in miniature."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import (
+        ClapAudioConfig,
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapTextConfig,
+        RobertaTokenizerFast,
+    )
+
+    bpe = ByteLevelBPETokenizer()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0..4
+    bpe.train_from_iterator(TEMPLATES * 5, vocab_size=300, special_tokens=specials, show_progress=False)
+    tokenizer = RobertaTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        unk_token="<unk>", mask_token="<mask>", model_max_length=64,
+    )  # fmt: skip
+    text = ClapTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=70, projection_dim=16,
+    )  # fmt: skip
+    # HTSAT: hidden_size = patch_embeds_hidden_size * 2 ** (len(depths) - 1)
+    audio = ClapAudioConfig(
+        patch_embeds_hidden_size=16, hidden_size=128, depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2],
+        num_hidden_layers=4, projection_dim=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    ClapFeatureExtractor(truncation="rand_trunc").save_pretrained(path)  # as the non-fusion LAION checkpoints
+    return path
+
+
+def toy_waveform(index: int, sample_rate: int = 16000) -> np.ndarray:
+    """A few seconds (uneven: 3 to 5 s) of a tone whose pitch depends on the item's template."""
+    kind = index % len(TEMPLATES)
+    seconds = 3.0 + index % 3
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    rng = np.random.default_rng(index)
+    tone = np.sin(2 * np.pi * 220.0 * 2**kind * t) + 0.05 * rng.standard_normal(len(t))
+    return (0.3 * tone).astype(np.float32)
+
+
 def clip_of(item: FeatureItem, **extra) -> Clip:
     return Clip(None, clip_id=item.id, features={AUDIO_FEATURES: item.features, **extra})
