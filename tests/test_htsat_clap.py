@@ -107,3 +107,15 @@ def test_training_cache_holds_log_mels_keyed_by_the_extractor(htsat_dir, tmp_pat
     for first, second in zip(items, cached, strict=True):
         np.testing.assert_array_equal(first.features.input_features, second.features.input_features)
         assert first.features.duration_s == second.features.duration_s
+
+
+def test_the_scorer_loads_an_htsat_clap_and_memoises_its_clip_embedding(htsat_dir):
+    from musiccap.scoring import ClapScorer
+
+    scorer = ClapScorer.from_pretrained(htsat_dir)
+    clip = window_clip(1)
+    embedding = scorer.embed_clip(clip)
+    np.testing.assert_array_equal(embedding, scorer.embed_clip(window_clip(1)))
+    assert scorer.model.feature_name in clip.features  # the log-mel, shared with the captioners
+    similarities = scorer.audio_text(embedding, TEMPLATES)
+    assert len(similarities) == 4 and all(-1.0 <= s <= 1.0 for s in similarities)
