@@ -6,8 +6,7 @@
   and tokenizer): ``config.json`` has ``"model_type": "clap"``
   -> :class:`~musiccap.encoders.htsat_clap.HtsatClap` (the full profile).
 
-A name that is no local folder is a Hub id (``laion/larger_clap_music``), fetched once with
-``huggingface_hub.snapshot_download`` into the Hub cache (on a Space; tests never reach the Hub).
+A name that is no local folder is a Hub id (``laion/larger_clap_music``): ``musiccap.hub`` fetches it.
 """
 
 from __future__ import annotations
@@ -15,37 +14,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from musiccap.hub import pretrained_folder
+
 EMBEDDED, HTSAT = "embedded", "htsat"
 # What a LAION CLAP repository needs for HtsatClap: weights (safetensors only), configs, tokenizer.
 HUB_FILES = ["*.json", "*.safetensors", "*.txt"]
 
 
-def local_folder(name: str | Path, base: Path | None = None) -> Path | None:
-    """``name`` as an existing path: absolute, or relative to ``base`` (a checkpoint folder), the
-    working directory, then the repository root."""
-    path = Path(name)
-    if path.is_absolute():
-        return path if path.exists() else None
-    for root in (base, Path.cwd(), REPO):
-        if root is not None and (root / path).exists():
-            return root / path
-    return None
-
-
 def clap_folder(name: str | Path, base: Path | None = None) -> Path:
-    """The local folder of a CLAP given as a path or a Hub id (downloaded on first use)."""
-    folder = local_folder(name, base)
-    if folder is not None:
-        return folder
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(str(name), allow_patterns=HUB_FILES))
-    except Exception as error:  # offline, unknown repo, malformed id: the Hub raises many kinds
-        raise FileNotFoundError(
-            f"{name} is neither a CLAP folder nor a Hub repository I could fetch"
-        ) from error
+    """The local folder of a CLAP given as a path (absolute, or from ``base``, the working directory,
+    the repository) or a Hub id (downloaded on first use)."""
+    return pretrained_folder(name, base, HUB_FILES)
 
 
 def clap_kind(folder: Path) -> str:
