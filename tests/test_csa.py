@@ -11,7 +11,6 @@ import torch
 import yaml
 
 from musiccap.decoding import DecodingConfig
-from musiccap.encoders.clap_loader import feature_encoder
 from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import WEIGHTS_NAME, Clip, config_from_dict, load_captioner
 from musiccap.models.csa import (
@@ -23,7 +22,7 @@ from musiccap.models.csa import (
     embedded_pitch_class_blocks,
     pitch_shift_frames,
 )
-from tests.toy import TEMPLATES, save_tiny_clap, save_tiny_htsat_clap, toy_item, toy_waveform
+from tests.toy import TEMPLATES, save_tiny_clap, save_tiny_htsat_clap, toy_item, toy_mel_items, toy_waveform
 from train.__main__ import BuildContext
 from train.data import FeatureItem
 
@@ -256,19 +255,7 @@ def htsat_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def htsat_items(htsat_dir) -> list[FeatureItem]:
-    """Toy tones of 3-5 s as the training cache holds them for an HTSAT CLAP: its log-mels."""
-    mel = feature_encoder(htsat_dir)
-    return [
-        FeatureItem(
-            id=f"clip{i:02d}",
-            caption=TEMPLATES[i % len(TEMPLATES)],
-            lyrics=None,
-            attributes=None,
-            piece=f"p{i}",
-            features=mel(toy_waveform(i), 16000),
-        )  # fmt: skip
-        for i in range(8)
-    ]
+    return toy_mel_items(htsat_dir, 8)
 
 
 def build_full(htsat_dir: Path, items, **overrides) -> CsaCaptioner:

@@ -116,5 +116,57 @@ def toy_waveform(index: int, sample_rate: int = 16000) -> np.ndarray:
     return (0.3 * tone).astype(np.float32)
 
 
+def toy_mel_items(clap_dir: Path, count: int) -> list[FeatureItem]:
+    """Toy tones as the training cache holds them for an HTSAT CLAP: that CLAP's log-mels."""
+    from musiccap.encoders.clap_loader import feature_encoder
+
+    mel = feature_encoder(clap_dir)
+    return [
+        FeatureItem(
+            id=f"clip{i:02d}",
+            caption=TEMPLATES[i % len(TEMPLATES)],
+            lyrics=None,
+            attributes=None,
+            piece=f"p{i}",
+            features=mel(toy_waveform(i), 16000),
+        )  # fmt: skip
+        for i in range(count)
+    ]
+
+
+def save_tiny_flan_t5(path: Path, extra_texts: list[str]) -> Path:
+    """A tiny random T5 with a Flan-T5-shaped tokenizer (unigram; <pad> 0, </s> 1, <unk> 2; a
+    post-processor appending </s>; <extra_id_N> sentinels at the end of the vocabulary), as
+    ``save_pretrained`` writes a Flan-T5 folder. The model's vocabulary is padded past the
+    tokenizer's, as Flan-T5's (32,128 rows for 32,100 tokens)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=80, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
+    )
+    tokenizer.train_from_iterator(TEMPLATES + extra_texts, trainer)
+    tokenizer.add_special_tokens([f"<extra_id_{i}>" for i in reversed(range(3))])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=tokenizer.get_vocab_size() + 5, d_model=32, d_kv=16, d_ff=48, num_layers=1,
+        num_decoder_layers=1, num_heads=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+        dropout_rate=0.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+    )  # fmt: skip
+    T5ForConditionalGeneration(config).save_pretrained(path)
+    wrapped.save_pretrained(path)
+    return path
+
+
 def clip_of(item: FeatureItem, **extra) -> Clip:
     return Clip(None, clip_id=item.id, features={AUDIO_FEATURES: item.features, **extra})
