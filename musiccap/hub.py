@@ -36,8 +36,13 @@ def pretrained_folder(
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(str(name), allow_patterns=allow_patterns))
+        folder = Path(snapshot_download(str(name), allow_patterns=allow_patterns))
     except Exception as error:  # offline, unknown repo, malformed id: the Hub raises many kinds
         raise FileNotFoundError(
             f"{name} is neither a local folder nor a Hub repository I could fetch"
         ) from error
+    if "*.safetensors" in (allow_patterns or []) and not any(folder.glob("*.safetensors")):
+        raise FileNotFoundError(
+            f"{name} on the Hub has no safetensors weights (pickled weights are never loaded)"
+        )
+    return folder

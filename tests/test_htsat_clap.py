@@ -119,3 +119,26 @@ def test_the_scorer_loads_an_htsat_clap_and_memoises_its_clip_embedding(htsat_di
     assert scorer.model.feature_name in clip.features  # the log-mel, shared with the captioners
     similarities = scorer.audio_text(embedding, TEMPLATES)
     assert len(similarities) == 4 and all(-1.0 <= s <= 1.0 for s in similarities)
+
+
+def test_a_hub_id_is_fetched_with_huggingface_hub_safetensors_only(htsat_dir, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    def snapshot_download(repo_id, allow_patterns=None, **kwargs):
+        calls.append((repo_id, allow_patterns))
+        if repo_id == "someone/pickled-clap":
+            return str(tmp_path)  # a repository without safetensors weights
+        if repo_id != "laion/larger_clap_music":
+            raise huggingface_hub.errors.RepositoryNotFoundError("no such repository")
+        return str(htsat_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    assert isinstance(load_clap("laion/larger_clap_music"), HtsatClap)
+    assert calls[0][0] == "laion/larger_clap_music" and "*.safetensors" in calls[0][1]
+    assert not any(pattern.endswith((".bin", ".pt", ".ckpt")) for pattern in calls[0][1])
+    with pytest.raises(FileNotFoundError, match="safetensors"):
+        load_clap("someone/pickled-clap")
+    with pytest.raises(FileNotFoundError, match="neither a local folder nor a Hub repository"):
+        load_clap("nobody/nothing")
