@@ -16,8 +16,10 @@ app memoises per clip (``feature_name``): the cheap deterministic part is comput
 pass runs the HTSAT blocks, so Kim & Park's M1 can train them.
 
 Frame tokens: HTSAT's last layer averaged over its frequency rows, ``n_tokens`` per window
-(32 for HTSAT-base, 0.3125 s each); those past the end of the real audio (repeat padding) are
-masked. The pooled embedding is the audio projection of HTSAT's pooled output, L2-normalised.
+(32 for HTSAT-base, 0.3125 s each). ``musiccap.audio.windows`` zero-pads every window to 10 s (as
+Kim & Park pad), so clips from the app and the training cache have no padding tokens; audio shorter
+than 10 s given to ``ClapMel`` directly is repeat-padded by the extractor, and the tokens past its
+end are masked. The pooled embedding is the audio projection of HTSAT's pooled output, L2-normalised.
 ``is_longer`` is always False (no random fusion chunks), so a clip always gets the same vectors.
 """
 
