@@ -262,7 +262,9 @@ def build_full(htsat_dir: Path, items, **overrides) -> CsaCaptioner:
     torch.manual_seed(0)
     # log-mel features have no embedded frame layout: the model sizes itself from the CLAP
     context = BuildContext(clap_path=str(htsat_dir), feature_dims=(0, 0, 0), corpus_dir="")
-    return CsaCaptioner.build({**TINY, "pitch_shift_semitones": 0, **overrides}, items, context)
+    # attention narrower than the model, as Table I's (512 of 1024)
+    settings = {**TINY, "attention_dim": 16, "pitch_shift_semitones": 0, **overrides}
+    return CsaCaptioner.build(settings, items, context)
 
 
 def test_full_profile_trains_saves_reloads_and_captions(htsat_dir, htsat_items, tmp_path):
@@ -272,6 +274,7 @@ def test_full_profile_trains_saves_reloads_and_captions(htsat_dir, htsat_items, 
         "RobertaTokenizer"
     )  # the decoder writes the CLAP text tokenizer's ids
     assert (model.config.audio_dim, model.config.embed_dim) == (128, 16)
+    assert model.decoder.layers[0].self_attention.query.weight.shape == (16, 32)  # attention_dim x width
     specials = [
         tokenizer.pad_token_id,
         tokenizer.unk_token_id,
@@ -355,8 +358,9 @@ def test_full_profile_config_has_the_papers_sizes():
     full = yaml.safe_load((CONFIGS / "csa_full.yaml").read_text())
     model = full["model"]
     assert model["clap_path"] == "laion/larger_clap_music"
-    sizes = {key: model[key] for key in ("n_layers", "width", "n_heads", "dropout", "max_positions")}
-    assert sizes == {"n_layers": 8, "width": 1024, "n_heads": 8, "dropout": 0.1, "max_positions": 301}
+    sizes = {key: model[key] for key in ("n_layers", "width", "attention_dim", "n_heads", "dropout")}
+    assert sizes == {"n_layers": 8, "width": 1024, "attention_dim": 512, "n_heads": 8, "dropout": 0.1}
+    assert model["max_positions"] == 301  # BOS + 300 tokens
     assert full["decoding"]["max_new_tokens"] == 300  # Table I: 300 tokens
     assert (model["contrastive_weight"], model["semantic_weight"], model["pitch_shift_semitones"]) == (
         0.5,

@@ -1,14 +1,15 @@
 """BLAP (Lanzendörfer et al., NeurIPS-W 2024): CLAP audio tokens -> Q-Former -> soft prompt -> frozen T5.
 
-BLIP-2 carried over to music. The pieces, and what the embedded profile uses for each:
+BLIP-2 carried over to music. The pieces, and what the embedded (and the full) profile uses for each:
 
 * **Audio encoder**: the frame tokens of a CLAP's audio tower (``audio_tokens``), loaded by
   ``musiccap.encoders.clap_loader.load_clap``: the embedded CLAP over ``AudioFeatures.frames``, or in
-  the full profile LAION CLAP HTSAT over log-mels (``HtsatClap``; HTS-AT CLAP, as the paper). Frozen in both stages and kept out of
-  this module's state dict: it is reloaded from ``clap_path`` with a hash check. The paper fine-tunes
-  its CLAP in stage 1 because LAION CLAP was trained on general audio; the embedded CLAP was trained
-  on this corpus already, so that reason does not apply and freezing it saves a third of a step.
-  (The full profile keeps LAION CLAP frozen too: its stage 1 does not fine-tune HTSAT as the paper's does.)
+  the full profile LAION CLAP HTSAT over log-mels (``HtsatClap``; HTS-AT CLAP, as the paper). Frozen
+  in both stages and kept out of this module's state dict: it is reloaded from ``clap_path`` with a
+  hash check. The paper fine-tunes its CLAP in stage 1 because LAION CLAP was trained on general
+  audio; the embedded CLAP was trained on this corpus already, so that reason does not apply and
+  freezing it saves a third of a step. (The full profile keeps its music CLAP frozen too: stage 1
+  does not fine-tune HTSAT as the paper's does.)
 * **Q-Former**: ``n_queries`` learned queries and a text path sharing BERT-style layers
   (self-attention over [queries; text], cross-attention from the queries only to the audio tokens,
   a feed-forward block; pre-LayerNorm, which trains stably from a random start). The paper starts
@@ -147,7 +148,7 @@ def lm_fingerprint(path: str | Path) -> str:
     for file in (path / CONFIG_NAME, *weights, path / TOKENIZER_NAME):
         if not file.is_file():
             raise FileNotFoundError(
-                f"{path} is not a BLAP LM folder (no {file.name}; run python -m train.blap_lm, or name a Flan-T5)"
+                f"{path} is not a BLAP LM folder (no {file.name}; run python -m train.blap_lm or name a T5)"
             )
         digest.update(file.read_bytes())
     return digest.hexdigest()[:12]
@@ -210,9 +211,7 @@ class BLAPConfig:
     clap_path: str = "checkpoints/clap"  # a CLAP folder or a LAION CLAP Hub id
     clap_hash: str = ""  # checkpoint_hash of that CLAP, set at build: a retrained CLAP is refused at load
     audio_dim: int = 0  # CLAP frame-token width, set at build
-    lm_path: str = (
-        "checkpoints/blap_lm"  # saved relative to the checkpoint folder (e.g. ../blap_lm), or a Hub id
-    )
+    lm_path: str = "checkpoints/blap_lm"  # a folder (saved relative, e.g. ../blap_lm) or a Hub id
     lm_hash: str = ""  # lm_fingerprint of that folder, set at build
     lm_width: int = 0  # T5 d_model, set at build
     vocab_size: int = 0  # LM tokenizer size, set at build

@@ -4,9 +4,10 @@ A CLAP audio encoder gives frame tokens; a vanilla Transformer decoder cross-att
 writes the caption with the CLAP text encoder's tokenizer. The CLAP is either backend of
 ``musiccap.encoders.clap_loader.load_clap``: the embedded CLAP (musicnn-based audio tower, MiniLM
 text tower; what ``checkpoints/`` ships) or, for the full profile, LAION CLAP HTSAT + RoBERTa
-(``HtsatClap``: the paper's encoder; ``train/configs/csa_full.yaml``, ``clap_path`` a folder or a Hub
-id). Both answer the same members, so nothing below depends on which one it is. Training adds two alignment terms to
-the NLL (paper eq. 2-5):
+(``HtsatClap``: the paper's encoder; ``train/configs/csa_full.yaml``, ``clap_path`` a folder or a
+Hub id). Both answer the same members, so nothing below depends on which one it is.
+
+Training adds two alignment terms to the NLL (paper eq. 2-5):
 
     L = L_NLL + alpha * L_C + beta * L_S,   alpha = 0.5, beta = 1.0
 
@@ -22,8 +23,8 @@ the NLL (paper eq. 2-5):
     trains with teacher forcing). Instead of its argmax token (no gradient), the prefix enters the
     text tower as **expected token embeddings**: softmax over the pruned vocabulary times the text
     tower's word embeddings of those ids (MiniLM's, or RoBERTa's), between the embeddings of its
-    [CLS]/<s> and [SEP]/</s>, through the CLAP's ``text_embedding_from_inputs_embeds``. Gradients reach the decoder through the
-    softmax; the text tower itself stays frozen.
+    [CLS]/<s> and [SEP]/</s>, through the CLAP's ``text_embedding_from_inputs_embeds``. Gradients
+    reach the decoder through the softmax; the text tower itself stays frozen.
   - *Sampled steps.* One text-tower pass per prefix length is what makes the sum expensive (a
     6-layer MiniLM forward and backward per step per caption: all ~58 steps of a caption would cost
     ~50x the rest of the model). Each caption contributes ``semantic_steps`` prefix lengths (default
@@ -42,7 +43,8 @@ memory, so L_C shapes exactly what the decoder cross-attends to, as in Wu et al.
 [24]), whose InfoNCE the paper follows. With the encoder frozen (M2-M4) the projection and the
 decoder are what train; M1 also trains the CLAP audio tower.
 
-Sizes. Paper Table I: 8 layers, width 1024, 8 heads, dropout 0.1, 300 tokens. The embedded profile
+Sizes. Paper Table I: 8 layers, width 1024, 8 heads, query/key/value 512 (``attention_dim``),
+dropout 0.1, 300 tokens: ``csa_full.yaml``. The embedded profile
 defaults to 4 layers x 256 wide, 4 heads, feed-forward 1024, dropout 0.1, 128 positions, pre-LN
 blocks (stable without warm-up at Adam 1e-4), output layer tied to the token embeddings: sized
 for the 0.6 s beam-5 budget on this 2-core CPU (cached keys/values per layer, all beams in one
@@ -109,6 +111,7 @@ class CsaConfig:
     vocab_size: int = 0  # pruned WordPiece size, set at build from the training captions
     n_layers: int = 4
     n_heads: int = 4
+    attention_dim: int = 0  # query/key/value width of every attention (Table I: 512); 0: the model width
     width: int = 256
     ff_dim: int = 1024
     dropout: float = 0.1
@@ -122,9 +125,13 @@ class CsaConfig:
     pitch_class_blocks: list[list[int]] = field(default_factory=list)  # [start, end) frame columns, 12 wide
     seed: int = 0
 
+    @property
+    def attention_width(self) -> int:
+        return self.attention_dim or self.width
+
     def __post_init__(self):
-        if self.width % self.n_heads:
-            raise ValueError("width must be a multiple of n_heads")
+        if self.width % self.n_heads or self.attention_width % self.n_heads:
+            raise ValueError("width and attention_dim must be multiples of n_heads")
         for start, end in self.pitch_class_blocks:
             if end - start != PITCH_CLASSES:
                 raise ValueError(f"pitch-class block [{start}, {end}) is not {PITCH_CLASSES} wide")
@@ -181,17 +188,20 @@ def symmetric_info_nce(
 
 
 class Attention(nn.Module):
-    """Multi-head attention that returns its weights (the heatmaps) and takes precomputed keys/values."""
+    """Multi-head attention that returns its weights (the heatmaps) and takes precomputed keys/values.
 
-    def __init__(self, width: int, n_heads: int, dropout: float):
+    Queries, keys and values are ``attention_dim`` wide, split over the heads, and projected back to ``width``.
+    """
+
+    def __init__(self, width: int, n_heads: int, dropout: float, attention_dim: int):
         super().__init__()
-        self.n_heads, self.head_dim = n_heads, width // n_heads
-        self.query = nn.Linear(width, width)
-        self.key_value = nn.Linear(width, 2 * width)
-        self.out = nn.Linear(width, width)
+        self.n_heads, self.head_dim = n_heads, attention_dim // n_heads
+        self.query = nn.Linear(width, attention_dim)
+        self.key_value = nn.Linear(width, 2 * attention_dim)
+        self.out = nn.Linear(attention_dim, width)
         self.dropout = nn.Dropout(dropout)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [N, L, width] -> [N, heads, L, head_dim]
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [N, L, attention_dim] -> [N, heads, L, head_dim]
         return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
 
     def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,9 +222,9 @@ class DecoderLayer(nn.Module):
     def __init__(self, config: CsaConfig):
         super().__init__()
         self.self_norm = nn.LayerNorm(config.width)
-        self.self_attention = Attention(config.width, config.n_heads, config.dropout)
+        self.self_attention = Attention(config.width, config.n_heads, config.dropout, config.attention_width)
         self.cross_norm = nn.LayerNorm(config.width)
-        self.cross_attention = Attention(config.width, config.n_heads, config.dropout)
+        self.cross_attention = Attention(config.width, config.n_heads, config.dropout, config.attention_width)
         self.mlp_norm = nn.LayerNorm(config.width)
         self.mlp = nn.Sequential(
             nn.Linear(config.width, config.ff_dim), nn.GELU(), nn.Linear(config.ff_dim, config.width)
@@ -264,7 +274,7 @@ class CaptionDecoder(nn.Module):
         return tuple(k for k, _ in pairs), tuple(v for _, v in pairs)
 
     def empty_cache(self, n_rows: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-        head_dim = self.config.width // self.config.n_heads
+        head_dim = self.config.attention_width // self.config.n_heads
         empty = torch.zeros(n_rows, self.config.n_heads, 0, head_dim)
         return tuple(empty for _ in self.layers), tuple(empty for _ in self.layers)
 
@@ -598,7 +608,7 @@ class CsaCaptioner(NeuralCaptioner):
 
 
 def pruned_vocabulary(tokenizer, captions: list[str]) -> list[int]:
-    """Text-tower ids of the four special tokens (pad, unk, cls, sep), then every token the captions use (sorted)."""
+    """Text-tower ids of pad, unk, cls and sep, then of every token the captions use (sorted)."""
     special = tokenizer.convert_tokens_to_ids([getattr(tokenizer, role) for role in SPECIAL_TOKEN_ROLES])
     used = set()
     for ids in tokenizer(captions, add_special_tokens=False)["input_ids"]:
