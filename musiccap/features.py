@@ -1,7 +1,9 @@
 """Features shared by every captioner of one clip: computed once per window, memoised on the Clip.
 
 The embedded audio encoder (musicnn + chroma/key + tempogram) is loaded once per process; a clip
-built from cached features (training, evaluation) never touches it.
+built from cached features (training, evaluation) never touches it. The full profile's HTSAT CLAP
+memoises its own input on the clip the same way (``HtsatClap.audio_inputs``: the log-mel, under
+``HtsatClap.feature_name``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """CLAP similarity: audio vs caption (A-T) and caption vs caption (T-T), for either profile.
 
 A :class:`ClapScorer` wraps any model that answers the small :class:`ClapModel` protocol: the
-embedded profile's own :class:`~musiccap.encoders.embedded_clap.EmbeddedClap` answers it directly;
-LAION CLAP (``musiccap.encoders.clap.ClapEncoder``, full profile) through :class:`LaionClap`.
+embedded profile's own :class:`~musiccap.encoders.embedded_clap.EmbeddedClap` and the full profile's
+LAION CLAP (:class:`~musiccap.encoders.htsat_clap.HtsatClap`) answer it directly; ``load_clap`` picks one.
 Scores are cosines of unit vectors, computed in float64 from embeddings made one input per
 forward pass (a batch's padding and GEMM shape change the last bits), so the same clip and caption
 give the same number every time.
@@ -10,13 +10,13 @@ give the same number every time.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from musiccap.encoders.clap_loader import load_clap
 from musiccap.models.base import Clip
 
 CLAP_AUDIO = "clap_audio_embedding"  # Clip feature name prefix for memoised clip embeddings
@@ -31,47 +31,6 @@ class ClapModel(Protocol):
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """[N, E] unit vectors."""
-
-
-class LaionClap:
-    """LAION CLAP (full profile) behind the :class:`ClapModel` protocol."""
-
-    def __init__(self, encoder):
-        self.encoder = encoder  # musiccap.encoders.clap.ClapEncoder
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs) -> LaionClap:
-        from musiccap.encoders.clap import ClapEncoder
-
-        return cls(ClapEncoder(name_or_path, **kwargs))
-
-    @property
-    def embed_dim(self) -> int:
-        return self.encoder.projection_dim
-
-    def audio_inputs(self, clip: Clip) -> tuple[np.ndarray, int]:
-        if clip.window is None:
-            raise ValueError(f"clip {clip.id!r} has no audio: LAION CLAP embeds waveforms")
-        return clip.window.samples, clip.window.sample_rate
-
-    def embed_audio(self, inputs: Sequence[tuple[np.ndarray, int]]) -> np.ndarray:
-        rows = [self.encoder.encode_audio(samples, rate).embedding for samples, rate in inputs]
-        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.embed_dim), np.float32)
-
-    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
-        # One caption per forward pass: its vector never depends on what it was batched with.
-        rows = [self.encoder.encode_text([text])[0] for text in texts]
-        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.embed_dim), np.float32)
-
-
-def load_clap(path: str | Path) -> ClapModel:
-    """An embedded CLAP checkpoint folder, or a LAION CLAP directory / Hub id (full profile)."""
-    config = Path(path) / "config.json"
-    if config.is_file() and json.loads(config.read_text()).get("architecture") == "clap":
-        from musiccap.encoders.embedded_clap import EmbeddedClap
-
-        return EmbeddedClap.from_pretrained(path)
-    return LaionClap.from_pretrained(str(path))
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""BLAP on tiny random components: a tiny embedded CLAP, a tiny T5 built and saved here, a toy caption set."""
+"""BLAP on tiny random components: a tiny embedded CLAP, a tiny T5 built and saved here, a toy caption set;
+and the full profile: a tiny LAION-style HTSAT CLAP and a tiny Flan-T5-shaped LM (its own tokenizer)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,14 @@ from musiccap.models.blap import (
     self_attention_blocked,
     train_caption_tokenizer,
 )
-from tests.toy import TEMPLATES, save_tiny_clap, toy_item
+from tests.toy import (
+    TEMPLATES,
+    save_tiny_clap,
+    save_tiny_flan_t5,
+    save_tiny_htsat_clap,
+    toy_item,
+    toy_mel_items,
+)
 from train.__main__ import BuildContext
 from train.blap_lm import corrupt, pretrain
 from train.data import FeatureItem
@@ -289,4 +297,109 @@ def test_configs_are_valid(name):
     assert config.stage == (1 if name == "blap_stage1" else 2)
     assert bool(config.init_from) == (name == "blap")
     assert document["train"]["max_minutes"] <= 8
+    DecodingConfig.from_dict(document.get("decoding"))
+
+
+# ---- the full profile: HTSAT CLAP + a Flan-T5 folder or Hub id ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_folders(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("full")
+    return {
+        "root": root,
+        "clap": save_tiny_htsat_clap(root / "htsat_clap"),
+        "lm": save_tiny_flan_t5(root / "flan_t5", [INSTRUCTION]),
+    }
+
+
+@pytest.fixture(scope="module")
+def mel_items(full_folders) -> list[FeatureItem]:
+    return toy_mel_items(full_folders["clap"], 8)
+
+
+def build_full(full_folders, items, **overrides) -> BLAPCaptioner:
+    torch.manual_seed(0)
+    context = BuildContext(clap_path=str(full_folders["clap"]), feature_dims=(0, 0, 0), corpus_dir="")
+    settings = {**TINY, "lm_path": str(full_folders["lm"]), **overrides}
+    return BLAPCaptioner.build(settings, items, context)
+
+
+def test_full_profile_tokenizer_roles_come_from_the_flan_t5_tokenizer(full_folders, mel_items):
+    model = build_full(full_folders, mel_items, stage=1)
+    tokenizer = model.tokenizer
+    assert (model.pad_id, model.eos_id) == (0, 1)
+    assert (model.cls_id, model.dec_id) == (
+        tokenizer.token_to_id("<extra_id_0>"),
+        tokenizer.token_to_id("<extra_id_1>"),
+    )
+    assert (
+        model.instruction_ids.tolist().count(model.eos_id) == 1
+    )  # the tokenizer's own </s> is not added twice
+    assert model.eos_id not in model._caption_ids(TEMPLATES[0])
+    assert model.config.audio_dim == 128 and model.config.vocab_size == tokenizer.get_vocab_size()
+    losses = train_steps(model, mel_items, 2)
+    assert all(np.isfinite(value) for step in losses for value in step.values())
+
+
+def test_full_profile_stage_two_keeps_the_lm_byte_identical_saves_reloads_and_captions(
+    full_folders, mel_items, tmp_path
+):
+    model = build_full(full_folders, mel_items, stage=2)
+    before = {name: tensor.numpy().tobytes() for name, tensor in model.lm.state_dict().items()}
+    files_before = lm_fingerprint(full_folders["lm"])
+    history = train_steps(model, mel_items, 20, lr=1e-2)
+    assert history[-1]["loss"] < history[0]["loss"]
+    after = model.lm.state_dict()
+    assert before.keys() == after.keys()
+    assert all(after[name].numpy().tobytes() == raw for name, raw in before.items())
+    assert lm_fingerprint(full_folders["lm"]) == files_before
+
+    model.save_pretrained(tmp_path / "blap")
+    loaded = load_captioner(tmp_path / "blap")
+    original, restored = model.state_dict(), loaded.state_dict()
+    assert original.keys() == restored.keys() and all(torch.equal(original[k], restored[k]) for k in original)
+    decoding = DecodingConfig(num_beams=2, max_new_tokens=8)
+    item = mel_items[2]  # 5 s of audio: 16 of the window's 32 HTSAT tokens
+    clip = Clip(None, clip_id=item.id, features={loaded.clap.feature_name: item.features})
+    result = loaded.caption(clip, decoding)
+    assert result.attention.shape == (len(result.tokens), 16)
+    np.testing.assert_allclose(result.attention.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(result.attention_times, loaded.clap.token_times(item.features))
+    fresh = Clip(None, clip_id=item.id, features={model.clap.feature_name: item.features})
+    assert model.caption(fresh, decoding).text == result.text
+
+
+def test_full_profile_names_its_clap_and_lm_by_hub_id(full_folders, mel_items, tmp_path, monkeypatch):
+    """Hub ids stay ids in the config and resolve through huggingface_hub (faked here: no network)."""
+    import huggingface_hub
+
+    hub = {"laion/larger_clap_music": full_folders["clap"], "google/flan-t5-base": full_folders["lm"]}
+    fetched = []
+
+    def snapshot_download(repo_id, allow_patterns=None, **kwargs):
+        fetched.append(repo_id)
+        assert "*.safetensors" in allow_patterns and not any("bin" in p for p in allow_patterns)
+        return str(hub[repo_id])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    model = build_full(
+        full_folders, mel_items, stage=2, clap_path="laion/larger_clap_music", lm_path="google/flan-t5-base"
+    )
+    assert set(fetched) == set(hub)
+    model.save_pretrained(tmp_path / "blap")
+    config = read_config(tmp_path / "blap")["config"]
+    assert (config["clap_path"], config["lm_path"]) == ("laion/larger_clap_music", "google/flan-t5-base")
+    loaded = load_captioner(tmp_path / "blap")
+    assert loaded.config.lm_path == "google/flan-t5-base"
+    assert all(torch.equal(value, loaded.state_dict()[key]) for key, value in model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["blap_full_stage1", "blap_full"])
+def test_full_profile_configs_name_flan_t5_and_the_music_clap(name):
+    document = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    config = config_from_dict(BLAPConfig, document["model"])
+    assert config.stage == (1 if name == "blap_full_stage1" else 2)
+    assert config.lm_path == "google/flan-t5-base" and config.clap_path == "laion/larger_clap_music"
+    assert (config.n_queries, config.width) == (16, 768)  # the paper's 16 queries of BERT-base width
     DecodingConfig.from_dict(document.get("decoding"))

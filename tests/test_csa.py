@@ -1,4 +1,5 @@
-"""Kim & Park (csa) on tiny random components: a tiny embedded CLAP (real MiniLM text tower), toy captions."""
+"""Kim & Park (csa) on tiny random components: a tiny embedded CLAP (real MiniLM text tower), toy captions;
+and the full profile on a tiny LAION-style HTSAT CLAP (RoBERTa-style BPE) the tests save themselves."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from musiccap.models.csa import (
     embedded_pitch_class_blocks,
     pitch_shift_frames,
 )
-from tests.toy import TEMPLATES, save_tiny_clap, toy_item
+from tests.toy import TEMPLATES, save_tiny_clap, save_tiny_htsat_clap, toy_item, toy_mel_items, toy_waveform
 from train.__main__ import BuildContext
 from train.data import FeatureItem
 
@@ -242,3 +243,184 @@ def test_a_retrained_clap_is_refused(clap_dir, items, tmp_path):
     model.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="retrain csa"):
         load_captioner(tmp_path)
+
+
+# ---- the full profile: an HTSAT CLAP --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def htsat_dir(tmp_path_factory) -> Path:
+    return save_tiny_htsat_clap(tmp_path_factory.mktemp("htsat_clap"))
+
+
+@pytest.fixture(scope="module")
+def htsat_items(htsat_dir) -> list[FeatureItem]:
+    return toy_mel_items(htsat_dir, 8)
+
+
+def build_full(htsat_dir: Path, items, **overrides) -> CsaCaptioner:
+    torch.manual_seed(0)
+    # log-mel features have no embedded frame layout: the model sizes itself from the CLAP
+    context = BuildContext(clap_path=str(htsat_dir), feature_dims=(0, 0, 0), corpus_dir="")
+    # attention narrower than the model, as Table I's (512 of 1024)
+    settings = {**TINY, "attention_dim": 16, "pitch_shift_semitones": 0, **overrides}
+    return CsaCaptioner.build(settings, items, context)
+
+
+def test_full_profile_trains_saves_reloads_and_captions(htsat_dir, htsat_items, tmp_path):
+    model = build_full(htsat_dir, htsat_items)
+    tokenizer = model.tokenizer
+    assert type(tokenizer).__name__.startswith(
+        "RobertaTokenizer"
+    )  # the decoder writes the CLAP text tokenizer's ids
+    assert (model.config.audio_dim, model.config.embed_dim) == (128, 16)
+    assert model.decoder.layers[0].self_attention.query.weight.shape == (16, 32)  # attention_dim x width
+    specials = [
+        tokenizer.pad_token_id,
+        tokenizer.unk_token_id,
+        tokenizer.cls_token_id,
+        tokenizer.sep_token_id,
+    ]
+    assert model.minilm_ids[:4].tolist() == specials == [1, 3, 0, 2]
+    assert model.decode_ids(model.encode_captions([TEMPLATES[1]])[0])[0] == TEMPLATES[1]
+
+    model.train()
+    batch = model.collate(htsat_items)
+    assert batch["frames"].shape == (8, 1, 1001, 64) and batch["frame_mask"].shape == (8, 32)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(3):
+        losses = model(batch)
+        assert set(losses) == {"loss", "nll", "contrastive", "semantic"}
+        assert all(torch.isfinite(value) for value in losses.values())
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+    assert all(p.grad is None for p in model.clap.parameters())  # HTSAT and RoBERTa stay frozen (M4)
+
+    # L_S alone: through RoBERTa's inputs_embeds back to the decoder
+    model.zero_grad()
+    batch, audio = memory_of(model, htsat_items)
+    keys, values = model.decoder.memory_cache(audio.memory)
+    logits = model.decoder(batch["input_ids"], keys, values, audio.memory_mask).logits
+    semantic = model.semantic_alignment_loss(logits, batch["caption_lengths"], batch["text_embedding"])
+    semantic.backward()
+    assert 0.0 < float(semantic.detach()) < 2.0
+    for parameter in (model.decoder.token_embedding.weight, model.decoder.layers[0].mlp[0].weight):
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.clap.parameters())
+
+    model.save_pretrained(tmp_path)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / WEIGHTS_NAME))
+    assert "minilm_ids" in saved and not any(k.startswith(("clap.", "audio_tower.")) for k in saved)
+    loaded = load_captioner(tmp_path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+
+    decoding = DecodingConfig(num_beams=2, max_new_tokens=8)
+    item = htsat_items[2]  # 5 s of audio: 16 of the window's 32 tokens
+    result = loaded.caption(
+        Clip(None, clip_id=item.id, features={loaded.clap.feature_name: item.features}), decoding
+    )
+    assert result.attention.shape == (len(result.tokens), 16)
+    np.testing.assert_allclose(result.attention.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(result.attention_times, loaded.clap.token_times(item.features))
+    assert result.audio_embedding.shape == (16,)
+    fresh = Clip(None, clip_id=item.id, features={model.clap.feature_name: item.features})
+    assert model.eval().caption(fresh, decoding).text == result.text
+
+
+def test_full_profile_m1_trains_and_saves_htsat(htsat_dir, htsat_items, tmp_path):
+    model = build_full(
+        htsat_dir, htsat_items, train_encoder=True, contrastive_weight=0.0, semantic_weight=0.0
+    )
+    losses = model.train()(model.collate(htsat_items[:4]))
+    assert set(losses) == {"loss", "nll"}
+    losses["loss"].backward()
+    patch_embedding = model.audio_tower.audio_model.audio_encoder.patch_embed.proj.weight
+    assert patch_embedding.grad.abs().sum() > 0  # M1 trains the HTSAT blocks
+    with torch.no_grad():
+        patch_embedding.add_(0.5)
+    model.save_pretrained(tmp_path)
+    loaded = load_captioner(tmp_path)
+    torch.testing.assert_close(
+        loaded.audio_tower.audio_model.audio_encoder.patch_embed.proj.weight, patch_embedding
+    )
+
+
+def test_full_profile_refuses_pitch_shift_on_log_mels(htsat_dir, htsat_items):
+    with pytest.raises(ValueError, match="pitch_shift_semitones"):
+        build_full(htsat_dir, htsat_items, pitch_shift_semitones=6)
+
+
+def test_full_profile_config_has_the_papers_sizes():
+    full = yaml.safe_load((CONFIGS / "csa_full.yaml").read_text())
+    model = full["model"]
+    assert model["clap_path"] == "laion/larger_clap_music"
+    sizes = {key: model[key] for key in ("n_layers", "width", "attention_dim", "n_heads", "dropout")}
+    assert sizes == {"n_layers": 8, "width": 1024, "attention_dim": 512, "n_heads": 8, "dropout": 0.1}
+    assert model["max_positions"] == 301  # BOS + 300 tokens
+    assert full["decoding"]["max_new_tokens"] == 300  # Table I: 300 tokens
+    assert (model["contrastive_weight"], model["semantic_weight"], model["pitch_shift_semitones"]) == (
+        0.5,
+        1.0,
+        0,
+    )
+    assert (
+        full["train"]["lr"] == 1e-4 and full["train"]["batch_size"] == 32 and full["train"]["patience"] == 10
+    )
+    config_from_dict(CsaConfig, model)
+
+
+def test_full_profile_trains_from_its_config_on_a_corpus_of_audio(htsat_dir, tmp_path, monkeypatch):
+    """``python -m train csa --config csa_full.yaml`` on flac files: the cache holds the CLAP's log-mels."""
+    monkeypatch.setenv("MUSICCAP_CACHE", str(tmp_path / "cache"))
+    import json
+
+    import soundfile as sf
+
+    from train.__main__ import main as train_main
+    from train.data import load_items
+    from train.evaluate import caption_items, captioner_features
+
+    corpus = tmp_path / "corpus"
+    (corpus / "audio").mkdir(parents=True)
+    for split, indices in {"train": range(8), "validation": range(8, 10), "test": range(10, 12)}.items():
+        rows = []
+        for index in indices:
+            sf.write(corpus / "audio" / f"c{index}.flac", toy_waveform(index), 16000)
+            caption = TEMPLATES[index % len(TEMPLATES)]
+            rows.append(
+                {"id": f"c{index}", "audio": f"audio/c{index}.flac", "caption": caption, "piece": f"p{index}"}
+            )
+        (corpus / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tiny = [
+        f"model.{key}={value}" for key, value in {**TINY, "max_positions": 32, "semantic_steps": 1}.items()
+    ]
+    out = tmp_path / "csa_full"
+    arguments = [
+        "csa",
+        "--config",
+        str(CONFIGS / "csa_full.yaml"),
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+    ]
+    overrides = [
+        f"model.clap_path={htsat_dir}",
+        *tiny,
+        "train.epochs=1",
+        "train.batch_size=4",
+        "decoding.max_new_tokens=6",
+    ]
+    assert train_main([*arguments, "--no-eval", *overrides]) == 0
+
+    captioner = load_captioner(out)
+    encoder, feature_name = captioner_features(captioner)
+    assert feature_name == captioner.clap.feature_name and encoder.version.startswith("clap-mel-")
+    items = load_items(corpus, "test", encoder=encoder)
+    results = caption_items(captioner, items)
+    assert len(results) == 2 and all(r.attention.shape[1] == len(r.attention_times) for r in results)
+    assert any((tmp_path / "cache" / "features" / encoder.version).iterdir())

@@ -4,9 +4,9 @@ import importlib.util
 
 import numpy as np
 import pytest
-import torch
 
 from musiccap.encoders.clap import CLAP_HUB_IDS, DEFAULT_CLAP, ClapEncoder
+from tests.toy import save_tiny_htsat_clap
 
 
 @pytest.fixture(autouse=True)
@@ -43,40 +43,7 @@ def test_minilm_matches_sentence_transformers():
 
 @pytest.fixture(scope="module")
 def tiny_clap_dir(tmp_path_factory):
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import (
-        ClapAudioConfig,
-        ClapConfig,
-        ClapFeatureExtractor,
-        ClapModel,
-        ClapTextConfig,
-        RobertaTokenizerFast,
-    )
-
-    out = tmp_path_factory.mktemp("tiny_clap")
-    bpe = ByteLevelBPETokenizer()
-    corpus = ["a slow piano ballad", "fast drums and electric guitar", "ambient synth pad"] * 5
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    bpe.train_from_iterator(corpus, vocab_size=300, special_tokens=specials, show_progress=False)
-    tokenizer = RobertaTokenizerFast(
-        tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-        unk_token="<unk>", mask_token="<mask>", model_max_length=64,
-    )  # fmt: skip
-    text = ClapTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=70, projection_dim=16,
-    )  # fmt: skip
-    # HTSAT: hidden_size = patch_embeds_hidden_size * 2 ** (len(depths) - 1)
-    audio = ClapAudioConfig(
-        patch_embeds_hidden_size=16, hidden_size=128, depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2],
-        num_hidden_layers=4, projection_dim=16,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16))
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    ClapFeatureExtractor(truncation="rand_trunc").save_pretrained(out)  # as the non-fusion LAION checkpoints
-    return out
+    return save_tiny_htsat_clap(tmp_path_factory.mktemp("tiny_clap"))
 
 
 def test_clap_is_deterministic_and_timed(tiny_clap_dir):

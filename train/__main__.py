@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from musiccap.encoders.embedded import AudioFeatures
 from train.data import load_items
 from train.trainer import TrainConfig, fit
 
@@ -73,6 +74,17 @@ def model_class(name: str):
     return classes[name]
 
 
+def items_encoder(model_config: dict):
+    """The feature encoder whose outputs the model reads: the CLAP's log-mel when its config names an
+    HTSAT CLAP (``clap_path``: the full profile), else the embedded features (None: the default)."""
+    from musiccap.encoders.clap_loader import HTSAT, clap_folder, clap_kind, feature_encoder
+
+    clap_path = model_config.get("clap_path")
+    if clap_path and clap_kind(clap_folder(clap_path)) == HTSAT:
+        return feature_encoder(clap_path)
+    return None
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(
@@ -116,12 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out or REPO / "runs" / Path(args.config).stem)
     train_config = TrainConfig.from_dict(config.get("train", {}))
     started = time.time()
-    train_items = load_items(args.corpus, "train", limit=args.limit)
-    validation_items = load_items(args.corpus, "validation", limit=args.limit and max(8, args.limit // 4))
+    encoder = items_encoder(config.get("model", {}))
+    train_items = load_items(args.corpus, "train", encoder=encoder, limit=args.limit)
+    validation_items = load_items(
+        args.corpus, "validation", encoder=encoder, limit=args.limit and max(8, args.limit // 4)
+    )
     first = train_items[0].features
     context = BuildContext(
         clap_path=args.clap,
-        feature_dims=(first.frames.shape[1], first.pooled.shape[0], first.chunks.shape[1]),
+        # log-mel features (HTSAT CLAP) have no embedded layout: csa and blap size themselves from the CLAP
+        feature_dims=(
+            (first.frames.shape[1], first.pooled.shape[0], first.chunks.shape[1])
+            if isinstance(first, AudioFeatures)
+            else (0, 0, 0)
+        ),
         corpus_dir=str(args.corpus),
     )
     cls = model_class(args.model)

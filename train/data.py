@@ -4,7 +4,10 @@ Encoder features (musicnn frames and chunks, chroma/key, tempogram) are computed
 and stored in one small safetensors file per clip, keyed by the audio's bytes and the encoder's
 ``version``: a new encoder or a re-rendered clip gets a new entry, never a stale one, and every
 model (and every corpus that shares a clip) reuses the same entry.
-Encoders that train (the CLAP towers) run on top of these features and are not cached.
+Encoders that train (the CLAP towers) run on top of these features and are not cached. A model
+reading the full profile's HTSAT CLAP caches that CLAP's log-mel per clip instead
+(``musiccap.encoders.clap.ClapMel``; ``musiccap.encoders.clap_loader.feature_encoder`` picks the
+encoder): an encoder names its features type (``features_class``), which rebuilds them from the cache.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ class FeatureItem:
     lyrics: str | None
     attributes: dict | None
     piece: str
-    features: object  # musiccap.encoders.embedded.AudioFeatures
+    features: object  # the encoder's features_class: AudioFeatures (embedded) or ClapMelFeatures (HTSAT)
     audio_path: str = ""  # the clip's audio file, for inputs computed from the waveform (mel patches)
     mel_patches: np.ndarray | None = None  # [n_chunks, 187, 96]: only MusCaps' scratch CNN reads these
 
@@ -94,7 +97,6 @@ def load_items(
     limit: int | None = None,
 ) -> list[FeatureItem]:
     """The split's clips with cached features (computing the cache on first use)."""
-    from musiccap.encoders.embedded import AudioFeatures
     from musiccap.features import embedded_encoder
 
     encoder = encoder or embedded_encoder()
@@ -109,7 +111,7 @@ def load_items(
                 lyrics=row.get("lyrics"),
                 attributes=row.get("attributes"),
                 piece=row.get("piece", row["id"]),
-                features=AudioFeatures.from_tensors(tensors),
+                features=encoder.features_class.from_tensors(tensors),
                 audio_path=str(Path(corpus_dir) / row["audio"]),
             )
         )

@@ -20,12 +20,12 @@ from musiccap.metrics import coco
 from musiccap.metrics.diversity import words
 from musiccap.models.base import load_captioner
 from train.data import load_items
-from train.evaluate import _parse_decoding, caption_items
+from train.evaluate import _parse_decoding, caption_items, captioner_features
 
 
 def sweep(checkpoint: str, corpus: str, settings: list[list[str]], limit: int) -> dict:
     captioner = load_captioner(checkpoint)
-    items = load_items(corpus, "validation", limit=limit)
+    items = load_items(corpus, "validation", encoder=captioner_features(captioner)[0], limit=limit)
     references = [[item.caption] for item in items]
     rows = []
     for pairs in settings:

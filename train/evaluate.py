@@ -35,20 +35,33 @@ def _corpus_of(checkpoint: Path, corpus: str | None) -> str:
     return str(REPO / "data" / "corpus")
 
 
+def captioner_features(captioner) -> tuple[object | None, str]:
+    """The feature encoder and Clip feature name a captioner reads: its HTSAT CLAP's log-mel (full
+    profile), else the embedded features (encoder None: ``load_items``' default)."""
+    from musiccap.encoders.htsat_clap import HtsatClap
+
+    clap = getattr(captioner, "clap", None)
+    if isinstance(clap, HtsatClap):
+        return clap.encoder.mel, clap.feature_name
+    return None, AUDIO_FEATURES
+
+
 def caption_items(captioner, items, decoding: DecodingConfig | None = None, *, with_reference: bool = False):
-    """Caption every item from its cached features, in batches; returns CaptionResults in order.
+    """Caption every item from its cached features (those ``captioner_features`` names), in batches;
+    returns CaptionResults in order.
 
     ``with_reference`` hands each clip its reference caption: only RGMC's gold-candidate ablation
     (paper Table 4) reads it.
     """
     if hasattr(captioner, "prepare_items"):  # inputs beyond the feature cache (MusCaps' scratch CNN)
         captioner.prepare_items(items)
+    feature_name = captioner_features(captioner)[1]
     results = []
     for start in range(0, len(items), BATCH):
         batch = items[start : start + BATCH]
         clips = []
         for item in batch:
-            features = {AUDIO_FEATURES: item.features}
+            features = {feature_name: item.features}
             if with_reference:
                 features[REFERENCE_CAPTION] = item.caption
             if getattr(item, "mel_patches", None) is not None:
@@ -76,11 +89,13 @@ def evaluate_captioner(
             raise SystemExit(f"{captioner.name} has no config key {key!r}")
         setattr(captioner.config, key, value)
     decoding = captioner.default_decoding.replace(**decoding_overrides) if decoding_overrides else None
-    items = load_items(corpus, split)
+    items = load_items(corpus, split)  # embedded features: what the scoring CLAP reads
+    encoder = captioner_features(captioner)[0]
+    captioned = items if encoder is None else load_items(corpus, split, encoder=encoder)
     train_captions = [row["caption"] for row in read_manifest(corpus, "train")]
     started = time.perf_counter()
     gold = getattr(getattr(captioner, "config", None), "candidate", None) == "gold"
-    results = caption_items(captioner, items, decoding, with_reference=gold)
+    results = caption_items(captioner, captioned, decoding, with_reference=gold)
     caption_time = time.perf_counter() - started
     predictions = [r.text for r in results]
     references = [[item.caption] for item in items]

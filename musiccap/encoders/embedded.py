@@ -58,6 +58,7 @@ class EmbeddedAudioEncoder:
     """Callable on one window at any sample rate; weights load on first use."""
 
     FORMAT = 1  # bump when the feature computation changes without a config change
+    features_class = AudioFeatures  # what train/data.py rebuilds from the cached tensors
 
     def __init__(self, config: EmbeddedConfig | None = None, device: str = "cpu"):
         self.config = config or EmbeddedConfig()

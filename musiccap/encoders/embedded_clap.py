@@ -276,6 +276,18 @@ class EmbeddedClap(nn.Module):
 
         return audio_features(clip)
 
+    @property
+    def feature_name(self) -> str:
+        """The Clip feature ``audio_inputs`` memoises (shared with every embedded-profile captioner)."""
+        from musiccap.features import AUDIO_FEATURES
+
+        return AUDIO_FEATURES
+
+    @staticmethod
+    def token_times(features) -> np.ndarray:
+        """Centres (seconds from the window start) of the tokens ``audio_tokens`` makes: one per frame."""
+        return np.asarray(features.frame_times, dtype=np.float32)
+
     def embed_audio(self, features_list: Sequence[Any], batch_size: int = 1) -> np.ndarray:
         """[N, E] float32 unit vectors for a list of ``AudioFeatures``."""
         lengths = [f.frames.shape[0] for f in features_list]

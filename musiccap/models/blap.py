@@ -1,12 +1,15 @@
 """BLAP (Lanzendörfer et al., NeurIPS-W 2024): CLAP audio tokens -> Q-Former -> soft prompt -> frozen T5.
 
-BLIP-2 carried over to music. The pieces, and what the embedded profile uses for each:
+BLIP-2 carried over to music. The pieces, and what the embedded (and the full) profile uses for each:
 
-* **Audio encoder**: the frame tokens of the embedded CLAP's audio tower (``EmbeddedClap.audio_tokens``
-  over ``AudioFeatures.frames``; HTS-AT CLAP in the paper). Frozen in both stages and kept out of
-  this module's state dict: it is reloaded from ``clap_path`` with a hash check. The paper fine-tunes
-  its CLAP in stage 1 because LAION CLAP was trained on general audio; the embedded CLAP was trained
-  on this corpus already, so that reason does not apply and freezing it saves a third of a step.
+* **Audio encoder**: the frame tokens of a CLAP's audio tower (``audio_tokens``), loaded by
+  ``musiccap.encoders.clap_loader.load_clap``: the embedded CLAP over ``AudioFeatures.frames``, or in
+  the full profile LAION CLAP HTSAT over log-mels (``HtsatClap``; HTS-AT CLAP, as the paper). Frozen
+  in both stages and kept out of this module's state dict: it is reloaded from ``clap_path`` with a
+  hash check. The paper fine-tunes its CLAP in stage 1 because LAION CLAP was trained on general
+  audio; the embedded CLAP was trained on this corpus already, so that reason does not apply and
+  freezing it saves a third of a step. (The full profile keeps its music CLAP frozen too: stage 1
+  does not fine-tune HTSAT as the paper's does.)
 * **Q-Former**: ``n_queries`` learned queries and a text path sharing BERT-style layers
   (self-attention over [queries; text], cross-attention from the queries only to the audio tokens,
   a feed-forward block; pre-LayerNorm, which trains stably from a random start). The paper starts
@@ -15,10 +18,13 @@ BLIP-2 carried over to music. The pieces, and what the embedded profile uses for
   Q-Former (≈2.3× the cost of 256 per layer) and a text path whose vocabulary differs from the
   LM's, on a budget of ≤ 8 CPU-minutes per stage. The text path embeds the frozen LM's caption
   tokenizer with its own (trained) table.
-* **Frozen LM**: a small T5 encoder-decoder (``T5ForConditionalGeneration``) pre-trained on caption
-  text by ``python -m train.blap_lm`` and never updated here (Flan-T5-xl in the paper). The
-  checkpoint references its folder (``lm_path``, written relative to the BLAP folder) and its
-  fingerprint (config, weights, tokenizer); a changed LM is refused at load.
+* **Frozen LM**: a T5 encoder-decoder (``T5ForConditionalGeneration``) never updated here: in the
+  embedded profile a small T5 pre-trained on caption text by ``python -m train.blap_lm``; in the full
+  profile Flan-T5 (``google/flan-t5-base``; Flan-T5-xl in the paper), a folder or a Hub id fetched
+  with ``huggingface_hub``. Either comes with its own tokenizer (``tokenizer.json``), which the
+  Q-Former's text path shares. The checkpoint references the LM (``lm_path``: a folder written
+  relative to the BLAP folder, or the Hub id) and its fingerprint (config, weights, tokenizer); a
+  changed LM is refused at load.
 * **Soft prompt**: Q-Former query outputs -> linear -> ``n_queries`` vectors placed before the
   embedded instruction "Generate an objective music description." in the LM encoder input.
 
@@ -66,7 +72,8 @@ from transformers import DynamicCache, EncoderDecoderCache, T5Config, T5ForCondi
 from transformers.modeling_outputs import BaseModelOutput
 
 from musiccap.decoding import DecodingConfig, rows_per_input, search
-from musiccap.features import audio_features
+from musiccap.encoders.clap_loader import clap_folder, load_clap
+from musiccap.hub import local_folder, pretrained_folder
 from musiccap.models.base import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -82,7 +89,10 @@ from musiccap.models.base import (
 INSTRUCTION = "Generate an objective music description."
 PAD, EOS, UNK, MASK, CLS, DEC = "<pad>", "</s>", "<unk>", "<mask>", "<cls>", "<dec>"
 SPECIAL_TOKENS = (PAD, EOS, UNK, MASK, CLS, DEC)  # ids 0..5; T5 convention: pad 0 (decoder start), eos 1
+# Flan-T5's tokenizer has no <cls>/<dec>: its first two sentinels, which no caption contains, stand in.
+SENTINELS = {CLS: "<extra_id_0>", DEC: "<extra_id_1>"}
 TOKENIZER_NAME = "tokenizer.json"
+LM_HUB_FILES = ["*.json", "*.safetensors"]  # config, weights (safetensors only), tokenizer.json
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -130,20 +140,49 @@ def build_t5(
 
 
 def lm_fingerprint(path: str | Path) -> str:
-    """Short hash of an LM folder: its config, weights and tokenizer."""
+    """Short hash of an LM folder: its config, weights (``model.safetensors``, or the shards of a large
+    Flan-T5 in name order) and tokenizer."""
+    path = Path(path)
+    weights = sorted(path.glob("*.safetensors")) or [path / WEIGHTS_NAME]
     digest = hashlib.sha256()
-    for name in (CONFIG_NAME, WEIGHTS_NAME, TOKENIZER_NAME):
-        file = Path(path) / name
+    for file in (path / CONFIG_NAME, *weights, path / TOKENIZER_NAME):
         if not file.is_file():
             raise FileNotFoundError(
-                f"{path} is not a BLAP LM folder (no {name}; run python -m train.blap_lm)"
+                f"{path} is not a BLAP LM folder (no {file.name}; run python -m train.blap_lm or name a T5)"
             )
         digest.update(file.read_bytes())
     return digest.hexdigest()[:12]
 
 
+def lm_folder(name: str | Path, base: Path | None = None) -> Path:
+    """The LM's local folder: ``train.blap_lm``'s output, a Flan-T5 folder, or a Hub id (downloaded once)."""
+    return pretrained_folder(name, base, LM_HUB_FILES)
+
+
+def special_ids(tokenizer: Tokenizer) -> tuple[int, int, int, int]:
+    """pad, eos, cls and dec ids in the LM's tokenizer. <cls> starts the Q-Former text of ATC/ATM and
+    <dec> its stage-1 captions; a Flan-T5 tokenizer lacks both and lends two sentinels (``SENTINELS``):
+    the Q-Former embeds text with its own table, so what the LM makes of those ids does not matter."""
+
+    def find(token: str) -> int:
+        for candidate in (token, SENTINELS.get(token)):
+            index = tokenizer.token_to_id(candidate) if candidate else None
+            if index is not None:
+                return index
+        raise ValueError(f"the LM tokenizer has no {token}")
+
+    pad, eos, cls, dec = (find(token) for token in (PAD, EOS, CLS, DEC))
+    return pad, eos, cls, dec
+
+
+def portable_path(name: str | Path, base: Path | None = None) -> str:
+    """A local folder as an absolute path; a Hub id as it is (the Hub cache differs per machine)."""
+    folder = local_folder(name, base)
+    return str(folder.resolve()) if folder is not None else str(name)
+
+
 def load_lm(path: str | Path) -> tuple[T5ForConditionalGeneration, Tokenizer]:
-    """The frozen LM and its tokenizer from a folder written by ``train.blap_lm`` (safetensors only)."""
+    """The frozen LM and its tokenizer from a local LM folder (safetensors only)."""
     path = Path(path)
     lm = T5ForConditionalGeneration.from_pretrained(
         str(path), attn_implementation="eager", use_safetensors=True
@@ -169,10 +208,10 @@ def resolve_path(path: str | Path, base: Path | None = None) -> Path:
 class BLAPConfig:
     stage: int = 2  # 1: representation (ATC + ATM + LM in the Q-Former); 2: generation through the frozen LM
     init_from: str = ""  # stage 2: a stage-1 checkpoint folder to start from ("" = stage 2 only)
-    clap_path: str = "checkpoints/clap"
+    clap_path: str = "checkpoints/clap"  # a CLAP folder or a LAION CLAP Hub id
     clap_hash: str = ""  # checkpoint_hash of that CLAP, set at build: a retrained CLAP is refused at load
     audio_dim: int = 0  # CLAP frame-token width, set at build
-    lm_path: str = "checkpoints/blap_lm"  # saved relative to the checkpoint folder (e.g. ../blap_lm)
+    lm_path: str = "checkpoints/blap_lm"  # a folder (saved relative, e.g. ../blap_lm) or a Hub id
     lm_hash: str = ""  # lm_fingerprint of that folder, set at build
     lm_width: int = 0  # T5 d_model, set at build
     vocab_size: int = 0  # LM tokenizer size, set at build
@@ -351,9 +390,7 @@ class BLAPCaptioner(NeuralCaptioner):
     def __init__(self, config: BLAPConfig, *, tokenizer: Tokenizer, lm: T5ForConditionalGeneration, clap):
         super().__init__(config)
         self.tokenizer = tokenizer
-        self.pad_id, self.eos_id, self.cls_id, self.dec_id = (
-            SPECIAL_TOKENS.index(token) for token in (PAD, EOS, CLS, DEC)
-        )
+        self.pad_id, self.eos_id, self.cls_id, self.dec_id = special_ids(tokenizer)
         # Frozen and saved in their own folders: outside this module's parameters and state dict.
         self._frozen = (clap.eval().requires_grad_(False), lm.eval().requires_grad_(False))
         self.qformer = QFormer(config)
@@ -363,7 +400,9 @@ class BLAPCaptioner(NeuralCaptioner):
         self.itm_head = nn.Linear(config.width, 2)
         self.lm_bias = nn.Parameter(torch.zeros(config.vocab_size))  # stage-1 LM head: tied to text_embed
         self.prompt_proj = nn.Linear(config.width, config.lm_width)
-        self.instruction_ids = torch.tensor(tokenizer.encode(config.instruction).ids + [self.eos_id])
+        # add_special_tokens=False: Flan-T5's tokenizer would append </s> itself
+        instruction = tokenizer.encode(config.instruction, add_special_tokens=False).ids
+        self.instruction_ids = torch.tensor(instruction + [self.eos_id])
         trained = self.STAGE_1 if config.stage == 1 else self.STAGE_2
         for name, parameter in self.named_parameters():
             parameter.requires_grad = name.startswith(trained)
@@ -381,18 +420,16 @@ class BLAPCaptioner(NeuralCaptioner):
 
     @classmethod
     def build(cls, config: dict, train_items: list, context) -> BLAPCaptioner:
-        from musiccap.encoders.embedded_clap import EmbeddedClap
-
         settings = config_from_dict(BLAPConfig, {"clap_path": context.clap_path, **config})
-        clap_dir, lm_dir = resolve_path(settings.clap_path), resolve_path(settings.lm_path)
-        clap = EmbeddedClap.from_pretrained(clap_dir)
+        clap_dir, lm_dir = clap_folder(settings.clap_path), lm_folder(settings.lm_path)
+        clap = load_clap(clap_dir)
         lm, tokenizer = load_lm(lm_dir)
         settings = replace(
             settings,
-            clap_path=str(clap_dir.resolve()),
+            clap_path=portable_path(settings.clap_path),
             clap_hash=checkpoint_hash(clap_dir),
             audio_dim=int(clap.audio_dim),
-            lm_path=str(lm_dir.resolve()),
+            lm_path=portable_path(settings.lm_path),
             lm_hash=lm_fingerprint(lm_dir),
             lm_width=int(lm.config.d_model),
             vocab_size=tokenizer.get_vocab_size(),
@@ -427,16 +464,17 @@ class BLAPCaptioner(NeuralCaptioner):
 
     def save_pretrained(self, path: str | Path, *, half: bool = False) -> None:
         """As the base class, with the CLAP and LM folders written relative to the checkpoint
-        (``../clap``, ``../blap_lm`` for ``checkpoints/blap``): referenced, never copied."""
+        (``../clap``, ``../blap_lm`` for ``checkpoints/blap``): referenced, never copied. Hub ids stay ids."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         here = path.resolve()
+
+        def relative(name: str) -> str:
+            folder = local_folder(name)
+            return os.path.relpath(folder.resolve(), here) if folder is not None else name
+
         saved = self.config
-        self.config = replace(
-            saved,
-            clap_path=os.path.relpath(resolve_path(saved.clap_path).resolve(), here),
-            lm_path=os.path.relpath(resolve_path(saved.lm_path).resolve(), here),
-        )
+        self.config = replace(saved, clap_path=relative(saved.clap_path), lm_path=relative(saved.lm_path))
         try:
             super().save_pretrained(path, half=half)
         finally:
@@ -448,18 +486,16 @@ class BLAPCaptioner(NeuralCaptioner):
         config = model.config  # the folders it names are relative to the checkpoint: keep them absolute here
         model.config = replace(
             config,
-            clap_path=str(resolve_path(config.clap_path, Path(path)).resolve()),
-            lm_path=str(resolve_path(config.lm_path, Path(path)).resolve()),
+            clap_path=portable_path(config.clap_path, Path(path)),
+            lm_path=portable_path(config.lm_path, Path(path)),
         )
         return model
 
     @classmethod
     def load_extra(cls, path: Path) -> dict[str, Any]:
-        from musiccap.encoders.embedded_clap import EmbeddedClap
-
         config = read_config(path)["config"]
-        clap_dir = resolve_path(config["clap_path"], path)
-        lm_dir = resolve_path(config["lm_path"], path)
+        clap_dir = clap_folder(config["clap_path"], path)
+        lm_dir = lm_folder(config["lm_path"], path)
         if config.get("clap_hash") and checkpoint_hash(clap_dir) != config["clap_hash"]:
             raise ValueError(
                 f"{path} was trained on the CLAP with hash {config['clap_hash']}, but {clap_dir} now holds "
@@ -471,7 +507,7 @@ class BLAPCaptioner(NeuralCaptioner):
                 f"{lm_fingerprint(lm_dir)}: retrain BLAP (its soft prompt is tuned to that LM)"
             )
         lm, tokenizer = load_lm(lm_dir)
-        return {"tokenizer": tokenizer, "lm": lm, "clap": EmbeddedClap.from_pretrained(clap_dir)}
+        return {"tokenizer": tokenizer, "lm": lm, "clap": load_clap(clap_dir)}
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable (this stage) and frozen parameters, the frozen CLAP and LM included."""
@@ -490,10 +526,10 @@ class BLAPCaptioner(NeuralCaptioner):
 
     @torch.no_grad()
     def audio_tokens(self, features_list: list) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frozen CLAP frame tokens [B, T, audio_dim] and their mask [B, T] for a list of AudioFeatures."""
+        """Frozen CLAP frame tokens [B, T, audio_dim] and their mask [B, T] for a list of the CLAP's features
+        (the CLAP ignores ``pooled`` when it has no pooled input)."""
         batch = self.clap.audio_batch(features_list)
-        pooled = batch["pooled"] if self.clap.config.pooled_dim else None
-        tokens, _ = self.clap.audio_tokens(batch["frames"], batch["mask"], pooled)
+        tokens, _ = self.clap.audio_tokens(batch["frames"], batch["mask"], batch["pooled"])
         return tokens, batch["mask"]
 
     def _cached_audio(self, items: list) -> tuple[torch.Tensor, torch.Tensor]:
@@ -512,7 +548,7 @@ class BLAPCaptioner(NeuralCaptioner):
         return tokens, mask
 
     def _caption_ids(self, caption: str) -> list[int]:
-        return self.tokenizer.encode(caption).ids[: self.config.max_caption_tokens]
+        return self.tokenizer.encode(caption, add_special_tokens=False).ids[: self.config.max_caption_tokens]
 
     @staticmethod
     def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -614,7 +650,7 @@ class BLAPCaptioner(NeuralCaptioner):
         decoding = decoding or self.default_decoding
         self.eval()
         started = time.perf_counter()
-        features = [audio_features(clip) for clip in clips]
+        features = [self.clap.audio_inputs(clip) for clip in clips]
         feature_time = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -643,7 +679,7 @@ class BLAPCaptioner(NeuralCaptioner):
         n_layers, n_heads = self.lm.config.num_decoder_layers, self.lm.config.num_heads
         results = []
         for row, (clip, feature, hypothesis) in enumerate(zip(clips, features, hypotheses, strict=True)):
-            n_frames = feature.frames.shape[0]
+            n_frames = int(audio_mask[row].sum())  # real frames come first (padding, or HTSAT past the audio)
             per_query = qformer_attention[row, :, :, :n_frames]
             per_query = per_query / np.maximum(per_query.sum(-1, keepdims=True), 1e-12)
             n_tokens = len(hypothesis.token_ids)
@@ -659,12 +695,12 @@ class BLAPCaptioner(NeuralCaptioner):
                     text=self.tokenizer.decode(hypothesis.token_ids).strip(),
                     tokens=[self.tokenizer.decode([token]).strip() for token in hypothesis.token_ids],
                     attention=attention,
-                    attention_times=np.asarray(feature.frame_times, dtype=np.float32),
+                    attention_times=self.clap.token_times(feature)[:n_frames],
                     attention_views=views,
                     audio_embedding=embeddings[row],
                     decoding=decoding.to_dict(),
                     timings={
-                        "features": clip.timings.get("embedded_audio", feature_time / len(clips)),
+                        "features": clip.timings.get(self.clap.feature_name, feature_time / len(clips)),
                         "encode": encode_time / len(clips),
                         "decode": decode_time / len(clips),
                     },

@@ -1,25 +1,30 @@
 """Kim & Park, "Data-Efficient Music Captioning via Contrastive and Semantic Alignment": registry key ``csa``.
 
 A CLAP audio encoder gives frame tokens; a vanilla Transformer decoder cross-attends to them and
-writes the caption with the CLAP text encoder's tokenizer. Training adds two alignment terms to
-the NLL (paper eq. 2-5):
+writes the caption with the CLAP text encoder's tokenizer. The CLAP is either backend of
+``musiccap.encoders.clap_loader.load_clap``: the embedded CLAP (musicnn-based audio tower, MiniLM
+text tower; what ``checkpoints/`` ships) or, for the full profile, LAION CLAP HTSAT + RoBERTa
+(``HtsatClap``: the paper's encoder; ``train/configs/csa_full.yaml``, ``clap_path`` a folder or a
+Hub id). Both answer the same members, so nothing below depends on which one it is.
+
+Training adds two alignment terms to the NLL (paper eq. 2-5):
 
     L = L_NLL + alpha * L_C + beta * L_S,   alpha = 0.5, beta = 1.0
 
 * **L_C** (contrastive modality alignment): symmetric InfoNCE (audio->text plus text->audio, the
   paper's sum) between the pooled audio embedding E_A and the *frozen* CLAP text embedding E_T of
   the reference caption, with a fixed temperature. Rows of a batch that share a caption are not
-  negatives of each other (the synthetic corpus repeats short captions). E_T comes from
-  ``EmbeddedClap.embed_text``, once per distinct caption (the tower is frozen).
+  negatives of each other (the synthetic corpus repeats short captions). E_T comes from the
+  CLAP's ``embed_text``, once per distinct caption (the tower is frozen).
 * **L_S** (semantic alignment): sum over steps t of 1 - cos(f_t(y_hat_1:t), f_t(y)), f_t the frozen
   CLAP text tower. Two choices make it trainable here:
 
   - *Differentiable prefix.* y_hat_s is the decoder's teacher-forced prediction at step s (the paper
     trains with teacher forcing). Instead of its argmax token (no gradient), the prefix enters the
-    text tower as **expected token embeddings**: softmax over the pruned vocabulary times MiniLM's
-    word embeddings of those ids, between the embeddings of [CLS] and [SEP], through
-    ``EmbeddedClap.text_embedding_from_inputs_embeds``. Gradients reach the decoder through the
-    softmax; the text tower itself stays frozen.
+    text tower as **expected token embeddings**: softmax over the pruned vocabulary times the text
+    tower's word embeddings of those ids (MiniLM's, or RoBERTa's), between the embeddings of its
+    [CLS]/<s> and [SEP]/</s>, through the CLAP's ``text_embedding_from_inputs_embeds``. Gradients
+    reach the decoder through the softmax; the text tower itself stays frozen.
   - *Sampled steps.* One text-tower pass per prefix length is what makes the sum expensive (a
     6-layer MiniLM forward and backward per step per caption: all ~58 steps of a caption would cost
     ~50x the rest of the model). Each caption contributes ``semantic_steps`` prefix lengths (default
@@ -38,24 +43,28 @@ memory, so L_C shapes exactly what the decoder cross-attends to, as in Wu et al.
 [24]), whose InfoNCE the paper follows. With the encoder frozen (M2-M4) the projection and the
 decoder are what train; M1 also trains the CLAP audio tower.
 
-Sizes. Paper Table I: 8 layers, width 1024, 8 heads, dropout 0.1, 300 tokens. The embedded profile
+Sizes. Paper Table I: 8 layers, width 1024, 8 heads, query/key/value 512 (``attention_dim``),
+dropout 0.1, 300 tokens: ``csa_full.yaml``. The embedded profile
 defaults to 4 layers x 256 wide, 4 heads, feed-forward 1024, dropout 0.1, 128 positions, pre-LN
 blocks (stable without warm-up at Adam 1e-4), output layer tied to the token embeddings: sized
 for the 0.6 s beam-5 budget on this 2-core CPU (cached keys/values per layer, all beams in one
-batch). The tokenizer is the CLAP text tower's (MiniLM's WordPiece, as the paper shares RoBERTa's
-with RoBERTa-CLAP), **pruned** to the ids that occur in the training captions plus the special
-tokens; the map from decoder ids to MiniLM ids is a buffer in the checkpoint.
+batch). The tokenizer is the CLAP text tower's (MiniLM's WordPiece; RoBERTa's BPE with HTSAT-CLAP,
+as in the paper), **pruned** to the ids that occur in the training captions plus the special
+tokens; the map from decoder ids to the text tower's ids is a buffer in the checkpoint (named
+``minilm_ids`` after the embedded profile, whose shipped checkpoint stores it under that key).
 
 Pitch-shift augmentation (paper: +-6 semitones on the audio) is applied **on features**: each
 training row gets a shift drawn from -6..6, and every 12-wide pitch-class block of the frames
 (chroma, the 12 major- and the 12 minor-key correlations; layout in ``musiccap/encoders/embedded.py``)
 is rotated by it. The musicnn mid-end and tempogram blocks are left as they are (a learned timbre
 representation cannot be transposed after the fact); the pooled vector only feeds the CLAP's own
-embedding, which no loss here uses, so it is not shifted either.
+embedding, which no loss here uses, so it is not shifted either. An HTSAT CLAP reads log-mels, whose
+bins are not pitch classes: with it the shift is refused (``csa_full.yaml`` sets it to 0).
 
 Checkpoints hold the decoder, the projection, the alignment head and the id map; the CLAP stays in
 its own folder (``clap_path``, refused at load if its hash changed), except that M1 also saves the
-audio tower it trained. MiniLM is never saved: the CLAP rebuilds it from its package.
+audio tower it trained (for HTSAT: all of HTSAT and its projection). MiniLM is never saved: the CLAP
+rebuilds it from its package.
 """
 
 from __future__ import annotations
@@ -72,7 +81,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from musiccap.decoding import DecodingConfig, rows_per_input, search
-from musiccap.features import audio_features
+from musiccap.encoders.clap_loader import EMBEDDED, clap_folder, clap_kind, load_clap
 from musiccap.models.base import (
     CaptionResult,
     Clip,
@@ -83,18 +92,18 @@ from musiccap.models.base import (
     register,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 IGNORE = -100  # cross-entropy target of padding
-# Decoder ids 0..3; MiniLM's own ids for them are [PAD] 0, [UNK] 100, [CLS] 101 (BOS), [SEP] 102 (EOS).
+# Decoder ids 0..3: the text tokenizer's pad, unk, cls (BOS) and sep (EOS) tokens; MiniLM's own ids for
+# them are [PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, RoBERTa's <pad> 1, <unk> 3, <s> 0, </s> 2.
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+SPECIAL_TOKEN_ROLES = ("pad_token", "unk_token", "cls_token", "sep_token")
 NEVER_GENERATED = [PAD, UNK, BOS]
 PITCH_CLASSES = 12
 
 
 @dataclass
 class CsaConfig:
-    clap_path: str = "checkpoints/clap"  # the embedded CLAP folder (relative paths: cwd, then the repo)
+    clap_path: str = "checkpoints/clap"  # a CLAP folder (relative: cwd, then the repo) or a LAION CLAP Hub id
     clap_hash: str = ""  # checkpoint_hash of that CLAP at build time: a retrained CLAP is refused at load
     audio_dim: int = 0  # CLAP frame-token width, set at build from the CLAP
     embed_dim: int = 0  # CLAP embedding size, set at build from the CLAP
@@ -102,6 +111,7 @@ class CsaConfig:
     vocab_size: int = 0  # pruned WordPiece size, set at build from the training captions
     n_layers: int = 4
     n_heads: int = 4
+    attention_dim: int = 0  # query/key/value width of every attention (Table I: 512); 0: the model width
     width: int = 256
     ff_dim: int = 1024
     dropout: float = 0.1
@@ -115,20 +125,18 @@ class CsaConfig:
     pitch_class_blocks: list[list[int]] = field(default_factory=list)  # [start, end) frame columns, 12 wide
     seed: int = 0
 
+    @property
+    def attention_width(self) -> int:
+        return self.attention_dim or self.width
+
     def __post_init__(self):
-        if self.width % self.n_heads:
-            raise ValueError("width must be a multiple of n_heads")
+        if self.width % self.n_heads or self.attention_width % self.n_heads:
+            raise ValueError("width and attention_dim must be multiples of n_heads")
         for start, end in self.pitch_class_blocks:
             if end - start != PITCH_CLASSES:
                 raise ValueError(f"pitch-class block [{start}, {end}) is not {PITCH_CLASSES} wide")
         if self.semantic_steps < 1:
             raise ValueError("semantic_steps must be at least 1")
-
-
-def resolve_path(path: str | Path) -> Path:
-    """A relative path as given if it exists from the working directory, else from the repo root."""
-    path = Path(path)
-    return path if path.is_absolute() or path.exists() else REPO / path
 
 
 def embedded_pitch_class_blocks(frame_dim: int) -> list[list[int]]:
@@ -180,17 +188,20 @@ def symmetric_info_nce(
 
 
 class Attention(nn.Module):
-    """Multi-head attention that returns its weights (the heatmaps) and takes precomputed keys/values."""
+    """Multi-head attention that returns its weights (the heatmaps) and takes precomputed keys/values.
 
-    def __init__(self, width: int, n_heads: int, dropout: float):
+    Queries, keys and values are ``attention_dim`` wide, split over the heads, and projected back to ``width``.
+    """
+
+    def __init__(self, width: int, n_heads: int, dropout: float, attention_dim: int):
         super().__init__()
-        self.n_heads, self.head_dim = n_heads, width // n_heads
-        self.query = nn.Linear(width, width)
-        self.key_value = nn.Linear(width, 2 * width)
-        self.out = nn.Linear(width, width)
+        self.n_heads, self.head_dim = n_heads, attention_dim // n_heads
+        self.query = nn.Linear(width, attention_dim)
+        self.key_value = nn.Linear(width, 2 * attention_dim)
+        self.out = nn.Linear(attention_dim, width)
         self.dropout = nn.Dropout(dropout)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [N, L, width] -> [N, heads, L, head_dim]
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [N, L, attention_dim] -> [N, heads, L, head_dim]
         return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
 
     def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,9 +222,9 @@ class DecoderLayer(nn.Module):
     def __init__(self, config: CsaConfig):
         super().__init__()
         self.self_norm = nn.LayerNorm(config.width)
-        self.self_attention = Attention(config.width, config.n_heads, config.dropout)
+        self.self_attention = Attention(config.width, config.n_heads, config.dropout, config.attention_width)
         self.cross_norm = nn.LayerNorm(config.width)
-        self.cross_attention = Attention(config.width, config.n_heads, config.dropout)
+        self.cross_attention = Attention(config.width, config.n_heads, config.dropout, config.attention_width)
         self.mlp_norm = nn.LayerNorm(config.width)
         self.mlp = nn.Sequential(
             nn.Linear(config.width, config.ff_dim), nn.GELU(), nn.Linear(config.ff_dim, config.width)
@@ -263,7 +274,7 @@ class CaptionDecoder(nn.Module):
         return tuple(k for k, _ in pairs), tuple(v for _, v in pairs)
 
     def empty_cache(self, n_rows: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-        head_dim = self.config.width // self.config.n_heads
+        head_dim = self.config.attention_width // self.config.n_heads
         empty = torch.zeros(n_rows, self.config.n_heads, 0, head_dim)
         return tuple(empty for _ in self.layers), tuple(empty for _ in self.layers)
 
@@ -327,7 +338,7 @@ class CsaCaptioner(NeuralCaptioner):
         self.audio_norm = nn.LayerNorm(config.width)
         self.alignment_head = nn.Linear(config.width, config.embed_dim)
         self.decoder = CaptionDecoder(config)
-        # decoder id -> MiniLM id; filled by ``build``, restored from the checkpoint
+        # decoder id -> text-tower id (the name predates the HTSAT backend); filled by ``build``
         self.register_buffer("minilm_ids", torch.zeros(config.vocab_size, dtype=torch.long))
         self._reference_cache: dict[str, torch.Tensor] = {}  # caption -> frozen E_T (training only)
 
@@ -343,17 +354,23 @@ class CsaCaptioner(NeuralCaptioner):
 
     @classmethod
     def build(cls, config: dict, train_items: list, context) -> CsaCaptioner:
-        from musiccap.encoders.embedded_clap import EmbeddedClap
-
         settings = config_from_dict(CsaConfig, {"clap_path": context.clap_path, **config})
-        clap_dir = resolve_path(settings.clap_path)
-        clap = EmbeddedClap.from_pretrained(clap_dir)
-        frame_dim = context.feature_dims[0]
-        blocks = settings.pitch_class_blocks or (
-            embedded_pitch_class_blocks(frame_dim) if settings.pitch_shift_semitones else []
-        )
-        if any(end > frame_dim for _, end in blocks):
-            raise ValueError(f"pitch-class blocks {blocks} do not fit frames of width {frame_dim}")
+        clap_dir = clap_folder(settings.clap_path)
+        clap = load_clap(clap_dir)
+        if clap_kind(clap_dir) == EMBEDDED:
+            frame_dim = context.feature_dims[0]
+            blocks = settings.pitch_class_blocks or (
+                embedded_pitch_class_blocks(frame_dim) if settings.pitch_shift_semitones else []
+            )
+            if any(end > frame_dim for _, end in blocks):
+                raise ValueError(f"pitch-class blocks {blocks} do not fit frames of width {frame_dim}")
+        elif settings.pitch_shift_semitones or settings.pitch_class_blocks:
+            raise ValueError(
+                "pitch shift on features rotates the embedded frames' pitch-class blocks; an HTSAT CLAP "
+                "reads log-mels: set pitch_shift_semitones to 0"
+            )
+        else:
+            blocks = []
         minilm_ids = pruned_vocabulary(clap.tokenizer, [item.caption for item in train_items])
         settings = replace(
             settings,
@@ -370,27 +387,25 @@ class CsaCaptioner(NeuralCaptioner):
 
     @classmethod
     def load_extra(cls, path: Path) -> dict[str, Any]:
-        from musiccap.encoders.embedded_clap import EmbeddedClap
-
         config = read_config(path)["config"]
-        clap_dir = resolve_path(config["clap_path"])
+        clap_dir = clap_folder(config["clap_path"])
         if config.get("clap_hash") and checkpoint_hash(clap_dir) != config["clap_hash"]:
             raise ValueError(
                 f"{path} was trained on the CLAP with hash {config['clap_hash']}, but {clap_dir} now holds "
                 f"{checkpoint_hash(clap_dir)}: retrain csa (its projection reads that CLAP's frame tokens)"
             )
-        return {"clap": EmbeddedClap.from_pretrained(clap_dir)}
+        return {"clap": load_clap(clap_dir)}
 
     # ---- vocabulary ------------------------------------------------------------------------------
 
     def encode_captions(self, texts: list[str]) -> list[list[int]]:
-        """Decoder ids of captions (no BOS/EOS; WordPieces outside the pruned vocabulary become UNK)."""
+        """Decoder ids of captions (no BOS/EOS; tokens outside the pruned vocabulary become UNK)."""
         to_decoder = {minilm: own for own, minilm in enumerate(self.minilm_ids.tolist())}
         encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [[to_decoder.get(i, UNK) for i in ids] for ids in encoded]
 
     def decode_ids(self, ids: list[int]) -> tuple[str, list[str]]:
-        """Caption text and one WordPiece per id (the heatmap's rows)."""
+        """Caption text and one text-tower token per id (the heatmap's rows)."""
         minilm = [int(self.minilm_ids[i]) for i in ids]
         tokens = self.tokenizer.convert_ids_to_tokens(minilm)
         return self.tokenizer.decode(minilm, skip_special_tokens=True).strip(), tokens
@@ -400,11 +415,9 @@ class CsaCaptioner(NeuralCaptioner):
     def encode_audio(
         self, frames: torch.Tensor, frame_mask: torch.Tensor, pooled: torch.Tensor
     ) -> AudioEncoding:
-        clap = self.clap
+        # The CLAP ignores ``pooled`` when it has no pooled input (embedded pooled_dim 0, HTSAT).
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_encoder):
-            tokens, clap_embedding = clap.audio_tokens(
-                frames, frame_mask, pooled if clap.config.pooled_dim else None
-            )
+            tokens, clap_embedding = self.clap.audio_tokens(frames, frame_mask, pooled)
         memory = self.audio_norm(self.audio_projection(tokens))
         weights = frame_mask.to(memory.dtype) / frame_mask.sum(1, keepdim=True).clamp(min=1)
         pooled_memory = torch.einsum("bs,bsd->bd", weights, memory)
@@ -457,8 +470,8 @@ class CsaCaptioner(NeuralCaptioner):
         n_items, steps = logits.shape[0], self.config.semantic_steps
         generator = None if self.training else torch.Generator().manual_seed(self.config.seed)
         word_embeddings = self.clap.text_input_embeddings.weight
-        vocabulary_embeddings = word_embeddings.index_select(0, self.minilm_ids)  # [V, 384]
-        expected = logits.float().softmax(dim=-1) @ vocabulary_embeddings  # [B, L, 384]
+        vocabulary_embeddings = word_embeddings.index_select(0, self.minilm_ids)  # [V, text width]
+        expected = logits.float().softmax(dim=-1) @ vocabulary_embeddings  # [B, L, text width]
 
         chosen = torch.arange(n_items)
         if 0 < self.config.semantic_rows < n_items:
@@ -470,7 +483,7 @@ class CsaCaptioner(NeuralCaptioner):
         rows = chosen.repeat_interleave(steps)
         n_positions = int(prefix_lengths.max()) + 2  # [CLS] prefix [SEP]
         positions = torch.arange(n_positions)[None, :]
-        body = expected[rows][:, (positions[0] - 1).clamp(0, expected.shape[1] - 1)]  # [R, P, 384]
+        body = expected[rows][:, (positions[0] - 1).clamp(0, expected.shape[1] - 1)]  # [R, P, text width]
         cls, sep, pad = word_embeddings[self.minilm_ids[[BOS, EOS, PAD]]]
         lengths = prefix_lengths[:, None]
         inputs = torch.where(
@@ -543,7 +556,7 @@ class CsaCaptioner(NeuralCaptioner):
         decoding = decoding or self.default_decoding
         self.eval()
         started = time.perf_counter()
-        features = [audio_features(clip) for clip in clips]
+        features = [self.clap.audio_inputs(clip) for clip in clips]
         feature_time = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -580,12 +593,12 @@ class CsaCaptioner(NeuralCaptioner):
                     text=text,
                     tokens=tokens,
                     attention=weights.mean(axis=(1, 2)).astype(np.float32),
-                    attention_times=np.asarray(feature.frame_times, dtype=np.float32)[:n_frames],
+                    attention_times=self.clap.token_times(feature)[:n_frames],
                     attention_views=attention_views(weights),
                     audio_embedding=audio.clap_embedding[row].numpy(),
                     decoding=decoding.to_dict(),
                     timings={
-                        "features": clip.timings.get("embedded_audio", feature_time / len(clips)),
+                        "features": clip.timings.get(self.clap.feature_name, feature_time / len(clips)),
                         "decode": decode_time / len(clips),
                     },
                     window=clip.span,
@@ -595,8 +608,8 @@ class CsaCaptioner(NeuralCaptioner):
 
 
 def pruned_vocabulary(tokenizer, captions: list[str]) -> list[int]:
-    """MiniLM ids of the four special tokens, then every WordPiece the captions use (sorted)."""
-    special = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+    """Text-tower ids of pad, unk, cls and sep, then of every token the captions use (sorted)."""
+    special = tokenizer.convert_tokens_to_ids([getattr(tokenizer, role) for role in SPECIAL_TOKEN_ROLES])
     used = set()
     for ids in tokenizer(captions, add_special_tokens=False)["input_ids"]:
         used.update(ids)
