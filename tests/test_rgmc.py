@@ -292,7 +292,7 @@ def test_text_pretraining_lowers_the_captioning_loss(clap_dir, items):
     assert after < 0.5 * before
 
 
-@pytest.mark.parametrize("name", ["rgmc", "rgmc_audio_only", "rgmc_text_only"])
+@pytest.mark.parametrize("name", ["rgmc", "rgmc_audio_only", "rgmc_text_only", "rgmc_no_pretraining"])
 def test_configs_are_valid(name):
     document = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     config = config_from_dict(RGMCConfig, document["model"])
@@ -303,4 +303,6 @@ def test_configs_are_valid(name):
         "rgmc": (True, True),
         "rgmc_audio_only": (True, False),
         "rgmc_text_only": (False, True),
+        "rgmc_no_pretraining": (True, True),
     }[name]
+    assert config.pretrain_epochs == (0 if name == "rgmc_no_pretraining" else 4)

@@ -145,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         corpus_dir=str(args.corpus),
     )
     cls = model_class(args.model)
+    build_started = time.time()
     model = cls.build(config.get("model", {}), train_items, context)
+    build_time_s = round(time.time() - build_started, 1)  # includes any pretraining done at build (RGMC's LM)
     if "decoding" in config and hasattr(model, "default_decoding"):
         from musiccap.decoding import DecodingConfig
 
@@ -167,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_validation": len(validation_items),
         "torch_threads": torch.get_num_threads(),
         "wall_time_s": round(time.time() - started, 1),
+        "build_time_s": build_time_s,
         "parameters": parameter_counts(model),
         **summary,
     }

@@ -122,6 +122,7 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
             ablation("rgmc", "rgmc_audio_only", c, "rgmc")
             + ablation("rgmc", "rgmc_text_only", c, "rgmc")
             + ablation("rgmc", "rgmc_piece_exclusion", c, "rgmc")
+            + ablation("rgmc", "rgmc_no_pretraining", c, "rgmc")
             + [
                 evaluate_as("rgmc", c, "rgmc_random_candidate", set_=["candidate=random"]),
                 evaluate_as("rgmc", c, "rgmc_gold_candidate", set_=["candidate=gold"]),
