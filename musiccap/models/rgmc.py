@@ -357,31 +357,34 @@ class RGMCCaptioner(NeuralCaptioner):
             neighbours = self.nearest_neighbours(
                 embeddings, [item.id for item in items], [self._same_piece_ids(item) for item in items]
             )
-        n_prefix = self.config.n_prefix if self.config.use_audio else 0
-        sequences, targets = [], []
-        for item, neighbour in zip(items, neighbours, strict=True):
-            prompt = [self.eos_id] * n_prefix  # placeholders: their embeddings become the audio prefix
-            if neighbour is not None:
-                prompt += self._encode(neighbour.text, self.config.max_neighbour_tokens)
-            caption = self._encode(item.caption, self.config.max_caption_tokens) + [self.eos_id]
-            sequences.append(prompt + [self.sep_id] + caption)
-            targets.append([-100] * (len(prompt) + 1) + caption)  # loss on the caption and its EOS only
-        longest = max(map(len, sequences))
+        layouts = [
+            self._layout(neighbour.text if neighbour is not None else None, item.caption)
+            for item, neighbour in zip(items, neighbours, strict=True)
+        ]
+        return {**audio, **self._pad(layouts)}
+
+    def _layout(self, candidate: str | None, caption: str) -> tuple[list[int], list[int]]:
+        """(tokens, labels) of one training sequence: audio-prefix placeholders (their embeddings become
+        the prefix), the candidate caption, SEP, the caption and EOS; loss on the caption and EOS only."""
+        prompt = [self.eos_id] * (self.config.n_prefix if self.config.use_audio else 0)
+        if candidate is not None:
+            prompt += self._encode(candidate, self.config.max_neighbour_tokens)
+        target = self._encode(caption, self.config.max_caption_tokens) + [self.eos_id]
+        return prompt + [self.sep_id] + target, [-100] * (len(prompt) + 1) + target
+
+    def _pad(self, layouts: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        """Right-padded input_ids, labels and attention_mask for a list of ``_layout`` results."""
+        longest = max(len(sequence) for sequence, _ in layouts)
         if longest > self.config.n_positions:
             raise ValueError(f"sequence of {longest} tokens exceeds n_positions={self.config.n_positions}")
-        input_ids = torch.full((len(items), longest), self.eos_id, dtype=torch.long)
-        labels = torch.full((len(items), longest), -100, dtype=torch.long)
-        attention_mask = torch.zeros(len(items), longest, dtype=torch.long)
-        for row, (sequence, target) in enumerate(zip(sequences, targets, strict=True)):
+        input_ids = torch.full((len(layouts), longest), self.eos_id, dtype=torch.long)
+        labels = torch.full((len(layouts), longest), -100, dtype=torch.long)
+        attention_mask = torch.zeros(len(layouts), longest, dtype=torch.long)
+        for row, (sequence, target) in enumerate(layouts):
             input_ids[row, : len(sequence)] = torch.tensor(sequence)
             labels[row, : len(target)] = torch.tensor(target)
             attention_mask[row, : len(sequence)] = 1
-        return {
-            **audio,
-            "input_ids": input_ids,
-            "labels": labels,
-            "attention_mask": attention_mask,
-        }
+        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
 
     def _input_embeddings(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         embeds = self.lm.get_input_embeddings()(batch["input_ids"])
@@ -425,31 +428,15 @@ class RGMCCaptioner(NeuralCaptioner):
         generator = torch.Generator().manual_seed(self.config.seed)
         optimizer = torch.optim.AdamW(self.lm.parameters(), lr=lr)
         candidates = self.text_neighbours(texts) if self.config.use_text else [None] * len(texts)
-        n_prefix = self.config.n_prefix if self.config.use_audio else 0
-        sequences, targets = [], []
-        for text, candidate in zip(texts, candidates, strict=True):
-            prompt = [self.eos_id] * n_prefix
-            if candidate is not None:
-                prompt += self._encode(candidate, self.config.max_neighbour_tokens)
-            caption = self._encode(text, self.config.max_caption_tokens) + [self.eos_id]
-            sequences.append(prompt + [self.sep_id] + caption)
-            targets.append([-100] * (len(prompt) + 1) + caption)
+        layouts = [self._layout(candidate, text) for text, candidate in zip(texts, candidates, strict=True)]
         losses = []
         self.lm.train()
         for _ in range(epochs):
-            order = torch.randperm(len(sequences), generator=generator).tolist()
+            order = torch.randperm(len(layouts), generator=generator).tolist()
             total, count = 0.0, 0
             for start in range(0, len(order), batch_size):
-                chunk = order[start : start + batch_size]
-                longest = max(len(sequences[i]) for i in chunk)
-                ids = torch.full((len(chunk), longest), self.eos_id, dtype=torch.long)
-                labels = torch.full((len(chunk), longest), -100, dtype=torch.long)
-                mask = torch.zeros(len(chunk), longest, dtype=torch.long)
-                for row, i in enumerate(chunk):
-                    ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
-                    labels[row, : len(targets[i])] = torch.tensor(targets[i])
-                    mask[row, : len(sequences[i])] = 1
-                loss = self.lm(input_ids=ids, attention_mask=mask, labels=labels).loss
+                batch = self._pad([layouts[i] for i in order[start : start + batch_size]])
+                loss = self.lm(**batch).loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.lm.parameters(), 1.0)
