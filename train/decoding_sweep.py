@@ -2,7 +2,8 @@
 
 Choose a checkpoint's decoding on the validation split, never the test split: each ``--try`` is one
 setting (space-separated key=value overrides of its default decoding); every setting captions the
-same first ``--limit`` validation clips and is scored by CIDEr-D and BLEU-4 (coco-caption) with the
+same first ``--limit`` validation clips and is scored by CIDEr-D and BLEU-4 (coco-caption) and
+attribute accuracy (what the captions state about the clips, ``musiccap.metrics.attributes``), with the
 mean caption length in words beside the references'. Results are printed and, with ``--record``,
 filed under the checkpoint's name in a JSON file (``docs/decoding_sweeps.json``), so the numbers in
 the configs' comments can be re-run.
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 from musiccap.metrics import coco
+from musiccap.metrics.attributes import attribute_accuracy
 from musiccap.metrics.diversity import words
 from musiccap.models.base import load_captioner
 from train.data import load_items
@@ -33,12 +35,18 @@ def sweep(checkpoint: str, corpus: str, settings: list[list[str]], limit: int) -
         decoding = captioner.default_decoding.replace(**overrides)
         predictions = [result.text for result in caption_items(captioner, items, decoding)]
         scores = coco.coco_scores(predictions, references, with_meteor=False).to_dict()
+        attributes = attribute_accuracy(predictions, [item.attributes for item in items])
         rows.append(
             {
                 "overrides": overrides,
                 "cider_d": scores["cider_d"],
                 "bleu4": scores["bleu4"],
                 "words_mean": statistics.fmean(len(words(p)) for p in predictions),
+                "attr_instrument_f1": attributes.instrument_f1,
+                **{
+                    f"attr_{name}_acc": getattr(attributes, f"{name}_acc")
+                    for name in ("tempo", "mode", "drums", "mood")
+                },
             }
         )
         print(json.dumps(rows[-1]), flush=True)

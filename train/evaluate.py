@@ -174,10 +174,12 @@ def evaluate_checkpoint(
         target.write_text(json.dumps(document, indent=2) + "\n")
     else:
         previous = checkpoint / "results.json"
-        if previous.is_file():  # ablation rows filed by other runs survive a re-evaluation
-            ablations = json.loads(previous.read_text()).get("ablations")
-            if ablations:
-                results["ablations"] = ablations
+        # ablation rows filed by other runs, and how each was made, survive a re-evaluation
+        if previous.is_file():
+            document = json.loads(previous.read_text())
+            for key in ("ablations", "ablation_runs"):
+                if document.get(key):
+                    results[key] = document[key]
         previous.write_text(json.dumps(results, indent=2) + "\n")
     from train.model_card import write_model_card
 
