@@ -35,18 +35,13 @@ def sweep(checkpoint: str, corpus: str, settings: list[list[str]], limit: int) -
         decoding = captioner.default_decoding.replace(**overrides)
         predictions = [result.text for result in caption_items(captioner, items, decoding)]
         scores = coco.coco_scores(predictions, references, with_meteor=False).to_dict()
-        attributes = attribute_accuracy(predictions, [item.attributes for item in items])
         rows.append(
             {
                 "overrides": overrides,
                 "cider_d": scores["cider_d"],
                 "bleu4": scores["bleu4"],
                 "words_mean": statistics.fmean(len(words(p)) for p in predictions),
-                "attr_instrument_f1": attributes.instrument_f1,
-                **{
-                    f"attr_{name}_acc": getattr(attributes, f"{name}_acc")
-                    for name in ("tempo", "mode", "drums", "mood")
-                },
+                **attribute_accuracy(predictions, [item.attributes for item in items]).to_metrics(),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
