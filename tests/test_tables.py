@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from train.evaluate import ablation_run
-from train.tables import render, runs_table
+from train.tables import against_random_table, render, runs_table
 
 
 def _write(path, document):
@@ -38,3 +38,14 @@ def test_runs_table_names_the_model_epochs_and_switches_of_every_row(tmp_path):
     assert "| muscaps | 10 | 10.0 | num_beams=1 | abcdef1 |" in rows["muscaps_greedy"]
     assert rows["muscaps_old"].endswith("| filed before runs were recorded |")
     assert "muscaps_late" in render(tmp_path)
+
+
+def test_against_random_lists_every_column_a_captioner_does_not_beat_strictly():
+    main = {
+        "random": {"cider_d": 0.16, "vocab": 462, "attr_mode_acc": 0.34, "meteor": 0.16},
+        "csa": {"cider_d": 0.38, "vocab": 305, "attr_mode_acc": 0.34, "meteor": 0.19},
+    }
+    row = against_random_table(main).splitlines()[-1]
+    assert row.startswith("| csa | 2 of 4 |")
+    assert "Vocab (305 vs 462)" in row and "Mode (34.0 vs 34.0)" in row  # a tie does not beat
+    assert "CIDEr-D" not in row and "METEOR" not in row

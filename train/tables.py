@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from musiccap.metrics.tables import ATTRIBUTE_TABLE, KIM_PARK_TABLE_II, RGMC_TABLE_3, markdown_table
+from musiccap.metrics.tables import ATTRIBUTE_TABLE, KIM_PARK_TABLE_II, RGMC_TABLE_3, format_value, markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 ORDER = ("random", "nearest", "muscaps", "alcap", "rgmc", "blap", "csa")
@@ -29,6 +29,8 @@ PAPER_TABLES = {
 }
 # Rows of other checkpoints that a paper's own table carries (RGMC Table 3 starts with these baselines).
 BASELINE_ROWS = {"rgmc": ("random", "nearest")}
+# Every column of the three comparison tables, once; all of them read higher-is-better.
+COMPARED_COLUMNS = tuple(dict.fromkeys(KIM_PARK_TABLE_II + RGMC_TABLE_3 + ATTRIBUTE_TABLE))
 
 
 def load(checkpoints: Path) -> dict[str, dict]:
@@ -86,6 +88,27 @@ def runs_table(checkpoints: Path, name: str, results: dict) -> str:
     return "\n".join(lines)
 
 
+def against_random_table(main: dict[str, dict], baseline: str = "random") -> str:
+    """Per captioner, the columns on which it does not beat the Random-caption baseline (a tie does not beat)."""
+    reference = main[baseline]
+    lines = ["| system | beats Random on | does not beat Random on |", "|---|---:|---|"]
+    for system, metrics in main.items():
+        if system == baseline:
+            continue
+        compared = [
+            (header, key)
+            for header, key in COMPARED_COLUMNS
+            if isinstance(metrics.get(key), (int, float)) and isinstance(reference.get(key), (int, float))
+        ]
+        behind = [
+            f"{header} ({format_value(key, metrics[key])} vs {format_value(key, reference[key])})"
+            for header, key in compared
+            if metrics[key] <= reference[key]
+        ]
+        lines.append(f"| {system} | {len(compared) - len(behind)} of {len(compared)} | {'; '.join(behind) or '—'} |")
+    return "\n".join(lines)
+
+
 def render(checkpoints: Path) -> str:
     results = load(checkpoints)
     main = {name: r["metrics"] for name, r in results.items()}
@@ -112,6 +135,16 @@ def render(checkpoints: Path) -> str:
         markdown_table(main, ATTRIBUTE_TABLE),
         "",
     ]
+    if "random" in main:
+        parts += [
+            "### Against the Random-caption baseline",
+            "",
+            "Every column above, each higher-is-better; a captioner beats Random on a column only if it scores "
+            "strictly higher. Random's Vocab is the human vocabulary (see docs/METRICS.md).",
+            "",
+            against_random_table(main),
+            "",
+        ]
     for name, (title, columns) in PAPER_TABLES.items():
         if name not in results:
             continue
