@@ -331,6 +331,10 @@ class QFormer(nn.Module):
         super().__init__()
         self.queries = nn.Parameter(torch.randn(config.n_queries, config.width) * 0.02)
         self.text_embed = nn.Embedding(config.vocab_size, config.width)
+        # BERT's initialiser. The stage-1 LM head is tied to these rows: at nn.Embedding's N(0, 1) its first
+        # logits were ~16 wide (loss ~78), and that gradient took the whole clipping norm, so ATC and ATM
+        # sat at chance (ln 32, and 0.637 for 1 positive in 3) through a whole stage-1 run.
+        nn.init.normal_(self.text_embed.weight, std=0.02)
         self.text_positions = nn.Parameter(torch.randn(config.max_text_positions, config.width) * 0.02)
         self.embed_norm = nn.LayerNorm(config.width)
         self.embed_dropout = nn.Dropout(config.dropout)
