@@ -4,7 +4,6 @@ and the full profile: a tiny LAION-style HTSAT CLAP and a tiny Flan-T5-shaped LM
 from __future__ import annotations
 
 import math
-
 import random
 from pathlib import Path
 
@@ -305,7 +304,9 @@ def test_configs_are_valid(name):
 
 
 def test_stage_ablation_differs_from_blap_only_in_its_start():
-    shipped, ablation = (yaml.safe_load((CONFIGS / f"{n}.yaml").read_text()) for n in ("blap", "blap_stage2_only"))
+    shipped, ablation = (
+        yaml.safe_load((CONFIGS / f"{n}.yaml").read_text()) for n in ("blap", "blap_stage2_only")
+    )
     assert ablation["train"] == shipped["train"] and ablation["decoding"] == shipped["decoding"]
     assert {k: v for k, v in ablation["model"].items() if shipped["model"][k] != v} == {"init_from": ""}
 

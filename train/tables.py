@@ -12,7 +12,13 @@ import json
 import sys
 from pathlib import Path
 
-from musiccap.metrics.tables import ATTRIBUTE_TABLE, KIM_PARK_TABLE_II, RGMC_TABLE_3, format_value, markdown_table
+from musiccap.metrics.tables import (
+    ATTRIBUTE_TABLE,
+    KIM_PARK_TABLE_II,
+    RGMC_TABLE_3,
+    format_value,
+    markdown_table,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ORDER = ("random", "nearest", "muscaps", "alcap", "rgmc", "blap", "csa")
@@ -108,7 +114,9 @@ def against_random_table(main: dict[str, dict], baseline: str = "random") -> str
             for header, key in compared
             if metrics[key] <= reference[key]
         ]
-        lines.append(f"| {system} | {len(compared) - len(behind)} of {len(compared)} | {'; '.join(behind) or '—'} |")
+        lines.append(
+            f"| {system} | {len(compared) - len(behind)} of {len(compared)} | {'; '.join(behind) or '—'} |"
+        )
     return "\n".join(lines)
 
 
