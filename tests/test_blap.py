@@ -39,6 +39,7 @@ from tests.toy import (
 )
 from train.__main__ import BuildContext
 from train.blap_lm import corrupt, pretrain
+from train.blap_prompt_use import prompt_use
 from train.data import FeatureItem
 from train.trainer import TrainConfig, fit
 
@@ -239,6 +240,14 @@ def test_beam_search_caption_and_attention(trained, items):
         clip_of(items[1]), DecodingConfig(num_beams=3, min_new_tokens=12, max_new_tokens=14)
     )
     assert 12 <= len(long.tokens) <= 14
+
+
+def test_prompt_use_scores_own_rolled_and_no_prompt(trained, items):
+    nll = prompt_use(trained, items)
+    assert set(nll) == {"own_prompt", "rolled_prompt", "no_prompt"}
+    assert all(np.isfinite(v) and v > 0 for v in nll.values())
+    # trained on these 16 clips, each clip's own prompt explains its caption better than another's
+    assert nll["own_prompt"] < nll["rolled_prompt"]
 
 
 def test_combined_attention_is_the_product_over_the_soft_prompt():
