@@ -17,10 +17,12 @@ from musiccap.models.csa import (
     BOS,
     EOS,
     NEVER_GENERATED,
+    TONIC_SPELLINGS,
     CsaCaptioner,
     CsaConfig,
     embedded_pitch_class_blocks,
     pitch_shift_frames,
+    transpose_key_names,
 )
 from tests.toy import TEMPLATES, save_tiny_clap, save_tiny_htsat_clap, toy_item, toy_mel_items, toy_waveform
 from train.__main__ import BuildContext
@@ -77,6 +79,44 @@ def test_pitch_shift_rotates_only_pitch_class_blocks():
     assert torch.equal(shifted[:, :, untouched], frames[:, :, untouched])
     back = pitch_shift_frames(shifted, torch.tensor([-2, 0, 5]), blocks)
     assert torch.equal(back, frames)
+
+
+def test_transposing_a_caption_moves_its_key_names_only():
+    caption = "It is in Ab major. The piece is in a major key, played by A. B. and a Bb-major brass band."
+    assert transpose_key_names(caption, 3) == (
+        "It is in B major. The piece is in a major key, played by A. B. and a C#-major brass band."
+    )
+    assert transpose_key_names("The harmony is in a minor key, F# minor.", -7) == (
+        "The harmony is in a minor key, B minor."
+    )
+    assert transpose_key_names("The key is D# minor.", 1) == "The key is E minor."  # other spellings read
+    assert transpose_key_names("It is in C major.", 12) == "It is in C major."
+
+
+def test_training_batches_shift_the_chroma_and_the_caption_key_together(clap_dir):
+    rng = np.random.default_rng(1)
+    keyed = []
+    for index in range(12):
+        item = make_item(index, rng)
+        item.features.frames[:, 8 + index] += 10.0  # chroma block starts at column 8: tonic = index
+        item.caption = f"a calm piano piece in {TONIC_SPELLINGS[index]} major"
+        keyed.append(item)
+    model = build(clap_dir, keyed[:1])  # one training caption: the vocabulary must still hold every tonic
+    read_back = {name.lower(): pc for pc, name in enumerate(TONIC_SPELLINGS)}
+
+    def keys_of(batch) -> tuple[list[int], list[int]]:
+        stated, heard = [], []
+        for row, length in enumerate(batch["caption_lengths"].tolist()):
+            text, _ = model.decode_ids(batch["input_ids"][row, 1 : length + 1].tolist())
+            stated.append(read_back[text.split(" in ")[1].removesuffix(" major").replace(" ", "")])
+            heard.append(int(batch["frames"][row, :, 8:20].mean(0).argmax()))
+        return stated, heard
+
+    torch.manual_seed(0)
+    stated, heard = keys_of(model.train_collate(keyed))
+    assert stated == heard
+    assert stated != list(range(12))  # the draw moved some rows: the check above was not vacuous
+    assert keys_of(model.collate(keyed)) == (list(range(12)), list(range(12)))  # validation: unshifted
 
 
 def test_vocabulary_is_pruned_and_round_trips(clap_dir, items):

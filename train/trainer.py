@@ -1,11 +1,11 @@
 """One training loop for every architecture.
 
-A model contributes ``build`` (from its config and the training items), ``collate`` and
-``training_loss`` (a dict of named loss terms whose ``"loss"`` is optimised); this loop owns
-everything else: seeds, the optimiser and schedule, gradient clipping, early stopping on the
-validation loss, resuming, the progress bar and the epoch log. It runs under Hugging Face
-Accelerate, so ``accelerate launch -m train ...`` runs the same code on several GPUs (DDP,
-mixed precision); here it runs on the CPU.
+A model contributes ``build`` (from its config and the training items), ``collate`` (and, if it
+augments its training batches, ``train_collate``) and ``training_loss`` (a dict of named loss terms
+whose ``"loss"`` is optimised); this loop owns everything else: seeds, the optimiser and schedule,
+gradient clipping, early stopping on the validation loss, resuming, the progress bar and the epoch
+log. It runs under Hugging Face Accelerate, so ``accelerate launch -m train ...`` runs the same code
+on several GPUs (DDP, mixed precision); here it runs on the CPU.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def fit(
         train_items,
         batch_size=config.batch_size,
         shuffle=True,
-        collate_fn=model.collate,
+        collate_fn=getattr(model, "train_collate", model.collate),  # a model may augment training batches
         generator=loader_seed,
         drop_last=len(train_items) > config.batch_size,
     )

@@ -56,7 +56,10 @@ tokens; the map from decoder ids to the text tower's ids is a buffer in the chec
 Pitch-shift augmentation (paper: +-6 semitones on the audio) is applied **on features**: each
 training row gets a shift drawn from -6..6, and every 12-wide pitch-class block of the frames
 (chroma, the 12 major- and the 12 minor-key correlations; layout in ``musiccap/encoders/embedded.py``)
-is rotated by it. The musicnn mid-end and tempogram blocks are left as they are (a learned timbre
+is rotated by it. The caption is transposed with it: a key it names ("It is in Ab major.") moves by
+the same interval (``transpose_key_names``). MusicCaps' captions seldom name a key, so the paper
+could shift the audio alone; the synthetic corpus names one in half its captions, and a key left
+unmoved while the chroma moves would teach the decoder that the stated key is noise. The musicnn mid-end and tempogram blocks are left as they are (a learned timbre
 representation cannot be transposed after the fact); the pooled vector only feeds the CLAP's own
 embedding, which no loss here uses, so it is not shifted either. An HTSAT CLAP reads log-mels, whose
 bins are not pitch classes: with it the shift is refused (``csa_full.yaml`` sets it to 0).
@@ -70,6 +73,7 @@ rebuilds it from its package.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -99,6 +103,17 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIAL_TOKEN_ROLES = ("pad_token", "unk_token", "cls_token", "sep_token")
 NEVER_GENERATED = [PAD, UNK, BOS]
 PITCH_CLASSES = 12
+# How the synthetic corpus spells the twelve tonics (``train/corpus/sources.py``); a transposed key is
+# written so. Reading also accepts the other enharmonic spellings (user captions may say D# or Gb).
+TONIC_SPELLINGS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+TONIC_PITCH_CLASS = {
+    **{name: pc for pc, name in enumerate(TONIC_SPELLINGS)},
+    **{"Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "Cb": 11, "B#": 0, "E#": 5, "Fb": 4},
+}
+# A capitalised tonic directly before "major"/"minor": "Ab major", "F# minor"; not the article in
+# "a major key" (lower case). A sentence opening "A major ..." would read as the key A major; the
+# corpus never writes one (checked over all three splits).
+KEY_NAME = re.compile(r"\b([A-G][#b]?)(?=[ -](?:major|minor)\b)")
 
 
 @dataclass
@@ -171,6 +186,20 @@ def pitch_shift_frames(
     for start, end in blocks:
         shifted[..., start:end] = frames[..., start:end].gather(-1, source)
     return shifted
+
+
+def transpose_key_names(caption: str, semitones: int) -> str:
+    """``caption`` with every key it names moved by ``semitones``: "It is in Ab major." +3 -> "B major".
+
+    The label side of the pitch-shift augmentation; the mode (major/minor) is kept, as transposing keeps it.
+    """
+    if semitones % PITCH_CLASSES == 0:
+        return caption
+
+    def moved(match: re.Match) -> str:
+        return TONIC_SPELLINGS[(TONIC_PITCH_CLASS[match.group(1)] + semitones) % PITCH_CLASSES]
+
+    return KEY_NAME.sub(moved, caption)
 
 
 def symmetric_info_nce(
@@ -371,7 +400,9 @@ class CsaCaptioner(NeuralCaptioner):
             )
         else:
             blocks = []
-        minilm_ids = pruned_vocabulary(clap.tokenizer, [item.caption for item in train_items])
+        captions = [item.caption for item in train_items]
+        # a transposed caption may name a tonic no training caption does: keep all twelve in the vocabulary
+        minilm_ids = pruned_vocabulary(clap.tokenizer, captions + (list(TONIC_SPELLINGS) if blocks else []))
         settings = replace(
             settings,
             clap_hash=checkpoint_hash(clap_dir),
@@ -449,6 +480,25 @@ class CsaCaptioner(NeuralCaptioner):
             **self._reference_embeddings([item.caption for item in items]),
         }
 
+    def train_collate(self, items: list) -> dict[str, torch.Tensor]:
+        """``collate`` with the pitch-shift augmentation (training batches only; validation is unshifted).
+
+        Each row draws a shift from -n..n: its pitch-class frame blocks rotate by it and its caption's
+        key names move by it, so audio and caption still agree (and L_C / L_S compare with the
+        embedding of the transposed caption).
+        """
+        limit = self.config.pitch_shift_semitones if self.config.pitch_class_blocks else 0
+        if not limit:
+            return self.collate(items)
+        semitones = torch.randint(-limit, limit + 1, (len(items),))
+        shifted = [
+            replace(item, caption=transpose_key_names(item.caption, int(n)))
+            for item, n in zip(items, semitones, strict=True)
+        ]
+        batch = self.collate(shifted)
+        batch["frames"] = pitch_shift_frames(batch["frames"], semitones, self.config.pitch_class_blocks)
+        return batch
+
     def _reference_embeddings(self, captions: list[str]) -> dict[str, torch.Tensor]:
         """{"text_embedding": E_T [B, E]} of the frozen CLAP text tower (what L_C and L_S compare with).
 
@@ -499,12 +549,7 @@ class CsaCaptioner(NeuralCaptioner):
         return (1.0 - cosine).mean()
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        frames = batch["frames"]
-        if self.training and self.config.pitch_shift_semitones and self.config.pitch_class_blocks:
-            limit = self.config.pitch_shift_semitones
-            semitones = torch.randint(-limit, limit + 1, (frames.shape[0],))
-            frames = pitch_shift_frames(frames, semitones, self.config.pitch_class_blocks)
-        audio = self.encode_audio(frames, batch["frame_mask"], batch["pooled"])
+        audio = self.encode_audio(batch["frames"], batch["frame_mask"], batch["pooled"])
         memory_keys, memory_values = self.decoder.memory_cache(audio.memory)
         logits = self.decoder(batch["input_ids"], memory_keys, memory_values, audio.memory_mask).logits
         nll = F.cross_entropy(
