@@ -59,8 +59,9 @@ training row gets a shift drawn from -6..6, and every 12-wide pitch-class block 
 is rotated by it. The caption is transposed with it: a key it names ("It is in Ab major.") moves by
 the same interval (``transpose_key_names``). MusicCaps' captions seldom name a key, so the paper
 could shift the audio alone; the synthetic corpus names one in half its captions, and a key left
-unmoved while the chroma moves would teach the decoder that the stated key is noise. The musicnn mid-end and tempogram blocks are left as they are (a learned timbre
-representation cannot be transposed after the fact); the pooled vector only feeds the CLAP's own
+unmoved while the chroma moves would teach the decoder that the stated key is noise. The musicnn
+mid-end and tempogram blocks are left as they are (a learned timbre representation cannot be
+transposed after the fact); the pooled vector only feeds the CLAP's own
 embedding, which no loss here uses, so it is not shifted either. An HTSAT CLAP reads log-mels, whose
 bins are not pitch classes: with it the shift is refused (``csa_full.yaml`` sets it to 0).
 
