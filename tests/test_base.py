@@ -94,6 +94,23 @@ def test_fit_lowers_the_loss_saves_the_best_and_reloads(tmp_path):
     assert summary["epochs_run"] == len(log)
 
 
+def test_fit_records_what_ended_the_run(tmp_path):
+    torch.manual_seed(0)
+    model = TinyClassifierCaptioner(TinyConfig())
+    _, by_epochs = fit(
+        model, toy_items(32, 0), toy_items(8, 1), TrainConfig(epochs=2, batch_size=8), tmp_path / "a"
+    )
+    _, by_steps = fit(
+        model,
+        toy_items(32, 0),
+        toy_items(8, 1),
+        TrainConfig(epochs=5, batch_size=8, max_steps=3),
+        tmp_path / "b",
+    )
+    assert by_epochs["stopped_by"] == "the 2-epoch schedule" and by_epochs["epochs_run"] == 2
+    assert by_steps["stopped_by"] == "max_steps=3" and by_steps["epochs_run"] == 1
+
+
 def test_resume_continues_from_the_saved_state(tmp_path):
     torch.manual_seed(0)
     config = TrainConfig(epochs=4, batch_size=8, lr=0.05, patience=10, max_steps=0)

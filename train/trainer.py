@@ -183,6 +183,7 @@ def fit(
     log = []
     model.train()
     started = time.time()
+    stopped_by = f"the {config.epochs}-epoch schedule"
     for epoch in range(progress["epoch"], config.epochs):
         if hasattr(raw_model, "on_epoch_start"):
             raw_model.on_epoch_start(epoch, train_items)
@@ -237,13 +238,15 @@ def fit(
             resume_dir.mkdir(exist_ok=True)
             _save_resume_state(resume_dir, raw_model, optimizer, scheduler, progress)
         if progress["bad_epochs"] >= config.patience:
+            stopped_by = f"early stopping (no validation improvement for {config.patience} epochs)"
             accelerator.print(f"early stop: no validation improvement for {config.patience} epochs")
             break
         if config.max_steps and progress["step"] >= config.max_steps:
+            stopped_by = f"max_steps={config.max_steps}"
             break
         if config.max_minutes and time.time() - started > 60 * config.max_minutes:
+            stopped_by = f"the {config.max_minutes:g}-minute budget"
             accelerator.print(f"stopping: the {config.max_minutes}-minute budget is spent")
-            progress["stopped_by_budget"] = True
             break
     for name in ("resume.safetensors", "resume.json"):
         (resume_dir / name).unlink(missing_ok=True)
@@ -253,6 +256,7 @@ def fit(
         "config": asdict(config),
         "epochs_run": progress["epoch"],
         "best_validation_loss": progress["best"],
+        "stopped_by": stopped_by,
     }
     summary["train_time_s"] = round(time.time() - started, 1)
     summary["train_samples_per_s"] = round(
