@@ -179,6 +179,24 @@ def test_semantic_rows_subsample_the_batch(clap_dir, items):
     assert 0.0 < float(loss.detach()) < 2.0
 
 
+def test_semantic_reference_prefix_is_met_by_a_perfect_prediction(clap_dir, items):
+    """Logits that put all mass on the caption's own tokens: the reference-prefix target is met exactly
+    (cos 1 at every t), the paper's whole-caption target is not (a short prefix is not the whole caption)."""
+    losses = {}
+    for reference in ("caption", "prefix"):
+        model = build(clap_dir, items, semantic_reference=reference, semantic_steps=4).eval()
+        batch = model.collate(items)
+        targets = batch["targets"]
+        logits = torch.full((*targets.shape, model.config.vocab_size), -1e4)
+        logits.scatter_(2, targets.clamp(min=0)[..., None], 1e4)
+        losses[reference] = float(
+            model.semantic_alignment_loss(logits, batch["caption_lengths"], batch["text_embedding"], targets)
+        )
+    assert losses["prefix"] < 1e-5 and losses["caption"] > 1e-2
+    with pytest.raises(ValueError, match="semantic_reference"):
+        build(clap_dir, items, semantic_reference="future")
+
+
 def test_kv_cached_steps_equal_the_full_forward(clap_dir, items):
     model = build(clap_dir, items).eval()
     batch, audio = memory_of(model, items[:3])

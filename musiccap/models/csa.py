@@ -36,6 +36,13 @@ Training adds two alignment terms to the NLL (paper eq. 2-5):
     both by the caption length keeps beta's meaning. In evaluation mode (the trainer's validation
     loss) the draws are seeded, so the early-stopping signal is not noise.
 
+  - *Reference* (``semantic_reference``). The paper compares every prefix with the **whole** caption
+    (eq. 3: "y is the full ground-truth caption"); that is the default and what M4 ships. Its pull
+    on a short prefix is towards the caption's content words wherever they fall, against L_NLL's
+    word order. ``"prefix"`` compares f(y_hat_1:t) with the reference's own first t tokens f(y_1:t)
+    instead (the frozen tower under no_grad; a perfect prediction then scores 0 at every t): an
+    ablation row, ``csa_m4_prefix_reference``, not the paper's loss.
+
 What moves under each term. The decoder reads ``memory = LayerNorm(Linear(tokens))``: a trainable
 projection of the CLAP frame tokens (the paper's encoder is the HTS-AT blocks *followed by
 projection layers*, and M2 freezes only the blocks). E_A is a linear head on the masked mean of that
@@ -137,6 +144,9 @@ class CsaConfig:
     semantic_weight: float = 1.0  # beta (M4); 0 for M1-M3
     semantic_steps: int = 1  # prefix lengths drawn per caption per batch for L_S (the cost: see module doc)
     semantic_rows: int = 0  # captions of a batch that L_S samples (0: all); each costs a text-tower pass
+    # what f_t(y_hat_1:t) is pulled towards: "caption", the whole reference caption f(y) (the paper's eq. 3),
+    # or "prefix", the reference's own first t tokens f(y_1:t) (an ablation; see the module doc)
+    semantic_reference: str = "caption"
     pitch_shift_semitones: int = 6  # training rows are shifted by a uniform draw from -n..n
     pitch_class_blocks: list[list[int]] = field(default_factory=list)  # [start, end) frame columns, 12 wide
     seed: int = 0
@@ -153,6 +163,10 @@ class CsaConfig:
                 raise ValueError(f"pitch-class block [{start}, {end}) is not {PITCH_CLASSES} wide")
         if self.semantic_steps < 1:
             raise ValueError("semantic_steps must be at least 1")
+        if self.semantic_reference not in ("caption", "prefix"):
+            raise ValueError(
+                f"semantic_reference must be 'caption' or 'prefix', not {self.semantic_reference!r}"
+            )
 
 
 def embedded_pitch_class_blocks(frame_dim: int) -> list[list[int]]:
@@ -515,9 +529,16 @@ class CsaCaptioner(NeuralCaptioner):
         return {"text_embedding": torch.stack([self._reference_cache[c] for c in captions])}
 
     def semantic_alignment_loss(
-        self, logits: torch.Tensor, caption_lengths: torch.Tensor, reference: torch.Tensor
+        self,
+        logits: torch.Tensor,
+        caption_lengths: torch.Tensor,
+        reference: torch.Tensor,
+        targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Mean over sampled steps t of 1 - cos(f_t(soft prefix y_hat_1:t), f_t(y)); see the module doc."""
+        """Mean over sampled steps t of 1 - cos(f_t(soft prefix y_hat_1:t), f_t(y)); see the module doc.
+
+        ``targets`` (the caption's token ids) is needed only for ``semantic_reference="prefix"``.
+        """
         n_items, steps = logits.shape[0], self.config.semantic_steps
         generator = None if self.training else torch.Generator().manual_seed(self.config.seed)
         word_embeddings = self.clap.text_input_embeddings.weight
@@ -532,9 +553,27 @@ class CsaCaptioner(NeuralCaptioner):
         prefix_lengths = (1 + (draws * lengths_of_chosen).long()).clamp(max=lengths_of_chosen)
         prefix_lengths = prefix_lengths.clamp(min=1).reshape(-1)  # [chosen * steps]
         rows = chosen.repeat_interleave(steps)
+        prefix_embedding = self._prefix_text_embedding(expected[rows], prefix_lengths)
+        if self.config.semantic_reference == "prefix":
+            if targets is None:
+                raise ValueError("semantic_reference='prefix' needs the caption's token ids")
+            with torch.no_grad():  # the reference's own prefix, through the same frozen tower
+                real_tokens = word_embeddings[self.minilm_ids[targets[rows].clamp(min=0)]]
+                target_embedding = self._prefix_text_embedding(real_tokens, prefix_lengths)
+        else:
+            target_embedding = reference[rows]
+        cosine = (prefix_embedding * target_embedding).sum(-1)
+        return (1.0 - cosine).mean()
+
+    def _prefix_text_embedding(
+        self, token_embeddings: torch.Tensor, prefix_lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """The CLAP text embedding of ``[CLS] token_embeddings[:t] [SEP]`` for each row's length t."""
+        word_embeddings = self.clap.text_input_embeddings.weight
         n_positions = int(prefix_lengths.max()) + 2  # [CLS] prefix [SEP]
         positions = torch.arange(n_positions)[None, :]
-        body = expected[rows][:, (positions[0] - 1).clamp(0, expected.shape[1] - 1)]  # [R, P, text width]
+        source_positions = (positions[0] - 1).clamp(0, token_embeddings.shape[1] - 1)
+        body = token_embeddings[:, source_positions]  # [R, P, text width]
         cls, sep, pad = word_embeddings[self.minilm_ids[[BOS, EOS, PAD]]]
         lengths = prefix_lengths[:, None]
         inputs = torch.where(
@@ -545,9 +584,7 @@ class CsaCaptioner(NeuralCaptioner):
             ),
         )
         mask = (positions <= lengths + 1).long()
-        prefix_embedding = self.clap.text_embedding_from_inputs_embeds(inputs, mask)
-        cosine = (prefix_embedding * reference[rows]).sum(-1)
-        return (1.0 - cosine).mean()
+        return self.clap.text_embedding_from_inputs_embeds(inputs, mask)
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         audio = self.encode_audio(batch["frames"], batch["frame_mask"], batch["pooled"])
@@ -567,7 +604,9 @@ class CsaCaptioner(NeuralCaptioner):
             total = total + self.config.contrastive_weight * contrastive
         if self.config.semantic_weight:
             # logits[:, :n] predict the caption's tokens; the last real position predicts EOS
-            semantic = self.semantic_alignment_loss(logits, batch["caption_lengths"], reference)
+            semantic = self.semantic_alignment_loss(
+                logits, batch["caption_lengths"], reference, batch["targets"]
+            )
             losses["semantic"] = semantic
             total = total + self.config.semantic_weight * semantic
         return {"loss": total, **{name: value.detach() for name, value in losses.items()}}
