@@ -3,8 +3,10 @@ and the full profile: a tiny LAION-style HTSAT CLAP and a tiny Flan-T5-shaped LM
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,7 @@ from tests.toy import (
     toy_mel_items,
 )
 from train.__main__ import BuildContext
-from train.blap_lm import corrupt, pretrain
+from train.blap_lm import corrupt, diagnose, encoder_use, pretrain
 from train.blap_prompt_use import prompt_use
 from train.data import FeatureItem
 from train.trainer import TrainConfig, fit
@@ -272,8 +274,6 @@ def test_save_load_identical_and_paths_relative(trained, folders, items):
 
 
 def test_changed_lm_is_refused(trained, folders, tmp_path):
-    import shutil
-
     shutil.copytree(folders["lm"], tmp_path / "blap_lm")
     shutil.copytree(folders["clap"], tmp_path / "clap")
     trained.config.lm_path = str(tmp_path / "blap_lm")
@@ -301,6 +301,27 @@ def test_lm_pretraining_corruption_and_loss(folders):
     )
     assert record["steps"] == 60
     assert record["last_loss_mean"] < 0.5 * float(np.mean(record["first_losses"]))
+
+
+def test_encoder_use_measures_what_the_lm_reads_from_its_encoder(folders, tmp_path):
+    """Held-out loss by noise: it moves with the encoder input when the decoder can see it (cross-attention
+    on), and not at all with every cross-attention output zeroed. ``--diagnose`` files it for a saved LM."""
+    tokenizer = train_caption_tokenizer(TEMPLATES + [INSTRUCTION], vocab_size=60)
+    held = [tokenizer.encode(text).ids for text in TEMPLATES]
+    instruction = tokenizer.encode(INSTRUCTION).ids
+    torch.manual_seed(0)
+    lm = build_t5(tokenizer.get_vocab_size(), d_model=24, d_ff=48, n_layers=1, n_heads=2, dropout=0.0)
+    reading = encoder_use(lm, held, instruction)
+    assert set(reading) == {"0", "0.5", "1"} and abs(reading["0"] - reading["1"]) > 1e-4
+    with torch.no_grad():
+        for block in lm.decoder.block:
+            block.layer[1].EncDecAttention.o.weight.zero_()
+    blind = encoder_use(lm, held, instruction)
+    assert abs(blind["0"] - blind["1"]) < 1e-5
+    shutil.copytree(folders["lm"], tmp_path / "lm")
+    assert diagnose(tmp_path / "lm", TEMPLATES * 8, seed=0) == 0  # > 20 texts: one is held out
+    filed = json.loads((tmp_path / "lm" / "pretraining.json").read_text())["held_out_loss_by_noise"]
+    assert set(filed) == {"0", "0.5", "1"} and all(np.isfinite(list(filed.values())))
 
 
 @pytest.mark.parametrize("name", ["blap_stage1", "blap", "blap_stage2_only"])

@@ -38,6 +38,7 @@ from musiccap.models.blap import (
     SPECIAL_TOKENS,
     TOKENIZER_NAME,
     build_t5,
+    load_lm,
     train_caption_tokenizer,
 )
 
@@ -96,6 +97,48 @@ def batch_of(examples: list[tuple[list[int], list[int]]]) -> dict[str, torch.Ten
     }
 
 
+def held_out_split(
+    tokenizer, texts: list[str], held_out: float, rng: random.Random, max_tokens: int = 112
+) -> tuple[list[list[int]], list[list[int]]]:
+    """(held-out, training) token rows: a shuffled ``held_out`` share of the texts is kept back."""
+    encoded = [tokenizer.encode(text).ids[:max_tokens] for text in texts]
+    rng.shuffle(encoded)
+    n_held = max(1, int(len(encoded) * held_out)) if len(encoded) > 20 else 0
+    return encoded[:n_held], encoded[n_held:]
+
+
+HELD_OUT = 0.05  # share of the texts kept back for the held-out losses
+NOISE_PROBES = (0.0, 0.5, 1.0)
+
+
+def encoder_use(lm, held: list[list[int]], instruction: list[int]) -> dict[str, float]:
+    """Held-out caption loss with a fixed share of the caption dropped from the encoder input.
+
+    Does the LM read its encoder? At noise 0 the whole caption is there to copy, at 1 nothing is: an LM
+    that reads its encoder scores far lower at 0 than at 1, one that only learned the caption prior
+    scores the same. BLAP's soft prompt reaches the frozen LM only through that encoder.
+    """
+    if not held:
+        return {}
+    eos = SPECIAL_TOKENS.index(EOS)
+    was_training = lm.training
+    lm.eval()
+    losses = {}
+    with torch.no_grad():
+        for rate in NOISE_PROBES:
+            rng = random.Random(0)
+            examples = [(corrupt(ids, rate, rng) + instruction + [eos], ids + [eos]) for ids in held]
+            total, tokens = 0.0, 0
+            for start in range(0, len(examples), 64):
+                batch = batch_of(examples[start : start + 64])
+                n_tokens = int((batch["labels"] != -100).sum())
+                total += float(lm(**batch).loss) * n_tokens
+                tokens += n_tokens
+            losses[f"{rate:g}"] = total / tokens
+    lm.train(was_training)
+    return losses
+
+
 def pretrain(
     lm,
     tokenizer,
@@ -107,17 +150,14 @@ def pretrain(
     lr: float = 1e-3,
     min_noise: float = 0.3,
     max_tokens: int = 112,  # training captions run to ~120 caption-BPE tokens; BLAP stage 2 cuts at 112
-    held_out: float = 0.05,
+    held_out: float = HELD_OUT,
     seed: int = 0,
     log_every: int = 100,
 ) -> dict:
     """Train ``lm`` in place until the time (or step) budget is spent; returns the training record."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    encoded = [tokenizer.encode(text).ids[:max_tokens] for text in texts]
-    rng.shuffle(encoded)
-    n_held = max(1, int(len(encoded) * held_out)) if len(encoded) > 20 else 0
-    held, train = encoded[:n_held], encoded[n_held:]
+    held, train = held_out_split(tokenizer, texts, held_out, rng, max_tokens)
     instruction = tokenizer.encode(INSTRUCTION).ids
     held_batches = [
         batch_of(
@@ -181,10 +221,24 @@ def pretrain(
                     "last_loss_mean": sum(losses[-50:]) / len(losses[-50:]),
                     "held_out_loss_initial": initial,
                     "held_out_loss": held_out_loss(),
+                    "held_out_loss_by_noise": encoder_use(lm, held, instruction),
                     "train_time_s": round(time.time() - started, 1),
                     "step_time_s": round((time.time() - started) / step, 4),
                 }
         epoch += 1
+
+
+def diagnose(folder: Path, texts: list[str], seed: int) -> int:
+    """``held_out_loss_by_noise`` of a saved LM on the held-out texts its own pre-training kept back."""
+    lm, tokenizer = load_lm(folder)
+    held, _ = held_out_split(tokenizer, texts, HELD_OUT, random.Random(seed))
+    losses = encoder_use(lm, held, tokenizer.encode(INSTRUCTION).ids)
+    record_path = folder / "pretraining.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    record["held_out_loss_by_noise"] = losses
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(losses, indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="measure the LM already in --out (same texts and seed) instead of training one: "
+        "adds held_out_loss_by_noise to its pretraining.json",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -222,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     if not texts:
         raise SystemExit("no caption text: pass --corpus DIR (with train.jsonl) and/or --musiccaps CSV")
 
+    if args.diagnose:
+        return diagnose(Path(args.out), texts, args.seed)
     tokenizer = train_caption_tokenizer(texts, args.vocab_size)
     torch.manual_seed(args.seed)
     lm = build_t5(tokenizer.get_vocab_size(), args.d_model, args.d_ff, args.layers, args.heads, args.dropout)
