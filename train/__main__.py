@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out or REPO / "runs" / Path(args.config).stem)
     train_config = TrainConfig.from_dict(config.get("train", {}))
     started = time.time()
+    commit = git_commit()  # read now: HEAD can move on while a long run trains
     encoder = items_encoder(config.get("model", {}))
     train_items = load_items(args.corpus, "train", encoder=encoder, limit=args.limit)
     validation_items = load_items(
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "config_file": str(Path(args.config)),
         "config": config,
         "overrides": args.overrides,
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "corpus": str(args.corpus),
         "n_train": len(train_items),
         "n_validation": len(validation_items),
