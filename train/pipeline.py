@@ -77,8 +77,9 @@ def evaluate_as(checkpoint: str, corpus: str, name: str, *, decoding=(), set_=()
 
 
 def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
-    """The plan. ``quick`` drops the two intermediate α rows of ALCAP's sweep (0.002, 0.2): what fits a
-    3-hour session on 2 cores, leaving α = 0 vs 0.02 and with/without lyrics."""
+    """The plan. ``quick`` drops the two intermediate α rows of ALCAP's sweep (0.002, 0.2) and the two
+    M4 variants outside Kim & Park's Table II (L_S against the reference prefix; β = 0.25), leaving the
+    papers' own rows."""
     c = corpus
     plan = [
         Step(
@@ -135,7 +136,9 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
             "csa-ablations",
             ablation("csa", "csa_m1", c, "csa")
             + ablation("csa", "csa_m2", c, "csa")
-            + ablation("csa", "csa_m3", c, "csa"),
+            + ablation("csa", "csa_m3", c, "csa")
+            + ([] if quick else ablation("csa", "csa_m4_prefix_reference", c, "csa"))
+            + ([] if quick else ablation("csa", "csa_m4_beta025", c, "csa")),
             after=["csa"],
             shipped=False,
         ),
@@ -213,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="run just these steps (their inputs must exist)")
     parser.add_argument("--skip", nargs="*", default=[], help="steps already done")
     parser.add_argument("--list", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="ALCAP's α sweep without 0.002 and 0.2")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="without ALCAP's α = 0.002 / 0.2 and Kim & Park's two M4 variants",
+    )
     args = parser.parse_args(argv)
     plan = steps(args.corpus, args.size, args.quick)
     if args.list:
