@@ -73,11 +73,15 @@ def corrupt(ids: list[int], rate: float, rng: random.Random) -> list[int]:
     return out
 
 
-def make_example(ids: list[int], instruction: list[int], min_noise: float, rng: random.Random):
-    """(encoder ids, labels): corrupted caption + instruction + </s> -> caption + </s>."""
+def example_at(ids: list[int], instruction: list[int], rate: float, rng: random.Random):
+    """(encoder ids, labels): the caption with ``rate`` of it dropped + instruction + </s> -> caption + </s>."""
     eos = SPECIAL_TOKENS.index(EOS)
-    rate = rng.uniform(min_noise, 1.0)
     return corrupt(ids, rate, rng) + instruction + [eos], ids + [eos]
+
+
+def make_example(ids: list[int], instruction: list[int], min_noise: float, rng: random.Random):
+    """A training example: the drop rate is drawn from U(``min_noise``, 1)."""
+    return example_at(ids, instruction, rng.uniform(min_noise, 1.0), rng)
 
 
 def pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -120,14 +124,13 @@ def encoder_use(lm, held: list[list[int]], instruction: list[int]) -> dict[str, 
     """
     if not held:
         return {}
-    eos = SPECIAL_TOKENS.index(EOS)
     was_training = lm.training
     lm.eval()
     losses = {}
     with torch.no_grad():
         for rate in NOISE_PROBES:
             rng = random.Random(0)
-            examples = [(corrupt(ids, rate, rng) + instruction + [eos], ids + [eos]) for ids in held]
+            examples = [example_at(ids, instruction, rate, rng) for ids in held]
             total, tokens = 0.0, 0
             for start in range(0, len(examples), 64):
                 batch = batch_of(examples[start : start + 64])
