@@ -18,6 +18,12 @@ def test_runs_table_names_the_model_epochs_and_switches_of_every_row(tmp_path):
     _write(shipped / "training.json", {"epochs_run": 10, "train_time_s": 600.0, "git_commit": "abcdef123"})
     late = tmp_path / "runs" / "muscaps_late"
     _write(late / "training.json", {"epochs_run": 9, "train_time_s": 540.0, "git_commit": "1234567aa"})
+    epochs = [
+        {"epoch": 1, "validation": {"loss": 3.0, "nll": 2.0}},
+        {"epoch": 2, "validation": {"loss": 2.5, "nll": 1.25}},
+    ]
+    (late / "train_log.jsonl").write_text("".join(json.dumps(epoch) + "\n" for epoch in epochs))
+    (shipped / "train_log.jsonl").write_text(json.dumps({"epoch": 1, "validation": {"loss": 0.75}}) + "\n")
     metrics = {"cider_d": 0.3}
     results = {
         "metrics": metrics,
@@ -32,10 +38,11 @@ def test_runs_table_names_the_model_epochs_and_switches_of_every_row(tmp_path):
         line.split(" | ")[0].strip("| "): line
         for line in runs_table(tmp_path, "muscaps", results).splitlines()
     }
-    assert "| 10 | 10.0 | defaults | abcdef1 |" in rows["muscaps (shipped)"]
-    assert "| muscaps_late | 9 | 9.0 | defaults | 1234567 |" in rows["muscaps_late"]
+    assert "| 10 | 10.0 | 0.750 | defaults | abcdef1 |" in rows["muscaps (shipped)"]
+    # a run's last epoch, not its first; the caption NLL beside a loss with other terms
+    assert "| muscaps_late | 9 | 9.0 | 2.500 (NLL 1.250) | defaults | 1234567 |" in rows["muscaps_late"]
     # an evaluation-time variant of the shipped model carries the shipped model's training
-    assert "| muscaps | 10 | 10.0 | num_beams=1 | abcdef1 |" in rows["muscaps_greedy"]
+    assert "| muscaps | 10 | 10.0 | 0.750 | num_beams=1 | abcdef1 |" in rows["muscaps_greedy"]
     assert rows["muscaps_old"].endswith("| filed before runs were recorded |")
     assert "muscaps_late" in render(tmp_path)
 

@@ -194,7 +194,20 @@ def ablation_run(checkpoint: Path, decoding_overrides: dict, config_overrides: d
     if training.is_file():
         summary = json.loads(training.read_text())
         run |= {key: summary.get(key) for key in ("epochs_run", "train_time_s", "git_commit")}
+    if validation := final_validation(checkpoint):
+        run["final_validation"] = (
+            validation  # the run folder (runs/...) is not kept; its losses travel with the row
+        )
     return run
+
+
+def final_validation(checkpoint: Path) -> dict | None:
+    """The validation losses of a run's last logged epoch (``train_log.jsonl``), if it has a log."""
+    log = checkpoint / "train_log.jsonl"
+    if not log.is_file():
+        return None
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return lines[-1].get("validation") if lines else None
 
 
 def _parse_decoding(pairs: list[str]) -> dict:

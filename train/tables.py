@@ -19,6 +19,7 @@ from musiccap.metrics.tables import (
     format_value,
     markdown_table,
 )
+from train.evaluate import final_validation
 
 REPO = Path(__file__).resolve().parents[1]
 ORDER = ("random", "nearest", "muscaps", "alcap", "rgmc", "blap", "csa")
@@ -79,11 +80,12 @@ def runs_table(checkpoints: Path, name: str, results: dict) -> str:
     shipped = {
         "checkpoint": name,
         **(json.loads(training_file.read_text()) if training_file.is_file() else {}),
+        "final_validation": final_validation(checkpoints / name),
     }
     runs = {f"{name} (shipped)": shipped} | results.get("ablation_runs", {})
     lines = [
-        "| row | model evaluated | epochs | training (min) | evaluated with | code | note |",
-        "|---|---|---:|---:|---|---|---|",
+        "| row | model evaluated | epochs | training (min) | last validation loss | evaluated with | code | note |",
+        "|---|---|---:|---:|---|---|---|---|",
     ]
     for row in [f"{name} (shipped)", *results.get("ablations", {})]:
         run = runs.get(row, {"note": "filed before runs were recorded"})
@@ -96,12 +98,23 @@ def runs_table(checkpoints: Path, name: str, results: dict) -> str:
             run.get("checkpoint", "–"),
             str(run.get("epochs_run", "–")),
             f"{seconds / 60:.1f}" if seconds is not None else "–",
+            validation_cell(run.get("final_validation")),
             ", ".join(f"{k}={v}" for k, v in switches.items()) or "defaults",
             str(run.get("git_commit") or "–")[:7],
             run.get("note", ""),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def validation_cell(validation: dict | None) -> str:
+    """The last epoch's validation loss, with its caption NLL where the loss has other terms."""
+    if not validation or "loss" not in validation:
+        return "–"
+    cell = f"{validation['loss']:.3f}"
+    if "nll" in validation and abs(validation["nll"] - validation["loss"]) > 1e-6:
+        cell += f" (NLL {validation['nll']:.3f})"
+    return cell
 
 
 def against_random_table(main: dict[str, dict], baseline: str = "random") -> str:
