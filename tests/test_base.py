@@ -111,6 +111,34 @@ def test_fit_records_what_ended_the_run(tmp_path):
     assert by_steps["stopped_by"] == "max_steps=3" and by_steps["epochs_run"] == 1
 
 
+class SometimesProbedCaptioner(TinyClassifierCaptioner):
+    """Adds a diagnostic term (the constant 1.0) on every other training batch only."""
+
+    name = "tiny-test-probed"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.batches = 0
+
+    def training_loss(self, batch):
+        losses = super().training_loss(batch)
+        if self.training:
+            self.batches += 1
+            if self.batches % 2 == 0:
+                losses["probe"] = torch.tensor(1.0)
+        return losses
+
+
+def test_a_term_present_on_some_batches_is_averaged_over_those_batches(tmp_path):
+    torch.manual_seed(0)
+    model = SometimesProbedCaptioner(TinyConfig())
+    log, _ = fit(
+        model, toy_items(32, 0), toy_items(8, 1), TrainConfig(epochs=1, batch_size=8), tmp_path / "a"
+    )
+    assert log[0]["train"]["probe"] == 1.0  # four batches, two probed: not 0.5
+    assert "probe" not in log[0]["validation"]
+
+
 def test_resume_continues_from_the_saved_state(tmp_path):
     torch.manual_seed(0)
     config = TrainConfig(epochs=4, batch_size=8, lr=0.05, patience=10, max_steps=0)

@@ -146,6 +146,41 @@ def test_loss_terms_are_finite_and_the_total_falls(clap_dir, items):
     assert np.mean(history[-5:]) < 0.7 * np.mean(history[:5])
 
 
+def test_gradient_probe_measures_each_weighted_term_on_every_nth_batch(clap_dir, items):
+    model = build(clap_dir, items, gradient_probe_every=2)
+    model.train()
+    batch = model.collate(items)
+    assert set(model(batch)) == {"loss", "nll", "contrastive", "semantic"}  # batch 1: not probed
+    torch.manual_seed(0)
+    probed = model(batch)
+    assert {key for key in probed if key.startswith("grad_")} == {
+        "grad_norm_nll",
+        "grad_norm_contrastive",
+        "grad_norm_semantic",
+        "grad_cos_contrastive_nll",
+        "grad_cos_semantic_nll",
+    }
+    assert all(p.grad is None for p in model.parameters())  # measuring leaves the update alone
+    assert all(-1.0 <= float(probed[f"grad_cos_{term}_nll"]) <= 1.0 for term in ("contrastive", "semantic"))
+    # grad_norm_nll is the norm of L_NLL's own gradient: the same weights trained on L_NLL alone, same dropout
+    nll_only = build(clap_dir, items, contrastive_weight=0.0, semantic_weight=0.0)
+    nll_only.load_state_dict(model.state_dict())
+    nll_only.train()
+    torch.manual_seed(0)
+    nll_only(batch)["loss"].backward()
+    expected = torch.cat(
+        [
+            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+            for p in nll_only.parameters()
+            if p.requires_grad
+        ]
+    ).norm()
+    assert torch.isclose(probed["grad_norm_nll"], expected, rtol=1e-4)
+    model.eval()
+    with torch.no_grad():
+        assert not any(key.startswith("grad_") for key in model(batch))
+
+
 def assert_semantic_loss_reaches_the_decoder_only(model, items):
     """L_S alone: its gradient reaches the decoder (through the text tower's inputs_embeds), not the CLAP."""
     batch, audio = memory_of(model, items)

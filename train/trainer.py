@@ -191,7 +191,7 @@ def fit(
             train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not accelerator.is_main_process
         )
         epoch_totals: dict[str, float] = {}
-        epoch_steps = 0
+        epoch_counts: dict[str, int] = {}  # per term: a diagnostic term may come on some batches only
         for batch in bar:
             losses = _batch_losses(model, batch)
             accelerator.backward(losses["loss"])
@@ -201,20 +201,19 @@ def fit(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             progress["step"] += 1
-            epoch_steps += 1
             for name, value in losses.items():
                 epoch_totals[name] = epoch_totals.get(name, 0.0) + float(value.detach())
+                epoch_counts[name] = epoch_counts.get(name, 0) + 1
             bar.set_postfix(loss=f"{float(losses['loss'].detach()):.3f}")
             if config.max_steps and progress["step"] >= config.max_steps:
                 break
             if config.max_minutes and time.time() - started > 60 * config.max_minutes:
                 break  # checked every step: on a loaded machine one epoch can outlast the whole budget
-        n_batches = max(1, epoch_steps)
         validation = validation_loss(raw_model, validation_loader)
         entry = {
             "epoch": epoch + 1,
             "step": progress["step"],
-            "train": {k: v / n_batches for k, v in epoch_totals.items()},
+            "train": {k: v / epoch_counts[k] for k, v in epoch_totals.items()},
             "validation": validation,
             "lr": scheduler.get_last_lr()[0],
             "elapsed_s": round(time.time() - started, 1),

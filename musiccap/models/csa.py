@@ -147,6 +147,9 @@ class CsaConfig:
     # what f_t(y_hat_1:t) is pulled towards: "caption", the whole reference caption f(y) (the paper's eq. 3),
     # or "prefix", the reference's own first t tokens f(y_1:t) (an ablation; see the module doc)
     semantic_reference: str = "caption"
+    # a diagnostic, off by default: every n-th training batch, each weighted term's gradient norm over the
+    # trainable parameters and the cosine of L_C's and L_S's gradients with L_NLL's (``gradient_probe``)
+    gradient_probe_every: int = 0
     pitch_shift_semitones: int = 6  # training rows are shifted by a uniform draw from -n..n
     pitch_class_blocks: list[list[int]] = field(default_factory=list)  # [start, end) frame columns, 12 wide
     seed: int = 0
@@ -385,6 +388,7 @@ class CsaCaptioner(NeuralCaptioner):
         # decoder id -> text-tower id (the name predates the HTSAT backend); filled by ``build``
         self.register_buffer("minilm_ids", torch.zeros(config.vocab_size, dtype=torch.long))
         self._reference_cache: dict[str, torch.Tensor] = {}  # caption -> frozen E_T (training only)
+        self._training_batches = 0  # counts batches for gradient_probe_every
 
     @property
     def clap(self):
@@ -594,6 +598,7 @@ class CsaCaptioner(NeuralCaptioner):
             logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=IGNORE
         )
         losses = {"nll": nll}
+        weighted = {"nll": nll}
         total = nll
         reference = batch.get("text_embedding")
         if self.config.contrastive_weight:
@@ -601,15 +606,42 @@ class CsaCaptioner(NeuralCaptioner):
                 audio.embedding, reference, self.config.contrastive_temperature, batch["caption_group"]
             )
             losses["contrastive"] = contrastive
-            total = total + self.config.contrastive_weight * contrastive
+            weighted["contrastive"] = self.config.contrastive_weight * contrastive
+            total = total + weighted["contrastive"]
         if self.config.semantic_weight:
             # logits[:, :n] predict the caption's tokens; the last real position predicts EOS
             semantic = self.semantic_alignment_loss(
                 logits, batch["caption_lengths"], reference, batch["targets"]
             )
             losses["semantic"] = semantic
-            total = total + self.config.semantic_weight * semantic
+            weighted["semantic"] = self.config.semantic_weight * semantic
+            total = total + weighted["semantic"]
+        if self.training and torch.is_grad_enabled() and self.config.gradient_probe_every:
+            self._training_batches += 1
+            if self._training_batches % self.config.gradient_probe_every == 0:
+                losses |= self.gradient_probe(weighted)
         return {"loss": total, **{name: value.detach() for name, value in losses.items()}}
+
+    def gradient_probe(self, weighted: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """How hard each weighted loss term pulls the trainable parameters, and whether L_C and L_S pull the
+        same way as L_NLL: ``grad_norm_<term>`` and ``grad_cos_<term>_nll`` (Adam follows the direction of the
+        summed gradient, so a term whose gradient is larger and not aligned with L_NLL's steers the decoder
+        away from the captions). One extra backward pass per term on the batches it probes."""
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        flat = {}
+        for name, term in weighted.items():
+            gradients = torch.autograd.grad(term, parameters, retain_graph=True, allow_unused=True)
+            flat[name] = torch.cat(
+                [
+                    (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                    for g, p in zip(gradients, parameters)
+                ]
+            )
+        probe = {f"grad_norm_{name}": vector.norm() for name, vector in flat.items()}
+        for name, vector in flat.items():
+            if name != "nll":
+                probe[f"grad_cos_{name}_nll"] = F.cosine_similarity(vector, flat["nll"], dim=0)
+        return probe
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.training_loss(batch)  # the trainer calls the module (DDP needs the wrapper call)
