@@ -26,6 +26,7 @@ from musiccap.models.csa import (
 )
 from tests.toy import TEMPLATES, save_tiny_clap, save_tiny_htsat_clap, toy_item, toy_mel_items, toy_waveform
 from train.__main__ import BuildContext
+from train.csa_gradient_probe import probe_checkpoint
 from train.data import FeatureItem
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
@@ -179,6 +180,14 @@ def test_gradient_probe_measures_each_weighted_term_on_every_nth_batch(clap_dir,
     model.eval()
     with torch.no_grad():
         assert not any(key.startswith("grad_") for key in model(batch))
+
+
+def test_the_probe_tool_measures_a_model_under_m4s_weights(clap_dir, items):
+    """An M2-style model (trained without L_C and L_S) is measured with both: where they would have pulled it."""
+    model = build(clap_dir, items, contrastive_weight=0.0, semantic_weight=0.0)
+    measured = probe_checkpoint(model, items, batches=2)
+    assert measured["grad_norm_semantic"] > 0 and measured["grad_norm_contrastive"] > 0
+    assert {"nll", "contrastive", "semantic", "grad_cos_semantic_nll"} <= set(measured)
 
 
 def assert_semantic_loss_reaches_the_decoder_only(model, items):
