@@ -331,6 +331,8 @@ def test_ablation_configs_differ_from_m4_only_where_the_paper_says(clap_dir, ite
         "csa_m1": {"train_encoder": True, "contrastive_weight": 0.0, "semantic_weight": 0.0},
         "csa_m2": {"contrastive_weight": 0.0, "semantic_weight": 0.0},
         "csa_m3": {"semantic_weight": 0.0},
+        "csa_m4_prefix_reference": {"semantic_reference": "prefix"},
+        "csa_m4_semantic_weight_0.1": {"semantic_weight": 0.1, "gradient_probe_every": 25},
     }
     for name, changes in expected.items():
         ablation = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())

@@ -14,6 +14,11 @@ an objective music description.", and the decoder writes the whole caption. At r
 left and the LM learns the caption prior; at lower rates it learns to carry content from the
 positions before the instruction into the caption, which is what the soft prompt will use.
 
+Whether it learned to read them is measured at the end (``held_out_loss_by_noise``: the held-out caption
+loss with 0, half or all of the caption removed). The first shipped LM (500 steps, ``--min-noise 0.3``)
+gained only 0.06 nats from the whole caption, and BLAP's soft prompt went unused; the shipped LM
+(2670 steps, ``--min-noise 0``, the pipeline's command) gains 0.26.
+
 Writes ``config.json`` + ``model.safetensors`` (T5), ``tokenizer.json`` and ``pretraining.json``
 (text counts, steps, losses, held-out loss, wall time). Budget: ``--max-minutes`` (default 5).
 """

@@ -78,8 +78,8 @@ def evaluate_as(checkpoint: str, corpus: str, name: str, *, decoding=(), set_=()
 
 def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
     """The plan. ``quick`` drops the two intermediate α rows of ALCAP's sweep (0.002, 0.2) and Kim & Park's
-    M4 variant outside the paper's Table II (L_S against the reference prefix), leaving the papers' own
-    rows."""
+    M4 variants outside the paper's Table II (L_S against the reference prefix; L_S weighted 0.1), leaving
+    the papers' own rows."""
     c = corpus
     plan = [
         Step(
@@ -137,7 +137,8 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
             ablation("csa", "csa_m1", c, "csa")
             + ablation("csa", "csa_m2", c, "csa")
             + ablation("csa", "csa_m3", c, "csa")
-            + ([] if quick else ablation("csa", "csa_m4_prefix_reference", c, "csa")),
+            + ([] if quick else ablation("csa", "csa_m4_prefix_reference", c, "csa"))
+            + ([] if quick else ablation("csa", "csa_m4_semantic_weight_0.1", c, "csa")),
             after=["csa"],
             shipped=False,
         ),
@@ -163,9 +164,13 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
                     "--out",
                     "checkpoints/blap_lm",
                     "--max-steps",  # a step budget: a wall-clock one starves under load (4 min gave 108 steps)
-                    "500",
+                    "2670",  # the shipped LM's steps (62 min on 2 threads); 500 steps left it not reading its encoder
                     "--max-minutes",
-                    "30",
+                    "150",
+                    "--min-noise",  # clean copies too: the LM must learn to read what precedes the instruction
+                    "0",
+                    "--threads",
+                    "2",
                 ],
                 train_cmd("blap", "blap_stage1", "runs/blap_stage1", c, evaluate=False),
                 train_cmd("blap", "blap", "checkpoints/blap", c),
