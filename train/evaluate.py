@@ -194,10 +194,9 @@ def ablation_run(checkpoint: Path, decoding_overrides: dict, config_overrides: d
     if training.is_file():
         summary = json.loads(training.read_text())
         run |= {key: summary.get(key) for key in ("epochs_run", "train_time_s", "git_commit")}
+    # the run folder (runs/...) is not kept, so its last validation losses travel with the row
     if validation := final_validation(checkpoint):
-        run["final_validation"] = (
-            validation  # the run folder (runs/...) is not kept; its losses travel with the row
-        )
+        run["final_validation"] = validation
     return run
 
 

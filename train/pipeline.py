@@ -137,8 +137,12 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
             ablation("csa", "csa_m1", c, "csa")
             + ablation("csa", "csa_m2", c, "csa")
             + ablation("csa", "csa_m3", c, "csa")
-            + ([] if quick else ablation("csa", "csa_m4_prefix_reference", c, "csa"))
-            + ([] if quick else ablation("csa", "csa_m4_semantic_weight_0.1", c, "csa")),
+            + (
+                []
+                if quick
+                else ablation("csa", "csa_m4_prefix_reference", c, "csa")
+                + ablation("csa", "csa_m4_semantic_weight_0.1", c, "csa")
+            ),
             after=["csa"],
             shipped=False,
         ),
