@@ -78,8 +78,8 @@ def evaluate_as(checkpoint: str, corpus: str, name: str, *, decoding=(), set_=()
 
 def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
     """The plan. ``quick`` drops the two intermediate α rows of ALCAP's sweep (0.002, 0.2) and Kim & Park's
-    M4 variants outside the paper's Table II (L_S against the reference prefix; L_S weighted 0.1), leaving
-    the papers' own rows."""
+    M4 variant outside the paper's Table II and the shipped model (L_S against the reference prefix),
+    leaving the papers' own rows."""
     c = corpus
     plan = [
         Step(
@@ -137,12 +137,9 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
             ablation("csa", "csa_m1", c, "csa")
             + ablation("csa", "csa_m2", c, "csa")
             + ablation("csa", "csa_m3", c, "csa")
-            + (
-                []
-                if quick
-                else ablation("csa", "csa_m4_prefix_reference", c, "csa")
-                + ablation("csa", "csa_m4_semantic_weight_0.1", c, "csa")
-            ),
+            + ablation("csa", "csa_m4", c, "csa")
+            + [evaluate_as("csa", c, "csa_beam5", decoding=["num_beams=5"])]
+            + ([] if quick else ablation("csa", "csa_m4_prefix_reference", c, "csa")),
             after=["csa"],
             shipped=False,
         ),
