@@ -41,6 +41,7 @@ from tests.toy import (
 )
 from train.__main__ import BuildContext
 from train.blap_lm import corrupt, diagnose, encoder_use, pretrain
+from train.blap_matching import matching
 from train.blap_prompt_use import prompt_use
 from train.data import FeatureItem
 from train.trainer import TrainConfig, fit
@@ -151,6 +152,29 @@ def test_stage_one_losses_finite_and_falling(folders, items):
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert "qformer.text_embed.weight" in trainable and "itm_head.weight" in trainable
     assert not any(name.startswith("prompt_proj") for name in trainable)
+
+
+def test_hard_negatives_never_draw_the_pair_itself_or_a_same_caption_row():
+    inf = float("-inf")
+    # clips 0 and 1 share a caption (-inf between them); row 2 is free; clip 3's every other text is the same caption
+    logits = torch.tensor(
+        [[5.0, inf, 0.0, inf], [inf, 5.0, 0.0, inf], [9.0, 0.0, 5.0, inf], [inf, inf, inf, 5.0]]
+    )
+    for seed in range(20):
+        torch.manual_seed(seed)
+        text_for_clip, clip_for_text = BLAPCaptioner.hard_negatives(logits)
+        assert text_for_clip[0] == 2 and text_for_clip[1] == 2 and 3 not in text_for_clip
+        assert text_for_clip[2] in (0, 1) and clip_for_text[2] in (0, 1) and 3 not in clip_for_text
+
+
+def test_matching_diagnostic_scores_own_random_and_hard_negative_texts(folders, items, stage_one):
+    model = load_captioner(stage_one)
+    result = matching(model, items)
+    assert result["pairs"] == len(items)
+    for key in ("own_text", "random_text", "hard_negative_text"):
+        assert 0.0 < result[f"match_probability_{key}"] < 1.0
+    assert 0.0 <= result["own_beats_random"] <= 1.0 and 0.0 <= result["own_beats_hard_negative"] <= 1.0
+    assert matching(model, items) == result  # seeded: the same numbers on a re-run
 
 
 def test_stage_two_trains_only_qformer_queries_and_projection(folders, items, stage_one):

@@ -599,50 +599,68 @@ class BLAPCaptioner(NeuralCaptioner):
         instruction = self.lm.get_input_embeddings()(self.instruction_ids)
         return torch.cat([prompt, instruction.expand(prompt.shape[0], -1, -1)], dim=1)
 
-    def stage_one_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        audio, audio_mask = batch["audio"], batch["audio_mask"]
-        text_ids, text_mask = batch["text_ids"], batch["text_mask"]
-        n = audio.shape[0]
-
-        # ATC: every query against the text's first token; the best-matching query scores the pair.
-        queries = F.normalize(self.audio_proj(self.query_outputs(audio, audio_mask).queries), dim=-1)
-        text = self.qformer(None, None, text_ids, text_mask, mode="unimodal").text[:, 0]
+    def contrastive_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """ATC logits [clips, texts]: every query against the text's first token, the best-matching query
+        scoring the pair; another clip with the same caption is -inf (neither a positive nor a negative)."""
+        queries = F.normalize(
+            self.audio_proj(self.query_outputs(batch["audio"], batch["audio_mask"]).queries), dim=-1
+        )
+        text = self.qformer(None, None, batch["text_ids"], batch["text_mask"], mode="unimodal").text[:, 0]
         text = F.normalize(self.text_proj(text), dim=-1)
         similarity = torch.einsum("aqe,te->atq", queries, text).max(dim=-1).values
+        n = similarity.shape[0]
         groups = batch["caption_group"]
         same_caption = (groups[:, None] == groups[None, :]) & ~torch.eye(n, dtype=torch.bool)
-        logits = (self.logit_scale.clamp(max=math.log(100.0)).exp() * similarity).masked_fill(
+        return (self.logit_scale.clamp(max=math.log(100.0)).exp() * similarity).masked_fill(
             same_caption, float("-inf")
         )
+
+    @staticmethod
+    @torch.no_grad()
+    def hard_negatives(logits: torch.Tensor) -> tuple[dict[int, int], dict[int, int]]:
+        """BLIP-2's hard negatives: {clip: another clip's text} and {text: another clip}, each drawn in
+        proportion to the contrastive similarity (a row with no valid negative is left out)."""
+        candidates = logits.detach().masked_fill(torch.eye(len(logits), dtype=torch.bool), float("-inf"))
+        drawn = []
+        for scores in (candidates, candidates.T):
+            valid = torch.isfinite(scores).any(dim=1)
+            picked = (
+                torch.multinomial(scores[valid].softmax(dim=1), 1).squeeze(1).tolist() if valid.any() else []
+            )
+            drawn.append(dict(zip(valid.nonzero().squeeze(1).tolist(), picked, strict=True)))
+        return drawn[0], drawn[1]
+
+    def matching_logits(self, batch: dict[str, torch.Tensor], audio_rows: list[int], text_rows: list[int]):
+        """ATM logits [pairs, 2] (index 1 = match) for the pairs (clip audio_rows[i], text text_rows[i])."""
+        joint = self.qformer(
+            batch["audio"][audio_rows],
+            batch["audio_mask"][audio_rows],
+            batch["text_ids"][text_rows],
+            batch["text_mask"][text_rows],
+            mode="bidirectional",
+        )
+        return self.itm_head(joint.queries).mean(dim=1)
+
+    def stage_one_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        n = batch["audio"].shape[0]
+        logits = self.contrastive_logits(batch)
         targets = torch.arange(n)
         atc = 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
 
-        # ATM: positives + a hard negative text per clip and a hard negative clip per text.
-        audio_rows, text_rows, labels = list(range(n)), list(range(n)), [1] * n
-        with torch.no_grad():
-            candidates = logits.detach().masked_fill(torch.eye(n, dtype=torch.bool), float("-inf"))
-            for scores, is_text in ((candidates, True), (candidates.T, False)):
-                valid = torch.isfinite(scores).any(dim=1)
-                if not valid.any():
-                    continue
-                picked = torch.multinomial(scores[valid].softmax(dim=1), 1).squeeze(1).tolist()
-                anchors = valid.nonzero().squeeze(1).tolist()
-                audio_rows += anchors if is_text else picked
-                text_rows += picked if is_text else anchors
-                labels += [0] * len(anchors)
-        joint = self.qformer(
-            audio[audio_rows],
-            audio_mask[audio_rows],
-            text_ids[text_rows],
-            text_mask[text_rows],
-            mode="bidirectional",
-        )
-        atm = F.cross_entropy(self.itm_head(joint.queries).mean(dim=1), torch.tensor(labels))
+        # ATM: the positives + a hard negative text per clip and a hard negative clip per text.
+        text_for_clip, clip_for_text = self.hard_negatives(logits)
+        audio_rows = list(range(n)) + list(text_for_clip) + list(clip_for_text.values())
+        text_rows = list(range(n)) + list(text_for_clip.values()) + list(clip_for_text)
+        labels = torch.tensor([1] * n + [0] * (len(text_for_clip) + len(clip_for_text)))
+        matching = self.matching_logits(batch, audio_rows, text_rows)
+        atm = F.cross_entropy(matching, labels)
 
         # LM: the caption decoded by the text path, attending to the queries (which see only the audio).
         decoder_mask = torch.ones_like(batch["decoder_ids"])
         decoder_mask[:, 1:] = batch["labels"][:, :-1] != -100
-        hidden = self.qformer(audio, audio_mask, batch["decoder_ids"], decoder_mask, mode="causal").text
+        hidden = self.qformer(
+            batch["audio"], batch["audio_mask"], batch["decoder_ids"], decoder_mask, mode="causal"
+        ).text
         token_logits = F.linear(hidden, self.qformer.text_embed.weight, self.lm_bias)
         lm = F.cross_entropy(token_logits.reshape(-1, token_logits.shape[-1]), batch["labels"].reshape(-1))
         return {"loss": atc + atm + lm, "atc": atc.detach(), "atm": atm.detach(), "lm": lm.detach()}
