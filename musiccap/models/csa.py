@@ -37,7 +37,7 @@ Training adds two alignment terms to the NLL (paper eq. 2-5):
     loss) the draws are seeded, so the early-stopping signal is not noise.
 
   - *Reference* (``semantic_reference``). The paper compares every prefix with the **whole** caption
-    (eq. 3: "y is the full ground-truth caption"); that is the default and what M4 ships. Its pull
+    (eq. 3: "y is the full ground-truth caption"); that is the default, in M4 and the shipped model. Its pull
     on a short prefix is towards the caption's content words wherever they fall, against L_NLL's
     word order. ``"prefix"`` compares f(y_hat_1:t) with the reference's own first t tokens f(y_1:t)
     instead (the frozen tower under no_grad; a perfect prediction then scores 0 at every t): an
