@@ -14,7 +14,7 @@ from musiccap.decoding import DecodingConfig
 from musiccap.encoders.embedded_clap import EmbeddedClap
 from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import Clip, config_from_dict, load_captioner
-from musiccap.models.rgmc import GOLD_CAPTION, RGMCCaptioner, RGMCConfig, copy_rate
+from musiccap.models.rgmc import GOLD_CAPTION, RGMCCaptioner, RGMCConfig, copy_rate, gpt2_cached_step
 from tests.toy import TEMPLATES, save_tiny_clap, toy_item
 from train.__main__ import BuildContext
 from train.data import FeatureItem
@@ -148,6 +148,48 @@ def reference_greedy(model: RGMCCaptioner, clip: Clip, max_new_tokens: int) -> l
                 break
             generated.append(token)
     return generated[1:]
+
+
+def test_cached_step_equals_the_transformers_forward():
+    """The decoding step computes what GPT2LMHeadModel's forward does, on left-padded prompts."""
+    from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=50, n_positions=32, n_embd=32, n_layer=2, n_head=4)
+    config._attn_implementation = "eager"  # as RGMC builds it: the attention weights are returned
+    lm = GPT2LMHeadModel(config).eval()
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[0, :4] = 0
+    mask[2, :2] = 0
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        prompt = lm(
+            inputs_embeds=torch.randn(3, 9, 32), attention_mask=mask, position_ids=positions, use_cache=True
+        )
+        past = tuple((layer.keys, layer.values) for layer in prompt.past_key_values.layers)
+        tokens, grown = (
+            torch.tensor([[5], [17], [3]]),
+            torch.cat([mask, torch.ones(3, 1, dtype=torch.long)], 1),
+        )
+        step_positions = mask.sum(1, keepdim=True)
+        expected = lm(
+            input_ids=tokens,
+            past_key_values=DynamicCache(ddp_cache_data=past),
+            attention_mask=grown,
+            position_ids=step_positions,
+            use_cache=True,
+            output_attentions=True,
+        )
+        logits, cache, attentions = gpt2_cached_step(lm, tokens, past, grown, step_positions)
+    torch.testing.assert_close(logits, expected.logits[:, -1])
+    for (keys, values), layer in zip(cache, expected.past_key_values.layers, strict=True):
+        torch.testing.assert_close(keys, layer.keys)
+        torch.testing.assert_close(values, layer.values)
+    for ours, theirs in zip(attentions, expected.attentions, strict=True):
+        torch.testing.assert_close(ours, theirs)
+    assert float(attentions[0][0, :, 0, :4].sum()) == 0.0  # padding gets no attention
+    with pytest.raises(RuntimeError, match="eval"):
+        gpt2_cached_step(lm.train(), tokens, past, grown, step_positions)
 
 
 def test_beam_one_equals_greedy_in_a_batch(trained, items):

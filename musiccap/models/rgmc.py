@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from musiccap.decoding import DecodingConfig, rows_per_input, search
 from musiccap.features import audio_features
@@ -176,6 +176,46 @@ def frame_weights(clap, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
         scores = clap.audio.pool_score(tokens).squeeze(-1).masked_fill(~mask, float("-inf"))
         return scores.softmax(dim=-1)
     return mask.to(tokens.dtype) / mask.sum(dim=1, keepdim=True).clamp(min=1)
+
+
+@torch.no_grad()
+def gpt2_cached_step(
+    lm: GPT2LMHeadModel,
+    tokens: torch.Tensor,
+    past: tuple[tuple[torch.Tensor, torch.Tensor], ...],
+    attention_mask: torch.Tensor,
+    positions: torch.Tensor,
+) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], ...], list[torch.Tensor]]:
+    """One decoding step of an eval-mode GPT-2 over its key/value cache: what
+    ``lm(input_ids=tokens, past_key_values=..., attention_mask=..., position_ids=..., output_attentions=True)``
+    computes (eager attention), from the model's own modules.
+
+    tokens and positions [N, 1]; past per layer (keys, values) [N, heads, S, head_dim]; attention_mask
+    [N, S + 1], 0 = padding. Returns logits [N, vocab], the grown cache and each layer's attention
+    [N, heads, 1, S + 1]. Why not the transformers forward: its per-call wrappers, mask building and cache
+    objects cost more than this small model's arithmetic on a CPU (RGMC's caption latency, docs/BENCHMARKS.md);
+    ``tests/test_rgmc.py`` holds the two equal.
+    """
+    if lm.training:
+        raise RuntimeError("gpt2_cached_step is for decoding: call lm.eval() first (it applies no dropout)")
+    model = lm.transformer
+    hidden = model.wte(tokens) + model.wpe(positions)
+    padding = torch.zeros(attention_mask.shape, dtype=hidden.dtype)
+    padding = padding.masked_fill(attention_mask == 0, torch.finfo(hidden.dtype).min)[:, None, None, :]
+    grown, attentions = [], []
+    for block, (past_keys, past_values) in zip(model.h, past, strict=True):
+        attention = block.attn
+        query, key, value = attention.c_attn(block.ln_1(hidden)).split(attention.split_size, dim=2)
+        query, key, value = (
+            x.view(len(tokens), 1, -1, attention.head_dim).transpose(1, 2) for x in (query, key, value)
+        )
+        keys, values = torch.cat([past_keys, key], dim=2), torch.cat([past_values, value], dim=2)
+        weights = torch.softmax(query @ keys.transpose(-1, -2) * attention.scaling + padding, dim=-1)
+        hidden = hidden + attention.c_proj((weights @ values).transpose(1, 2).reshape(len(tokens), 1, -1))
+        hidden = hidden + block.mlp(block.ln_2(hidden))
+        grown.append((keys, values))
+        attentions.append(weights)
+    return lm.lm_head(model.ln_f(hidden))[:, -1], tuple(grown), attentions
 
 
 class PrefixMapper(torch.nn.Module):
@@ -540,22 +580,13 @@ class RGMCCaptioner(NeuralCaptioner):
 
         def step(last_tokens: torch.Tensor, state: dict):
             mask = torch.cat([state["mask"], torch.ones(len(last_tokens), 1, dtype=torch.long)], dim=1)
-            out = self.lm(
-                input_ids=last_tokens[:, None],
-                past_key_values=DynamicCache(ddp_cache_data=state["kv"]),
-                attention_mask=mask,
-                position_ids=state["position"][:, None],
-                use_cache=True,
-                output_attentions=True,
+            logits, kv, attentions = gpt2_cached_step(
+                self.lm, last_tokens[:, None], state["kv"], mask, state["position"][:, None]
             )
             # [layers, N, heads, 1, S] -> attention to the prompt, [N, layers * heads * P]
-            attention = torch.stack(out.attentions)[..., 0, :prompt_length].permute(1, 0, 2, 3)
-            new_state = {
-                "kv": tuple((layer.keys, layer.values) for layer in out.past_key_values.layers),
-                "mask": mask,
-                "position": state["position"] + 1,
-            }
-            return out.logits[:, -1], new_state, attention.reshape(len(last_tokens), -1)
+            attention = torch.stack(attentions)[..., 0, :prompt_length].permute(1, 0, 2, 3)
+            new_state = {"kv": kv, "mask": mask, "position": state["position"] + 1}
+            return logits, new_state, attention.reshape(len(last_tokens), -1)
 
         hypotheses = search(
             step, state, batch_size=len(clips), bos_id=self.sep_id, eos_id=self.eos_id, config=decoding
