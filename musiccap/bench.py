@@ -176,49 +176,57 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def measure_app(starts: int, requests: int) -> dict:
+def measure_app(starts: int, requests: int, threads: tuple[str, ...] = ("1",)) -> dict:
+    """Start ``python app.py`` ``starts`` times per intra-op thread setting (``MUSICCAP_TORCH_THREADS``) and
+    time ``requests`` compare requests after each start. Settings take turns start by start, so a machine
+    whose speed drifts weighs on each alike. The first setting is reported as the app."""
     from gradio_client import Client, handle_file
 
-    start_times, latencies = [], []
-    for attempt in range(starts):
-        port = _free_port()
-        env = {**os.environ, "PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-        env["MUSICCAP_ARENA_DB"] = str(Path(tempfile.mkdtemp()) / "votes.sqlite")
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "app.py"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            while True:
-                try:
-                    urllib.request.urlopen(url, timeout=2)
-                    break
-                except OSError:
-                    if process.poll() is not None or time.perf_counter() - started > 300:
-                        raise RuntimeError("the app did not start") from None
-                    time.sleep(0.2)
-            start_times.append(time.perf_counter() - started)
-            if attempt == 0:
+    start_times = {n: [] for n in threads}
+    latencies = {n: [] for n in threads}
+    for _ in range(starts):
+        for n in threads:
+            port = _free_port()
+            env = {**os.environ, "PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+            env["MUSICCAP_ARENA_DB"] = str(Path(tempfile.mkdtemp()) / "votes.sqlite")
+            env["MUSICCAP_TORCH_THREADS"] = n
+            started = time.perf_counter()
+            process = subprocess.Popen(
+                [sys.executable, "app.py"],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            url = f"http://127.0.0.1:{port}/"
+            try:
+                while True:
+                    try:
+                        urllib.request.urlopen(url, timeout=2)
+                        break
+                    except OSError:
+                        if process.poll() is not None or time.perf_counter() - started > 300:
+                            raise RuntimeError("the app did not start") from None
+                        time.sleep(0.2)
+                start_times[n].append(time.perf_counter() - started)
                 client = Client(url, verbose=False)
                 arguments = (handle_file(str(EXAMPLE)), "first", "", "", 0, 0, -1, False, 0)
                 client.predict(*arguments, api_name="/compare")  # first request warms caches
                 for _ in range(requests):
                     began = time.perf_counter()
                     client.predict(*arguments, api_name="/compare")
-                    latencies.append(time.perf_counter() - began)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # uvicorn waits for open keep-alive connections
-                process.kill()
-                process.wait()
-    return {"start": summary(start_times), "compare_request": summary(latencies)}
+                    latencies[n].append(time.perf_counter() - began)
+            finally:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:  # uvicorn waits for open keep-alive connections
+                    process.kill()
+                    process.wait()
+    by_threads = {
+        n: {"start": summary(start_times[n]), "compare_request": summary(latencies[n])} for n in threads
+    }
+    return {**by_threads[threads[0]], "torch_threads": threads[0], "by_threads": by_threads}
 
 
 def training_throughput() -> dict:
@@ -316,6 +324,10 @@ def write_markdown(results: dict, path: Path) -> None:
             "",
             "## The running app",
             "",
+            f"`python app.py` as served, on {app.get('torch_threads', '?')} intra-op torch thread(s) "
+            "(`MUSICCAP_TORCH_THREADS`, default 1: see `serving_threads` in musiccap/ui/app.py); the request "
+            "goes through the Gradio client.",
+            "",
             "| what | median (s) | p90 (s) | runs | target (s) |",
             "|---|---|---|---|---|",
             f"| start (process start → page served) | {_fmt(app['start']['median'], TARGETS['app_start'])} | "
@@ -324,6 +336,20 @@ def write_markdown(results: dict, path: Path) -> None:
             f"{_fmt(app['compare_request']['median'], TARGETS['compare_request'])} | {app['compare_request']['p90']} | "
             f"{app['compare_request']['runs']} | {TARGETS['compare_request']} |",
         ]
+        others = {n: row for n, row in app.get("by_threads", {}).items() if n != app.get("torch_threads")}
+        if others:
+            lines += [
+                "",
+                "The same requests on other thread settings (started in turn with the served one):",
+                "",
+            ]
+            lines += [
+                "| intra-op threads | compare request median (s) | p90 (s) | runs |",
+                "|---|---|---|---|",
+            ]
+            for n, row in app["by_threads"].items():
+                request = row["compare_request"]
+                lines.append(f"| {n} | {request['median']} | {request['p90']} | {request['runs']} |")
     long = results.get("long_track")
     if long:
         lines += [
@@ -365,6 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app-starts", type=int, default=3)
     parser.add_argument("--app-requests", type=int, default=10)
     parser.add_argument("--skip", nargs="*", default=[], help="parts to skip: app long corpus")
+    parser.add_argument(
+        "--app-threads",
+        nargs="+",
+        default=[os.environ.get("MUSICCAP_TORCH_THREADS", "1")],
+        help="MUSICCAP_TORCH_THREADS settings to serve the app with, the first reported (e.g. 1 2)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -389,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         except (IndexError, json.JSONDecodeError):
             results["models"][name] = {"error": (run.stderr.strip().splitlines() or ["no output"])[-1]}
     if "app" not in args.skip:
-        results["app"] = measure_app(args.app_starts, args.app_requests)
+        results["app"] = measure_app(args.app_starts, args.app_requests, tuple(args.app_threads))
     if "long" not in args.skip:
         results["long_track"] = measure_long_track()
     results["training"] = training_throughput()

@@ -77,7 +77,24 @@ def create_server(checkpoints: str | Path = DEFAULT_CHECKPOINTS):
     )
 
 
+def serving_threads() -> int:
+    """Intra-op threads torch uses in the app: ``MUSICCAP_TORCH_THREADS``, default 1.
+
+    Gradio runs every handler on a worker thread, and there torch's two-thread OpenMP regions are slower
+    than one thread, although the same work on the main thread gains from two: on this 2-core CPU the
+    compare request took 4.5 s served on one thread against 5.5 s on two (medians of 12, the two settings
+    started in turn; docs/BENCHMARKS.md). One thread per request also lets concurrent requests share the
+    cores instead of contending for them.
+    """
+    value = os.environ.get("MUSICCAP_TORCH_THREADS", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"MUSICCAP_TORCH_THREADS must be a positive integer, not {value!r}")
+    return int(value)
+
+
 def launch(checkpoints: str | Path = DEFAULT_CHECKPOINTS, port: int = 7860, host: str = "127.0.0.1") -> None:
+    import torch
     import uvicorn
 
+    torch.set_num_threads(serving_threads())
     uvicorn.run(create_server(checkpoints), host=host, port=port, log_level="warning")
