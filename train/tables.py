@@ -30,7 +30,10 @@ PAPER_TABLES = {
         KIM_PARK_TABLE_II + (("CIDEr-D", "cider_d"), ("<unk>", "unk"), ("repeats", "repeats")),
     ),
     "rgmc": ("RGMC (Srivatsan et al.) — Tables 3 and 4", RGMC_TABLE_3 + COPY_COLUMNS),
-    "csa": ("Kim & Park — Table II (M1 … M4) and the shipped M4 with L_S weighted 0.1", KIM_PARK_TABLE_II + (("CIDEr-D", "cider_d"),)),
+    "csa": (
+        "Kim & Park — Table II (M1 … M4) and the shipped M4 with L_S weighted 0.1",
+        KIM_PARK_TABLE_II + (("CIDEr-D", "cider_d"),),
+    ),
     "alcap": ("ALCAP (He et al.) — α and lyrics", KIM_PARK_TABLE_II + (("CIDEr-D", "cider_d"),)),
     "blap": ("BLAP (Lanzendörfer et al.) — stage ablation", KIM_PARK_TABLE_II + (("CIDEr-D", "cider_d"),)),
 }
