@@ -336,8 +336,7 @@ def write_markdown(results: dict, path: Path) -> None:
             f"{_fmt(app['compare_request']['median'], TARGETS['compare_request'])} | {app['compare_request']['p90']} | "
             f"{app['compare_request']['runs']} | {TARGETS['compare_request']} |",
         ]
-        others = {n: row for n, row in app.get("by_threads", {}).items() if n != app.get("torch_threads")}
-        if others:
+        if len(app.get("by_threads", {})) > 1:
             lines += [
                 "",
                 "The same requests on other thread settings (started in turn with the served one):",

@@ -33,20 +33,16 @@ def matching(model, items: list, seed: int = 0) -> dict[str, float]:
     own, random_other, hard = [], [], []
     for start in range(0, len(items), BATCH):
         batch = model.collate(items[start : start + BATCH])
-        n = len(batch["audio"])
-        if n < 2:
-            continue
-        rows = list(range(n))
+        rows = list(range(len(batch["audio"])))
         groups = batch["caption_group"].tolist()
         others = [[j for j in rows if groups[j] != groups[row]] for row in rows]
-        if not all(others):
+        if not all(others):  # a clip whose every other text is the same caption (or a batch of one)
             continue
         # a random text of another caption
         other_texts = [
             choices[int(torch.randint(len(choices), (1,), generator=generator))] for choices in others
         ]
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-        text_for_clip, _ = model.hard_negatives(model.contrastive_logits(batch))
+        text_for_clip, _ = model.hard_negatives(model.contrastive_logits(batch), generator)
         texts = [text_for_clip[row] for row in rows]
         for scores, text_rows in ((own, rows), (random_other, other_texts), (hard, texts)):
             scores.append(model.matching_logits(batch, rows, text_rows).softmax(dim=-1)[:, 1])

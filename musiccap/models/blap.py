@@ -617,15 +617,20 @@ class BLAPCaptioner(NeuralCaptioner):
 
     @staticmethod
     @torch.no_grad()
-    def hard_negatives(logits: torch.Tensor) -> tuple[dict[int, int], dict[int, int]]:
+    def hard_negatives(
+        logits: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[dict[int, int], dict[int, int]]:
         """BLIP-2's hard negatives: {clip: another clip's text} and {text: another clip}, each drawn in
-        proportion to the contrastive similarity (a row with no valid negative is left out)."""
+        proportion to the contrastive similarity (a row with no valid negative is left out); from
+        ``generator``, else torch's global one (training)."""
         candidates = logits.detach().masked_fill(torch.eye(len(logits), dtype=torch.bool), float("-inf"))
         drawn = []
         for scores in (candidates, candidates.T):
             valid = torch.isfinite(scores).any(dim=1)
             picked = (
-                torch.multinomial(scores[valid].softmax(dim=1), 1).squeeze(1).tolist() if valid.any() else []
+                torch.multinomial(scores[valid].softmax(dim=1), 1, generator=generator).squeeze(1).tolist()
+                if valid.any()
+                else []
             )
             drawn.append(dict(zip(valid.nonzero().squeeze(1).tolist(), picked, strict=True)))
         return drawn[0], drawn[1]

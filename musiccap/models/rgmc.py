@@ -193,7 +193,7 @@ def gpt2_cached_step(
     tokens and positions [N, 1]; past per layer (keys, values) [N, heads, S, head_dim]; attention_mask
     [N, S + 1], 0 = padding. Returns logits [N, vocab], the grown cache and each layer's attention
     [N, heads, 1, S + 1]. Why not the transformers forward: its per-call wrappers, mask building and cache
-    objects cost more than this small model's arithmetic on a CPU (RGMC's caption latency, docs/BENCHMARKS.md);
+    objects cost more than this small model's arithmetic on a CPU (0.53 vs 0.71 s a caption, docs/benchmark_runs/rgmc_step_ab.md);
     ``tests/test_rgmc.py`` holds the two equal.
     """
     if lm.training:
