@@ -1,9 +1,16 @@
-"""``python -m train.pipeline --corpus DIR [--jobs 2] [--only NAME ...]`` — rebuild every shipped checkpoint.
+"""``python -m train.pipeline --corpus DIR --runs DIR [--jobs 2] [--only NAME ...]`` — rebuild every shipped checkpoint.
 
 corpus → feature cache → CLAP → the two baselines → the five captioners and their paper
-ablations → results tables. Each step is one command line, printed before it runs, so any step
-can be re-run by hand; steps whose inputs are ready run ``--jobs`` at a time. Ablation runs
+ablations → results tables. Each step is a list of command lines, printed before they run, so any
+step can be re-run by hand; steps whose inputs are ready run ``--jobs`` at a time. Ablation runs
 write their metrics into the shipped checkpoint's ``results.json`` under ``"ablations"``.
+
+The pipeline outlives a session: the corpus and the runs folder (ablation runs, logs and
+``pipeline_state.json``, the record of every finished command) live where their arguments say,
+outside the repository if you like. Started again with the same arguments, it skips every command
+that finished, continues an interrupted training from its last epoch (``python -m train --resume``
+reads ``<out>/last/``) and an interrupted corpus build from its last clip; anything else that was cut
+off runs again from its start.
 
 The budgets (``train.max_minutes``) are what fits this project's 2-core CPU; on a GPU drop them.
 """
@@ -14,6 +21,7 @@ import argparse
 import json
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,10 +36,11 @@ class Step:
     name: str
     commands: list[list[str]]
     after: list[str] = field(default_factory=list)
-    shipped: bool = True  # False: an ablation run under runs/, only its numbers are kept
+    shipped: bool = True  # False: an ablation run in the runs folder, only its numbers are kept
 
 
 def train_cmd(model: str, config: str, out: str, corpus: str, *overrides: str, evaluate: bool = True):
+    """``python -m train``; ``resume_command`` adds ``--resume`` when the run was cut off mid-training."""
     command = [
         PY,
         "-m",
@@ -48,9 +57,9 @@ def train_cmd(model: str, config: str, out: str, corpus: str, *overrides: str, e
     return command
 
 
-def ablation(model: str, config: str, corpus: str, into: str, *overrides: str):
-    """Train a paper-ablation config under runs/ and file its test metrics in the shipped checkpoint."""
-    out = f"runs/{config}"
+def ablation(model: str, config: str, corpus: str, into: str, runs: str, *overrides: str):
+    """Train a paper-ablation config under ``runs`` and file its test metrics in the shipped checkpoint."""
+    out = f"{runs}/{config}"
     evaluate = [
         PY,
         "-m",
@@ -76,7 +85,7 @@ def evaluate_as(checkpoint: str, corpus: str, name: str, *, decoding=(), set_=()
     return command
 
 
-def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
+def steps(corpus: str, size: str, runs: str = "runs", quick: bool = False) -> list[Step]:
     """The plan. ``quick`` drops the two intermediate α rows of ALCAP's sweep (0.002, 0.2) and Kim & Park's
     M4 variant outside the paper's Table II and the shipped model (L_S against the reference prefix),
     leaving the papers' own rows."""
@@ -111,8 +120,8 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
         Step("muscaps", [train_cmd("muscaps", "muscaps", "checkpoints/muscaps", c)], after=["features"]),
         Step(
             "muscaps-ablations",
-            ablation("muscaps", "muscaps_early", c, "muscaps")
-            + ablation("muscaps", "muscaps_late", c, "muscaps")
+            ablation("muscaps", "muscaps_early", c, "muscaps", runs)
+            + ablation("muscaps", "muscaps_late", c, "muscaps", runs)
             + [evaluate_as("muscaps", c, "muscaps_greedy", decoding=["num_beams=1"])],
             after=["muscaps"],
             shipped=False,
@@ -120,10 +129,10 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
         Step("rgmc", [train_cmd("rgmc", "rgmc", "checkpoints/rgmc", c)], after=["clap"]),
         Step(
             "rgmc-ablations",
-            ablation("rgmc", "rgmc_audio_only", c, "rgmc")
-            + ablation("rgmc", "rgmc_text_only", c, "rgmc")
-            + ablation("rgmc", "rgmc_piece_exclusion", c, "rgmc")
-            + ablation("rgmc", "rgmc_no_pretraining", c, "rgmc")
+            ablation("rgmc", "rgmc_audio_only", c, "rgmc", runs)
+            + ablation("rgmc", "rgmc_text_only", c, "rgmc", runs)
+            + ablation("rgmc", "rgmc_piece_exclusion", c, "rgmc", runs)
+            + ablation("rgmc", "rgmc_no_pretraining", c, "rgmc", runs)
             + [
                 evaluate_as("rgmc", c, "rgmc_random_candidate", set_=["candidate=random"]),
                 evaluate_as("rgmc", c, "rgmc_gold_candidate", set_=["candidate=gold"]),
@@ -134,22 +143,22 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
         Step("csa", [train_cmd("csa", "csa", "checkpoints/csa", c)], after=["clap"]),
         Step(
             "csa-ablations",
-            ablation("csa", "csa_m1", c, "csa")
-            + ablation("csa", "csa_m2", c, "csa")
-            + ablation("csa", "csa_m3", c, "csa")
-            + ablation("csa", "csa_m4", c, "csa")
+            ablation("csa", "csa_m1", c, "csa", runs)
+            + ablation("csa", "csa_m2", c, "csa", runs)
+            + ablation("csa", "csa_m3", c, "csa", runs)
+            + ablation("csa", "csa_m4", c, "csa", runs)
             + [evaluate_as("csa", c, "csa_beam5", decoding=["num_beams=5"])]
-            + ([] if quick else ablation("csa", "csa_m4_prefix_reference", c, "csa")),
+            + ([] if quick else ablation("csa", "csa_m4_prefix_reference", c, "csa", runs)),
             after=["csa"],
             shipped=False,
         ),
         Step("alcap", [train_cmd("alcap", "alcap", "checkpoints/alcap", c)], after=["features"]),
         Step(
             "alcap-ablations",
-            ablation("alcap", "alcap_alpha0", c, "alcap")
-            + ([] if quick else ablation("alcap", "alcap_alpha0002", c, "alcap"))
-            + ([] if quick else ablation("alcap", "alcap_alpha02", c, "alcap"))
-            + ablation("alcap", "alcap_no_lyrics", c, "alcap"),
+            ablation("alcap", "alcap_alpha0", c, "alcap", runs)
+            + ([] if quick else ablation("alcap", "alcap_alpha0002", c, "alcap", runs))
+            + ([] if quick else ablation("alcap", "alcap_alpha02", c, "alcap", runs))
+            + ablation("alcap", "alcap_no_lyrics", c, "alcap", runs),
             after=["alcap"],
             shipped=False,
         ),
@@ -173,13 +182,16 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
                     "--threads",
                     "2",
                 ],
-                train_cmd("blap", "blap_stage1", "runs/blap_stage1", c, evaluate=False),
-                train_cmd("blap", "blap", "checkpoints/blap", c),
+                train_cmd("blap", "blap_stage1", f"{runs}/blap_stage1", c, evaluate=False),
+                train_cmd("blap", "blap", "checkpoints/blap", c, f"model.init_from={runs}/blap_stage1"),
             ],
             after=["clap"],
         ),
         Step(
-            "blap-ablations", ablation("blap", "blap_stage2_only", c, "blap"), after=["blap"], shipped=False
+            "blap-ablations",
+            ablation("blap", "blap_stage2_only", c, "blap", runs),
+            after=["blap"],
+            shipped=False,
         ),
         Step(
             "tables",
@@ -200,26 +212,78 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
     ]
 
 
-def run(step: Step, log_dir: Path) -> tuple[str, float, int]:
+class PipelineState:
+    """``<runs>/pipeline_state.json``: every command that finished, with its seconds, keyed by its command
+    line (without the interpreter). Written after each command (atomically; steps finish on several threads), so a pipeline stopped
+    at any moment loses at most the command that was running."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.finished: dict[str, dict] = {}
+        if path.is_file():
+            self.finished = json.loads(path.read_text())["finished"]
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(command: list[str]) -> str:
+        return " ".join(command[1:])  # not the interpreter's path: a fresh machine may have another
+
+    def done(self, command: list[str]) -> bool:
+        return self.key(command) in self.finished
+
+    def forget(self, step: Step) -> None:
+        for command in step.commands:
+            self.finished.pop(self.key(command), None)
+
+    def record(self, command: list[str], seconds: float) -> None:
+        with self._lock:
+            self.finished[self.key(command)] = {
+                "seconds": round(seconds, 1),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            scratch = self.path.with_suffix(".tmp")
+            scratch.write_text(json.dumps({"finished": self.finished}, indent=2) + "\n")
+            scratch.replace(self.path)
+
+
+def resume_command(command: list[str]) -> list[str]:
+    """An interrupted ``python -m train`` run continues from the resume state its trainer left in ``<out>/last``."""
+    if command[1:3] != ["-m", "train"] or "--out" not in command:
+        return command
+    out = Path(command[command.index("--out") + 1])
+    if not out.is_absolute():
+        out = REPO / out
+    return command + ["--resume"] if (out / "last" / "resume.json").is_file() else command
+
+
+def run(step: Step, log_dir: Path, state: PipelineState) -> tuple[str, float, int]:
     started = time.time()
     log = (log_dir / f"{step.name}.log").open("a")
     for command in step.commands:
-        print(f"[{step.name}] {' '.join(command)}", flush=True)
-        log.write(f"$ {' '.join(command)}\n")
+        if state.done(command):
+            print(f"[{step.name}] finished earlier, skipped: {' '.join(command)}", flush=True)
+            continue
+        command_started = time.time()
+        invoked = resume_command(command)
+        print(f"[{step.name}] {' '.join(invoked)}", flush=True)
+        log.write(f"$ {' '.join(invoked)}\n")
         log.flush()
-        code = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(invoked, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
         if code:
             return step.name, time.time() - started, code
+        state.record(command, time.time() - command_started)
     return step.name, time.time() - started, 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.pipeline", description=__doc__)
     parser.add_argument("--corpus", default="data/corpus")
+    parser.add_argument("--runs", default="runs", help="ablation runs, logs and the pipeline's state")
     parser.add_argument("--size", default="small", choices=["tiny", "small", "full"])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="run just these steps (their inputs must exist)")
     parser.add_argument("--skip", nargs="*", default=[], help="steps already done")
+    parser.add_argument("--redo", nargs="*", default=[], help="run these steps again even if they finished")
     parser.add_argument("--list", action="store_true")
     parser.add_argument(
         "--quick",
@@ -227,18 +291,26 @@ def main(argv: list[str] | None = None) -> int:
         help="without ALCAP's α = 0.002 / 0.2 and Kim & Park's M4 variant",
     )
     args = parser.parse_args(argv)
-    plan = steps(args.corpus, args.size, args.quick)
+    # commands run in the repository: folders given relative to the caller are made absolute first
+    corpus, runs = (str(Path(p).resolve()) for p in (args.corpus, args.runs))
+    plan = steps(corpus, args.size, runs, args.quick)
+    state = PipelineState(Path(runs) / "pipeline_state.json")
     if args.list:
         for step in plan:
+            finished = [state.finished[state.key(c)]["seconds"] for c in step.commands if state.done(c)]
+            progress = f"{len(finished)}/{len(step.commands)} done, {sum(finished) / 60:.1f} min"
             print(
-                f"{step.name:18s} after {','.join(step.after) or '-':30s} "
+                f"{step.name:18s} after {','.join(step.after) or '-':30s} [{progress}] "
                 + " && ".join(" ".join(c) for c in step.commands)
             )
         return 0
     wanted = {s.name for s in plan} if not args.only else set(args.only)
     done = set(args.skip) | ({s.name for s in plan} - wanted)
-    log_dir = REPO / "runs" / "logs"
+    log_dir = Path(runs) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    for step in plan:
+        if step.name in args.redo:
+            state.forget(step)
     timings, failed = {}, []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         running = {}
@@ -246,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             for step in plan:
                 ready = step.name not in done and step.name not in running and step.name not in failed
                 if ready and all(a in done for a in step.after) and len(running) < args.jobs:
-                    running[step.name] = pool.submit(run, step, log_dir)
+                    running[step.name] = pool.submit(run, step, log_dir, state)
             if not running:
                 break
             finished = [name for name, future in running.items() if future.done()]

@@ -1,0 +1,92 @@
+"""train.pipeline outlives a session: finished commands are skipped, an interrupted training resumes."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from train import pipeline
+from train.pipeline import PipelineState, Step, resume_command
+
+
+def _counting(path) -> list[str]:
+    """A command that appends one line to ``path`` each time it runs."""
+    return [sys.executable, "-c", f"open({str(path)!r}, 'a').write('ran\\n')"]
+
+
+def _failing_until(flag) -> list[str]:
+    """A command that fails until ``flag`` exists: a step cut off in the middle."""
+    return [sys.executable, "-c", f"import os, sys; sys.exit(0 if os.path.exists({str(flag)!r}) else 3)"]
+
+
+def test_a_stopped_pipeline_resumes_where_it_stopped(tmp_path, monkeypatch):
+    first, second, later = tmp_path / "first", tmp_path / "second", tmp_path / "later"
+    flag = tmp_path / "flag"
+    plan = [
+        Step("a", [_counting(first), _failing_until(flag), _counting(second)]),
+        Step("b", [_counting(later)], after=["a"]),
+    ]
+    monkeypatch.setattr(pipeline, "steps", lambda *args, **kwargs: plan)
+    runs = tmp_path / "runs"
+
+    assert pipeline.main(["--runs", str(runs), "--jobs", "1"]) == 1  # stops at the failing command
+    assert first.read_text() == "ran\n" and not second.exists() and not later.exists()
+
+    flag.touch()
+    assert pipeline.main(["--runs", str(runs), "--jobs", "1"]) == 0
+    assert first.read_text() == "ran\n"  # finished before the stop: not run again
+    assert second.read_text() == "ran\n" and later.read_text() == "ran\n"
+
+    state = json.loads((runs / "pipeline_state.json").read_text())["finished"]
+    assert len(state) == 4 and all(entry["seconds"] >= 0 for entry in state.values())
+
+    assert pipeline.main(["--runs", str(runs), "--jobs", "1"]) == 0  # everything done: nothing runs
+    assert first.read_text() == second.read_text() == later.read_text() == "ran\n"
+
+    assert pipeline.main(["--runs", str(runs), "--jobs", "1", "--redo", "b"]) == 0
+    assert later.read_text() == "ran\nran\n" and first.read_text() == "ran\n"
+
+
+def test_state_keys_ignore_the_interpreter_path(tmp_path):
+    state = PipelineState(tmp_path / "state.json")
+    state.record(["/usr/bin/python3", "-m", "train.features", "/data/corpus"], 1.0)
+    reloaded = PipelineState(tmp_path / "state.json")
+    assert reloaded.done(["/other/python", "-m", "train.features", "/data/corpus"])
+    assert not reloaded.done(["/other/python", "-m", "train.features", "/data/other"])
+
+
+def test_an_interrupted_training_is_resumed_from_its_last_epoch(tmp_path):
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "train",
+        "csa",
+        "--config",
+        "c.yaml",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
+    assert resume_command(command) == command  # nothing to resume: a fresh run
+    (out / "last").mkdir(parents=True)
+    (out / "last" / "resume.json").write_text("{}")
+    assert resume_command(command) == command + ["--resume"]
+    evaluate = [sys.executable, "-m", "train.evaluate", str(out)]
+    assert resume_command(evaluate) == evaluate
+
+
+def test_the_plan_keeps_runs_where_it_is_told(tmp_path):
+    runs = str(tmp_path / "runs")
+    plan = pipeline.steps("/corpus", "small", runs)
+    ablation_outputs = [
+        command[command.index("--out") + 1]
+        for step in plan
+        if not step.shipped
+        for command in step.commands
+        if "--out" in command
+    ]
+    assert ablation_outputs and all(out.startswith(runs) for out in ablation_outputs)
+    blap = next(step for step in plan if step.name == "blap").commands[-1]
+    assert f"model.init_from={runs}/blap_stage1" in blap
