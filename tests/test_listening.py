@@ -257,3 +257,35 @@ def test_gap_closed():
     assert (
         gap_closed({"floor": 0.9, "ceiling": 0.8, "caption": 0.7}) is None
     )  # the probe does not beat the floor
+
+
+def _block(caption: float, with_ceiling: bool = True) -> dict:
+    scores = {"floor": 0.4, "caption": caption, **({"ceiling": 0.9} if with_ceiling else {})}
+    shares = dict.fromkeys(ATTRIBUTES, 0.25)
+    return {
+        "split": "test",
+        "n": 10,
+        "attributes": dict.fromkeys(ATTRIBUTES, scores),
+        "audio_sensitivity": {"n": 8, "swap_changed": {**shares, "overall": 0.25}, "original": shares,
+                              "swap": shares, "noise": shares, "silence": shares},
+    }  # fmt: skip
+
+
+def test_results_md_and_about_tab_show_the_listening_table(tmp_path):
+    from musiccap.ui.about import listening_markdown
+    from train.tables import render
+
+    for name, document in {
+        "random": {"metrics": {}, "listening": _block(0.4, with_ceiling=False)},
+        "muscaps": {"metrics": {}, "listening": _block(0.65), "ablation_listening": {"greedy": _block(0.9)}},
+    }.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(document))
+    text = render(tmp_path)
+    assert "## Listening (test split)" in text and "unseen split" not in text
+    assert "| muscaps | 0.40 / 0.90 / 0.65 (0.50) |" in text
+    assert "| muscaps: greedy | 0.40 / 0.90 / 0.90 (1.00) |" in text
+    assert "| random | 0.40 / – / 0.40 (–) |" in text
+    assert "| muscaps | 8 | 0.25 / 0.25 / 0.25 / 0.25 / 0.25 | 0.25 | 0.25 | 0.25 | 0.25 | 0.25 |" in text
+    about = listening_markdown(tmp_path, ["random", "muscaps", "csa"])
+    assert "| muscaps | 0.40 / 0.90 / 0.65 (0.50) |" in about and "greedy" not in about
