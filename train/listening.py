@@ -138,6 +138,7 @@ def clap_token_input(clap, what: str) -> ProbeInput:
 
     def features(items: list) -> np.ndarray:
         sequences = []
+        clap.eval()
         with torch.inference_mode():
             for start in range(0, len(items), PROBE_BATCH):
                 batch = clap.audio_batch([item.features for item in items[start : start + PROBE_BATCH]])
@@ -188,6 +189,8 @@ def probe_input(captioner) -> ProbeInput | None:
     """What the captioner's decoder side receives from the audio before its own trainable parts
     (an encoder the config trains is read as trained); None for Random, which hears nothing."""
     name = captioner.name
+    if isinstance(captioner, torch.nn.Module):
+        captioner.eval()  # the encoder as captioning runs it: no dropout (a trained CLAP lives inside)
     trained = getattr(getattr(captioner, "config", None), "train_encoder", False)
     clap_kind = "trained CLAP audio tower" if trained else "frozen CLAP"
     if name == "random":
