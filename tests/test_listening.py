@@ -289,3 +289,27 @@ def test_results_md_and_about_tab_show_the_listening_table(tmp_path):
     assert "| muscaps | 8 | 0.25 / 0.25 / 0.25 / 0.25 / 0.25 | 0.25 | 0.25 | 0.25 | 0.25 | 0.25 |" in text
     about = listening_markdown(tmp_path, ["random", "muscaps", "csa"])
     assert "| muscaps | 0.40 / 0.90 / 0.65 (0.50) |" in about and "greedy" not in about
+
+
+def test_ablation_rows_file_their_listening_blocks_and_a_re_evaluation_keeps_them(tmp_path, monkeypatch):
+    import train.evaluate as evaluate
+    import train.model_card
+
+    def fake_captioner_evaluation(checkpoint, *args):
+        return {"metrics": {"bleu4": 0.1}, "listening": _block(0.5), "listening_unseen": _block(0.6)}
+
+    monkeypatch.setattr(evaluate, "evaluate_captioner", fake_captioner_evaluation)
+    monkeypatch.setattr(train.model_card, "write_model_card", lambda path: None)
+    shipped, variant = tmp_path / "muscaps", tmp_path / "muscaps_greedy"
+    for folder in (shipped, variant):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"architecture": "muscaps", "config": {}}))
+    evaluate.evaluate_checkpoint(variant, "corpus", into=shipped, as_name="greedy")
+    filed = json.loads((shipped / "results.json").read_text())
+    assert filed["ablation_listening"]["greedy"]["attributes"]["tempo"]["caption"] == 0.5
+    assert filed["ablation_listening_unseen"]["greedy"]["attributes"]["tempo"]["caption"] == 0.6
+    evaluate.evaluate_checkpoint(shipped, "corpus")
+    document = json.loads((shipped / "results.json").read_text())
+    assert document["listening"]["attributes"]["tempo"]["caption"] == 0.5
+    assert document["ablation_listening"] == filed["ablation_listening"]
+    assert document["ablation_listening_unseen"] == filed["ablation_listening_unseen"]
