@@ -11,7 +11,7 @@ from musiccap.encoders.embedded import AudioFeatures
 from musiccap.encoders.musicnn import MTT_LABELS
 from musiccap.metrics.attributes import read_caption
 from musiccap.metrics.listening import ATTRIBUTES, gap_closed, listening_table, sensitivity_table
-from tests.toy import TEMPLATES, clip_of, save_tiny_clap, toy_waveform
+from tests.toy import TEMPLATES, clip_of, save_tiny_clap, save_tiny_htsat_clap, toy_mel_items, toy_waveform
 from train import listening
 from train.data import FeatureItem, load_items
 
@@ -313,3 +313,28 @@ def test_ablation_rows_file_their_listening_blocks_and_a_re_evaluation_keeps_the
     assert document["listening"]["attributes"]["tempo"]["caption"] == 0.5
     assert document["ablation_listening"] == filed["ablation_listening"]
     assert document["ablation_listening_unseen"] == filed["ablation_listening_unseen"]
+
+
+@pytest.mark.parametrize("train_encoder", [False, True])
+def test_csa_is_probed_on_its_clap_frame_tokens(tmp_path, train_encoder):
+    from tests.test_csa import FRAME_DIM, POOLED_DIM, build, make_item
+
+    rng = np.random.default_rng(0)
+    items = [make_item(i, rng) for i in range(6)]
+    model = build(
+        save_tiny_clap(tmp_path / "clap", FRAME_DIM, POOLED_DIM), items, train_encoder=train_encoder
+    )
+    source = listening.probe_input(model)
+    assert source.description.startswith("trained CLAP" if train_encoder else "frozen CLAP")
+    assert "frame tokens" in source.description
+    features = source.features(items)
+    assert features.shape == (6, 3 * model.clap.audio_dim) and np.isfinite(features).all()
+
+
+def test_full_profile_csa_is_probed_on_the_htsat_tokens_over_real_audio(tmp_path):
+    from tests.test_csa import build_full
+
+    items = toy_mel_items(save_tiny_htsat_clap(tmp_path / "htsat"), 4)
+    model = build_full(tmp_path / "htsat", items)
+    features = listening.probe_input(model).features(items)
+    assert features.shape == (4, 3 * model.clap.audio_dim) and np.isfinite(features).all()

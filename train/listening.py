@@ -143,8 +143,8 @@ def clap_token_input(clap, what: str) -> ProbeInput:
             for start in range(0, len(items), PROBE_BATCH):
                 batch = clap.audio_batch([item.features for item in items[start : start + PROBE_BATCH]])
                 tokens, _ = clap.audio_tokens(batch["frames"], batch["mask"], batch["pooled"])
-                lengths = batch["mask"].sum(1).tolist()
-                sequences += [t[: int(n)].numpy() for t, n in zip(tokens, lengths, strict=True)]
+                # the tokens over real audio (a prefix for the embedded CLAP; HTSAT's mask need not be one)
+                sequences += [t[m].numpy() for t, m in zip(tokens, batch["mask"].bool(), strict=True)]
         return pool_over_time(sequences)
 
     return ProbeInput(f"{what} frame tokens (mean, std, max over time)", features)
