@@ -103,6 +103,13 @@ def test_tiny_pipeline_trains_evaluates_reloads_and_captions(workspace, monkeypa
     results = json.loads((ckpt / "muscaps" / "results.json").read_text())
     for key in ("bleu1", "bleu4", "meteor", "rouge_l", "cider_d", "clap_at", "vocab", "attr_tempo_acc"):
         assert key in results["metrics"], key
+    # the listening table: floor, probe ceiling and caption per attribute, and audio sensitivity
+    listening = results["listening"]
+    assert set(listening["attributes"]) == {"instrument_f1", "tempo", "mode", "drums", "mood"}
+    for scores in listening["attributes"].values():
+        assert set(scores) == {"floor", "ceiling", "caption"} and all(0 <= v <= 1 for v in scores.values())
+    assert "chunks" in listening["ceiling_input"] and listening["audio_sensitivity"]["n"] == results["n"]
+    assert listening["attributes"]["tempo"]["caption"] == results["metrics"]["attr_tempo_acc"]
 
     # python -m train.evaluate regenerates the same results.json from the checkpoint alone
     before = results["metrics"]

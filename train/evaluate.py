@@ -1,8 +1,12 @@
 """``python -m train.evaluate <checkpoint> [--split test]`` — regenerate a checkpoint's results.json.
 
 Captioners are scored with every metric of ``musiccap.metrics`` (n-gram, semantic, CLAP A-T/T-T,
-diversity, attribute accuracy); the embedded CLAP with retrieval recall. ``--into CKPT --as NAME``
-files the numbers as an ablation row of another checkpoint's results.json instead.
+diversity, attribute accuracy) and, on a corpus with attributes, the listening table of
+``train/listening.py`` (floor, probe ceiling and caption per attribute, audio sensitivity; under
+``listening`` and, when the corpus has an unseen split, ``listening_unseen``; ``--no-listening``
+skips it, ``--sensitivity-clips N`` sizes its re-captioned subset); the embedded CLAP with retrieval
+recall. ``--into CKPT --as NAME`` files the numbers as an ablation row of another checkpoint's
+results.json instead (its listening blocks under ``ablation_listening`` / ``ablation_listening_unseen``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import Clip, read_config
 from musiccap.models.muscaps import MEL_PATCHES
 from train.data import load_items, read_manifest
+from train.listening import DEFAULT_SENSITIVITY_CLIPS
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 32
@@ -78,6 +83,8 @@ def evaluate_captioner(
     clap_path: str,
     decoding_overrides: dict,
     config_overrides: dict,
+    listening: bool = True,
+    sensitivity_clips: int = DEFAULT_SENSITIVITY_CLIPS,
 ):
     from musiccap.metrics import compute_metrics
     from musiccap.models.base import load_captioner
@@ -119,7 +126,7 @@ def evaluate_captioner(
     ]
     used = (decoding or captioner.default_decoding).to_dict()
     timing = {"caption_s_per_clip": round(caption_time / max(1, len(items)), 4)}
-    return {
+    report = {
         "split": split,
         "n": len(items),
         "metrics": metrics,
@@ -127,6 +134,19 @@ def evaluate_captioner(
         "timing": timing,
         "samples": samples,
     }
+    if listening:
+        from train.listening import listening_report
+
+        def caption(perturbed: list) -> list[str]:
+            return [r.text for r in caption_items(captioner, perturbed, decoding, with_reference=gold)]
+
+        started = time.perf_counter()
+        report |= listening_report(
+            captioner, corpus, split, captioned, predictions, caption, encoder=encoder,
+            sensitivity_clips=sensitivity_clips,
+        )  # fmt: skip
+        timing["listening_s"] = round(time.perf_counter() - started, 1)
+    return report
 
 
 def evaluate_clap(checkpoint: Path, corpus: str, split: str):
@@ -151,6 +171,8 @@ def evaluate_checkpoint(
     config_overrides: dict | None = None,
     into: str | Path | None = None,
     as_name: str | None = None,
+    listening: bool = True,
+    sensitivity_clips: int = DEFAULT_SENSITIVITY_CLIPS,
 ) -> dict:
     checkpoint = Path(checkpoint)
     corpus = _corpus_of(checkpoint, corpus)
@@ -160,8 +182,9 @@ def evaluate_checkpoint(
         results = evaluate_clap(checkpoint, corpus, split)
     else:
         results = evaluate_captioner(
-            checkpoint, corpus, split, clap_path, decoding_overrides or {}, config_overrides or {}
-        )
+            checkpoint, corpus, split, clap_path, decoding_overrides or {}, config_overrides or {},
+            listening, sensitivity_clips,
+        )  # fmt: skip
     results["checkpoint"] = checkpoint.name
     if into:
         target = Path(into) / "results.json"
@@ -171,13 +194,16 @@ def evaluate_checkpoint(
         document.setdefault("ablation_runs", {})[name] = ablation_run(
             checkpoint, decoding_overrides or {}, config_overrides or {}
         )
+        for key in ("listening", "listening_unseen"):
+            if key in results:
+                document.setdefault(f"ablation_{key}", {})[name] = results[key]
         target.write_text(json.dumps(document, indent=2) + "\n")
     else:
         previous = checkpoint / "results.json"
         # ablation rows filed by other runs, and how each was made, survive a re-evaluation
         if previous.is_file():
             document = json.loads(previous.read_text())
-            for key in ("ablations", "ablation_runs"):
+            for key in ("ablations", "ablation_runs", "ablation_listening", "ablation_listening_unseen"):
                 if document.get(key):
                     results[key] = document[key]
         previous.write_text(json.dumps(results, indent=2) + "\n")
@@ -231,7 +257,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--into", help="file the metrics as an ablation row of this checkpoint")
     parser.add_argument("--as", dest="as_name", help="the ablation row's name")
+    parser.add_argument(
+        "--no-listening", action="store_true", help="skip the listening table (train/listening.py)"
+    )
+    parser.add_argument(
+        "--sensitivity-clips", type=int, default=DEFAULT_SENSITIVITY_CLIPS,
+        help="clips (a seeded subset) captioned again with swapped audio, noise and silence",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.sensitivity_clips < 2:
+        parser.error("--sensitivity-clips must be at least 2 (swapping audio needs two clips)")
     results = evaluate_checkpoint(
         args.checkpoint,
         args.corpus,
@@ -241,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         config_overrides=_parse_decoding(args.set),
         into=args.into,
         as_name=args.as_name,
+        listening=not args.no_listening,
+        sensitivity_clips=args.sensitivity_clips,
     )
     print(json.dumps(results.get("metrics", results), indent=2))
     return 0

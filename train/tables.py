@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from musiccap.metrics.listening import listening_table, sensitivity_table
 from musiccap.metrics.tables import (
     ATTRIBUTE_TABLE,
     KIM_PARK_TABLE_II,
@@ -143,6 +144,49 @@ def against_random_table(main: dict[str, dict], baseline: str = "random") -> str
     return "\n".join(lines)
 
 
+LISTENING_INTRO = (
+    "Per attribute: **floor** = the best single fixed caption (chosen on the training captions), **ceiling** = "
+    "a linear probe on the model's own audio input as its decoder side receives it (fitted on train, chosen on "
+    "validation), **caption** = its captions read back; in brackets the share of the floor-to-ceiling gap the "
+    "captions close, (caption − floor) / (ceiling − floor). Random hears nothing: no ceiling. Made by "
+    "`python -m train.evaluate` (train/listening.py); each block's `floor_captions` and `ceiling_input` say "
+    "what was used."
+)
+SENSITIVITY_INTRO = (
+    "A seeded subset of the split captioned again with another clip's audio (a derangement; the clip id and "
+    "everything else kept), with noise (white/pink, three levels) and with silence. *Changed by swap*: the share "
+    "of clips whose statement about each attribute changes (0 for a captioner that ignores its audio). "
+    "*Mean score*: the five attribute scores averaged, with the clip's own audio and each replacement."
+)
+
+
+def listening_section(results: dict[str, dict]) -> list[str]:
+    """The Listening table for the test split (and the unseen split where evaluated), shipped models first
+    and then the ablation rows filed with them."""
+    parts = []
+    for key, title in (("listening", "test split"), ("listening_unseen", "unseen split")):
+        blocks = {name: r[key] for name, r in results.items() if key in r}
+        for name, r in results.items():
+            blocks |= {f"{name}: {row}": block for row, block in r.get(f"ablation_{key}", {}).items()}
+        if not blocks:
+            continue
+        parts += [
+            f"## Listening ({title}): how much of what each captioner says comes from the audio",
+            "",
+            LISTENING_INTRO,
+            "",
+            listening_table(blocks),
+            "",
+            "### Audio sensitivity",
+            "",
+            SENSITIVITY_INTRO,
+            "",
+            sensitivity_table(blocks),
+            "",
+        ]
+    return parts
+
+
 def render(checkpoints: Path) -> str:
     results = load(checkpoints)
     main = {name: r["metrics"] for name, r in results.items()}
@@ -179,6 +223,7 @@ def render(checkpoints: Path) -> str:
             against_random_table(main),
             "",
         ]
+    parts += listening_section(results)
     for name, (title, columns) in PAPER_TABLES.items():
         if name not in results:
             continue

@@ -3,16 +3,29 @@
 On the synthetic corpus every clip carries the attributes it was made from (DESIGN.md, Corpus
 contract), so a caption can be scored for being right, not only for n-gram overlap.
 
-How a caption is read (the lexicon is `FAMILY_WORDS`, `TEMPO_WORDS`, `MODE_WORDS`, `MOOD_WORDS`,
-`DRUM_WORDS` below; matching is on lower-cased whole words, plurals included):
+How a caption is read (matching is on lower-cased whole words, plurals included):
 
-- A mention is *negated* when one of `NEGATIONS` ("no", "without", "not", ...) occurs among the
-  three words before it in the same clause (punctuation ends a clause) ("there are no drums", "without any vocals"); negated mentions state absence.
+- Instruments: every phrase of `FAMILY_WORDS` and `DRUM_WORDS` is one lexicon, matched longest
+  first and without overlaps, so a phrase names one family: "bass guitar" is bass (not guitar),
+  "synth strings" strings, "steel drums" percussive (not the drum kit), "thumb piano" ethnic. The
+  families are those of `musiccap.attributes.program_family` (General MIDI blocks: a fiddle is
+  "ethnic", timpani and the double bass are "strings"), the truth the corpus records. Instrument
+  phrases are then blanked out for the other attributes ("slow strings" says nothing about tempo,
+  "bright piano" nothing about mood).
+- A mention is *negated* when one of `NEGATIONS` ("no", "without", "not", "isn't", ...) occurs among
+  the three words before it in the same clause (punctuation ends a clause) ("there are no drums",
+  "without any vocals"), or "absent"/"missing" among the three words after it ("drums are absent");
+  negated mentions state absence.
 - Instrument families: the set of families with a non-negated mention. Scored against the clip's
   `families` with micro precision / recall / F1 over all clips. "drums" is left out of both sets:
   it has its own accuracy.
-- Tempo class, mode, mood: the label of the first mention in the caption (captions name the overall
-  character first; "slow intro, then fast" counts as slow).
+- Tempo class: a stated BPM ("around 125 beats per minute", "128 BPM") gives its band
+  (`musiccap.attributes.tempo_class`) and wins over words; otherwise the first tempo word. Words of
+  `TEMPO_WORDS` count anywhere; those of `TEMPO_CONTEXT_WORDS` ("medium", "moderate", "relaxed")
+  only next to "tempo"/"pace" ("a moderate tempo", "the pace is relaxed"), since "moderate volume",
+  "moderately busy" and "relaxed mood" are not tempi.
+- Mode, mood: the label of the first mention (captions name the overall character first; "slow
+  intro, then fast" counts as slow). A word read as a tempo is not read again as a mood.
 - Drums: True on a non-negated drum mention, False on a negated one (or on "no percussion" alone).
 - A caption that states nothing about an attribute counts as **wrong** for that attribute's
   accuracy: saying nothing is not credited as a correct guess.
@@ -24,85 +37,156 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from musiccap.attributes import FAMILIES, MODES, MOODS, TEMPO_CLASSES
+from musiccap.attributes import FAMILIES, MODES, MOODS, TEMPO_CLASSES, tempo_class
 
-# Phrases are regular expressions over lower-cased text; each gets word boundaries and an optional plural.
+# Plain phrases (lower case); each gets word boundaries and an optional plural. The corpus's own
+# instrument names (train/corpus/instruments.py CAPTION_NAMES) all appear here under their family.
 FAMILY_WORDS: dict[str, tuple[str, ...]] = {
-    "piano": ("piano", "pianist", "keyboard", "rhodes", "harpsichord", "clavinet", "clavichord"),
-    "mallet": ("glockenspiel", "vibraphone", "marimba", "xylophone", "celesta", "music box", "tubular bell",
-               "dulcimer", "mallet", "chime"),
-    "organ": ("organ", "accordion", "harmonica", "harmonium", "bandoneon"),
-    "guitar": ("guitar", "guitarist"),
-    "bass": (r"bass(?! drum)(?!oon)", "bassline", "bassist", "double bass", "contrabass"),
-    "strings": ("violin", "viola", "cello", "string", "fiddle", "harp", "orchestra", "orchestral", "pizzicato",
-                "violinist", "cellist"),
-    "voice": ("vocal", "voice", "singer", "singing", "sings", "sung", "choir", "choral", "vocalist", "humming"),
-    "brass": ("trumpet", "trombone", "tuba", "brass", "french horn", "flugelhorn", "cornet"),
-    "reed": ("saxophone", "sax", "clarinet", "oboe", "bassoon", "english horn", "saxophonist"),
-    "pipe": ("flute", "piccolo", "recorder", "pan flute", "panpipe", "whistle", "ocarina", "shakuhachi", "flautist"),
-    "synth": ("synth", "synthesizer", "synthesiser", "synth pad", "pad"),
-    "ethnic": ("sitar", "banjo", "shamisen", "koto", "kalimba", "bagpipe", "shanai", "steel drum"),
-    "percussive": ("timpani", "taiko", "woodblock", "wood block", "agogo", "tinkle bell", "steel drum"),
-    "effects": ("sound effect", "sfx", "helicopter", "seashore", "applause", "gunshot"),
+    "piano": ("piano", "pianist", "keyboard", "rhodes", "harpsichord", "clavinet", "clavichord", "grand piano",
+              "electric piano", "bright piano", "bright acoustic piano", "honky-tonk piano", "saloon piano"),
+    "mallet": ("glockenspiel", "vibraphone", "vibes", "marimba", "xylophone", "celesta", "music box",
+               "tubular bell", "dulcimer", "hammered dulcimer", "mallet", "chime"),
+    "organ": ("organ", "accordion", "harmonica", "mouth harp", "harmonium", "bandoneon", "tango accordion",
+              "pipe organ", "reed organ"),
+    "guitar": ("guitar", "guitarist", "guitar harmonics"),
+    "bass": ("bass", "bassist", "bass guitar", "electric bass", "upright bass",
+             "acoustic bass", "fretless bass", "slap bass", "picked bass", "synth bass", "synthesizer bass"),
+    "strings": ("violin", "viola", "cello", "violoncello", "string", "harp", "orchestra",
+                "orchestral", "pizzicato", "violinist", "cellist", "double bass", "contrabass", "timpani",
+                "synth strings", "slow strings", "string section", "string ensemble", "string quartet",
+                "orchestra hit", "orchestral harp"),
+    "voice": ("vocal", "voice", "singer", "singing", "sings", "sung", "choir", "choral", "vocalist", "humming",
+              "vocal oohs", "synth voice", "choir singing aah"),
+    "brass": ("trumpet", "trombone", "tuba", "brass", "french horn", "horn", "flugelhorn", "cornet",
+              "synth brass", "brass section", "brass ensemble", "muted trumpet"),
+    "reed": ("saxophone", "sax", "clarinet", "oboe", "bassoon", "english horn", "cor anglais", "saxophonist"),
+    "pipe": ("flute", "piccolo", "recorder", "pan flute", "panpipe", "whistle", "ocarina", "shakuhachi",
+             "flautist", "blown bottle"),
+    "synth": ("synth", "synthesizer", "synthesiser", "synth pad", "pad", "polysynth", "synth lead",
+              "synth voice lead", "synth effect", "bass-and-lead synth"),
+    "ethnic": ("sitar", "banjo", "shamisen", "koto", "kalimba", "thumb piano", "bagpipe", "shanai", "fiddle"),
+    "percussive": ("taiko", "taiko drum", "woodblock", "wood block", "agogo", "tinkle bell", "steel drum",
+                   "steelpan", "melodic tom", "synth drum", "reverse cymbal"),
+    "effects": ("sound effect", "sfx", "helicopter", "seashore", "applause", "gunshot", "bird tweet",
+                "telephone ring", "guitar fret noise", "breath noise"),
 }  # fmt: skip
-DRUM_WORDS: tuple[str, ...] = ("drum", "drummer", "drum kit", "percussion", "snare", "hi-hat",
-                               "hihat", "hi hat", "kick", "cymbal", "drumming", "tom")  # fmt: skip
+DRUM_WORDS: tuple[str, ...] = ("drum", "drummer", "drum kit", "drum part", "percussion", "snare", "hi-hat",
+                               "hihat", "hi hat", "kick", "cymbal", "drumming", "tom", "bass drum")  # fmt: skip
+# A part's role, not an instrument: "a tuba plays the bass line" names brass only.
+ROLE_WORDS: tuple[str, ...] = ("bass line", "bassline", "bass part", "bass register")
 TEMPO_WORDS: dict[str, tuple[str, ...]] = {
-    "slow": ("slow", "slowly", "slow-paced", "slow tempo", "leisurely", "largo", "adagio", "andante"),
-    "medium": ("medium tempo", "medium-tempo", "medium paced", "medium-paced", "moderate", "moderately",
-               "mid-tempo", "mid tempo", "moderato"),
-    "fast": ("fast", "quick", "quickly", "rapid", "uptempo", "up-tempo", "allegro", "presto", "fast-paced"),
+    "slow": ("slow", "slowly", "slow-paced", "leisurely", "unhurried", "largo", "adagio", "andante"),
+    "medium": ("medium tempo", "medium-tempo", "medium paced", "medium-paced", "mid-tempo", "mid tempo",
+               "moderato"),
+    "fast": ("fast", "quick", "quickly", "rapid", "brisk", "uptempo", "up-tempo", "allegro", "presto",
+             "fast-paced"),
 }  # fmt: skip
+# Tempo words only where the clause is about the tempo (see `_about_tempo`).
+TEMPO_CONTEXT_WORDS: dict[str, tuple[str, ...]] = {
+    "slow": ("relaxed",),
+    "medium": ("medium", "moderate", "moderately"),
+}
 MODE_WORDS: dict[str, tuple[str, ...]] = {"major": ("major",), "minor": ("minor",)}
 MOOD_WORDS: dict[str, tuple[str, ...]] = {
-    "calm": ("calm", "calming", "relaxing", "relaxed", "peaceful", "soothing", "serene", "tranquil", "gentle"),
-    "happy": ("happy", "joyful", "joyous", "cheerful", "uplifting", "bright", "playful", "upbeat"),
-    "energetic": ("energetic", "lively", "powerful", "driving", "exciting", "vigorous", "groovy"),
-    "melancholic": ("melancholic", "melancholy", "sad", "sorrowful", "mournful", "somber", "sombre", "wistful"),
-    "dramatic": ("dramatic", "tense", "intense", "dark", "epic", "suspenseful", "ominous", "menacing"),
+    "calm": ("calm", "calming", "relaxing", "relaxed", "peaceful", "soothing", "serene", "tranquil"),
+    "happy": ("happy", "joyful", "joyous", "cheerful", "uplifting", "bright", "playful"),
+    "energetic": ("energetic", "lively", "upbeat", "spirited", "powerful", "driving", "exciting", "vigorous",
+                  "groovy"),
+    "melancholic": ("melancholic", "melancholy", "sad", "sorrowful", "mournful", "somber", "sombre", "wistful",
+                    "gloomy"),
+    "dramatic": ("dramatic", "tense", "intense", "dark", "epic", "suspenseful", "ominous", "menacing",
+                 "serious"),
 }  # fmt: skip
-NEGATIONS = frozenset({"no", "without", "not", "lacks", "lacking", "absent", "none", "nor", "never"})
+NEGATIONS = frozenset({"no", "without", "not", "lacks", "lacking", "absent", "none", "nor", "never", "neither",
+                       "isn't", "aren't", "doesn't", "don't"})  # fmt: skip
+NEGATIONS_AFTER = frozenset({"absent", "missing"})
+TEMPO_NOUNS = ("tempo", "pace", "paced", "speed")
 
 assert set(FAMILY_WORDS) == set(FAMILIES) - {"drums"}
 assert (
     set(TEMPO_WORDS) == set(TEMPO_CLASSES) and set(MODE_WORDS) == set(MODES) and set(MOOD_WORDS) == set(MOODS)
 )
 
-
-def _pattern(phrases: Sequence[str]) -> re.Pattern:
-    # Longest first so "drum kit" wins over "drum" and "double bass" over "bass".
-    alternatives = sorted(phrases, key=len, reverse=True)
-    return re.compile(r"(?<![a-z0-9-])(?:" + "|".join(alternatives) + r")(?:e?s)?(?![a-z0-9-])")
+_BEFORE = r"(?<![a-z0-9-])"
+_AFTER = r"(?:e?s)?(?![a-z0-9-])"
 
 
-_FAMILY_PATTERNS = {family: _pattern(words) for family, words in FAMILY_WORDS.items()}
-_DRUM_PATTERN = _pattern(DRUM_WORDS)
-_TEMPO_PATTERNS = {label: _pattern(words) for label, words in TEMPO_WORDS.items()}
-_MODE_PATTERNS = {label: _pattern(words) for label, words in MODE_WORDS.items()}
-_MOOD_PATTERNS = {label: _pattern(words) for label, words in MOOD_WORDS.items()}
+def _lexicon_pattern(lexicon: Mapping[str, Sequence[str]]) -> tuple[re.Pattern, list[str]]:
+    """One pattern over every phrase of every label, longest first (so "drum kit" wins over "drum" and
+    "bass guitar" over "guitar"); group i of a match names its label ``labels[i]``."""
+    entries = sorted(((p, label) for label, phrases in lexicon.items() for p in phrases),
+                     key=lambda entry: len(entry[0]), reverse=True)  # fmt: skip
+    alternatives = "|".join(f"({re.escape(phrase)})" for phrase, _ in entries)
+    return re.compile(_BEFORE + "(?:" + alternatives + ")" + _AFTER), [label for _, label in entries]
+
+
+_INSTRUMENTS = _lexicon_pattern({**FAMILY_WORDS, "drums": DRUM_WORDS, "role": ROLE_WORDS})
+_TEMPI = _lexicon_pattern(TEMPO_WORDS)
+_CONTEXT_TEMPI = _lexicon_pattern(TEMPO_CONTEXT_WORDS)
+_MODES = _lexicon_pattern(MODE_WORDS)
+_MOODS = _lexicon_pattern(MOOD_WORDS)
+_BPM = re.compile(_BEFORE + r"(\d+(?:\.\d+)?)\s*-?\s*(?:bpm|beats per minute|beats a minute|beats/min)\b")
 _WORD = re.compile(r"[a-z0-9'-]+")
-
-
 _CLAUSE_END = re.compile(r"[.;:,!?]")
+_TEMPO_NOUN_AFTER = re.compile(r"[\s-]*(?:" + "|".join(TEMPO_NOUNS) + r")\b")
+_TEMPO_NOUN_BEFORE = re.compile(
+    r"\b(?:tempo|pace|speed)\s+(?:is|was|feels|seems|stays|remains)\s+(?:[a-z]+\s+)?$"
+)
 
 
-def _negated(text: str, start: int) -> bool:
-    clause = _CLAUSE_END.split(text[:start])[-1]
-    return bool(NEGATIONS.intersection(_WORD.findall(clause)[-3:]))
+@dataclass
+class Mention:
+    label: str
+    start: int
+    end: int
+    negated: bool
 
 
-def _mentions(text: str, pattern: re.Pattern) -> list[tuple[int, bool]]:
-    """(position, negated) of every match."""
-    return [(m.start(), _negated(text, m.start())) for m in pattern.finditer(text)]
+def _negated(text: str, start: int, end: int) -> bool:
+    before = _CLAUSE_END.split(text[:start])[-1]
+    after = _CLAUSE_END.split(text[end:])[0]
+    return bool(NEGATIONS.intersection(_WORD.findall(before)[-3:])) or bool(
+        NEGATIONS_AFTER.intersection(_WORD.findall(after)[:3])
+    )
 
 
-def _first_label(text: str, patterns: Mapping[str, re.Pattern]) -> str | None:
-    first: tuple[int, str] | None = None
-    for label, pattern in patterns.items():
-        for position, negated in _mentions(text, pattern):
-            if not negated and (first is None or position < first[0]):
-                first = (position, label)
-    return first[1] if first else None
+def _mentions(text: str, lexicon: tuple[re.Pattern, list[str]]) -> list[Mention]:
+    pattern, labels = lexicon
+    return [
+        Mention(labels[m.lastindex - 1], m.start(), m.end(), _negated(text, m.start(), m.end()))
+        for m in pattern.finditer(text)
+    ]
+
+
+def _blank(text: str, mentions: Sequence[Mention]) -> str:
+    """``text`` with the mentions' characters replaced by spaces (positions unchanged)."""
+    chars = list(text)
+    for mention in mentions:
+        chars[mention.start : mention.end] = " " * (mention.end - mention.start)
+    return "".join(chars)
+
+
+def _about_tempo(text: str, mention: Mention) -> bool:
+    """Is this word about the tempo: followed by "tempo"/"pace", or its complement ("the tempo is
+    moderate", "the pace is fairly relaxed")?"""
+    return bool(
+        _TEMPO_NOUN_AFTER.match(text, mention.end) or _TEMPO_NOUN_BEFORE.search(text[: mention.start])
+    )
+
+
+def _tempo_mentions(text: str) -> list[Mention]:
+    """Tempo words and stated BPMs (label = the BPM's band), in order of position."""
+    mentions = _mentions(text, _TEMPI)
+    mentions += [m for m in _mentions(text, _CONTEXT_TEMPI) if _about_tempo(text, m)]
+    for match in _BPM.finditer(text):
+        label = tempo_class(float(match.group(1)))
+        mentions.append(Mention(f"bpm:{label}", match.start(), match.end(), _negated(text, *match.span())))
+    return sorted(mentions, key=lambda m: m.start)
+
+
+def _first(mentions: Sequence[Mention]) -> str | None:
+    stated = [m for m in mentions if not m.negated]
+    return min(stated, key=lambda m: m.start).label if stated else None
 
 
 @dataclass
@@ -118,23 +202,25 @@ class CaptionAttributes:
 
 def read_caption(caption: str) -> CaptionAttributes:
     text = caption.lower()
-    families = {
-        family
-        for family, pattern in _FAMILY_PATTERNS.items()
-        if any(not negated for _, negated in _mentions(text, pattern))
-    }
-    drum_mentions = _mentions(text, _DRUM_PATTERN)
+    instruments = _mentions(text, _INSTRUMENTS)
+    families = {m.label for m in instruments if not m.negated and m.label in FAMILY_WORDS}
+    drum_mentions = [m for m in instruments if m.label == "drums"]
     drums = None
-    if any(not negated for _, negated in drum_mentions):
+    if any(not m.negated for m in drum_mentions):
         drums = True
     elif drum_mentions:
         drums = False
+    text = _blank(text, instruments)  # "slow strings", "bright piano" say nothing about tempo or mood
+    tempi = _tempo_mentions(text)
+    stated_bpm = _first([m for m in tempi if m.label.startswith("bpm:")])
+    tempo = stated_bpm.removeprefix("bpm:") if stated_bpm else _first(tempi)
+    rest = _blank(text, tempi)  # "a relaxed tempo" is a tempo, not a mood
     return CaptionAttributes(
         families=families,
         drums=drums,
-        tempo_class=_first_label(text, _TEMPO_PATTERNS),
-        mode=_first_label(text, _MODE_PATTERNS),
-        mood=_first_label(text, _MOOD_PATTERNS),
+        tempo_class=tempo,
+        mode=_first(_mentions(rest, _MODES)),
+        mood=_first(_mentions(rest, _MOODS)),
     )
 
 
@@ -156,10 +242,16 @@ def attribute_accuracy(predictions: Sequence[str], attributes: Sequence[Mapping]
     """Score captions against the corpus attributes (`families`, `drums`, `tempo_class`, `mode`, `mood`)."""
     if len(predictions) != len(attributes) or not predictions:
         raise ValueError(f"{len(predictions)} predictions for {len(attributes)} attribute records")
+    return score_reads([read_caption(caption) for caption in predictions], attributes)
+
+
+def score_reads(reads: Sequence[CaptionAttributes], attributes: Sequence[Mapping]) -> AttributeAccuracy:
+    """``attribute_accuracy`` of captions already read (``read_caption``), one per attribute record."""
+    if len(reads) != len(attributes) or not reads:
+        raise ValueError(f"{len(reads)} read captions for {len(attributes)} attribute records")
     true_positives = predicted = actual = 0
     correct = {"tempo_class": 0, "mode": 0, "drums": 0, "mood": 0}
-    for caption, truth in zip(predictions, attributes):
-        read = read_caption(caption)
+    for read, truth in zip(reads, attributes):
         stated = read.families - {"drums"}
         expected = set(truth["families"]) - {"drums"}
         true_positives += len(stated & expected)
@@ -170,7 +262,7 @@ def attribute_accuracy(predictions: Sequence[str], attributes: Sequence[Mapping]
     precision = true_positives / predicted if predicted else 0.0
     recall = true_positives / actual if actual else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    n = len(predictions)
+    n = len(reads)
     return AttributeAccuracy(
         instrument_precision=precision,
         instrument_recall=recall,

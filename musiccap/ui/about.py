@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from musiccap.metrics.listening import listening_table
 from musiccap.studio import Studio
 
 PAPERS = {
@@ -64,12 +65,36 @@ def results_table(checkpoints_dir: Path, names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def listening_markdown(checkpoints_dir: Path, names: list[str]) -> str:
+    """The Listening table of docs/RESULTS.md for the models shown: floor / ceiling / caption per attribute."""
+    blocks = {}
+    for name in names:
+        path = checkpoints_dir / name / "results.json"
+        if path.is_file() and "listening" in (results := json.loads(path.read_text())):
+            blocks[name] = results["listening"]
+    if not blocks:
+        return ""
+    return "\n".join(
+        [
+            "## Does it hear the music? (test split)",
+            "",
+            "Per attribute: the best single fixed caption (floor), a linear probe on the model's own audio "
+            "input (ceiling), and what its captions state (caption); in brackets the share of the gap "
+            "from floor to ceiling the captions close.",
+            "",
+            listening_table(blocks),
+        ]
+    )
+
+
 def build_about_tab(studio: Studio) -> None:
     names = list(studio.captioners)
     parts = ["## The captioners", ""]
     for name in names:
         parts.append(f"- **{name}** — {PAPERS.get(name, '')}")
     parts += ["", "## Results on the synthetic test split", "", results_table(studio.checkpoints_dir, names)]
+    if listening := listening_markdown(studio.checkpoints_dir, names):
+        parts += ["", listening]
     parts += ["", LIMITS]
     gr.Markdown("\n".join(parts))
     for name in names:
