@@ -28,7 +28,7 @@ from train.evaluate import _parse_decoding, caption_items, captioner_features
 def sweep(checkpoint: str, corpus: str, settings: list[list[str]], limit: int) -> dict:
     captioner = load_captioner(checkpoint)
     items = load_items(corpus, "validation", encoder=captioner_features(captioner)[0], limit=limit)
-    references = [[item.caption] for item in items]
+    references = [list(item.captions) or [item.caption] for item in items]
     rows = []
     for pairs in settings:
         overrides = _parse_decoding(pairs)

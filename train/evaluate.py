@@ -92,13 +92,17 @@ def evaluate_captioner(
     items = load_items(corpus, split)  # embedded features: what the scoring CLAP reads
     encoder = captioner_features(captioner)[0]
     captioned = items if encoder is None else load_items(corpus, split, encoder=encoder)
-    train_captions = [row["caption"] for row in read_manifest(corpus, "train")]
+    # A corpus v2 row has several captions: all are references (multi-reference CIDEr/BLEU) and all count
+    # as training captions (document frequencies, novelty).
+    train_captions = [
+        c for row in read_manifest(corpus, "train") for c in row.get("captions") or [row["caption"]]
+    ]
     started = time.perf_counter()
     gold = getattr(getattr(captioner, "config", None), "candidate", None) == "gold"
     results = caption_items(captioner, captioned, decoding, with_reference=gold)
     caption_time = time.perf_counter() - started
     predictions = [r.text for r in results]
-    references = [[item.caption] for item in items]
+    references = [list(item.captions) or [item.caption] for item in items]
     scorer = ClapScorer.embedded(clap_path)
     audio_embeddings = scorer.embed_audio([item.features for item in items])
     clap_at = scorer.audio_text(audio_embeddings, predictions)
