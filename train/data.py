@@ -62,6 +62,11 @@ class CaptionSampler:
         )
 
 
+def reference_captions(items) -> list[list[str]]:
+    """Each item's reference captions for scoring: all its phrasings (corpus v2), else its one caption."""
+    return [list(getattr(item, "captions", ())) or [item.caption] for item in items]
+
+
 def read_manifest(corpus_dir: str | Path, split: str) -> list[dict]:
     path = Path(corpus_dir) / f"{split}.jsonl"
     if not path.is_file():

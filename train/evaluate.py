@@ -19,7 +19,7 @@ from musiccap.decoding import DecodingConfig
 from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import Clip, read_config
 from musiccap.models.muscaps import MEL_PATCHES
-from train.data import load_items, read_manifest
+from train.data import load_items, read_manifest, reference_captions
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 32
@@ -102,7 +102,7 @@ def evaluate_captioner(
     results = caption_items(captioner, captioned, decoding, with_reference=gold)
     caption_time = time.perf_counter() - started
     predictions = [r.text for r in results]
-    references = [list(item.captions) or [item.caption] for item in items]
+    references = reference_captions(items)
     scorer = ClapScorer.embedded(clap_path)
     audio_embeddings = scorer.embed_audio([item.features for item in items])
     clap_at = scorer.audio_text(audio_embeddings, predictions)

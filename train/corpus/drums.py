@@ -132,8 +132,8 @@ def write_groove(
 ) -> np.ndarray:
     """Drum notes (pitch, start, end, velocity) of `groove` on every bar overlapping [start, end).
 
-    `fill`: the last bar that ends inside the window (else the last that starts in it) closes with a
-    tom run over its last beat (a dotted quarter in 6/8), and a crash marks the next downbeat.
+    `fill`: the last bar whose next downbeat is inside the window (else the last bar that ends, or starts,
+    in it) closes with a tom run over its last beat (a dotted quarter in 6/8); a crash marks that downbeat.
     """
     steps = groove.beats_per_bar * groove.steps_per_beat
     step_s = bar_s / steps
@@ -141,8 +141,9 @@ def write_groove(
     fill_from = fill_until = np.inf  # groove hits in [fill_from, fill_until) give way to the fill
     if fill:
         bars = [b for b in downbeats if start <= b < end]
+        landing = [b for b in bars if b + bar_s + 0.25 <= end]  # the crash after the fill is heard
         whole = [b for b in bars if b + bar_s <= end + 1e-6]
-        fill_bar = (whole or bars)[-1]
+        fill_bar = (landing or whole or bars)[-1]
         fill_s = bar_s / (2 if groove.beats_per_bar in (2, 6) else groove.beats_per_bar)
         fill_from, fill_until = fill_bar + bar_s - fill_s, fill_bar + bar_s
         count = 6 if groove.beats_per_bar == 6 else 4
