@@ -132,7 +132,8 @@ def _three_band(eq: dict):
 
 
 def mix_parts(parts: list[np.ndarray], mixes: list[dict]) -> np.ndarray:
-    """Mono parts -> one stereo bus [2, n]: each part EQ'd, scaled and panned (constant power)."""
+    """Mono parts (loudness-matched by the renderer) -> one stereo bus [2, n]: each part EQ'd, scaled by
+    its gain and panned (constant power)."""
     bus = np.zeros((2, len(parts[0])), dtype=np.float32)
     for audio, mix in zip(parts, mixes, strict=True):
         shaped = _three_band(mix["eq"])(audio[None, :].astype(np.float32), SAMPLE_RATE)[0]

@@ -132,6 +132,18 @@ class Renderer:
         return RenderedClip(audio=audio.astype(np.float32), synth_peak=synth_peak)
 
 
+PART_RMS = 0.05  # v2: every part is brought to this level while it sounds, then its mix gain applies
+
+
+def sounding_rms(audio: np.ndarray) -> float:
+    """RMS over the 100 ms frames where a part sounds (within 50 dB of its loudest frame), so a part's
+    level does not depend on its rests."""
+    frame = SAMPLE_RATE // 10
+    frames = np.sqrt(np.mean(audio[: len(audio) // frame * frame].reshape(-1, frame) ** 2, axis=1))
+    sounding = frames[frames > frames.max() * 10 ** (-50 / 20)]
+    return max(float(np.sqrt(np.mean(sounding**2))), 1e-9)
+
+
 # Drum kits (bank 128 presets) a General MIDI soundfont may offer; each v2 drum part draws one it has.
 GM_DRUM_KITS = {
     0: "standard",
@@ -233,7 +245,7 @@ class MultiRenderer:
             audio, peak = self.render_part(track, track.renderer, track.kit)
             if peak < 1e-4:
                 raise QualityError(f"{track.renderer} made no sound for {track.role} program {track.program}")
-            parts.append(audio)
+            parts.append(audio * (PART_RMS / sounding_rms(audio)))  # soundfonts differ by up to ~6 dB
             peaks.append(peak)
         bus = mix_parts(parts, [track.mix for track in arrangement.tracks])
         dry = bus.mean(axis=0)
