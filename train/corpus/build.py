@@ -340,6 +340,11 @@ def build_corpus(
     refs = list_pieces(symbolic_dir, sources)
     if not refs:
         raise FileNotFoundError("no symbolic sources found (give --symbolic DIR or install music21)")
+    if recipe == "v2":
+        # music21 lists 20 chorales twice. v1 plans both listings and files their clips under the first
+        # listing's split (`piece_splits`); v2 plans each composition once, so that no clip changes split:
+        # an unseen clip filed under train would bring the held-out soundfont into training.
+        refs = list(dict.fromkeys(refs))
     assignment = assign_splits(refs, spec.clips, seed)
     jobs = plan_jobs(assignment, spec.clips, seed, spec.max_pieces_per_source)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -428,6 +433,10 @@ def build_corpus(
         raise RuntimeError(f"made {len(records)} clips of {len(jobs)}")
     records.sort(key=lambda r: r["id"])
     split_of = piece_splits(records, splits)
+    if recipe == "v2":
+        moved = [r["id"] for r in records if not r["id"].startswith(split_of[r["piece"]] + "-")]
+        if moved:
+            raise AssertionError(f"clips planned in one split but filed in another: {moved[:5]}")
     for split in splits:
         lines = [json.dumps(r, ensure_ascii=False) for r in records if split_of[r["piece"]] == split]
         tmp = out_dir / f"{split}.jsonl.tmp"
