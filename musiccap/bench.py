@@ -255,8 +255,8 @@ def corpus_rate() -> dict:
         )
         elapsed = time.perf_counter() - started
         n = sum(
-            len((Path(out) / f"{s}.jsonl").read_text().splitlines()) for s in ("train", "validation", "test")
-        )
+            len(manifest.read_text().splitlines()) for manifest in Path(out).glob("*.jsonl")
+        )  # v2: 4 splits
     return {
         "clips": n,
         "seconds": round(elapsed, 2),

@@ -2,7 +2,9 @@
 # Installs the test dependencies (Debian packages and Python packages) and runs lint + the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES=(fluidsynth timgm6mb-soundfont chromium wordnet-base wordnet-sense-index ffmpeg libsndfile1)
+# The tiny corpus renders with four soundfonts (~149 MB of packages: opl3-soundfont 100 MB, avldrums 25 MB,
+# fluidr3mono 19 MB, timgm6mb 5 MB); fluid-soundfont-gm (120 MB) is only needed for small and full builds.
+APT_PACKAGES=(fluidsynth timgm6mb-soundfont fluidr3mono-gm-soundfont opl3-soundfont avldrums.lv2-soundfont chromium wordnet-base wordnet-sense-index ffmpeg libsndfile1)
 missing=()
 command -v java > /dev/null || missing+=(default-jre-headless)  # METEOR and the PTB tokenizer are jars
 for package in "${APT_PACKAGES[@]}"; do

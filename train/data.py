@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,35 @@ class FeatureItem:
     features: object  # the encoder's features_class: AudioFeatures (embedded) or ClapMelFeatures (HTSAT)
     audio_path: str = ""  # the clip's audio file, for inputs computed from the waveform (mel patches)
     mel_patches: np.ndarray | None = None  # [n_chunks, 187, 96]: only MusCaps' scratch CNN reads these
+    captions: tuple[str, ...] = ()  # corpus v2: every phrasing of the clip (`caption` is the first)
+
+
+class CaptionSampler:
+    """A collate function that first gives each item one of its `captions`, drawn anew at every step.
+
+    Corpus v2 has several independent phrasings per clip; training on a different one each time it
+    meets a clip teaches what the captions agree on (the music), not one wording. Items with a single
+    caption (v1 corpora) pass unchanged and draw nothing, so v1 training is exactly as before.
+    """
+
+    def __init__(self, collate, seed: int):
+        self.collate = collate
+        self.rng = random.Random(seed)
+
+    def __call__(self, items):
+        return self.collate(
+            [
+                replace(item, caption=self.rng.choice(item.captions))
+                if len(getattr(item, "captions", ())) > 1  # a model's own item type may have none
+                else item
+                for item in items
+            ]
+        )
+
+
+def reference_captions(items) -> list[list[str]]:
+    """Each item's reference captions for scoring: all its phrasings (corpus v2), else its one caption."""
+    return [list(getattr(item, "captions", ())) or [item.caption] for item in items]
 
 
 def read_manifest(corpus_dir: str | Path, split: str) -> list[dict]:
@@ -113,6 +143,7 @@ def load_items(
                 piece=row.get("piece", row["id"]),
                 features=encoder.features_class.from_tensors(tensors),
                 audio_path=str(Path(corpus_dir) / row["audio"]),
+                captions=tuple(row.get("captions") or ()),
             )
         )
     return items

@@ -35,6 +35,7 @@ class CaptionItem:
     lyrics: str | None = None
     attributes: dict | None = None  # the synthetic corpus' attributes; None for human-captioned sets
     piece: str | None = None  # composition / track id: items of one piece belong together
+    captions: tuple[str, ...] = ()  # corpus v2: every phrasing of the clip (`caption` is the first)
 
 
 @dataclass
@@ -94,6 +95,7 @@ def load_synthetic(corpus_dir: Path | str, split: str) -> CaptionSet:
                 record.get("lyrics"),
                 record.get("attributes"),
                 record.get("piece"),
+                tuple(record.get("captions") or ()),
             )
         )
     return _finish(f"synthetic {split}", items, missing)

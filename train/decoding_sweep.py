@@ -21,14 +21,14 @@ from musiccap.metrics import coco
 from musiccap.metrics.attributes import attribute_accuracy
 from musiccap.metrics.diversity import words
 from musiccap.models.base import load_captioner
-from train.data import load_items
+from train.data import load_items, reference_captions
 from train.evaluate import _parse_decoding, caption_items, captioner_features
 
 
 def sweep(checkpoint: str, corpus: str, settings: list[list[str]], limit: int) -> dict:
     captioner = load_captioner(checkpoint)
     items = load_items(corpus, "validation", encoder=captioner_features(captioner)[0], limit=limit)
-    references = [[item.caption] for item in items]
+    references = reference_captions(items)
     rows = []
     for pairs in settings:
         overrides = _parse_decoding(pairs)

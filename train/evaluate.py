@@ -23,7 +23,7 @@ from musiccap.decoding import DecodingConfig
 from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import Clip, read_config
 from musiccap.models.muscaps import MEL_PATCHES
-from train.data import load_items, read_manifest
+from train.data import load_items, read_manifest, reference_captions
 from train.listening import DEFAULT_SENSITIVITY_CLIPS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,13 +99,17 @@ def evaluate_captioner(
     items = load_items(corpus, split)  # embedded features: what the scoring CLAP reads
     encoder = captioner_features(captioner)[0]
     captioned = items if encoder is None else load_items(corpus, split, encoder=encoder)
-    train_captions = [row["caption"] for row in read_manifest(corpus, "train")]
+    # A corpus v2 row has several captions: all are references (multi-reference CIDEr/BLEU) and all count
+    # as training captions (document frequencies, novelty).
+    train_captions = [
+        c for row in read_manifest(corpus, "train") for c in row.get("captions") or [row["caption"]]
+    ]
     started = time.perf_counter()
     gold = getattr(getattr(captioner, "config", None), "candidate", None) == "gold"
     results = caption_items(captioner, captioned, decoding, with_reference=gold)
     caption_time = time.perf_counter() - started
     predictions = [r.text for r in results]
-    references = [[item.caption] for item in items]
+    references = reference_captions(items)
     scorer = ClapScorer.embedded(clap_path)
     audio_embeddings = scorer.embed_audio([item.features for item in items])
     clap_at = scorer.audio_text(audio_embeddings, predictions)

@@ -24,6 +24,8 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from train.data import CaptionSampler
+
 
 @dataclass
 class TrainConfig:
@@ -161,7 +163,8 @@ def fit(
         train_items,
         batch_size=config.batch_size,
         shuffle=True,
-        collate_fn=getattr(model, "train_collate", model.collate),  # a model may augment training batches
+        # A model may augment its training batches; each item takes one of its captions per step.
+        collate_fn=CaptionSampler(getattr(model, "train_collate", model.collate), config.seed),
         generator=loader_seed,
         drop_last=len(train_items) > config.batch_size,
     )

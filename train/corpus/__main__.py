@@ -1,4 +1,4 @@
-"""`python -m train.corpus --out DIR [--size tiny|small|full] [--seed N] [--workers N]`."""
+"""`python -m train.corpus --out DIR [--size tiny|small|full] [--recipe v1|v2] [--seed N] [--workers N]`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,20 @@ import argparse
 import logging
 from pathlib import Path
 
-from train.corpus.build import ALL_SOURCES, SIZES, build_corpus
+from train.corpus.build import ALL_SOURCES, RECIPES, SIZES, build_corpus
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.corpus", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default="v2",
+        help="v2: several soundfonts, productions and captions per clip, an unseen split; "
+        "v1: the shipped checkpoints' corpus (one soundfont, one caption)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1, help="render processes (one FluidSynth each)")
     parser.add_argument(
@@ -21,7 +28,9 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="folder with pop909/, nottingham/, openmsx/ (default: ../shared/data/symbolic)",
     )
-    parser.add_argument("--soundfont", default=None, help="override the size's soundfont (path or file name)")
+    parser.add_argument(
+        "--soundfont", default=None, help="v1 only: override the size's soundfont (path or file name)"
+    )
     parser.add_argument(
         "--sources", default=",".join(ALL_SOURCES), help="comma-separated subset of " + ",".join(ALL_SOURCES)
     )
@@ -35,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         symbolic_dir=args.symbolic,
         soundfont=args.soundfont,
         sources=tuple(args.sources.split(",")),
+        recipe=args.recipe,
     )
 
 

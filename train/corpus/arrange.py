@@ -3,17 +3,23 @@
 Every attribute recorded here is a decision this module made (or a fact of the source it kept):
 tempo, transposition, which General MIDI program plays which line, the drum groove, dynamics,
 reverb, recording quality. Captions are written from these attributes only.
+
+Two recipes (`build.py`'s `--recipe`): v1 draws exactly as the shipped checkpoints' corpus did; v2
+(a `Palette` given) balances tempo classes, modes and keys, varies the texture (solo, duo, band), adds
+groove families and fills, and draws per part a soundfont, gain, pan and EQ, and per clip a production
+chain (`produce.py`). v2's draws come after or instead of v1's, never between them, so v1 is unchanged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from musiccap.attributes import mood, program_family, tempo_class
 from train.corpus import instruments as gm
 from train.corpus.drums import grooves_for, write_groove
+from train.corpus.produce import draw_part_mix, draw_production
 from train.corpus.sources import PITCH_CLASSES, Piece, key_correlation
 
 CLIP_SECONDS = 10.0
@@ -39,6 +45,31 @@ _DYNAMICS_VELOCITY = {"soft": 0.6, "medium": 0.85, "loud": 1.1}
 _REVERBS = ("dry", "room", "hall")
 _DEGRADATIONS = ("noise", "band-limited", "distortion")
 
+# v2: tempo classes, each over its whole band (musiccap.attributes.tempo_class's bounds). Slow draws fail
+# the checks more often (sparser windows, longer rests), so they are drawn a little more often: a build of
+# 628 clips drawn evenly kept 28 % slow, 35 % medium, 37 % fast; the full build with these weights keeps
+# 37 % slow, 31 % medium, 32 % fast.
+_TEMPO_BANDS_V2 = {"slow": (50, 89), "medium": (90, 129), "fast": (130, 200)}
+_TEMPO_P_V2 = (0.38, 0.31, 0.31)
+_TEXTURES_V2 = ("solo", "duo", "band")
+_TEXTURE_P_V2 = (0.15, 0.25, 0.6)
+# v2: chance of an added drum groove, by texture and (for a band) source; a solo never has drums.
+_DRUM_PROBABILITY_V2 = {"pop909": 0.85, "nottingham": 0.7, "music21": 0.4}
+_DUO_DRUM_PROBABILITY_V2 = 0.5
+_MAIN_RENDERER_SHARE = 0.6  # a pitched part takes the clip's main soundfont this often, another one otherwise
+# Scale degrees (semitones above the tonic) moved to change mode: major <-> harmonic minor.
+_MAJOR_TO_MINOR = {4: 3, 9: 8}
+_MINOR_TO_MAJOR = {3: 4, 8: 9, 10: 11}
+
+
+@dataclass(frozen=True)
+class Palette:
+    """v2: the soundfonts one clip may render with (a split's renderers) and the drum kits each has."""
+
+    pitched: tuple[str, ...]  # General MIDI soundfonts
+    drums: tuple[str, ...]  # soundfonts a drum part may use: the General MIDI ones and drum-only kits
+    kits: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
 
 @dataclass
 class Track:
@@ -46,6 +77,9 @@ class Track:
     is_drums: bool
     role: str
     notes: np.ndarray  # (pitch, start_s, end_s, velocity) inside [0, CLIP_SECONDS)
+    renderer: str | None = None  # v2: the soundfont that plays this part
+    kit: str | None = None  # v2 drums: the kit of that soundfont
+    mix: dict | None = None  # v2: gain_db, pan, eq (produce.draw_part_mix)
 
 
 @dataclass
@@ -124,6 +158,37 @@ def _choose_tempo(piece: Piece, rng: np.random.Generator) -> float:
     return float(np.clip(round(piece.bpm * rng.uniform(0.85, 1.2)), 55, 180))
 
 
+def _choose_tempo_v2(rng: np.random.Generator) -> float:
+    low, high = _TEMPO_BANDS_V2[str(rng.choice(list(_TEMPO_BANDS_V2), p=_TEMPO_P_V2))]
+    return float(rng.integers(low, high + 1))
+
+
+def _change_mode(notes: np.ndarray, tonic: int, to_mode: str) -> np.ndarray:
+    """Move the scale degrees that differ between major and (harmonic) minor: the tune keeps its
+    contour and rhythm, its third and sixth (and in minor -> major the seventh) change."""
+    mapping = _MAJOR_TO_MINOR if to_mode == "minor" else _MINOR_TO_MAJOR
+    moved = notes.copy()
+    degrees = (moved[:, 0].astype(int) - tonic) % 12
+    for old, new in mapping.items():
+        moved[degrees == old, 0] += new - old
+    return moved
+
+
+def _choose_renderers(tracks: list[Track], palette: Palette, rng: np.random.Generator) -> str:
+    """A main soundfont for the clip; each pitched part keeps it or, now and then, takes another one.
+    Drums draw from all the palette's kits alike, so the drum-only soundfonts play often."""
+    main = str(rng.choice(palette.pitched))
+    for track in tracks:
+        if track.is_drums:
+            track.renderer = str(rng.choice(palette.drums))
+            track.kit = str(rng.choice(palette.kits[track.renderer]))
+        else:
+            keep = rng.random() < _MAIN_RENDERER_SHARE
+            track.renderer = main if keep else str(rng.choice(palette.pitched))
+        track.mix = draw_part_mix(track.role, rng)
+    return main
+
+
 def _choose_distinct(pool: tuple[int, ...], taken: set[str], rng: np.random.Generator) -> int:
     """A program whose caption name no other part of this clip already uses."""
     choices = [p for p in pool if gm.caption_name(p) not in taken]
@@ -160,9 +225,13 @@ def _orchestrate(piece: Piece, parts, melody_has_lyrics: bool, rng: np.random.Ge
     return programs, False
 
 
-def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
-    """One random arrangement of a 10 s window of `piece`, or None when this draw finds no usable window."""
-    bpm = _choose_tempo(piece, rng)
+def arrange(piece: Piece, rng: np.random.Generator, palette: Palette | None = None) -> Arrangement | None:
+    """One random arrangement of a 10 s window of `piece`, or None when this draw finds no usable window.
+
+    Without a palette, the v1 recipe; with one, v2 (its soundfonts are the palette's).
+    """
+    v2 = palette is not None
+    bpm = _choose_tempo_v2(rng) if v2 else _choose_tempo(piece, rng)
     stretch = piece.bpm / bpm  # multiply source seconds by this to get clip seconds
     beat_s = (
         60.0 / bpm * (4.0 / piece.beat_unit) * (3 if (piece.beats_per_bar, piece.beat_unit) == (6, 8) else 1)
@@ -180,6 +249,7 @@ def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
     melody_part = next((p for p in piece.parts if p.role == "melody"), None)
     if melody_part is None:
         return None
+    texture = str(rng.choice(_TEXTURES_V2, p=_TEXTURE_P_V2)) if v2 else "band"
     kept = []
     for part in piece.parts:
         notes = part.notes.copy()
@@ -190,11 +260,22 @@ def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
             if part.role == "melody":
                 return None
             continue
+        if texture != "band" and part.role != "melody":
+            kept.append((part, window))  # a solo or duo keeps the melody and at most one other part, below
+            continue
         if part.role == "counter" and rng.random() < 0.5:
             continue  # a second melodic line only some of the time: density varies
         if part.role == "bass" and piece.source != "openmsx" and rng.random() < 0.15:
             continue
         kept.append((part, window))
+    if texture != "band":
+        melody_window = next((part, w) for part, w in kept if part.role == "melody")
+        others = [(part, w) for part, w in kept if part.role != "melody" and not part.is_drums]
+        if texture == "duo" and others:
+            kept = [melody_window, others[int(rng.integers(len(others)))]]
+        else:
+            texture = "solo"
+            kept = [melody_window]
 
     lyrics_all = [(t * stretch, s, syl) for t, s, syl in melody_part.lyrics]
     lyrics = _assemble_lyrics(lyrics_all, start, end)
@@ -208,7 +289,13 @@ def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
     if len(piece.keys) > 1:
         durations = pitched[:, 2] - pitched[:, 1]
         tonic, mode = max(piece.keys, key=lambda k: key_correlation(pitched[:, 0], durations, *k))
-    transpose = int(rng.integers(-5, 7))
+    source_mode = mode
+    if v2:  # modes balanced (a changed mode moves the scale degrees), all twelve tonics equally likely
+        mode = str(rng.choice(("major", "minor")))
+        transpose = (int(rng.integers(12)) - tonic + 5) % 12 - 5
+    else:
+        transpose = int(rng.integers(-5, 7))
+    window_tonic = tonic
     tonic = (tonic + transpose) % 12
 
     dynamics = str(rng.choice(("soft", "medium", "loud"), p=(0.3, 0.4, 0.3)))
@@ -222,6 +309,8 @@ def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
             notes = _onsets_in(_rearticulate(notes, beat_s, harmony_pattern), start, end)
         notes[:, 1:3] -= start
         if not part.is_drums:
+            if mode != source_mode:
+                notes = _change_mode(notes, window_tonic, mode)
             notes[:, 0] += transpose
             if piece.source != "openmsx":  # band arrangements already sit where their arranger put them
                 notes = _fit_register(notes, program, part.role)
@@ -252,10 +341,17 @@ def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
 
     drum_pattern = None
     has_source_drums = any(t.is_drums for t in tracks)
-    grooves = grooves_for(piece.beats_per_bar, piece.beat_unit)
-    if not has_source_drums and grooves and rng.random() < _DRUM_PROBABILITY.get(piece.source, 0.0):
+    grooves = grooves_for(piece.beats_per_bar, piece.beat_unit, more=v2)
+    drum_probability = _DRUM_PROBABILITY.get(piece.source, 0.0)
+    if v2:
+        drum_probability = {"solo": 0.0, "duo": _DUO_DRUM_PROBABILITY_V2}.get(
+            texture, _DRUM_PROBABILITY_V2.get(piece.source, 0.0)
+        )
+    drum_fill = False
+    if not has_source_drums and grooves and rng.random() < drum_probability:
         groove = grooves[int(rng.integers(len(grooves)))]
-        drum_notes = write_groove(groove, downbeats, bar_s, start, end, rng)
+        drum_fill = v2 and bool(rng.random() < 0.4)
+        drum_notes = write_groove(groove, downbeats, bar_s, start, end, rng, fill=drum_fill)
         drum_notes[:, 1:3] -= start
         drum_notes[:, 2] = np.minimum(drum_notes[:, 2], CLIP_SECONDS)
         drum_notes[:, 3] = np.clip(np.round(drum_notes[:, 3] * _DYNAMICS_VELOCITY[dynamics]), 1, 127)
@@ -271,10 +367,16 @@ def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
     t_class = tempo_class(bpm)
     if piece.source == "pop909":
         style = "pop ballad" if t_class == "slow" else "pop"
-    quality = "low" if rng.random() < 0.25 else "clean"
-    degradations = []
-    if quality == "low":
-        degradations = [d for d in _DEGRADATIONS if rng.random() < 0.5] or [str(rng.choice(_DEGRADATIONS))]
+    if v2:
+        production, summary = draw_production(dynamics, rng)
+        quality, degradations = summary["quality"], summary["degradations"]
+    else:
+        quality = "low" if rng.random() < 0.25 else "clean"
+        degradations = []
+        if quality == "low":
+            degradations = [d for d in _DEGRADATIONS if rng.random() < 0.5] or [
+                str(rng.choice(_DEGRADATIONS))
+            ]
 
     attributes = {
         "instruments": [gm.gm_name(t.program) for t in pitched_tracks],
@@ -296,7 +398,7 @@ def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
         "dynamics": dynamics,
         "density": "sparse" if onsets < 3 else "moderate" if onsets < 7 else "dense",
         "register": "low" if median_melody < 60 else "middle" if median_melody < 72 else "high",
-        "reverb": str(rng.choice(_REVERBS, p=(0.35, 0.4, 0.25))),
+        "reverb": summary["reverb"] if v2 else str(rng.choice(_REVERBS, p=(0.35, 0.4, 0.25))),
         "quality": quality,
         "degradations": degradations,
         "style": style,
@@ -304,6 +406,25 @@ def arrange(piece: Piece, rng: np.random.Generator) -> Arrangement | None:
         "harmony_pattern": harmony_pattern,
         "transpose": transpose,
     }
+    if v2:
+        main = _choose_renderers(tracks, palette, rng)
+        drum_track = next((t for t in tracks if t.is_drums), None)
+        attributes.update(
+            {
+                "renderer": melody_track.renderer,  # the clip's main sound: the soundfont of its melody
+                "main_renderer": main,
+                "renderers": [t.renderer for t in pitched_tracks],  # per part, aligned with "programs"
+                "drum_renderer": drum_track.renderer if drum_track else None,
+                "drum_kit": drum_track.kit if drum_track else None,
+                "drum_fill": drum_fill,
+                "mix": [t.mix for t in pitched_tracks],
+                "drum_mix": drum_track.mix if drum_track else None,
+                "texture": texture,
+                "source_mode": source_mode,
+                "tone": summary["tone"],
+                "production": production,
+            }
+        )
     return Arrangement(
         piece_id=piece.id,
         source=piece.source,

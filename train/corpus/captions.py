@@ -4,7 +4,9 @@ A caption is a handful of sentences, one per fact (style, instruments, drums, te
 room, recording quality, mood, ...), each drawn from several phrasings with synonyms, in a varied
 order. Every instrument in the clip is named, and nothing the generator did not control is claimed
 (no "this song could be played at a party"). `write_caption` also returns which facts it stated, so
-an evaluator knows what a reference caption commits to.
+an evaluator knows what a reference caption commits to. Corpus v2 gives each clip several independent
+captions (`write_captions`) and states its further facts (reverb shapes, codec artefacts, tone, fills);
+a v1 clip has none of those attributes and draws exactly as before.
 """
 
 from __future__ import annotations
@@ -69,6 +71,18 @@ _GROOVE_NAMES = {
     "6/8": ("6/8 groove", "rolling compound-time beat", "beat in six"),
     "march": ("march beat", "military march rhythm", "marching snare pattern"),
     "polka": ("polka beat", "bouncy polka rhythm"),
+    "hip-hop": ("hip-hop beat", "laid-back hip-hop groove", "boom-bap beat"),
+    "disco": (
+        "disco beat",
+        "disco groove with open hi-hats on the off-beats",
+        "four-to-the-floor disco rhythm",
+    ),
+    "half-time": ("half-time groove", "half-time beat with the snare on three", "slow half-time feel"),
+    "motown": ("Motown beat", "soul groove with the snare on every beat", "Motown-style backbeat"),
+    "train beat": ("train beat", "chugging train beat on the snare", "country train beat"),
+    "samba": ("samba groove", "samba rhythm", "Brazilian samba beat"),
+    "jazz waltz": ("jazz waltz beat", "swinging jazz waltz on the ride cymbal", "jazz waltz groove"),
+    "two-step": ("two-step beat", "country two-step rhythm", "driving two-step groove"),
 }
 _DEGRADATION_PHRASES = {
     "noise": (
@@ -85,6 +99,11 @@ _DEGRADATION_PHRASES = {
         "the sound is distorted",
         "there is audible distortion",
         "it sounds overdriven and crackly",
+    ),
+    "low-bitrate": (
+        "it sounds like a low-bitrate MP3",
+        "there are audible compression artefacts",
+        "the audio is heavily compressed, like a low-quality stream",
     ),
 }
 _VOICE_PROGRAMS = {52, 53, 54}
@@ -353,6 +372,16 @@ def _reverb_sentence(attrs: dict, rng) -> str:
                 "It sounds like it was played in a large hall.",
                 "There is a long, roomy reverb.",
             ),
+            "plate": (
+                "A bright plate reverb gives it a shimmering tail.",
+                "There is a dense, bright plate reverb.",
+                "The instruments sit in a smooth plate reverb.",
+            ),
+            "spring": (
+                "There is a twangy spring reverb.",
+                "A metallic spring reverb rings after the notes.",
+                "It has the boingy sound of a spring reverb.",
+            ),
         }[attrs["reverb"]],
     )
 
@@ -408,6 +437,27 @@ def _texture_sentence(attrs: dict, rng) -> str:
     )
 
 
+def _fill_sentence(rng) -> str:
+    return _pick(
+        rng,
+        (
+            "A drum fill on the toms leads into the next bar.",
+            "The drummer plays a tom fill before a crash cymbal.",
+            "There is a short drum fill rolling down the toms.",
+        ),
+    )
+
+
+def _tone_sentence(attrs: dict, rng) -> str:
+    return _pick(
+        rng,
+        {
+            "bright": ("The mix sounds bright and crisp.", "The sound is bright, with prominent highs."),
+            "dark": ("The mix sounds dark and muffled.", "The sound is warm and dark, with soft highs."),
+        }[attrs["tone"]],
+    )
+
+
 def write_caption(attributes: dict, lyrics: str | None, rng: np.random.Generator) -> tuple[str, list[str]]:
     """A caption for a clip and the attribute names it states."""
     facts: list[tuple[str, float, str]] = []  # (fact, position preference, sentence)
@@ -422,6 +472,9 @@ def write_caption(attributes: dict, lyrics: str | None, rng: np.random.Generator
     for i, sentence in enumerate(_instrument_sentences(attributes, lyrics, rng)):
         facts.append(("instruments", instruments_at + i * 0.01, sentence))
     add("drums", 0, _drum_sentence(attributes, rng))
+    # v2 facts: a v1 clip has no such attribute and skips these lines without drawing from `rng`.
+    if attributes.get("drum_fill") and rng.random() < 0.5:
+        add("drum_fill", 0.5, _fill_sentence(rng))
     if rng.random() < 0.9:
         add("tempo", 0, _tempo_sentence(attributes, rng))
     if rng.random() < 0.65:
@@ -435,6 +488,8 @@ def write_caption(attributes: dict, lyrics: str | None, rng: np.random.Generator
     add("quality", 2 if rng.random() < 0.7 else -12, _quality_sentence(attributes, rng))
     if rng.random() < 0.15:
         add("texture", 1, _texture_sentence(attributes, rng))
+    if attributes.get("tone") in ("bright", "dark") and rng.random() < 0.35:
+        add("tone", 2, _tone_sentence(attributes, rng))
     if not any(p in _VOICE_PROGRAMS for p in attributes["programs"]) and rng.random() < 0.3:
         add(
             "voices",
@@ -454,3 +509,20 @@ def write_caption(attributes: dict, lyrics: str | None, rng: np.random.Generator
     facts.sort(key=lambda f: f[1])
     mentioned = sorted({fact for fact, _, _ in facts})
     return " ".join(sentence for _, _, sentence in facts), mentioned
+
+
+def write_captions(
+    attributes: dict, lyrics: str | None, rng: np.random.Generator, count: int
+) -> tuple[list[str], list[list[str]]]:
+    """`count` independently drawn, distinct captions of one clip (each its own sentence order, synonyms
+    and optional sentences) and the facts each states."""
+    captions: list[str] = []
+    facts: list[list[str]] = []
+    for _ in range(count * 10):
+        caption, stated = write_caption(attributes, lyrics, rng)
+        if caption not in captions:
+            captions.append(caption)
+            facts.append(stated)
+        if len(captions) == count:
+            return captions, facts
+    raise RuntimeError(f"only {len(captions)} distinct captions in {count * 10} draws")

@@ -34,17 +34,31 @@ class RenderedClip:
     synth_peak: float  # the synth's own peak before our gain: 1.0 would mean it saturated
 
 
+SOUNDFONT_FOLDERS = (
+    Path("/usr/share/sounds/sf2"),
+    Path("/usr/share/sounds/sf3"),
+    Path("/usr/share/soundfonts"),
+)
+# Reserved for a held-out evaluation (DESIGN.md): never rendered into a corpus, whatever the command line says.
+RESERVED_SOUNDFONTS = ("musescore", "csound")
+
+
 def find_soundfont(name: str) -> Path:
-    """`name` may be a path or one of the Debian soundfont file names."""
+    """`name` may be a path or one of the Debian soundfont file names; reserved soundfonts are refused."""
     path = Path(name)
-    if path.is_file():
-        return path
-    for folder in (Path("/usr/share/sounds/sf2"), Path("/usr/share/soundfonts")):
-        if (folder / name).is_file():
-            return folder / name
-    raise FileNotFoundError(
-        f"soundfont {name!r} not found (apt-get install fluid-soundfont-gm timgm6mb-soundfont)"
-    )
+    if not path.is_file():
+        path = next((folder / name for folder in SOUNDFONT_FOLDERS if (folder / name).is_file()), None)
+    if path is None:
+        raise FileNotFoundError(
+            f"soundfont {name!r} not found (apt-get install fluid-soundfont-gm timgm6mb-soundfont "
+            "fluidr3mono-gm-soundfont opl3-soundfont avldrums.lv2-soundfont)"
+        )
+    # default-GM.sf2 and friends are links: the file they resolve to decides.
+    if any(word in f"{path.name} {path.resolve().name}".lower() for word in RESERVED_SOUNDFONTS):
+        raise ValueError(
+            f"{path} is reserved for the held-out evaluation and is never used to build a corpus"
+        )
+    return path
 
 
 class Renderer:
@@ -116,6 +130,137 @@ class Renderer:
         if peak > 0:
             audio = audio * (PEAK_LEVEL[attributes["dynamics"]] / peak)
         return RenderedClip(audio=audio.astype(np.float32), synth_peak=synth_peak)
+
+
+PART_RMS = 0.05  # v2: every part is brought to this level while it sounds, then its mix gain applies
+
+
+def sounding_rms(audio: np.ndarray) -> float:
+    """RMS over the 100 ms frames where a part sounds (within 50 dB of its loudest frame), so a part's
+    level does not depend on its rests."""
+    frame = SAMPLE_RATE // 10
+    frames = np.sqrt(np.mean(audio[: len(audio) // frame * frame].reshape(-1, frame) ** 2, axis=1))
+    sounding = frames[frames > frames.max() * 10 ** (-50 / 20)]
+    return max(float(np.sqrt(np.mean(sounding**2))), 1e-9)
+
+
+# Drum kits (bank 128 presets) a General MIDI soundfont may offer; each v2 drum part draws one it has.
+GM_DRUM_KITS = {
+    0: "standard",
+    8: "room",
+    16: "power",
+    24: "electronic",
+    25: "TR-808",
+    32: "jazz",
+    40: "brush",
+}
+
+
+class MultiRenderer:
+    """Corpus v2: one FluidSynth holding several soundfonts; each part of a clip is rendered on its own,
+    by the soundfont its track names, so that parts can be EQ'd, levelled and panned apart.
+
+    Rendering part by part costs little more than one pass: FluidSynth's work is per sounding voice.
+    Drum-only soundfonts (the AVL kits) hold one kit at bank 0, preset 0, on General MIDI drum notes.
+    """
+
+    def __init__(self, soundfonts: dict[str, Path], drum_only: tuple[str, ...] = (), gain: float = 0.3):
+        import fluidsynth
+
+        self.synth = fluidsynth.Synth(
+            gain=gain,
+            samplerate=float(SAMPLE_RATE),
+            **{"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 256},
+        )
+        self.gain = gain
+        self.ids = {name: self.synth.sfload(str(path)) for name, path in soundfonts.items()}
+        self.drum_only = set(drum_only)
+        # The kits each soundfont really has: (bank, preset) -> caption-free kit name.
+        self.kits: dict[str, dict[str, tuple[int, int]]] = {}
+        for name, sfid in self.ids.items():
+            if name in self.drum_only:
+                self.kits[name] = {self.synth.sfpreset_name(sfid, 0, 0): (0, 0)}
+            else:
+                self.kits[name] = {
+                    kit: (128, preset)
+                    for preset, kit in GM_DRUM_KITS.items()
+                    if self.synth.sfpreset_name(sfid, 128, preset)
+                }
+            if not self.kits[name]:
+                raise ValueError(f"soundfont {name} has no drum kit")
+
+    def close(self) -> None:
+        self.synth.delete()
+
+    def render_part(self, track: Track, renderer: str, kit: str | None = None) -> tuple[np.ndarray, float]:
+        """One track alone, mono float32 (the soundfont's stereo summed), and the synth's own peak."""
+        sfid = self.ids[renderer]
+        if track.is_drums:
+            bank, preset = self.kits[renderer][kit]
+        elif renderer in self.drum_only:
+            raise ValueError(f"{renderer} only has drums, not program {track.program}")
+        else:
+            bank, preset = 0, track.program
+        channel = DRUM_CHANNEL if track.is_drums else 0
+        for gain in (self.gain, self.gain / 4):  # a saturated render is made again quieter
+            synth = self.synth
+            synth.setting("synth.gain", gain)
+            synth.system_reset()
+            synth.program_select(channel, sfid, bank, preset)
+            synth.cc(channel, 7, 100)  # levels are set in the mix, not by MIDI volume
+            events = []
+            for pitch, start, end, velocity in track.notes:
+                on = int(round(start * SAMPLE_RATE))
+                off = min(int(round(end * SAMPLE_RATE)), CLIP_SAMPLES)
+                events.append((on, 1, int(pitch), int(velocity)))
+                events.append((max(off, on + 1), 0, int(pitch), 0))
+            events.sort()
+            chunks, position = [], 0
+            for sample, kind, pitch, velocity in events:
+                if sample >= CLIP_SAMPLES:
+                    break
+                if sample > position:
+                    chunks.append(synth.get_samples(sample - position))
+                    position = sample
+                if kind:
+                    synth.noteon(channel, pitch, velocity)
+                else:
+                    synth.noteoff(channel, pitch)
+            if position < CLIP_SAMPLES:
+                chunks.append(synth.get_samples(CLIP_SAMPLES - position))
+            synth.all_sounds_off(channel)
+            stereo = np.concatenate(chunks).astype(np.float32).reshape(-1, 2) / 32768.0
+            peak = float(np.abs(stereo).max())
+            if peak < 0.999:
+                break
+        self.synth.setting("synth.gain", self.gain)
+        return stereo.mean(axis=1), peak
+
+    def render(self, arrangement: Arrangement, rng: np.random.Generator) -> tuple[RenderedClip, RenderedClip]:
+        """(the produced clip, the dry mix before production, for the audibility checks)."""
+        from train.corpus.produce import mix_parts, produce
+
+        parts, peaks = [], []
+        for track in arrangement.tracks:
+            audio, peak = self.render_part(track, track.renderer, track.kit)
+            if peak < 1e-4:
+                raise QualityError(f"{track.renderer} made no sound for {track.role} program {track.program}")
+            parts.append(audio * (PART_RMS / sounding_rms(audio)))  # soundfonts differ by up to ~6 dB
+            peaks.append(peak)
+        bus = mix_parts(parts, [track.mix for track in arrangement.tracks])
+        dry = bus.mean(axis=0)
+        dry_peak = float(np.abs(dry).max())
+        production = arrangement.attributes["production"]
+        audio = fade(produce(bus, production, rng))
+        peak = float(np.abs(audio).max())
+        if peak > 0:
+            audio = audio * (production["peak"] / peak)
+        dry = dry * (production["peak"] / max(dry_peak, 1e-9))
+        synth_peak = max(peaks)
+        return (
+            RenderedClip(audio=audio.astype(np.float32), synth_peak=synth_peak),
+            RenderedClip(audio=dry.astype(np.float32), synth_peak=synth_peak),
+        )
 
 
 def add_reverb(audio: np.ndarray, reverb: str, rng: np.random.Generator) -> np.ndarray:
