@@ -43,7 +43,11 @@ def cmd_caption(args) -> int:
     from musiccap.studio import Studio
 
     try:
-        studio = Studio(args.checkpoints, None if args.model == "all" else args.model.split(","))
+        studio = Studio(
+            args.checkpoints,
+            None if args.model == "all" else args.model.split(","),
+            clean_text=not args.decoded_text,
+        )
     except (ValueError, FileNotFoundError) as error:
         return _fail(str(error))
     overrides, _ = _decoding_from_args(args)
@@ -127,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--sample", action="store_true")
     caption.add_argument("--seed", type=int)
     caption.add_argument("--json", action="store_true")
+    caption.add_argument(
+        "--decoded-text",
+        action="store_true",
+        help="print captions as decoded (the text the paper tables score), without the clean-up",
+    )
     caption.add_argument("--checkpoints", default=None)
 
     tags = sub.add_parser("tags", help="musicnn's top tags for a file")

@@ -30,6 +30,10 @@ class DecodingConfig:
     top_p: float = 1.0
     temperature: float = 1.0
     seed: int | None = None
+    # Text clean-up (musiccap/text.py), after decoding: off is the text as decoded, which the paper
+    # tables score; the studio and the CLI turn both on.
+    clean_text: bool = False  # detokenized, sentence case, no sentence cut by the length limit
+    dedupe_sentences: bool = False  # a sentence repeated word for word is kept once (with clean_text)
 
     def __post_init__(self):
         if self.num_beams < 1:
@@ -40,6 +44,8 @@ class DecodingConfig:
             raise ValueError("temperature must be > 0, top_p in (0, 1], top_k >= 0")
         if self.repetition_penalty <= 0:
             raise ValueError("repetition_penalty must be > 0")
+        if self.dedupe_sentences and not self.clean_text:
+            raise ValueError("dedupe_sentences is part of the text clean-up: set clean_text too")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -32,8 +32,17 @@ class WindowCaptions:
 
 
 class Studio:
-    def __init__(self, checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS, models: list[str] | None = None):
+    """``clean_text``: show captions cleaned (musiccap/text.py) rather than as decoded, the paper's text."""
+
+    def __init__(
+        self,
+        checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS,
+        models: list[str] | None = None,
+        *,
+        clean_text: bool = True,
+    ):
         self.checkpoints_dir = Path(checkpoints_dir)
+        self.clean_text = clean_text
         self.captioners: dict[str, Captioner] = {}
         self.load_errors: dict[str, str] = {}
         found = {}
@@ -75,6 +84,9 @@ class Studio:
 
     def caption_clip(self, clip: Clip, name: str, decoding: DecodingConfig | None = None) -> CaptionResult:
         captioner = self.captioners[name]
+        decoding = (decoding or captioner.default_decoding).replace(
+            clean_text=self.clean_text, dedupe_sentences=self.clean_text
+        )
         started = time.perf_counter()
         result = captioner.caption(clip, decoding)
         result.timings.setdefault("total", time.perf_counter() - started)

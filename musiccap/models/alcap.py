@@ -504,8 +504,7 @@ class AlcapCaptioner(NeuralCaptioner):
         return logits, new_state, output.cross_attention[:, :, :, 0, :].reshape(len(last_tokens), -1)
 
     @torch.no_grad()
-    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
-        decoding = decoding or self.default_decoding
+    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
         self.eval()
         started = time.perf_counter()
         features = [audio_features(clip) for clip in clips]

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from musiccap.audio import Window
 from musiccap.decoding import DecodingConfig
+from musiccap.text import clean_caption
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -42,7 +43,7 @@ class CaptionResult:
     """What a captioner says about one window, and what the app needs to explain it."""
 
     model: str
-    text: str
+    text: str  # as shown: cleaned when the decoding asked for it (musiccap/text.py)
     tokens: list[str] = field(default_factory=list)
     attention: np.ndarray | None = None  # [n_tokens, n_times], rows sum to 1 over audio time
     attention_times: np.ndarray | None = None  # [n_times] seconds from the window start (centres)
@@ -52,12 +53,14 @@ class CaptionResult:
     decoding: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     window: tuple[float, float] = (0.0, 0.0)
+    decoded_text: str = ""  # the text as decoded, before the clean-up ("" when there was none)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "window": [round(self.window[0], 3), round(self.window[1], 3)],
             "text": self.text,
+            "decoded_text": self.decoded_text or self.text,
             "tokens": list(self.tokens),
             "attention_shape": list(self.attention.shape) if self.attention is not None else None,
             "neighbour": asdict(self.neighbour) if self.neighbour else None,
@@ -97,18 +100,35 @@ def audio_hash(samples: np.ndarray) -> str:
 
 
 class Captioner:
-    """Base class: a name in the registry, default decoding, ``caption``, and checkpoint I/O."""
+    """Base class: a name in the registry, default decoding, ``caption``, and checkpoint I/O.
+
+    Architectures implement ``generate_batch`` (the text as their decoder gives it); ``caption_batch``
+    is what callers use: it adds the text clean-up the decoding asks for, the same for every captioner.
+    """
 
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     default_decoding: DecodingConfig = DecodingConfig()
     checkpoint_hash: str = ""
 
-    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
+    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
         raise NotImplementedError
 
     def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
-        return [self.caption(clip, decoding) for clip in clips]
+        decoding = decoding or self.default_decoding
+        results = self.generate_batch(clips, decoding)
+        if decoding.clean_text:
+            for result in results:
+                result.decoded_text = result.text
+                result.text = clean_caption(
+                    result.text,
+                    hit_length_limit=len(result.tokens) >= decoding.max_new_tokens,
+                    dedupe=decoding.dedupe_sentences,
+                )
+        return results
+
+    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
+        return self.caption_batch([clip], decoding)[0]
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> Captioner:
@@ -189,10 +209,6 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
     def __init__(self, config):
         torch.nn.Module.__init__(self)
         self.config = config
-
-    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
-        """One clip is a batch of one: architectures implement ``caption_batch`` (all beams, all clips at once)."""
-        return self.caption_batch([clip], decoding)[0]
 
     def forward(self, batch):
         """Training entry point: the named loss terms of a batch (see ``train/trainer.py``)."""

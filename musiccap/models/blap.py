@@ -673,8 +673,7 @@ class BLAPCaptioner(NeuralCaptioner):
     # ---- captioning ------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
-        decoding = decoding or self.default_decoding
+    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
         self.eval()
         started = time.perf_counter()
         features = [self.clap.audio_inputs(clip) for clip in clips]

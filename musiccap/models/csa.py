@@ -669,8 +669,7 @@ class CsaCaptioner(NeuralCaptioner):
         return logits, new_state, attention.reshape(len(last_tokens), -1)
 
     @torch.no_grad()
-    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
-        decoding = decoding or self.default_decoding
+    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
         self.eval()
         started = time.perf_counter()
         features = [self.clap.audio_inputs(clip) for clip in clips]

@@ -362,8 +362,7 @@ class MusCaps(NeuralCaptioner):
         return AudioBatch(chunks=self.chunk_features(audio, mask), mask=mask, times=times)
 
     @torch.no_grad()
-    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
-        decoding = decoding or self.default_decoding
+    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
         self.eval()
         started = time.perf_counter()
         audio = self._audio_batch(clips)

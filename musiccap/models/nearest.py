@@ -58,10 +58,7 @@ class NearestCaptioner(Captioner):
     def build(cls, config: dict, train_items: list, context) -> NearestCaptioner:
         return cls.from_items(config.get("clap_path", context.clap_path), train_items)
 
-    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
-        return self.caption_batch([clip], decoding)[0]
-
-    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
+    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
         started = time.perf_counter()
         embeddings = self.clap.embed_audio([self.clap.audio_inputs(clip) for clip in clips])
         embedded = time.perf_counter()

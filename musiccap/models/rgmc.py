@@ -542,8 +542,7 @@ class RGMCCaptioner(NeuralCaptioner):
         return embeds, mask
 
     @torch.no_grad()
-    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
-        decoding = decoding or self.default_decoding
+    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
         self.eval()
         started = time.perf_counter()
         features = [audio_features(clip) for clip in clips]
