@@ -93,8 +93,8 @@ def measure_model(name: str, runs: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from musiccap.audio import load_audio, windows
+    from musiccap.clip import Clip
     from musiccap.features import audio_features
-    from musiccap.models.base import Clip
     from musiccap.studio import Studio
 
     started = time.perf_counter()

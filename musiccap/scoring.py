@@ -16,10 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from musiccap.clip import CLAP_AUDIO, Clip
 from musiccap.encoders.clap_loader import load_clap
-from musiccap.models.base import Clip
-
-CLAP_AUDIO = "clap_audio_embedding"  # Clip feature name prefix for memoised clip embeddings
 
 
 class ClapModel(Protocol):
@@ -77,7 +75,7 @@ class ClapScorer:
         if todo:
             embeddings = self.embed_audio([self.model.audio_inputs(clip) for clip in todo])
             for clip, embedding in zip(todo, embeddings):
-                clip.features[key] = embedding
+                clip.put(key, embedding)
         return np.stack([clip.features[key] for clip in clips])
 
     def audio_text(self, audio_embedding: np.ndarray, captions: Sequence[str]) -> list[float]:

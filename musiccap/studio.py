@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from musiccap.audio import Audio, Window, windows
+from musiccap.clip import LYRICS, Clip
 from musiccap.decoding import DecodingConfig
-from musiccap.features import LYRICS, audio_features
-from musiccap.models.base import Captioner, CaptionResult, Clip, load_captioner, read_config
+from musiccap.features import audio_features
+from musiccap.models.base import Captioner, CaptionResult, load_captioner, read_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINTS = REPO / "checkpoints"
@@ -78,7 +79,7 @@ class Studio:
         for window in windows(audio, window_mode, max_windows=max_windows):
             clip = Clip(window)
             if lyrics and lyrics.strip():
-                clip.features[LYRICS] = lyrics.strip()
+                clip.put(LYRICS, lyrics.strip())
             result.append(clip)
         return result
 
@@ -95,9 +96,7 @@ class Studio:
     def similarity(self, clip: Clip, texts: list[str]) -> list[float] | None:
         if self.scorer is None or not texts:
             return None
-        embedding = clip.get(
-            "clap_audio_embedding", lambda c: self.scorer.embed_audio([audio_features(c)])[0]
-        )
+        embedding = self.scorer.embed_clip(clip)
         return [float(s) for s in self.scorer.audio_text(np.asarray([embedding] * len(texts)), texts)]
 
     def tags(self, clip: Clip, k: int = 10) -> dict[str, float]:

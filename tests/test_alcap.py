@@ -11,8 +11,8 @@ import torch.nn.functional as F
 import yaml
 
 import musiccap.models  # noqa: F401  (first: importing musiccap.features first is circular)
+from musiccap.clip import AUDIO_FEATURES, LYRICS
 from musiccap.decoding import DecodingConfig
-from musiccap.features import AUDIO_FEATURES, LYRICS
 from musiccap.models.alcap import (
     NEVER_GENERATED,
     PAPER_SAMPLING,

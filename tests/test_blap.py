@@ -14,8 +14,8 @@ import pytest
 import torch
 import yaml
 
+from musiccap.clip import AUDIO_FEATURES
 from musiccap.decoding import DecodingConfig
-from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import Clip, config_from_dict, load_captioner, read_config
 from musiccap.models.blap import (
     EOS,

@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
+from musiccap.clip import AUDIO_FEATURES
 from musiccap.decoding import DecodingConfig
-from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import WEIGHTS_NAME, Clip, config_from_dict, load_captioner
 from musiccap.models.csa import (
     BOS,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from musiccap.clip import AUDIO_FEATURES
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.embedded import AudioFeatures
-from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import Clip, load_captioner
 from musiccap.models.muscaps import MusCaps, Vocabulary, detokenize, tokenize
 from train.data import FeatureItem

@@ -8,9 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from musiccap.clip import AUDIO_FEATURES, Clip
 from musiccap.encoders.embedded_clap import EmbeddedClap
-from musiccap.features import AUDIO_FEATURES
-from musiccap.models.base import Clip
 from musiccap.models.nearest import NearestCaptioner
 from musiccap.retrieval import CaptionIndex, random_retrieval_metrics, retrieval_metrics
 from tests.test_clap import tiny_config, toy_items

@@ -10,11 +10,11 @@ import pytest
 import torch
 import yaml
 
+from musiccap.clip import AUDIO_FEATURES, REFERENCE_CAPTION
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.embedded_clap import EmbeddedClap
-from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import Clip, config_from_dict, load_captioner
-from musiccap.models.rgmc import GOLD_CAPTION, RGMCCaptioner, RGMCConfig, copy_rate, gpt2_cached_step
+from musiccap.models.rgmc import RGMCCaptioner, RGMCConfig, copy_rate, gpt2_cached_step
 from tests.toy import TEMPLATES, save_tiny_clap, toy_item
 from train.__main__ import BuildContext
 from train.data import FeatureItem
@@ -249,7 +249,7 @@ def test_retrained_clap_is_refused(trained, clap_dir, tmp_path):
 
 
 def test_candidate_modes(trained, items):
-    clips = [clip_of(item, **{GOLD_CAPTION: f"gold caption {i}"}) for i, item in enumerate(items[:3])]
+    clips = [clip_of(item, **{REFERENCE_CAPTION: f"gold caption {i}"}) for i, item in enumerate(items[:3])]
     decoding = DecodingConfig(max_new_tokens=4)
     trained.config.candidate = "gold"
     try:

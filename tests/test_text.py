@@ -2,8 +2,8 @@
 
 import pytest
 
+from musiccap.clip import Clip
 from musiccap.decoding import DecodingConfig
-from musiccap.models.base import Clip
 from musiccap.models.baselines import RandomCaptioner
 from musiccap.text import clean_caption, complete_sentences, detokenize, sentence_case
 

@@ -15,15 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from musiccap.clip import AUDIO_FEATURES, MEL_PATCHES, REFERENCE_CAPTION, Clip
 from musiccap.decoding import DecodingConfig
-from musiccap.features import AUDIO_FEATURES
-from musiccap.models.base import Clip, read_config
-from musiccap.models.muscaps import MEL_PATCHES
+from musiccap.models.base import read_config
 from train.data import load_items, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 32
-REFERENCE_CAPTION = "reference_caption"
 
 
 def _corpus_of(checkpoint: Path, corpus: str | None) -> str:

@@ -96,7 +96,7 @@ def steps(corpus: str, size: str, quick: bool = False) -> list[Step]:
                 [
                     PY,
                     "-m",
-                    "musiccap.models.nearest",
+                    "train.nearest",
                     "--clap",
                     "checkpoints/clap",
                     "--corpus",

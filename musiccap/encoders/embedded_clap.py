@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from musiccap.clip import AUDIO_FEATURES
 from musiccap.encoders import text as minilm
 
 ARCHITECTURE = "clap"  # config.json "architecture" (train/evaluate.py dispatches on it)
@@ -279,8 +280,6 @@ class EmbeddedClap(nn.Module):
     @property
     def feature_name(self) -> str:
         """The Clip feature ``audio_inputs`` memoises (shared with every embedded-profile captioner)."""
-        from musiccap.features import AUDIO_FEATURES
-
         return AUDIO_FEATURES
 
     @staticmethod

@@ -64,10 +64,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from musiccap.clip import LYRICS
 from musiccap.decoding import DecodingConfig, rows_per_input, search
 from musiccap.encoders.text import EMBEDDING_DIM as MINILM_DIM
 from musiccap.encoders.text import load_bert, load_tokenizer
-from musiccap.features import LYRICS, audio_features
+from musiccap.features import audio_features
 from musiccap.models.base import CaptionResult, Clip, NeuralCaptioner, config_from_dict, register
 from musiccap.models.vocab import BOS, EOS, PAD, UNK, PrunedWordPiece
 

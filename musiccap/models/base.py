@@ -1,8 +1,7 @@
 """The captioner interface every architecture implements, its result type, the registry and checkpoints.
 
-A captioner answers one call, ``caption(clip, decoding) -> CaptionResult``. A :class:`Clip` is one
-10 s window plus the features computed from it, memoised so that every captioner shown for the
-same window shares one musicnn pass (the expensive part on a CPU).
+A captioner answers one call, ``caption(clip, decoding) -> CaptionResult``; a
+:class:`~musiccap.clip.Clip` is one 10 s window plus the features computed from it.
 
 A checkpoint folder is ``config.json`` (``{"architecture": name, "config": {...}}``) +
 ``model.safetensors`` + whatever tokenizer/index files the architecture keeps; the folder alone
@@ -13,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from musiccap.audio import Window
+from musiccap.clip import Clip
 from musiccap.decoding import DecodingConfig
 from musiccap.text import clean_caption
 
@@ -67,36 +64,6 @@ class CaptionResult:
             "decoding": self.decoding,
             "latency_s": round(sum(self.timings.values()), 4),
         }
-
-
-class Clip:
-    """One window and its lazily computed, shared features.
-
-    ``features`` maps a name to a value computed once: captioners ask for what they need with
-    :meth:`get`, giving the function that computes it. Training and evaluation build clips
-    straight from cached features (``window`` may then be ``None``).
-    """
-
-    def __init__(self, window: Window | None, *, clip_id: str = "", features: dict[str, Any] | None = None):
-        self.window = window
-        self.id = clip_id or (audio_hash(window.samples) if window is not None else "")
-        self.features: dict[str, Any] = dict(features or {})
-        self.timings: dict[str, float] = {}
-
-    def get(self, name: str, compute: Callable[[Clip], Any]) -> Any:
-        if name not in self.features:
-            started = time.perf_counter()
-            self.features[name] = compute(self)
-            self.timings[name] = time.perf_counter() - started
-        return self.features[name]
-
-    @property
-    def span(self) -> tuple[float, float]:
-        return (self.window.start_s, self.window.end_s) if self.window is not None else (0.0, 10.0)
-
-
-def audio_hash(samples: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(samples, dtype=np.float32).tobytes()).hexdigest()[:16]
 
 
 class Captioner:

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from musiccap.clip import MEL_PATCHES
 from musiccap.decoding import DecodingConfig, rows_per_input, search
 from musiccap.features import audio_features
 from musiccap.models.base import CaptionResult, Clip, NeuralCaptioner, register
@@ -48,7 +49,6 @@ PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, SOS, EOS, UNK)
 VOCAB_NAME = "vocab.json"
 DECODING_NAME = "decoding.json"
-MEL_PATCHES = "musicnn_log_mel_patches"  # Clip feature / FeatureItem attribute for the scratch encoder
 VARIANTS = ("early", "late", "attention")
 
 _WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*|[.,;:!?]")

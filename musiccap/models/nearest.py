@@ -6,17 +6,13 @@ folder holds the index and a path to the CLAP checkpoint relative to itself (``"
 that checkpoint's hash: an index built with other CLAP weights refuses to load instead of
 returning neighbours from a different embedding space.
 
-Build it from a trained CLAP::
-
-    python -m musiccap.models.nearest --clap checkpoints/clap --corpus data/corpus --out checkpoints/nearest
+Build it from a trained CLAP with ``python -m train.nearest`` (train/nearest.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -105,31 +101,6 @@ class NearestCaptioner(Captioner):
         if config["clap_hash"] and found != config["clap_hash"]:
             raise ValueError(
                 f"{path}: its index was built with CLAP {config['clap_hash']}, but {clap_path} is {found}; "
-                "rebuild it with `python -m musiccap.models.nearest`"
+                "rebuild it with `python -m train.nearest`"
             )
         return cls(load_clap(clap_path), CaptionIndex.load(path), clap_path, config["clap_hash"])
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m musiccap.models.nearest", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--clap", required=True, help="embedded CLAP checkpoint folder")
-    parser.add_argument("--corpus", required=True, help="corpus folder with train.jsonl")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--out", required=True, help="checkpoint folder to write")
-    args = parser.parse_args(argv)
-
-    from train.data import load_items  # training-side helper: the runtime never needs it
-
-    started = time.perf_counter()
-    captioner = NearestCaptioner.from_items(args.clap, load_items(args.corpus, args.split), split=args.split)
-    captioner.save_pretrained(args.out)
-    print(
-        f"indexed {len(captioner.index)} {args.split} clips in {time.perf_counter() - started:.1f} s -> {args.out}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

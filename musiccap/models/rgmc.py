@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from musiccap.clip import REFERENCE_CAPTION
 from musiccap.decoding import DecodingConfig, rows_per_input, search
 from musiccap.features import audio_features
 from musiccap.models.base import (
@@ -60,7 +61,6 @@ EOS = "<|endoftext|>"
 SEP = "<|caption|>"  # ends the prompt (audio prefix ⊕ neighbour caption); the caption follows
 TOKENIZER_NAME = "tokenizer.json"
 INDEX_DIR = "neighbours"
-GOLD_CAPTION = "reference_caption"  # Clip.features key read by the gold-candidate ablation
 CANDIDATE_MODES = ("nearest", "random", "gold")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -506,12 +506,12 @@ class RGMCCaptioner(NeuralCaptioner):
                     Neighbour(text=self.index.captions[position], score=score, id=self.index.ids[position])
                 )
             return picked
-        missing = [clip.id for clip in clips if GOLD_CAPTION not in clip.features]
+        missing = [clip.id for clip in clips if REFERENCE_CAPTION not in clip.features]
         if missing:
             raise ValueError(
-                f"candidate='gold' needs clip.features[{GOLD_CAPTION!r}]; missing for {missing[:3]}"
+                f"candidate='gold' needs clip.features[{REFERENCE_CAPTION!r}]; missing for {missing[:3]}"
             )
-        golds = [clip.features[GOLD_CAPTION] for clip in clips]
+        golds = [clip.features[REFERENCE_CAPTION] for clip in clips]
         text_embeddings = torch.as_tensor(np.asarray(self.encoder.embed_text(golds)), dtype=embeddings.dtype)
         scores = (text_embeddings * embeddings).sum(-1)  # audio-text similarity: there is no neighbour clip
         return [
