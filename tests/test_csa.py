@@ -24,10 +24,10 @@ from musiccap.models.csa import (
     pitch_shift_frames,
     transpose_key_names,
 )
+from musiccap.training import BuildContext
 from tests.toy import TEMPLATES, save_tiny_clap, save_tiny_htsat_clap, toy_item, toy_mel_items, toy_waveform
-from train.__main__ import BuildContext
-from train.csa_gradient_probe import probe_checkpoint
 from train.data import FeatureItem
+from train.diagnostics.csa_gradient_probe import probe_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 # The embedded layout in miniature: 8 "musicnn" columns | chroma 12 | key 24 | tempogram 24.

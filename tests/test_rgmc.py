@@ -15,8 +15,8 @@ from musiccap.decoding import DecodingConfig
 from musiccap.encoders.embedded_clap import EmbeddedClap
 from musiccap.models.base import Clip, config_from_dict, load_captioner
 from musiccap.models.rgmc import RGMCCaptioner, RGMCConfig, copy_rate, gpt2_cached_step
+from musiccap.training import BuildContext
 from tests.toy import TEMPLATES, save_tiny_clap, toy_item
-from train.__main__ import BuildContext
 from train.data import FeatureItem
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
