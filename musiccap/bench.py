@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from musiccap.registry import REPO
+
 DOCS = REPO / "docs"
 EXAMPLE = REPO / "examples" / "real-parrotte-desert.ogg"
 TARGETS = {
@@ -243,7 +244,7 @@ def training_throughput() -> dict:
 
 
 def corpus_rate() -> dict:
-    from musiccap.studio import REPO as repo
+    from musiccap.registry import REPO as repo
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from musiccap.clip import CLAP_AUDIO, Clip
-from musiccap.encoders.clap_loader import load_clap
+from musiccap.encoders.clap_loader import clap_folder, load_clap
 
 
 class ClapModel(Protocol):
@@ -52,7 +52,8 @@ class ClapScorer:
     def embedded(cls, path: str | Path) -> ClapScorer:
         from musiccap.encoders.embedded_clap import EmbeddedClap
 
-        return cls(EmbeddedClap.from_pretrained(path), name=f"embedded:{Path(path).resolve()}")
+        path = clap_folder(path)  # a registry name ("clap") or a folder
+        return cls(EmbeddedClap.from_pretrained(path), name=f"embedded:{path.resolve()}")
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> ClapScorer:

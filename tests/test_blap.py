@@ -31,6 +31,7 @@ from musiccap.models.blap import (
     self_attention_blocked,
     train_caption_tokenizer,
 )
+from musiccap.training import BuildContext
 from tests.toy import (
     TEMPLATES,
     save_tiny_clap,
@@ -39,11 +40,10 @@ from tests.toy import (
     toy_item,
     toy_mel_items,
 )
-from train.__main__ import BuildContext
 from train.blap_lm import corrupt, diagnose, encoder_use, pretrain
-from train.blap_matching import matching
-from train.blap_prompt_use import prompt_use
 from train.data import FeatureItem
+from train.diagnostics.blap_matching import matching
+from train.diagnostics.blap_prompt_use import prompt_use
 from train.trainer import TrainConfig, fit
 
 torch.set_num_threads(1)
@@ -287,7 +287,7 @@ def test_save_load_identical_and_paths_relative(trained, folders, items):
     path = folders["root"] / "blap"
     trained.save_pretrained(path)
     config = read_config(path)["config"]
-    assert config["lm_path"] == "../blap_lm" and config["clap_path"] == "../clap"
+    assert config["lm_path"] == "blap_lm" and config["clap_path"] == "clap"  # registry names, found beside it
     loaded = load_captioner(path)
     assert isinstance(loaded, BLAPCaptioner)
     original, restored = trained.state_dict(), loaded.state_dict()

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 from musiccap.models.baselines import RandomCaptioner
+from musiccap.registry import REPO
 from train.data import read_manifest
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,8 +46,8 @@ from musiccap.models.blap import (
     load_lm,
     train_caption_tokenizer,
 )
+from musiccap.registry import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MUSICCAPS = REPO.parent / "shared" / "data" / "musiccaps" / "musiccaps-public.csv"
 
 

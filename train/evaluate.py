@@ -18,9 +18,9 @@ import numpy as np
 from musiccap.clip import AUDIO_FEATURES, MEL_PATCHES, REFERENCE_CAPTION, Clip
 from musiccap.decoding import DecodingConfig
 from musiccap.models.base import read_config
+from musiccap.registry import REPO
 from train.data import load_items, read_manifest
 
-REPO = Path(__file__).resolve().parents[1]
 BATCH = 32
 
 
@@ -208,7 +208,7 @@ def final_validation(checkpoint: Path) -> dict | None:
 
 
 def _parse_decoding(pairs: list[str]) -> dict:
-    from train.__main__ import parse_value
+    from train.config import parse_value
 
     overrides = {}
     for pair in pairs:

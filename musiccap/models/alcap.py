@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musiccap.clip import LYRICS
+from musiccap.clip import AUDIO_FEATURES, LYRICS
 from musiccap.decoding import DecodingConfig, rows_per_input, search
 from musiccap.encoders.text import EMBEDDING_DIM as MINILM_DIM
 from musiccap.encoders.text import load_bert, load_tokenizer
@@ -558,7 +558,7 @@ class AlcapCaptioner(NeuralCaptioner):
                     audio_embedding=encoding.music_codes[row].numpy(),
                     decoding={**decoding.to_dict(), "lyrics": has_lyrics},
                     timings={
-                        "features": clip.timings.get("embedded_audio", feature_time / len(clips)),
+                        "features": clip.timings.get(AUDIO_FEATURES, feature_time / len(clips)),
                         "encode": encode_time / len(clips),
                         "decode": decode_time / len(clips),
                     },

@@ -62,7 +62,6 @@ class CaptionResult:
             "attention_shape": list(self.attention.shape) if self.attention is not None else None,
             "neighbour": asdict(self.neighbour) if self.neighbour else None,
             "decoding": self.decoding,
-            "latency_s": round(sum(self.timings.values()), 4),
         }
 
 

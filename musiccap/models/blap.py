@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -85,6 +84,7 @@ from musiccap.models.base import (
     read_config,
     register,
 )
+from musiccap.registry import REPO, reference
 
 INSTRUCTION = "Generate an objective music description."
 PAD, EOS, UNK, MASK, CLS, DEC = "<pad>", "</s>", "<unk>", "<mask>", "<cls>", "<dec>"
@@ -93,7 +93,6 @@ SPECIAL_TOKENS = (PAD, EOS, UNK, MASK, CLS, DEC)  # ids 0..5; T5 convention: pad
 SENTINELS = {CLS: "<extra_id_0>", DEC: "<extra_id_1>"}
 TOKENIZER_NAME = "tokenizer.json"
 LM_HUB_FILES = ["*.json", "*.safetensors"]  # config, weights (safetensors only), tokenizer.json
-REPO = Path(__file__).resolve().parents[2]
 
 
 # ---- the caption tokenizer and the frozen LM (shared with train/blap_lm.py) ---------------------
@@ -192,13 +191,7 @@ def load_lm(path: str | Path) -> tuple[T5ForConditionalGeneration, Tokenizer]:
 
 def resolve_path(path: str | Path, base: Path | None = None) -> Path:
     """A relative path from ``base`` (a checkpoint folder) if it exists there, else the cwd, else the repo."""
-    path = Path(path)
-    if path.is_absolute():
-        return path
-    for root in (base, Path.cwd(), REPO):
-        if root is not None and (root / path).exists():
-            return root / path
-    return REPO / path
+    return local_folder(path, base) or REPO / path
 
 
 # ---- the Q-Former -----------------------------------------------------------------------------------
@@ -208,10 +201,10 @@ def resolve_path(path: str | Path, base: Path | None = None) -> Path:
 class BLAPConfig:
     stage: int = 2  # 1: representation (ATC + ATM + LM in the Q-Former); 2: generation through the frozen LM
     init_from: str = ""  # stage 2: a stage-1 checkpoint folder to start from ("" = stage 2 only)
-    clap_path: str = "checkpoints/clap"  # a CLAP folder or a LAION CLAP Hub id
+    clap_path: str = "clap"  # a registry name, a CLAP folder or a LAION CLAP Hub id
     clap_hash: str = ""  # checkpoint_hash of that CLAP, set at build: a retrained CLAP is refused at load
     audio_dim: int = 0  # CLAP frame-token width, set at build
-    lm_path: str = "checkpoints/blap_lm"  # a folder (saved relative, e.g. ../blap_lm) or a Hub id
+    lm_path: str = "blap_lm"  # a registry name, a folder (saved relative, e.g. ../blap_lm) or a Hub id
     lm_hash: str = ""  # lm_fingerprint of that folder, set at build
     lm_width: int = 0  # T5 d_model, set at build
     vocab_size: int = 0  # LM tokenizer size, set at build
@@ -471,11 +464,10 @@ class BLAPCaptioner(NeuralCaptioner):
         (``../clap``, ``../blap_lm`` for ``checkpoints/blap``): referenced, never copied. Hub ids stay ids."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        here = path.resolve()
 
         def relative(name: str) -> str:
             folder = local_folder(name)
-            return os.path.relpath(folder.resolve(), here) if folder is not None else name
+            return reference(folder, path) if folder is not None else name
 
         saved = self.config
         self.config = replace(saved, clap_path=relative(saved.clap_path), lm_path=relative(saved.lm_path))

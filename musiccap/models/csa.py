@@ -126,7 +126,7 @@ KEY_NAME = re.compile(r"\b([A-G][#b]?)(?=[ -](?:major|minor)\b)")
 
 @dataclass
 class CsaConfig:
-    clap_path: str = "checkpoints/clap"  # a CLAP folder (relative: cwd, then the repo) or a LAION CLAP Hub id
+    clap_path: str = "clap"  # a registry name, a CLAP folder (relative: cwd, then the repo) or a Hub id
     clap_hash: str = ""  # checkpoint_hash of that CLAP at build time: a retrained CLAP is refused at load
     audio_dim: int = 0  # CLAP frame-token width, set at build from the CLAP
     embed_dim: int = 0  # CLAP embedding size, set at build from the CLAP

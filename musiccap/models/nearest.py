@@ -12,11 +12,11 @@ Build it from a trained CLAP with ``python -m train.nearest`` (train/nearest.py)
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from musiccap.decoding import DecodingConfig
+from musiccap.encoders.clap_loader import clap_folder
 from musiccap.models.base import (
     CONFIG_NAME,
     Captioner,
@@ -27,6 +27,7 @@ from musiccap.models.base import (
     read_config,
     register,
 )
+from musiccap.registry import reference
 from musiccap.retrieval import CaptionIndex
 from musiccap.scoring import ClapModel, load_clap
 
@@ -45,10 +46,9 @@ class NearestCaptioner(Captioner):
     @classmethod
     def from_items(cls, clap_path: str | Path, items: list, split: str = "train") -> NearestCaptioner:
         """Index ``items`` (FeatureItems: id, caption, features) with the CLAP at ``clap_path``."""
-        clap = load_clap(clap_path)
-        return cls(
-            clap, CaptionIndex.from_items(clap, items, split=split), clap_path, checkpoint_hash(clap_path)
-        )
+        folder = clap_folder(clap_path)
+        clap = load_clap(folder)
+        return cls(clap, CaptionIndex.from_items(clap, items, split=split), folder, checkpoint_hash(folder))
 
     @classmethod
     def build(cls, config: dict, train_items: list, context) -> NearestCaptioner:
@@ -83,7 +83,7 @@ class NearestCaptioner(Captioner):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         config = {
-            "clap_path": os.path.relpath(self.clap_path, path.resolve()),
+            "clap_path": reference(self.clap_path, path),
             "clap_hash": self.clap_hash,
             "split": self.index.split,
             "n_captions": len(self.index),
@@ -96,7 +96,7 @@ class NearestCaptioner(Captioner):
     def from_pretrained(cls, path: str | Path) -> NearestCaptioner:
         path = Path(path)
         config = read_config(path)["config"]
-        clap_path = (path / config["clap_path"]).resolve()
+        clap_path = clap_folder(config["clap_path"], path).resolve()
         found = checkpoint_hash(clap_path)
         if config["clap_hash"] and found != config["clap_hash"]:
             raise ValueError(

@@ -43,9 +43,10 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from musiccap.clip import REFERENCE_CAPTION
+from musiccap.clip import AUDIO_FEATURES, REFERENCE_CAPTION
 from musiccap.decoding import DecodingConfig, rows_per_input, search
 from musiccap.features import audio_features
+from musiccap.hub import local_folder
 from musiccap.models.base import (
     CaptionResult,
     Clip,
@@ -56,18 +57,18 @@ from musiccap.models.base import (
     read_config,
     register,
 )
+from musiccap.registry import REPO
 
 EOS = "<|endoftext|>"
 SEP = "<|caption|>"  # ends the prompt (audio prefix ⊕ neighbour caption); the caption follows
 TOKENIZER_NAME = "tokenizer.json"
 INDEX_DIR = "neighbours"
 CANDIDATE_MODES = ("nearest", "random", "gold")
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class RGMCConfig:
-    clap_path: str = "checkpoints/clap"  # the embedded CLAP folder (relative paths: cwd, then the repo)
+    clap_path: str = "clap"  # the embedded CLAP: a registry name or a folder (relative: cwd, then the repo)
     clap_hash: str = ""  # checkpoint_hash of that CLAP at build time: a retrained CLAP is refused at load
     embed_dim: int = 0  # CLAP embedding size, set at build from the CLAP
     train_encoder: bool = False  # paper: HTS-AT trains; embedded profile: CLAP frozen
@@ -105,9 +106,8 @@ class RGMCConfig:
 
 
 def resolve_path(path: str | Path) -> Path:
-    """A relative path as given if it exists from the working directory, else from the repo root."""
-    path = Path(path)
-    return path if path.is_absolute() or path.exists() else REPO / path
+    """A registry name's folder, or a path as given if it exists from the working directory, else from the repo root."""
+    return local_folder(path) or REPO / path
 
 
 def train_caption_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
@@ -628,7 +628,7 @@ class RGMCCaptioner(NeuralCaptioner):
                     neighbour=neighbours[row],
                     decoding={**decoding.to_dict(), "candidate": self.config.candidate},
                     timings={
-                        "features": clip.timings.get("embedded_audio", feature_time / len(clips)),
+                        "features": clip.timings.get(AUDIO_FEATURES, feature_time / len(clips)),
                         "retrieval": retrieval_time / len(clips),
                         "decode": decode_time / len(clips),
                     },
