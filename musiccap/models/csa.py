@@ -80,7 +80,6 @@ rebuilds it from its package.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -103,6 +102,7 @@ from musiccap.models.base import (
     read_config,
     register,
 )
+from musiccap.models.blocks import DecoderShape, TransformerDecoder, layer_views
 
 IGNORE = -100  # cross-entropy target of padding
 # Decoder ids 0..3: the text tokenizer's pad, unk, cls (BOS) and sep (EOS) tokens; MiniLM's own ids for
@@ -231,124 +231,6 @@ def symmetric_info_nce(
     return F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)
 
 
-# ---- the decoder ------------------------------------------------------------------------------------
-
-
-class Attention(nn.Module):
-    """Multi-head attention that returns its weights (the heatmaps) and takes precomputed keys/values.
-
-    Queries, keys and values are ``attention_dim`` wide, split over the heads, and projected back to ``width``.
-    """
-
-    def __init__(self, width: int, n_heads: int, dropout: float, attention_dim: int):
-        super().__init__()
-        self.n_heads, self.head_dim = n_heads, attention_dim // n_heads
-        self.query = nn.Linear(width, attention_dim)
-        self.key_value = nn.Linear(width, 2 * attention_dim)
-        self.out = nn.Linear(attention_dim, width)
-        self.dropout = nn.Dropout(dropout)
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [N, L, attention_dim] -> [N, heads, L, head_dim]
-        return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
-
-    def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        keys, values = self.key_value(source).chunk(2, dim=-1)
-        return self._heads(keys), self._heads(values)
-
-    def forward(self, x, keys, values, allowed):
-        """x [N, Lq, width]; keys/values [N, heads, Lk, head_dim]; allowed: bool, broadcast to scores."""
-        scores = self._heads(self.query(x)) @ keys.transpose(-1, -2) / math.sqrt(self.head_dim)
-        weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
-        mixed = (self.dropout(weights) @ values).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
-        return self.out(mixed), weights
-
-
-class DecoderLayer(nn.Module):
-    """Pre-LN Transformer decoder block: causal self-attention, cross-attention to the audio, MLP."""
-
-    def __init__(self, config: CsaConfig):
-        super().__init__()
-        self.self_norm = nn.LayerNorm(config.width)
-        self.self_attention = Attention(config.width, config.n_heads, config.dropout, config.attention_width)
-        self.cross_norm = nn.LayerNorm(config.width)
-        self.cross_attention = Attention(config.width, config.n_heads, config.dropout, config.attention_width)
-        self.mlp_norm = nn.LayerNorm(config.width)
-        self.mlp = nn.Sequential(
-            nn.Linear(config.width, config.ff_dim), nn.GELU(), nn.Linear(config.ff_dim, config.width)
-        )
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x, past_keys, past_values, causal, memory_keys, memory_values, memory_allowed):
-        normed = self.self_norm(x)
-        new_keys, new_values = self.self_attention.keys_values(normed)
-        keys = torch.cat([past_keys, new_keys], dim=2)
-        values = torch.cat([past_values, new_values], dim=2)
-        attended, _ = self.self_attention(normed, keys, values, causal)
-        x = x + self.dropout(attended)
-        attended, cross_weights = self.cross_attention(
-            self.cross_norm(x), memory_keys, memory_values, memory_allowed
-        )
-        x = x + self.dropout(attended)
-        x = x + self.dropout(self.mlp(self.mlp_norm(x)))
-        return x, keys, values, cross_weights
-
-
-@dataclass
-class DecoderOutput:
-    logits: torch.Tensor  # [N, L, vocab]
-    keys: tuple[torch.Tensor, ...]  # per layer [N, heads, past + L, head_dim]: the self-attention cache
-    values: tuple[torch.Tensor, ...]
-    cross_attention: torch.Tensor  # [N, layers, heads, L, S]
-
-
-class CaptionDecoder(nn.Module):
-    """Token + learned position embeddings, ``n_layers`` decoder blocks, tied output layer."""
-
-    def __init__(self, config: CsaConfig):
-        super().__init__()
-        self.config = config
-        self.token_embedding = nn.Embedding(config.vocab_size, config.width)
-        self.position_embedding = nn.Embedding(config.max_positions, config.width)
-        self.dropout = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.n_layers))
-        self.final_norm = nn.LayerNorm(config.width)
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        nn.init.normal_(self.position_embedding.weight, std=0.02)
-
-    def memory_cache(self, memory: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-        """Cross-attention keys and values of every layer, computed once per clip."""
-        pairs = [layer.cross_attention.keys_values(memory) for layer in self.layers]
-        return tuple(k for k, _ in pairs), tuple(v for _, v in pairs)
-
-    def empty_cache(self, n_rows: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-        head_dim = self.config.attention_width // self.config.n_heads
-        empty = torch.zeros(n_rows, self.config.n_heads, 0, head_dim)
-        return tuple(empty for _ in self.layers), tuple(empty for _ in self.layers)
-
-    def forward(self, tokens, memory_keys, memory_values, memory_mask, past_keys=None, past_values=None):
-        """tokens [N, L] following ``past`` cached positions; memory_mask [N, S] True = real frame."""
-        if past_keys is None:
-            past_keys, past_values = self.empty_cache(tokens.shape[0])
-        start, length = past_keys[0].shape[2], tokens.shape[1]
-        if start + length > self.config.max_positions:
-            raise ValueError(f"{start + length} positions exceed max_positions={self.config.max_positions}")
-        positions = torch.arange(start, start + length)
-        x = self.dropout(self.token_embedding(tokens) + self.position_embedding(positions))
-        causal = torch.ones(length, start + length, dtype=torch.bool).tril(diagonal=start)
-        memory_allowed = memory_mask[:, None, None, :]
-        keys, values, cross = [], [], []
-        for index, layer in enumerate(self.layers):
-            x, k, v, weights = layer(
-                x, past_keys[index], past_values[index], causal, memory_keys[index], memory_values[index],
-                memory_allowed,
-            )  # fmt: skip
-            keys.append(k)
-            values.append(v)
-            cross.append(weights)
-        logits = self.final_norm(x) @ self.token_embedding.weight.T
-        return DecoderOutput(logits, tuple(keys), tuple(values), torch.stack(cross, dim=1))
-
-
 @dataclass
 class AudioEncoding:
     memory: torch.Tensor  # [B, S, width] what the decoder cross-attends to
@@ -384,7 +266,20 @@ class CsaCaptioner(NeuralCaptioner):
         self.audio_projection = nn.Linear(config.audio_dim, config.width)
         self.audio_norm = nn.LayerNorm(config.width)
         self.alignment_head = nn.Linear(config.width, config.embed_dim)
-        self.decoder = CaptionDecoder(config)
+        self.decoder = TransformerDecoder(  # GPT style: pre-LN blocks, final norm, tied output layer
+            DecoderShape(
+                config.vocab_size,
+                config.max_positions,
+                config.width,
+                config.n_layers,
+                config.n_heads,
+                config.ff_dim,
+                config.dropout,
+                config.attention_width,
+                pre_norm=True,
+                fused_key_value=True,
+            )
+        )
         # decoder id -> text-tower id (the name predates the HTSAT backend); filled by ``build``
         self.register_buffer("minilm_ids", torch.zeros(config.vocab_size, dtype=torch.long))
         self._reference_cache: dict[str, torch.Tensor] = {}  # caption -> frozen E_T (training only)
@@ -643,30 +538,11 @@ class CsaCaptioner(NeuralCaptioner):
                 probe[f"grad_cos_{name}_nll"] = F.cosine_similarity(vector, flat["nll"], dim=0)
         return probe
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self.training_loss(batch)  # the trainer calls the module (DDP needs the wrapper call)
-
     # ---- captioning ------------------------------------------------------------------------------
 
     def decode_step(self, last_tokens: torch.Tensor, state: dict):
-        """One cached decoder step for :func:`musiccap.decoding.search`.
-
-        Returns logits [N, V], the grown cache and the cross-attention of every layer and head,
-        flattened to [N, layers * heads * S] (reshaped per token in ``caption_batch``).
-        """
-        output = self.decoder(
-            last_tokens[:, None],
-            state["memory_keys"],
-            state["memory_values"],
-            state["memory_mask"],
-            state["keys"],
-            state["values"],
-        )
-        new_state = {**state, "keys": output.keys, "values": output.values}
-        attention = output.cross_attention[:, :, :, 0, :]  # [N, layers, heads, S]
-        logits = output.logits[:, -1].clone()
-        logits[:, NEVER_GENERATED] = float("-inf")  # never training targets: padding, UNK, BOS
-        return logits, new_state, attention.reshape(len(last_tokens), -1)
+        """One cached decoder step for :func:`musiccap.decoding.search`."""
+        return self.decoder.cached_step(last_tokens, state, NEVER_GENERATED)
 
     @torch.no_grad()
     def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
@@ -679,15 +555,7 @@ class CsaCaptioner(NeuralCaptioner):
         inputs = self.clap.audio_batch(features)
         audio = self.encode_audio(inputs["frames"], inputs["mask"], inputs["pooled"])
         expand = torch.arange(len(clips)).repeat_interleave(rows_per_input(decoding))
-        memory_keys, memory_values = self.decoder.memory_cache(audio.memory.index_select(0, expand))
-        keys, values = self.decoder.empty_cache(len(expand))
-        state = {
-            "memory_keys": memory_keys,
-            "memory_values": memory_values,
-            "memory_mask": audio.memory_mask.index_select(0, expand),
-            "keys": keys,
-            "values": values,
-        }
+        state = self.decoder.search_state(audio.memory, audio.memory_mask, expand)
         hypotheses = search(
             self.decode_step, state, batch_size=len(clips), bos_id=BOS, eos_id=EOS, config=decoding
         )
@@ -710,7 +578,7 @@ class CsaCaptioner(NeuralCaptioner):
                     tokens=tokens,
                     attention=weights.mean(axis=(1, 2)).astype(np.float32),
                     attention_times=self.clap.token_times(feature)[:n_frames],
-                    attention_views=attention_views(weights),
+                    attention_views=layer_views(weights, per_head=True, renormalise=False),
                     audio_embedding=audio.clap_embedding[row].numpy(),
                     decoding=decoding.to_dict(),
                     timings={
@@ -730,13 +598,3 @@ def pruned_vocabulary(tokenizer, captions: list[str]) -> list[int]:
     for ids in tokenizer(captions, add_special_tokens=False)["input_ids"]:
         used.update(ids)
     return list(special) + sorted(used - set(special))
-
-
-def attention_views(weights: np.ndarray) -> dict[str, np.ndarray]:
-    """weights [n_tokens, layers, heads, frames] -> per layer (mean over heads) and per layer and head."""
-    views = {}
-    for layer in range(weights.shape[1]):
-        views[f"layer {layer + 1}"] = weights[:, layer].mean(axis=1).astype(np.float32)
-        for head in range(weights.shape[2]):
-            views[f"layer {layer + 1}, head {head + 1}"] = weights[:, layer, head].astype(np.float32)
-    return views
