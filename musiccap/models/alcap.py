@@ -53,7 +53,6 @@ seeded as :data:`PAPER_SAMPLING` (or any ``DecodingConfig(do_sample=True, top_p=
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -63,12 +62,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musiccap.clip import AUDIO_FEATURES, LYRICS
-from musiccap.decoding import DecodingConfig, rows_per_input, search
+from musiccap.clip import LYRICS
+from musiccap.decoding import DecodingConfig
 from musiccap.encoders.text import EMBEDDING_DIM as MINILM_DIM
 from musiccap.encoders.text import load_bert, load_tokenizer
 from musiccap.features import audio_features
-from musiccap.models.base import CaptionResult, Clip, NeuralCaptioner, config_from_dict, register
+from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, config_from_dict, register
 from musiccap.models.blocks import (
     Attention,
     DecoderShape,
@@ -395,60 +394,38 @@ class AlcapCaptioner(NeuralCaptioner):
         """One cached decoder step for :func:`musiccap.decoding.search`."""
         return self.decoder.cached_step(last_tokens, state, NEVER_GENERATED)
 
-    @torch.no_grad()
-    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
-        self.eval()
-        started = time.perf_counter()
-        features = [audio_features(clip) for clip in clips]
-        feature_time = time.perf_counter() - started
+    def clip_features(self, clips: list[Clip]) -> list:
+        return [audio_features(clip) for clip in clips]
 
-        started = time.perf_counter()
+    def encode_clips(self, clips: list[Clip], features: list) -> Encoding:
         lyric_texts = [clip.features.get(LYRICS) for clip in clips]
-        batch = {**self.frame_batch(features), **self.lyric_token_states(lyric_texts)}
-        encoding = self.encode(batch)
-        encode_time = time.perf_counter() - started
+        return self.encode({**self.frame_batch(features), **self.lyric_token_states(lyric_texts)})
 
-        started = time.perf_counter()
-        expand = torch.arange(len(clips)).repeat_interleave(rows_per_input(decoding))
+    def start_search(self, encoding: Encoding, expand: torch.Tensor) -> SearchStart:
         state = self.decoder.search_state(encoding.memory, encoding.memory_mask, expand)
-        hypotheses = search(
-            self.decode_step, state, batch_size=len(clips), bos_id=BOS, eos_id=EOS, config=decoding
-        )
-        decode_time = time.perf_counter() - started
+        return SearchStart(self.decode_step, state, BOS, EOS)
 
-        results = []
+    def detokenize(self, token_ids: list[int]) -> tuple[str, list[str]]:
+        return self.vocab.decode(token_ids)
+
+    def explain(self, result, row: int, hypothesis, encoding: Encoding, features: list) -> None:
+        """Decoder attention over music time (and over the fused lyrics), and the fusion attention."""
         shape = (self.config.decoder_layers, self.config.n_heads, encoding.memory.shape[1])
-        for row, (clip, feature, hypothesis) in enumerate(zip(clips, features, hypotheses, strict=True)):
-            text, tokens = self.vocab.decode(hypothesis.token_ids)
-            if hypothesis.attention is not None:
-                weights = hypothesis.attention.reshape(-1, *shape)
-            else:
-                weights = np.zeros((0, *shape), dtype=np.float32)
-            n_frames = int(batch["frame_mask"][row].sum())
-            lyric_positions = encoding.memory_mask[row, encoding.n_music :].numpy()
-            music = weights[..., :n_frames]  # [tokens, layers, heads, frames]
-            fused = weights[..., encoding.n_music :][..., lyric_positions]
-            fusion = encoding.fusion_attention[row][:, lyric_positions, :n_frames].mean(0).numpy()
-            has_lyrics = bool(encoding.has_lyrics[row])
-            results.append(
-                CaptionResult(
-                    model=self.name,
-                    text=text,
-                    tokens=tokens,
-                    attention=rows_to_one(music.mean(axis=(1, 2))),
-                    attention_times=np.asarray(feature.frame_times, dtype=np.float32)[:n_frames],
-                    attention_views=_attention_views(music, fused, fusion, has_lyrics),
-                    audio_embedding=encoding.music_codes[row].numpy(),
-                    decoding={**decoding.to_dict(), "lyrics": has_lyrics},
-                    timings={
-                        "features": clip.timings.get(AUDIO_FEATURES, feature_time / len(clips)),
-                        "encode": encode_time / len(clips),
-                        "decode": decode_time / len(clips),
-                    },
-                    window=clip.span,
-                )
-            )
-        return results
+        if hypothesis.attention is not None:
+            weights = hypothesis.attention.reshape(-1, *shape)
+        else:
+            weights = np.zeros((0, *shape), dtype=np.float32)
+        n_frames = int(encoding.memory_mask[row, : encoding.n_music].sum())
+        lyric_positions = encoding.memory_mask[row, encoding.n_music :].numpy()
+        music = weights[..., :n_frames]  # [tokens, layers, heads, frames]
+        fused = weights[..., encoding.n_music :][..., lyric_positions]
+        fusion = encoding.fusion_attention[row][:, lyric_positions, :n_frames].mean(0).numpy()
+        has_lyrics = bool(encoding.has_lyrics[row])
+        result.attention = rows_to_one(music.mean(axis=(1, 2)))
+        result.attention_times = np.asarray(features[row].frame_times, dtype=np.float32)[:n_frames]
+        result.attention_views = _attention_views(music, fused, fusion, has_lyrics)
+        result.audio_embedding = encoding.music_codes[row].numpy()
+        result.decoding["lyrics"] = has_lyrics
 
 
 def _attention_views(

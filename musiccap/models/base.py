@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,8 +21,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from musiccap.clip import Clip
-from musiccap.decoding import DecodingConfig
+from musiccap.clip import AUDIO_FEATURES, Clip
+from musiccap.decoding import DecodingConfig, Hypothesis, StepFunction, rows_per_input, search
 from musiccap.text import clean_caption
 
 CONFIG_NAME = "config.json"
@@ -160,11 +161,27 @@ def config_from_dict(config_class: type, values: dict[str, Any]):
     return config_class(**values)
 
 
+@dataclass
+class SearchStart:
+    """Where decoding begins: the step function, its state (a row per clip and beam), BOS and EOS ids."""
+
+    step: StepFunction
+    state: Any
+    bos_id: int
+    eos_id: int
+
+
 class NeuralCaptioner(torch.nn.Module, Captioner):
     """A captioner that is a ``torch.nn.Module`` built from a dataclass config.
 
     Subclasses set ``config_class``, build themselves in ``__init__(config)``, and may keep extra
     files (a vocabulary, a neighbour index) with ``save_extra``/``load_extra``.
+
+    Captioning is one skeleton for every architecture (:meth:`generate_batch`): features -> encode ->
+    :func:`musiccap.decoding.search` -> CaptionResult. An architecture supplies the parts, in the
+    order they run: ``clip_features``, ``encode_clips``, ``start_search``, ``detokenize`` and
+    ``explain`` (its heatmaps and what else it shows), and names the Clip feature it reads
+    (``feature_name``) so that the shared features' time is reported once.
     """
 
     config_class: ClassVar[type]
@@ -179,6 +196,77 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
     def forward(self, batch):
         """Training entry point: the named loss terms of a batch (see ``train/trainer.py``)."""
         return self.training_loss(batch)
+
+    # ---- captioning: the skeleton and the parts an architecture supplies -------------------------
+
+    @torch.no_grad()
+    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
+        self.eval()
+        started = time.perf_counter()
+        features = self.clip_features(clips)
+        feature_time = time.perf_counter() - started
+
+        started = time.perf_counter()
+        encoded = self.encode_clips(clips, features)
+        encode_time = time.perf_counter() - started
+
+        started = time.perf_counter()
+        start = self.start_search(
+            encoded, torch.arange(len(clips)).repeat_interleave(rows_per_input(decoding))
+        )
+        hypotheses = search(
+            start.step,
+            start.state,
+            batch_size=len(clips),
+            bos_id=start.bos_id,
+            eos_id=start.eos_id,
+            config=decoding,
+        )
+        decode_time = time.perf_counter() - started
+
+        results = []
+        for row, (clip, hypothesis) in enumerate(zip(clips, hypotheses, strict=True)):
+            text, tokens = self.detokenize(hypothesis.token_ids)
+            result = CaptionResult(
+                model=self.name,
+                text=text,
+                tokens=tokens,
+                decoding=decoding.to_dict(),
+                timings={
+                    "features": clip.timings.get(self.feature_name, feature_time / len(clips)),
+                    "encode": encode_time / len(clips),
+                    "decode": decode_time / len(clips),
+                },
+                window=clip.span,
+            )
+            self.explain(result, row, hypothesis, encoded, features)
+            results.append(result)
+        return results
+
+    @property
+    def feature_name(self) -> str:
+        """The Clip feature the captioner reads (its time is the shared features' time)."""
+        return AUDIO_FEATURES
+
+    def clip_features(self, clips: list[Clip]) -> Any:
+        """The clips' input features, memoised on each clip (computed once for every captioner)."""
+        raise NotImplementedError
+
+    def encode_clips(self, clips: list[Clip], features: Any) -> Any:
+        """The encoder: whatever ``start_search`` and ``explain`` read, for the whole batch."""
+        raise NotImplementedError
+
+    def start_search(self, encoded: Any, expand: torch.Tensor) -> SearchStart:
+        """The decoder's step and state; ``expand`` [clips * rows] repeats each clip once per beam."""
+        raise NotImplementedError
+
+    def detokenize(self, token_ids: list[int]) -> tuple[str, list[str]]:
+        """The caption text as decoded and one token string per id (the heatmap's rows)."""
+        raise NotImplementedError
+
+    def explain(self, result: CaptionResult, row: int, hypothesis: Hypothesis, encoded: Any, features: Any):
+        """Fill in what the app shows beside the text: attention over audio time, its views, the audio
+        embedding, a retrieved neighbour, decoding details."""
 
     def save_pretrained(self, path: str | Path, *, half: bool = False) -> None:
         path = Path(path)

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -70,20 +69,21 @@ from torch import nn
 from transformers import DynamicCache, EncoderDecoderCache, T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
-from musiccap.decoding import DecodingConfig, rows_per_input, search
+from musiccap.decoding import DecodingConfig
 from musiccap.encoders.clap_loader import clap_folder, load_clap
 from musiccap.hub import local_folder, pretrained_folder
 from musiccap.models.base import (
     CONFIG_NAME,
     WEIGHTS_NAME,
-    CaptionResult,
     Clip,
     NeuralCaptioner,
+    SearchStart,
     checkpoint_hash,
     config_from_dict,
     read_config,
     register,
 )
+from musiccap.models.blocks import rows_to_one
 from musiccap.registry import REPO, reference
 
 INSTRUCTION = "Generate an objective music description."
@@ -317,6 +317,16 @@ class QFormerOutput:
     queries: torch.Tensor  # [B, n_queries, width] (n_queries = 0 for a text-only pass)
     text: torch.Tensor  # [B, L, width]
     cross_attention: list[torch.Tensor]  # per layer [B, heads, n_queries, T] when asked for
+
+
+@dataclass
+class BLAPEncoding:
+    """What captioning reads from the audio side of a batch."""
+
+    encoded: torch.Tensor  # [B, P, d_model] the frozen LM encoder's output over the soft prompt
+    audio_mask: torch.Tensor  # [B, T] True = real CLAP frame token
+    qformer_attention: np.ndarray  # [B, layers, n_queries, T] Q-Former cross-attention, mean over heads
+    clap_embeddings: np.ndarray  # [B, E] the CLAP's clip embeddings (shown in the app)
 
 
 class QFormer(nn.Module):
@@ -664,68 +674,46 @@ class BLAPCaptioner(NeuralCaptioner):
 
     # ---- captioning ------------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
-        self.eval()
-        started = time.perf_counter()
-        features = [self.clap.audio_inputs(clip) for clip in clips]
-        feature_time = time.perf_counter() - started
+    @property
+    def feature_name(self) -> str:
+        return self.clap.feature_name
 
-        started = time.perf_counter()
+    def clip_features(self, clips: list[Clip]) -> list:
+        return [self.clap.audio_inputs(clip) for clip in clips]
+
+    def encode_clips(self, clips: list[Clip], features: list) -> BLAPEncoding:
+        """CLAP frame tokens -> Q-Former queries -> soft prompt -> the frozen LM's encoder."""
         audio, audio_mask = self.audio_tokens(features)
         query_output = self.query_outputs(audio, audio_mask, need_weights=True)
-        encoder_embeds = self.encoder_inputs(query_output)
-        encoded = self.lm.get_encoder()(inputs_embeds=encoder_embeds).last_hidden_state
-        embeddings = self.clap.embed_audio(features)
-        encode_time = time.perf_counter() - started
-
-        started = time.perf_counter()
-        expand = torch.arange(len(clips)).repeat_interleave(rows_per_input(decoding))
-        state = {"encoded": encoded.index_select(0, expand), "self": (), "cross": ()}
-        hypotheses = search(
-            self._decoder_step,
-            state,
-            batch_size=len(clips),
-            bos_id=self.lm.config.decoder_start_token_id,
-            eos_id=self.eos_id,
-            config=decoding,
-        )
-        decode_time = time.perf_counter() - started
-
+        encoded = self.lm.get_encoder()(inputs_embeds=self.encoder_inputs(query_output)).last_hidden_state
         # Q-Former cross-attention per layer: [B, layers, n_queries, T], mean over heads.
         qformer_attention = torch.stack(query_output.cross_attention, dim=1).mean(dim=2).numpy()
+        return BLAPEncoding(encoded, audio_mask, qformer_attention, self.clap.embed_audio(features))
+
+    def start_search(self, encoding: BLAPEncoding, expand: torch.Tensor) -> SearchStart:
+        state = {"encoded": encoding.encoded.index_select(0, expand), "self": (), "cross": ()}
+        return SearchStart(self._decoder_step, state, self.lm.config.decoder_start_token_id, self.eos_id)
+
+    def detokenize(self, token_ids: list[int]) -> tuple[str, list[str]]:
+        tokens = [self.tokenizer.decode([token]).strip() for token in token_ids]
+        return self.tokenizer.decode(token_ids).strip(), tokens
+
+    def explain(self, result, row: int, hypothesis, encoding: BLAPEncoding, features: list) -> None:
+        """Tokens x audio time through the soft prompt: the LM's attention to the queries, then theirs."""
+        n_frames = int(encoding.audio_mask[row].sum())  # real frames first (padding, or HTSAT past the audio)
+        per_query = encoding.qformer_attention[row, :, :, :n_frames]
+        per_query = per_query / np.maximum(per_query.sum(-1, keepdims=True), 1e-12)
         n_layers, n_heads = self.lm.config.num_decoder_layers, self.lm.config.num_heads
-        results = []
-        for row, (clip, feature, hypothesis) in enumerate(zip(clips, features, hypotheses, strict=True)):
-            n_frames = int(audio_mask[row].sum())  # real frames come first (padding, or HTSAT past the audio)
-            per_query = qformer_attention[row, :, :, :n_frames]
-            per_query = per_query / np.maximum(per_query.sum(-1, keepdims=True), 1e-12)
-            n_tokens = len(hypothesis.token_ids)
-            decoder = (
-                hypothesis.attention.reshape(n_tokens, n_layers, n_heads, -1)
-                if hypothesis.attention is not None
-                else np.zeros((0, n_layers, n_heads, encoded.shape[1]), dtype=np.float32)
-            )
-            attention, views = combine_attention(decoder.mean(axis=2), per_query, self.config.n_queries)
-            results.append(
-                CaptionResult(
-                    model=self.name,
-                    text=self.tokenizer.decode(hypothesis.token_ids).strip(),
-                    tokens=[self.tokenizer.decode([token]).strip() for token in hypothesis.token_ids],
-                    attention=attention,
-                    attention_times=self.clap.token_times(feature)[:n_frames],
-                    attention_views=views,
-                    audio_embedding=embeddings[row],
-                    decoding=decoding.to_dict(),
-                    timings={
-                        "features": clip.timings.get(self.clap.feature_name, feature_time / len(clips)),
-                        "encode": encode_time / len(clips),
-                        "decode": decode_time / len(clips),
-                    },
-                    window=clip.span,
-                )
-            )
-        return results
+        decoder = (
+            hypothesis.attention.reshape(len(hypothesis.token_ids), n_layers, n_heads, -1)
+            if hypothesis.attention is not None
+            else np.zeros((0, n_layers, n_heads, encoding.encoded.shape[1]), dtype=np.float32)
+        )
+        result.attention, result.attention_views = combine_attention(
+            decoder.mean(axis=2), per_query, self.config.n_queries
+        )
+        result.attention_times = self.clap.token_times(features[row])[:n_frames]
+        result.audio_embedding = encoding.clap_embeddings[row]
 
     def _decoder_step(self, last_tokens: torch.Tensor, state: dict):
         """One T5 decoder step for every row: self-attention cache grows, cross-attention keys are reused."""
@@ -762,15 +750,11 @@ def combine_attention(
     """
     prompt = decoder[..., :n_queries]
     prompt = prompt / np.maximum(prompt.sum(-1, keepdims=True), 1e-12)  # [n_tokens, dec_layers, n_queries]
-    decoder_mean = _rows_to_one(prompt.mean(axis=1))
-    qformer_mean = _rows_to_one(qformer.mean(axis=0))
+    decoder_mean = rows_to_one(prompt.mean(axis=1))
+    qformer_mean = rows_to_one(qformer.mean(axis=0))
     views = {}
     for layer in range(qformer.shape[0]):
-        views[f"Q-Former layer {layer + 1} (LM decoder mean)"] = _rows_to_one(decoder_mean @ qformer[layer])
+        views[f"Q-Former layer {layer + 1} (LM decoder mean)"] = rows_to_one(decoder_mean @ qformer[layer])
     for layer in range(prompt.shape[1]):
-        views[f"LM decoder layer {layer + 1} (Q-Former mean)"] = _rows_to_one(prompt[:, layer] @ qformer_mean)
-    return _rows_to_one(decoder_mean @ qformer_mean), views
-
-
-def _rows_to_one(matrix: np.ndarray) -> np.ndarray:
-    return (matrix / np.maximum(matrix.sum(axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+        views[f"LM decoder layer {layer + 1} (Q-Former mean)"] = rows_to_one(prompt[:, layer] @ qformer_mean)
+    return rows_to_one(decoder_mean @ qformer_mean), views

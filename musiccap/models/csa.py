@@ -81,7 +81,6 @@ rebuilds it from its package.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -91,12 +90,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musiccap.decoding import DecodingConfig, rows_per_input, search
+from musiccap.decoding import DecodingConfig
 from musiccap.encoders.clap_loader import EMBEDDED, clap_folder, clap_kind, load_clap
 from musiccap.models.base import (
-    CaptionResult,
     Clip,
     NeuralCaptioner,
+    SearchStart,
     checkpoint_hash,
     config_from_dict,
     read_config,
@@ -349,7 +348,7 @@ class CsaCaptioner(NeuralCaptioner):
         encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [[to_decoder.get(i, UNK) for i in ids] for ids in encoded]
 
-    def decode_ids(self, ids: list[int]) -> tuple[str, list[str]]:
+    def detokenize(self, ids: list[int]) -> tuple[str, list[str]]:
         """Caption text and one text-tower token per id (the heatmap's rows)."""
         minilm = [int(self.minilm_ids[i]) for i in ids]
         tokens = self.tokenizer.convert_ids_to_tokens(minilm)
@@ -544,51 +543,33 @@ class CsaCaptioner(NeuralCaptioner):
         """One cached decoder step for :func:`musiccap.decoding.search`."""
         return self.decoder.cached_step(last_tokens, state, NEVER_GENERATED)
 
-    @torch.no_grad()
-    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
-        self.eval()
-        started = time.perf_counter()
-        features = [self.clap.audio_inputs(clip) for clip in clips]
-        feature_time = time.perf_counter() - started
+    @property
+    def feature_name(self) -> str:
+        return self.clap.feature_name
 
-        started = time.perf_counter()
+    def clip_features(self, clips: list[Clip]) -> list:
+        return [self.clap.audio_inputs(clip) for clip in clips]
+
+    def encode_clips(self, clips: list[Clip], features: list) -> AudioEncoding:
         inputs = self.clap.audio_batch(features)
-        audio = self.encode_audio(inputs["frames"], inputs["mask"], inputs["pooled"])
-        expand = torch.arange(len(clips)).repeat_interleave(rows_per_input(decoding))
-        state = self.decoder.search_state(audio.memory, audio.memory_mask, expand)
-        hypotheses = search(
-            self.decode_step, state, batch_size=len(clips), bos_id=BOS, eos_id=EOS, config=decoding
-        )
-        decode_time = time.perf_counter() - started
+        return self.encode_audio(inputs["frames"], inputs["mask"], inputs["pooled"])
 
-        results = []
-        n_frames_padded = audio.memory.shape[1]
-        for row, (clip, feature, hypothesis) in enumerate(zip(clips, features, hypotheses, strict=True)):
-            text, tokens = self.decode_ids(hypothesis.token_ids)
-            n_frames = int(audio.memory_mask[row].sum())
-            shape = (self.config.n_layers, self.config.n_heads, n_frames_padded)
-            if hypothesis.attention is not None:
-                weights = hypothesis.attention.reshape(-1, *shape)[..., :n_frames]
-            else:
-                weights = np.zeros((0, *shape[:2], n_frames), dtype=np.float32)
-            results.append(
-                CaptionResult(
-                    model=self.name,
-                    text=text,
-                    tokens=tokens,
-                    attention=weights.mean(axis=(1, 2)).astype(np.float32),
-                    attention_times=self.clap.token_times(feature)[:n_frames],
-                    attention_views=layer_views(weights, per_head=True, renormalise=False),
-                    audio_embedding=audio.clap_embedding[row].numpy(),
-                    decoding=decoding.to_dict(),
-                    timings={
-                        "features": clip.timings.get(self.clap.feature_name, feature_time / len(clips)),
-                        "decode": decode_time / len(clips),
-                    },
-                    window=clip.span,
-                )
-            )
-        return results
+    def start_search(self, audio: AudioEncoding, expand: torch.Tensor) -> SearchStart:
+        state = self.decoder.search_state(audio.memory, audio.memory_mask, expand)
+        return SearchStart(self.decode_step, state, BOS, EOS)
+
+    def explain(self, result, row: int, hypothesis, audio: AudioEncoding, features: list) -> None:
+        """Cross-attention over the CLAP's frame tokens: mean over layers and heads, each layer, each head."""
+        n_frames = int(audio.memory_mask[row].sum())
+        shape = (self.config.n_layers, self.config.n_heads, audio.memory.shape[1])
+        if hypothesis.attention is not None:
+            weights = hypothesis.attention.reshape(-1, *shape)[..., :n_frames]
+        else:
+            weights = np.zeros((0, *shape[:2], n_frames), dtype=np.float32)
+        result.attention = weights.mean(axis=(1, 2)).astype(np.float32)
+        result.attention_times = self.clap.token_times(features[row])[:n_frames]
+        result.attention_views = layer_views(weights, per_head=True, renormalise=False)
+        result.audio_embedding = audio.clap_embedding[row].numpy()
 
 
 def pruned_vocabulary(tokenizer, captions: list[str]) -> list[int]:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,20 +42,21 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from musiccap.clip import AUDIO_FEATURES, REFERENCE_CAPTION
-from musiccap.decoding import DecodingConfig, rows_per_input, search
+from musiccap.clip import REFERENCE_CAPTION
+from musiccap.decoding import DecodingConfig
 from musiccap.features import audio_features
 from musiccap.hub import local_folder
 from musiccap.models.base import (
-    CaptionResult,
     Clip,
     Neighbour,
     NeuralCaptioner,
+    SearchStart,
     checkpoint_hash,
     config_from_dict,
     read_config,
     register,
 )
+from musiccap.models.blocks import layer_views, rows_to_one
 from musiccap.registry import REPO
 
 EOS = "<|endoftext|>"
@@ -231,6 +231,17 @@ class PrefixMapper(torch.nn.Module):
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.mlp(embedding).view(-1, self.n_prefix, self.width)
+
+
+@dataclass
+class PromptEncoding:
+    """A batch's prompts, run through GPT-2 once, and what the app shows beside the captions."""
+
+    cache: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer (keys, values) over the prompt
+    mask: torch.Tensor  # [B, P] 1 = real prompt position (prompts are left-padded)
+    frame_weights: torch.Tensor | None  # [B, T] the audio prefix's weights over frames (audio used)
+    embeddings: torch.Tensor  # [B, E] CLAP audio embeddings
+    neighbours: list  # the retrieved Neighbour per clip (None when the text is not used)
 
 
 @register
@@ -541,14 +552,11 @@ class RGMCCaptioner(NeuralCaptioner):
             mask[row, start:] = 1
         return embeds, mask
 
-    @torch.no_grad()
-    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
-        self.eval()
-        started = time.perf_counter()
-        features = [audio_features(clip) for clip in clips]
-        feature_time = time.perf_counter() - started
+    def clip_features(self, clips: list[Clip]) -> list:
+        return [audio_features(clip) for clip in clips]
 
-        started = time.perf_counter()
+    def encode_clips(self, clips: list[Clip], features: list) -> PromptEncoding:
+        """The audio prefix and the retrieved caption, run through GPT-2 once: the cache decoding extends."""
         audio = audio_inputs(self.encoder, features)
         tokens, _ = self.embed(audio)
         weights = frame_weights(self.encoder, tokens, audio["frame_mask"]) if self.config.use_audio else None
@@ -560,22 +568,16 @@ class RGMCCaptioner(NeuralCaptioner):
         output = self.lm(
             inputs_embeds=embeds, attention_mask=prompt_mask, position_ids=positions, use_cache=True
         )
-        retrieval_time = time.perf_counter() - started
+        cache = tuple((layer.keys, layer.values) for layer in output.past_key_values.layers)
+        return PromptEncoding(cache, prompt_mask, weights, embeddings, neighbours)
 
-        started = time.perf_counter()
-        rows = rows_per_input(decoding)
-        expand = torch.arange(len(clips)).repeat_interleave(rows)
+    def start_search(self, prompt: PromptEncoding, expand: torch.Tensor) -> SearchStart:
+        prompt_length = prompt.mask.shape[1]
         state = {
-            "kv": tuple((layer.keys, layer.values) for layer in output.past_key_values.layers),
-            "mask": prompt_mask,
-            "position": prompt_mask.sum(1),
+            "kv": tuple((k.index_select(0, expand), v.index_select(0, expand)) for k, v in prompt.cache),
+            "mask": prompt.mask.index_select(0, expand),
+            "position": prompt.mask.sum(1).index_select(0, expand),
         }
-        state = {
-            "kv": tuple((k.index_select(0, expand), v.index_select(0, expand)) for k, v in state["kv"]),
-            "mask": state["mask"].index_select(0, expand),
-            "position": state["position"].index_select(0, expand),
-        }
-        prompt_length = embeds.shape[1]
 
         def step(last_tokens: torch.Tensor, state: dict):
             mask = torch.cat([state["mask"], torch.ones(len(last_tokens), 1, dtype=torch.long)], dim=1)
@@ -587,71 +589,51 @@ class RGMCCaptioner(NeuralCaptioner):
             new_state = {"kv": kv, "mask": mask, "position": state["position"] + 1}
             return logits, new_state, attention.reshape(len(last_tokens), -1)
 
-        hypotheses = search(
-            step, state, batch_size=len(clips), bos_id=self.sep_id, eos_id=self.eos_id, config=decoding
-        )
-        decode_time = time.perf_counter() - started
+        return SearchStart(step, state, self.sep_id, self.eos_id)
 
-        results = []
+    def detokenize(self, token_ids: list[int]) -> tuple[str, list[str]]:
+        tokens = [self.tokenizer.decode([token]).strip() for token in token_ids]
+        return self.tokenizer.decode(token_ids).strip(), tokens
+
+    def explain(self, result, row: int, hypothesis, prompt: PromptEncoding, features: list) -> None:
+        """Where each token looked in the prompt (audio prefix, neighbour caption), per layer; over audio
+        time, the prefix's frame weights (the prefix itself has no time axis)."""
+        prompt_length = prompt.mask.shape[1]
         shape = (self.config.n_layer, self.config.n_head, prompt_length)
-        for row, (clip, feature, hypothesis) in enumerate(zip(clips, features, hypotheses, strict=True)):
-            n_tokens = len(hypothesis.token_ids)
-            attention = (
-                hypothesis.attention.reshape(n_tokens, *shape)
-                if hypothesis.attention is not None
-                else np.zeros((0, *shape), dtype=np.float32)
+        n_tokens = len(hypothesis.token_ids)
+        attention = (
+            hypothesis.attention.reshape(n_tokens, *shape)
+            if hypothesis.attention is not None
+            else np.zeros((0, *shape), dtype=np.float32)
+        )
+        n_real = int(prompt.mask[row].sum())
+        prompt_attention = attention[..., prompt_length - n_real :]  # drop the left padding
+        n_prefix = self.config.n_prefix if self.config.use_audio else 0
+        share = {
+            "audio prefix": prompt_attention[..., :n_prefix],
+            "neighbour caption": prompt_attention[..., n_prefix:],
+        }
+        result.attention_views = _attention_views(share)
+        if prompt.frame_weights is not None:
+            row_weights = prompt.frame_weights[row, : features[row].frames.shape[0]].numpy()
+            result.attention = np.tile(row_weights / max(row_weights.sum(), 1e-12), (n_tokens, 1)).astype(
+                np.float32
             )
-            n_real = int(prompt_mask[row].sum())
-            prompt_attention = attention[..., prompt_length - n_real :]  # drop the left padding
-            n_prefix = self.config.n_prefix if self.config.use_audio else 0
-            share = {
-                "audio prefix": prompt_attention[..., :n_prefix],
-                "neighbour caption": prompt_attention[..., n_prefix:],
-            }
-            views = _attention_views(share, self.config.n_layer)
-            time_attention, times = None, None
-            if weights is not None:
-                row_weights = weights[row, : feature.frames.shape[0]].numpy()
-                time_attention = np.tile(row_weights / max(row_weights.sum(), 1e-12), (n_tokens, 1)).astype(
-                    np.float32
-                )
-                times = np.asarray(feature.frame_times, dtype=np.float32)
-            results.append(
-                CaptionResult(
-                    model=self.name,
-                    text=self.tokenizer.decode(hypothesis.token_ids).strip(),
-                    tokens=[self.tokenizer.decode([token]).strip() for token in hypothesis.token_ids],
-                    attention=time_attention,
-                    attention_times=times,
-                    attention_views=views,
-                    audio_embedding=embeddings[row].numpy(),
-                    neighbour=neighbours[row],
-                    decoding={**decoding.to_dict(), "candidate": self.config.candidate},
-                    timings={
-                        "features": clip.timings.get(AUDIO_FEATURES, feature_time / len(clips)),
-                        "retrieval": retrieval_time / len(clips),
-                        "decode": decode_time / len(clips),
-                    },
-                    window=clip.span,
-                )
-            )
-        return results
+            result.attention_times = np.asarray(features[row].frame_times, dtype=np.float32)
+        result.audio_embedding = prompt.embeddings[row].numpy()
+        result.neighbour = prompt.neighbours[row]
+        result.decoding["candidate"] = self.config.candidate
 
 
-def _attention_views(parts: dict[str, np.ndarray], n_layer: int) -> dict[str, np.ndarray]:
+def _attention_views(parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per part (audio prefix, neighbour caption): mean over layers and heads, then each layer; rows sum to 1."""
     views = {}
     for name, weights in parts.items():  # weights [n_tokens, layers, heads, positions]
         if weights.shape[-1] == 0:
             continue
-        views[f"{name} (all layers)"] = _rows_to_one(weights.mean(axis=(1, 2)))
-        for layer in range(n_layer):
-            views[f"{name}, layer {layer + 1}"] = _rows_to_one(weights[:, layer].mean(axis=1))
+        views[f"{name} (all layers)"] = rows_to_one(weights.mean(axis=(1, 2)))
+        views.update(layer_views(weights, f"{name}, "))
     return views
-
-
-def _rows_to_one(matrix: np.ndarray) -> np.ndarray:
-    return (matrix / np.maximum(matrix.sum(axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def build_index(clap, items: list):
