@@ -16,21 +16,23 @@ import yaml
 
 from musiccap.clip import AUDIO_FEATURES
 from musiccap.decoding import DecodingConfig
-from musiccap.models.base import Clip, config_from_dict, load_captioner, read_config
-from musiccap.models.blap import (
+from musiccap.encoders.caption_lm import (
     EOS,
-    INSTRUCTION,
     MASK,
     SPECIAL_TOKENS,
     TOKENIZER_NAME,
-    BLAPCaptioner,
-    BLAPConfig,
     build_t5,
-    combine_attention,
     lm_fingerprint,
-    self_attention_blocked,
     train_caption_tokenizer,
 )
+from musiccap.models.base import Clip, config_from_dict, load_captioner, read_config
+from musiccap.models.blap import (
+    INSTRUCTION,
+    BLAPCaptioner,
+    BLAPConfig,
+    combine_attention,
+)
+from musiccap.models.qformer import self_attention_blocked
 from musiccap.training import BuildContext
 from tests.toy import (
     TEMPLATES,

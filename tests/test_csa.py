@@ -13,13 +13,9 @@ import yaml
 from musiccap.clip import AUDIO_FEATURES
 from musiccap.decoding import DecodingConfig
 from musiccap.models.base import WEIGHTS_NAME, Clip, config_from_dict, load_captioner
-from musiccap.models.csa import (
-    BOS,
-    EOS,
-    NEVER_GENERATED,
+from musiccap.models.csa import BOS, EOS, NEVER_GENERATED, CsaCaptioner, CsaConfig
+from musiccap.models.pitch_shift import (
     TONIC_SPELLINGS,
-    CsaCaptioner,
-    CsaConfig,
     embedded_pitch_class_blocks,
     pitch_shift_frames,
     transpose_key_names,

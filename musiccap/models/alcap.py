@@ -62,23 +62,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from musiccap.checkpoint import config_from_dict
 from musiccap.clip import LYRICS
 from musiccap.decoding import DecodingConfig
+from musiccap.encoders.embedded_clap import EmbeddedClap
 from musiccap.encoders.text import EMBEDDING_DIM as MINILM_DIM
 from musiccap.encoders.text import load_bert, load_tokenizer
 from musiccap.features import audio_features
-from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, config_from_dict, register
+from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, register
 from musiccap.models.blocks import (
+    IGNORE,
     Attention,
     DecoderShape,
     TransformerDecoder,
     feed_forward,
     layer_views,
     rows_to_one,
+    teacher_forcing,
 )
 from musiccap.models.vocab import BOS, EOS, PAD, UNK, PrunedWordPiece
 
-IGNORE = -100  # cross-entropy target of padding
 NEVER_GENERATED = [PAD, UNK, BOS]
 VOCAB_NAME = "vocab.json"
 LYRIC_CACHE_SIZE = 20_000
@@ -303,24 +306,13 @@ class AlcapCaptioner(NeuralCaptioner):
 
     @staticmethod
     def frame_batch(features_list: list) -> dict[str, torch.Tensor]:
-        longest = max(f.frames.shape[0] for f in features_list)
-        frames = torch.zeros(len(features_list), longest, features_list[0].frames.shape[1])
-        mask = torch.zeros(len(features_list), longest, dtype=torch.bool)
-        for row, features in enumerate(features_list):
-            n = features.frames.shape[0]
-            frames[row, :n] = torch.as_tensor(np.asarray(features.frames, dtype=np.float32))
-            mask[row, :n] = True
-        return {"frames": frames, "frame_mask": mask}
+        padded = EmbeddedClap.audio_batch(features_list)
+        return {"frames": padded["frames"], "frame_mask": padded["mask"]}
 
     def collate(self, items: list) -> dict[str, torch.Tensor]:
         limit = self.config.max_positions - 1  # BOS takes one position
         captions = self.vocab.encode([item.caption for item in items], limit)
-        longest = max(len(c) for c in captions) + 1
-        input_ids = torch.full((len(items), longest), PAD, dtype=torch.long)
-        targets = torch.full((len(items), longest), IGNORE, dtype=torch.long)
-        for row, caption in enumerate(captions):
-            input_ids[row, : len(caption) + 1] = torch.tensor([BOS] + caption)
-            targets[row, : len(caption) + 1] = torch.tensor(caption + [EOS])
+        input_ids, targets = teacher_forcing(captions, BOS, EOS, PAD)
         lyrics = self.lyric_token_states([item.lyrics for item in items])
         first: dict[str | None, int] = {}
         groups = [first.setdefault(item.lyrics, row) for row, item in enumerate(items)]

@@ -3,17 +3,14 @@
 A captioner answers one call, ``caption(clip, decoding) -> CaptionResult``; a
 :class:`~musiccap.clip.Clip` is one 10 s window plus the features computed from it.
 
-A checkpoint folder is ``config.json`` (``{"architecture": name, "config": {...}}``) +
-``model.safetensors`` + whatever tokenizer/index files the architecture keeps; the folder alone
-rebuilds its model, and loading never unpickles.
+Checkpoint folders (their files, config and hash) are ``musiccap/checkpoint.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,12 +18,18 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from musiccap.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    checkpoint_hash,
+    config_from_dict,
+    config_to_dict,
+    read_config,
+)
 from musiccap.clip import AUDIO_FEATURES, Clip
 from musiccap.decoding import DecodingConfig, Hypothesis, StepFunction, rows_per_input, search
+from musiccap.features import audio_features
 from musiccap.text import clean_caption
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass
@@ -121,13 +124,6 @@ def registry() -> dict[str, type[Captioner]]:
     return dict(_REGISTRY)
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
-    config_file = Path(path) / CONFIG_NAME
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{path} is not a checkpoint folder (no {CONFIG_NAME})")
-    return json.loads(config_file.read_text())
-
-
 def load_captioner(path: str | Path) -> Captioner:
     """Rebuild whichever architecture a checkpoint folder holds."""
     architecture = read_config(path)["architecture"]
@@ -137,28 +133,6 @@ def load_captioner(path: str | Path) -> Captioner:
     captioner = classes[architecture].from_pretrained(path)
     captioner.checkpoint_hash = checkpoint_hash(path)
     return captioner
-
-
-def checkpoint_hash(path: str | Path) -> str:
-    """Short hash of a checkpoint's config and weights (recorded with arena votes and results)."""
-    digest = hashlib.sha256()
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        file = Path(path) / name
-        if file.is_file():
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    return asdict(config) if is_dataclass(config) else dict(config)
-
-
-def config_from_dict(config_class: type, values: dict[str, Any]):
-    known = {f.name for f in fields(config_class)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"{config_class.__name__} has no fields {sorted(unknown)}")
-    return config_class(**values)
 
 
 @dataclass
@@ -245,12 +219,17 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
 
     @property
     def feature_name(self) -> str:
-        """The Clip feature the captioner reads (its time is the shared features' time)."""
-        return AUDIO_FEATURES
+        """The Clip feature the captioner reads (its time is the shared features' time): its CLAP's
+        input when it reads a CLAP's tokens (``self.clap``), else the embedded features."""
+        clap = getattr(self, "clap", None)
+        return clap.feature_name if clap is not None else AUDIO_FEATURES
 
     def clip_features(self, clips: list[Clip]) -> Any:
         """The clips' input features, memoised on each clip (computed once for every captioner)."""
-        raise NotImplementedError
+        clap = getattr(self, "clap", None)
+        if clap is not None:
+            return [clap.audio_inputs(clip) for clip in clips]
+        return [audio_features(clip) for clip in clips]
 
     def encode_clips(self, clips: list[Clip], features: Any) -> Any:
         """The encoder: whatever ``start_search`` and ``explain`` read, for the whole batch."""

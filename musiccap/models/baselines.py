@@ -12,8 +12,9 @@ import json
 import time
 from pathlib import Path
 
+from musiccap.checkpoint import CONFIG_NAME, read_config
 from musiccap.decoding import DecodingConfig
-from musiccap.models.base import CONFIG_NAME, Captioner, CaptionResult, Clip, read_config, register
+from musiccap.models.base import Captioner, CaptionResult, Clip, register
 
 CAPTIONS_NAME = "captions.json"
 

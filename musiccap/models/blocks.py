@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from transformers import GPT2LMHeadModel
 
 
 class Attention(nn.Module):
@@ -79,7 +80,9 @@ class DecoderShape:
     ff_dim: int
     dropout: float
     attention_dim: int = 0  # 0: the width
-    pre_norm: bool = False  # True: GPT style (pre-LN, final norm); False: BART style (post-LN, embedding norm)
+    pre_norm: bool = (
+        False  # True: GPT style (pre-LN, final norm); False: BART style (post-LN, embedding norm)
+    )
     fused_key_value: bool = False
 
 
@@ -229,6 +232,62 @@ class TransformerDecoder(nn.Module):
             "keys": keys,
             "values": values,
         }
+
+
+IGNORE = -100  # cross-entropy target of padding
+
+
+def teacher_forcing(
+    captions: list[list[int]], bos: int, eos: int, pad: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder inputs (BOS + caption, padded) and targets (caption + EOS, padding ignored), [B, L + 1] each."""
+    longest = max(len(c) for c in captions) + 1
+    input_ids = torch.full((len(captions), longest), pad, dtype=torch.long)
+    targets = torch.full((len(captions), longest), IGNORE, dtype=torch.long)
+    for row, caption in enumerate(captions):
+        input_ids[row, : len(caption) + 1] = torch.tensor([bos] + caption)
+        targets[row, : len(caption) + 1] = torch.tensor(caption + [eos])
+    return input_ids, targets
+
+
+@torch.no_grad()
+def gpt2_cached_step(
+    lm: GPT2LMHeadModel,
+    tokens: torch.Tensor,
+    past: tuple[tuple[torch.Tensor, torch.Tensor], ...],
+    attention_mask: torch.Tensor,
+    positions: torch.Tensor,
+) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], ...], list[torch.Tensor]]:
+    """One decoding step of an eval-mode GPT-2 over its key/value cache: what
+    ``lm(input_ids=tokens, past_key_values=..., attention_mask=..., position_ids=..., output_attentions=True)``
+    computes (eager attention), from the model's own modules.
+
+    tokens and positions [N, 1]; past per layer (keys, values) [N, heads, S, head_dim]; attention_mask
+    [N, S + 1], 0 = padding. Returns logits [N, vocab], the grown cache and each layer's attention
+    [N, heads, 1, S + 1]. Why not the transformers forward: its per-call wrappers, mask building and cache
+    objects cost more than this small model's arithmetic on a CPU (0.53 vs 0.71 s a caption, docs/benchmark_runs/rgmc_step_ab.md);
+    ``tests/test_rgmc.py`` holds the two equal.
+    """
+    if lm.training:
+        raise RuntimeError("gpt2_cached_step is for decoding: call lm.eval() first (it applies no dropout)")
+    model = lm.transformer
+    hidden = model.wte(tokens) + model.wpe(positions)
+    padding = torch.zeros(attention_mask.shape, dtype=hidden.dtype)
+    padding = padding.masked_fill(attention_mask == 0, torch.finfo(hidden.dtype).min)[:, None, None, :]
+    grown, attentions = [], []
+    for block, (past_keys, past_values) in zip(model.h, past, strict=True):
+        attention = block.attn
+        query, key, value = attention.c_attn(block.ln_1(hidden)).split(attention.split_size, dim=2)
+        query, key, value = (
+            x.view(len(tokens), 1, -1, attention.head_dim).transpose(1, 2) for x in (query, key, value)
+        )
+        keys, values = torch.cat([past_keys, key], dim=2), torch.cat([past_values, value], dim=2)
+        weights = torch.softmax(query @ keys.transpose(-1, -2) * attention.scaling + padding, dim=-1)
+        hidden = hidden + attention.c_proj((weights @ values).transpose(1, 2).reshape(len(tokens), 1, -1))
+        hidden = hidden + block.mlp(block.ln_2(hidden))
+        grown.append((keys, values))
+        attentions.append(weights)
+    return lm.lm_head(model.ln_f(hidden))[:, -1], tuple(grown), attentions
 
 
 # ---- heatmap views ---------------------------------------------------------------------------------

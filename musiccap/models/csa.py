@@ -60,17 +60,8 @@ as in the paper), **pruned** to the ids that occur in the training captions plus
 tokens; the map from decoder ids to the text tower's ids is a buffer in the checkpoint (named
 ``minilm_ids`` after the embedded profile, whose shipped checkpoint stores it under that key).
 
-Pitch-shift augmentation (paper: +-6 semitones on the audio) is applied **on features**: each
-training row gets a shift drawn from -6..6, and every 12-wide pitch-class block of the frames
-(chroma, the 12 major- and the 12 minor-key correlations; layout in ``musiccap/encoders/embedded.py``)
-is rotated by it. The caption is transposed with it: a key it names ("It is in Ab major.") moves by
-the same interval (``transpose_key_names``). MusicCaps' captions seldom name a key, so the paper
-could shift the audio alone; the synthetic corpus names one in half its captions, and a key left
-unmoved while the chroma moves would teach the decoder that the stated key is noise. The musicnn
-mid-end and tempogram blocks are left as they are (a learned timbre representation cannot be
-transposed after the fact); the pooled vector only feeds the CLAP's own
-embedding, which no loss here uses, so it is not shifted either. An HTSAT CLAP reads log-mels, whose
-bins are not pitch classes: with it the shift is refused (``csa_full.yaml`` sets it to 0).
+Pitch-shift augmentation (paper: +-6 semitones on the audio) is applied on features and the
+caption's key names alike: ``musiccap/models/pitch_shift.py``.
 
 Checkpoints hold the decoder, the projection, the alignment head and the id map; the CLAP stays in
 its own folder (``clap_path``, refused at load if its hash changed), except that M1 also saves the
@@ -80,7 +71,6 @@ rebuilds it from its package.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -90,37 +80,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from musiccap.checkpoint import checkpoint_hash, config_from_dict, read_config, require_hash
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.clap_loader import EMBEDDED, clap_folder, clap_kind, load_clap
-from musiccap.models.base import (
-    Clip,
-    NeuralCaptioner,
-    SearchStart,
-    checkpoint_hash,
-    config_from_dict,
-    read_config,
-    register,
+from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, register
+from musiccap.models.blocks import IGNORE, DecoderShape, TransformerDecoder, layer_views, teacher_forcing
+from musiccap.models.pitch_shift import (
+    PITCH_CLASSES,
+    TONIC_SPELLINGS,
+    embedded_pitch_class_blocks,
+    pitch_shift_frames,
+    transpose_key_names,
 )
-from musiccap.models.blocks import DecoderShape, TransformerDecoder, layer_views
 
-IGNORE = -100  # cross-entropy target of padding
 # Decoder ids 0..3: the text tokenizer's pad, unk, cls (BOS) and sep (EOS) tokens; MiniLM's own ids for
 # them are [PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, RoBERTa's <pad> 1, <unk> 3, <s> 0, </s> 2.
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIAL_TOKEN_ROLES = ("pad_token", "unk_token", "cls_token", "sep_token")
 NEVER_GENERATED = [PAD, UNK, BOS]
-PITCH_CLASSES = 12
-# How the synthetic corpus spells the twelve tonics (``train/corpus/sources.py``); a transposed key is
-# written so. Reading also accepts the other enharmonic spellings (user captions may say D# or Gb).
-TONIC_SPELLINGS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-TONIC_PITCH_CLASS = {
-    **{name: pc for pc, name in enumerate(TONIC_SPELLINGS)},
-    **{"Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "Cb": 11, "B#": 0, "E#": 5, "Fb": 4},
-}
-# A capitalised tonic directly before "major"/"minor": "Ab major", "F# minor"; not the article in
-# "a major key" (lower case). A sentence opening "A major ..." would read as the key A major; the
-# corpus never writes one (checked over all three splits).
-KEY_NAME = re.compile(r"\b([A-G][#b]?)(?=[ -](?:major|minor)\b)")
 
 
 @dataclass
@@ -171,54 +148,6 @@ class CsaConfig:
             )
 
 
-def embedded_pitch_class_blocks(frame_dim: int) -> list[list[int]]:
-    """Chroma, major-key and minor-key correlation columns of the embedded frames (pitch-class indexed).
-
-    ``musiccap/encoders/embedded.py``: frames = musicnn mid-end | chroma (12) | key (12 major, then
-    12 minor, tonic C first) | tempogram. Each block is scaled by one constant, so rotating its
-    columns is exactly what transposing the audio would do to it.
-    """
-    from musiccap.encoders.embedded import EmbeddedConfig
-
-    layout = EmbeddedConfig()
-    if layout.chroma_dim != PITCH_CLASSES or layout.key_dim != 2 * PITCH_CLASSES:
-        raise ValueError("the embedded frame layout no longer has 12 chroma and 24 key columns")
-    chroma_start = frame_dim - layout.tempo_dim - layout.key_dim - layout.chroma_dim
-    return [[chroma_start + PITCH_CLASSES * i, chroma_start + PITCH_CLASSES * (i + 1)] for i in range(3)]
-
-
-def pitch_shift_frames(
-    frames: torch.Tensor, semitones: torch.Tensor, blocks: list[list[int]]
-) -> torch.Tensor:
-    """Transpose each row of ``frames`` [B, T, D] by ``semitones`` [B]: rotate every pitch-class block.
-
-    Column c of a block moves to column (c + n) mod 12, as ``np.roll(block, n)`` does: energy at C
-    shifted up two semitones lands on D, and the C-major correlation becomes the D-major one.
-    """
-    if not blocks:
-        return frames
-    source = (torch.arange(PITCH_CLASSES)[None, :] - semitones[:, None]) % PITCH_CLASSES  # [B, 12]
-    source = source[:, None, :].expand(frames.shape[0], frames.shape[1], PITCH_CLASSES)
-    shifted = frames.clone()
-    for start, end in blocks:
-        shifted[..., start:end] = frames[..., start:end].gather(-1, source)
-    return shifted
-
-
-def transpose_key_names(caption: str, semitones: int) -> str:
-    """``caption`` with every key it names moved by ``semitones``: "It is in Ab major." +3 -> "B major".
-
-    The label side of the pitch-shift augmentation; the mode (major/minor) is kept, as transposing keeps it.
-    """
-    if semitones % PITCH_CLASSES == 0:
-        return caption
-
-    def moved(match: re.Match) -> str:
-        return TONIC_SPELLINGS[(TONIC_PITCH_CLASS[match.group(1)] + semitones) % PITCH_CLASSES]
-
-    return KEY_NAME.sub(moved, caption)
-
-
 def symmetric_info_nce(
     audio: torch.Tensor, text: torch.Tensor, temperature: float, groups: torch.Tensor
 ) -> torch.Tensor:
@@ -243,9 +172,12 @@ class AudioEncoding:
 
 @register
 class CsaCaptioner(NeuralCaptioner):
+    """CLAP frame tokens -> projection -> Transformer decoder; trained with L_NLL + alpha L_C + beta L_S."""
+
     name = "csa"
     paper = "Data-Efficient Music Captioning via Contrastive and Semantic Alignment (Kim & Park)"
     config_class = CsaConfig
+    # A checkpoint keeps its own decoding (config.json); the shipped one, chosen on validation, is greedy.
     default_decoding = DecodingConfig(num_beams=5, no_repeat_ngram_size=3, max_new_tokens=80)
 
     def __init__(self, config: CsaConfig, *, clap):
@@ -333,12 +265,8 @@ class CsaCaptioner(NeuralCaptioner):
     def load_extra(cls, path: Path) -> dict[str, Any]:
         config = read_config(path)["config"]
         clap_dir = clap_folder(config["clap_path"])
-        if config.get("clap_hash") and checkpoint_hash(clap_dir) != config["clap_hash"]:
-            raise ValueError(
-                f"{path} was trained on the CLAP with hash {config['clap_hash']}, but {clap_dir} now holds "
-                f"{checkpoint_hash(clap_dir)}: retrain csa (its projection reads that CLAP's frame tokens)"
-            )
-        return {"clap": load_clap(clap_dir)}
+        remedy = "retrain csa (its projection reads that CLAP's frame tokens)"
+        return {"clap": load_clap(require_hash(clap_dir, config.get("clap_hash", ""), path, "CLAP", remedy))}
 
     # ---- vocabulary ------------------------------------------------------------------------------
 
@@ -374,12 +302,7 @@ class CsaCaptioner(NeuralCaptioner):
         audio = self.clap.audio_batch([item.features for item in items])
         limit = self.config.max_positions - 1  # BOS takes one position
         captions = [ids[:limit] for ids in self.encode_captions([item.caption for item in items])]
-        longest = max(len(c) for c in captions) + 1
-        input_ids = torch.full((len(items), longest), PAD, dtype=torch.long)
-        targets = torch.full((len(items), longest), IGNORE, dtype=torch.long)
-        for row, caption in enumerate(captions):
-            input_ids[row, : len(caption) + 1] = torch.tensor([BOS] + caption)
-            targets[row, : len(caption) + 1] = torch.tensor(caption + [EOS])
+        input_ids, targets = teacher_forcing(captions, BOS, EOS, PAD)
         first = {}
         groups = [first.setdefault(item.caption, row) for row, item in enumerate(items)]
         return {
@@ -542,13 +465,6 @@ class CsaCaptioner(NeuralCaptioner):
     def decode_step(self, last_tokens: torch.Tensor, state: dict):
         """One cached decoder step for :func:`musiccap.decoding.search`."""
         return self.decoder.cached_step(last_tokens, state, NEVER_GENERATED)
-
-    @property
-    def feature_name(self) -> str:
-        return self.clap.feature_name
-
-    def clip_features(self, clips: list[Clip]) -> list:
-        return [self.clap.audio_inputs(clip) for clip in clips]
 
     def encode_clips(self, clips: list[Clip], features: list) -> AudioEncoding:
         inputs = self.clap.audio_batch(features)

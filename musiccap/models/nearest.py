@@ -15,18 +15,10 @@ import json
 import time
 from pathlib import Path
 
+from musiccap.checkpoint import CONFIG_NAME, checkpoint_hash, read_config, require_hash
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.clap_loader import clap_folder
-from musiccap.models.base import (
-    CONFIG_NAME,
-    Captioner,
-    CaptionResult,
-    Clip,
-    Neighbour,
-    checkpoint_hash,
-    read_config,
-    register,
-)
+from musiccap.models.base import Captioner, CaptionResult, Clip, Neighbour, register
 from musiccap.registry import reference
 from musiccap.retrieval import CaptionIndex
 from musiccap.scoring import ClapModel, load_clap
@@ -97,10 +89,7 @@ class NearestCaptioner(Captioner):
         path = Path(path)
         config = read_config(path)["config"]
         clap_path = clap_folder(config["clap_path"], path).resolve()
-        found = checkpoint_hash(clap_path)
-        if config["clap_hash"] and found != config["clap_hash"]:
-            raise ValueError(
-                f"{path}: its index was built with CLAP {config['clap_hash']}, but {clap_path} is {found}; "
-                "rebuild it with `python -m train.nearest`"
-            )
+        require_hash(
+            clap_path, config["clap_hash"], path, "CLAP", "rebuild it with `python -m train.nearest`"
+        )
         return cls(load_clap(clap_path), CaptionIndex.load(path), clap_path, config["clap_hash"])

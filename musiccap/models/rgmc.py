@@ -23,7 +23,7 @@ evaluation time ``candidate: random | nearest | gold`` (paper Table 4).
 Heatmap: every generated token attends to the 10 prefix positions and to the neighbour's tokens
 (``attention_views``, per layer and averaged). The prefix is computed from one pooled embedding, so
 the 10 prefix positions carry no time of their own: the time row of every token is the CLAP audio
-tower's own attention-pooling weights over its frames (:func:`frame_weights`). The rows
+tower's own attention-pooling weights over its frames (``EmbeddedClap.frame_weights``). The rows
 are therefore the same for every token; how much a token relies on the audio rather than on the
 neighbour is in the views.
 """
@@ -31,7 +31,6 @@ neighbour is in the views.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,27 +38,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from musiccap.checkpoint import checkpoint_hash, config_from_dict, read_config, require_hash
 from musiccap.clip import REFERENCE_CAPTION
 from musiccap.decoding import DecodingConfig
+from musiccap.encoders.gpt2_bpe import END_OF_TEXT, pretrained_tokenizer, train_caption_tokenizer
 from musiccap.features import audio_features
 from musiccap.hub import local_folder
-from musiccap.models.base import (
-    Clip,
-    Neighbour,
-    NeuralCaptioner,
-    SearchStart,
-    checkpoint_hash,
-    config_from_dict,
-    read_config,
-    register,
-)
-from musiccap.models.blocks import layer_views, rows_to_one
+from musiccap.models.base import Clip, Neighbour, NeuralCaptioner, SearchStart, register
+from musiccap.models.blocks import gpt2_cached_step, layer_views, rows_to_one
 from musiccap.registry import REPO
 
-EOS = "<|endoftext|>"
+EOS = END_OF_TEXT
 SEP = "<|caption|>"  # ends the prompt (audio prefix ⊕ neighbour caption); the caption follows
 TOKENIZER_NAME = "tokenizer.json"
 INDEX_DIR = "neighbours"
@@ -110,33 +102,6 @@ def resolve_path(path: str | Path) -> Path:
     return local_folder(path) or REPO / path
 
 
-def train_caption_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
-    """A GPT-2-style byte-level BPE trained on caption text, with the two special tokens."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[EOS, SEP],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    return tokenizer
-
-
-def pretrained_tokenizer(name_or_path: str) -> Tokenizer:
-    """GPT-2's own byte-level BPE (full profile) plus the separator token."""
-    local = resolve_path(name_or_path) / TOKENIZER_NAME
-    tokenizer = (
-        Tokenizer.from_file(str(local)) if local.is_file() else Tokenizer.from_pretrained(name_or_path)
-    )
-    if tokenizer.token_to_id(EOS) is None:
-        raise ValueError(f"{name_or_path}: tokenizer has no {EOS} token (not a GPT-2 tokenizer)")
-    tokenizer.add_special_tokens([SEP])
-    return tokenizer
-
-
 def musiccaps_captions(csv_path: str | Path) -> list[str]:
     import csv
 
@@ -144,78 +109,10 @@ def musiccaps_captions(csv_path: str | Path) -> list[str]:
         return [row["caption"].strip() for row in csv.DictReader(handle) if row.get("caption", "").strip()]
 
 
-def normalise_caption(text: str) -> str:
-    """Lower case, no punctuation, single spaces (the paper's caption normalisation)."""
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
-
-
-def copy_rate(predictions: list[str], candidates: list[str]) -> float:
-    """Share of captions identical to their retrieved candidate after normalisation (paper Table 4)."""
-    if len(predictions) != len(candidates):
-        raise ValueError("one candidate per prediction")
-    if not predictions:
-        return 0.0
-    same = sum(normalise_caption(p) == normalise_caption(c) for p, c in zip(predictions, candidates))
-    return same / len(predictions)
-
-
 def audio_inputs(clap, features_list: list) -> dict[str, torch.Tensor]:
     """Padded CLAP audio-tower inputs {"frames", "frame_mask", "pooled"} for a list of AudioFeatures."""
     batch = clap.audio_batch(features_list)
     return {"frames": batch["frames"], "frame_mask": batch["mask"], "pooled": batch["pooled"]}
-
-
-def frame_weights(clap, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """How the CLAP audio tower pools its frame tokens into the clip embedding: [B, T], rows sum to 1.
-
-    The same computation as ``AudioTower.forward`` (attention pooling scores, or the masked mean).
-    The embedding also holds a time-less projection of ``AudioFeatures.pooled``; these weights
-    attribute only its frame part, which is the only part that has a time.
-    """
-    if clap.config.pooling == "attention":
-        scores = clap.audio.pool_score(tokens).squeeze(-1).masked_fill(~mask, float("-inf"))
-        return scores.softmax(dim=-1)
-    return mask.to(tokens.dtype) / mask.sum(dim=1, keepdim=True).clamp(min=1)
-
-
-@torch.no_grad()
-def gpt2_cached_step(
-    lm: GPT2LMHeadModel,
-    tokens: torch.Tensor,
-    past: tuple[tuple[torch.Tensor, torch.Tensor], ...],
-    attention_mask: torch.Tensor,
-    positions: torch.Tensor,
-) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], ...], list[torch.Tensor]]:
-    """One decoding step of an eval-mode GPT-2 over its key/value cache: what
-    ``lm(input_ids=tokens, past_key_values=..., attention_mask=..., position_ids=..., output_attentions=True)``
-    computes (eager attention), from the model's own modules.
-
-    tokens and positions [N, 1]; past per layer (keys, values) [N, heads, S, head_dim]; attention_mask
-    [N, S + 1], 0 = padding. Returns logits [N, vocab], the grown cache and each layer's attention
-    [N, heads, 1, S + 1]. Why not the transformers forward: its per-call wrappers, mask building and cache
-    objects cost more than this small model's arithmetic on a CPU (0.53 vs 0.71 s a caption, docs/benchmark_runs/rgmc_step_ab.md);
-    ``tests/test_rgmc.py`` holds the two equal.
-    """
-    if lm.training:
-        raise RuntimeError("gpt2_cached_step is for decoding: call lm.eval() first (it applies no dropout)")
-    model = lm.transformer
-    hidden = model.wte(tokens) + model.wpe(positions)
-    padding = torch.zeros(attention_mask.shape, dtype=hidden.dtype)
-    padding = padding.masked_fill(attention_mask == 0, torch.finfo(hidden.dtype).min)[:, None, None, :]
-    grown, attentions = [], []
-    for block, (past_keys, past_values) in zip(model.h, past, strict=True):
-        attention = block.attn
-        query, key, value = attention.c_attn(block.ln_1(hidden)).split(attention.split_size, dim=2)
-        query, key, value = (
-            x.view(len(tokens), 1, -1, attention.head_dim).transpose(1, 2) for x in (query, key, value)
-        )
-        keys, values = torch.cat([past_keys, key], dim=2), torch.cat([past_values, value], dim=2)
-        weights = torch.softmax(query @ keys.transpose(-1, -2) * attention.scaling + padding, dim=-1)
-        hidden = hidden + attention.c_proj((weights @ values).transpose(1, 2).reshape(len(tokens), 1, -1))
-        hidden = hidden + block.mlp(block.ln_2(hidden))
-        grown.append((keys, values))
-        attentions.append(weights)
-    return lm.lm_head(model.ln_f(hidden))[:, -1], tuple(grown), attentions
 
 
 class PrefixMapper(torch.nn.Module):
@@ -309,14 +206,14 @@ class RGMCCaptioner(NeuralCaptioner):
         )
         pretrained_lm = None
         if settings.lm_name_or_path:
-            tokenizer = pretrained_tokenizer(settings.lm_name_or_path)
+            tokenizer = pretrained_tokenizer(settings.lm_name_or_path, SEP)
             pretrained_lm = GPT2LMHeadModel.from_pretrained(str(resolve_path(settings.lm_name_or_path)))
             lm = pretrained_lm.config
             settings = replace(
                 settings, n_layer=lm.n_layer, n_head=lm.n_head, n_embd=lm.n_embd, n_positions=lm.n_positions
             )
         else:
-            tokenizer = train_caption_tokenizer(train_captions + extra_text, settings.vocab_size)
+            tokenizer = train_caption_tokenizer(train_captions + extra_text, settings.vocab_size, SEP)
         settings = replace(settings, vocab_size=tokenizer.get_vocab_size())
 
         index = build_index(clap, train_items)
@@ -342,11 +239,8 @@ class RGMCCaptioner(NeuralCaptioner):
 
         config = read_config(path)["config"]
         clap_dir = resolve_path(config["clap_path"])
-        if config.get("clap_hash") and checkpoint_hash(clap_dir) != config["clap_hash"]:
-            raise ValueError(
-                f"{path} was trained on the CLAP with hash {config['clap_hash']}, but {clap_dir} now holds "
-                f"{checkpoint_hash(clap_dir)}: retrain RGMC (its prefix mapper and neighbour index belong to that CLAP)"
-            )
+        remedy = "retrain RGMC (its prefix mapper and neighbour index belong to that CLAP)"
+        require_hash(clap_dir, config.get("clap_hash", ""), path, "CLAP", remedy)
         return {
             "tokenizer": Tokenizer.from_file(str(path / TOKENIZER_NAME)),
             "index": CaptionIndex.load(path / INDEX_DIR),
@@ -559,7 +453,7 @@ class RGMCCaptioner(NeuralCaptioner):
         """The audio prefix and the retrieved caption, run through GPT-2 once: the cache decoding extends."""
         audio = audio_inputs(self.encoder, features)
         tokens, _ = self.embed(audio)
-        weights = frame_weights(self.encoder, tokens, audio["frame_mask"]) if self.config.use_audio else None
+        weights = self.encoder.frame_weights(tokens, audio["frame_mask"]) if self.config.use_audio else None
         # embed_audio batches by length without padding: the same clip gets the same neighbour in any batch
         embeddings = torch.as_tensor(self.encoder.embed_audio(features))
         neighbours = self.candidates(clips, embeddings) if self.config.use_text else [None] * len(clips)
