@@ -3,10 +3,7 @@
 A *captioner* is shown in the app and the CLI; a *component* is a part other checkpoints name (the
 embedded CLAP, BLAP's frozen LM). A checkpoint config names a component by its registry name
 (``"clap"``); a path or a Hub id still works (see :func:`musiccap.hub.local_folder`).
-
-    import musiccap
-    captioner = musiccap.load("csa")
-    print(musiccap.caption("examples/real-parrotte-desert.ogg", "csa")[0].text)
+``musiccap.load(name)`` loads a captioner by its name (``musiccap/studio.py``).
 """
 
 from __future__ import annotations
@@ -14,10 +11,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the registry sits below the models: they are imported only to load one
-    from musiccap.models.base import Captioner, CaptionResult
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "checkpoints"
@@ -75,29 +68,3 @@ def reference(folder: Path, base: Path) -> str:
         if found is not None and found.resolve() == Path(folder).resolve():
             return name
     return os.path.relpath(Path(folder).resolve(), Path(base).resolve())
-
-
-def load(name_or_path: str | Path, checkpoints: str | Path | None = None) -> Captioner:
-    """A captioner by registry name (from ``checkpoints``, default the repository's) or checkpoint folder."""
-    from musiccap.models.base import load_captioner
-
-    if str(name_or_path) in REGISTRY:
-        if entry(str(name_or_path)).role != CAPTIONER:
-            raise ValueError(f"{name_or_path!r} is a component, not a captioner")
-        folder = Path(checkpoints or CHECKPOINTS) / REGISTRY[str(name_or_path)].source
-    else:
-        folder = Path(name_or_path)
-    return load_captioner(folder)
-
-
-def caption(
-    audio_file: str | Path, model: str | Path = "csa", window: str = "first", *, clean_text: bool = True
-) -> list[CaptionResult]:
-    """Caption a file's 10 s windows (``first``, ``middle`` or ``all``) with one captioner."""
-    from musiccap.audio import load_audio, windows
-    from musiccap.clip import Clip
-
-    captioner = load(model)
-    decoding = captioner.default_decoding.replace(clean_text=clean_text, dedupe_sentences=clean_text)
-    clips = [Clip(w) for w in windows(load_audio(audio_file), window)]
-    return captioner.caption_batch(clips, decoding)

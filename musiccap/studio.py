@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from musiccap.audio import Audio, Window, windows
+from musiccap.audio import Audio, Window, load_audio, windows
 from musiccap.clip import LYRICS, Clip
 from musiccap.decoding import DecodingConfig
 from musiccap.features import audio_features
@@ -196,3 +196,21 @@ class Studio:
     def tags(self, clip: Clip, k: int = 10) -> dict[str, float]:
         tags = audio_features(clip).tags
         return dict(sorted(tags.items(), key=lambda item: -item[1])[:k])
+
+
+def load(name_or_path: str | Path, checkpoints: str | Path | None = None) -> Captioner:
+    """A captioner by registry name (from ``checkpoints``, default the repository's) or checkpoint folder."""
+    if str(name_or_path) in REGISTRY:
+        if REGISTRY[str(name_or_path)].role != CAPTIONER:
+            raise ValueError(f"{name_or_path!r} is a component, not a captioner")
+        return load_captioner(Path(checkpoints or CHECKPOINTS) / REGISTRY[str(name_or_path)].source)
+    return load_captioner(name_or_path)
+
+
+def caption(
+    audio_file: str | Path, model: str | Path = "csa", window_mode: str = "first", *, clean_text: bool = True
+) -> list[CaptionResult]:
+    """Caption a file's 10 s windows (``first``, ``middle`` or ``all``) with one captioner."""
+    captioner = load(model)
+    decoding = captioner.default_decoding.replace(clean_text=clean_text, dedupe_sentences=clean_text)
+    return captioner.caption_batch([Clip(w) for w in windows(load_audio(audio_file), window_mode)], decoding)
