@@ -21,8 +21,6 @@ from musiccap.models.base import Captioner, CaptionResult, Neighbour, load_capti
 from musiccap.registry import CAPTIONER, CHECKPOINTS, REGISTRY
 
 DEFAULT_CHECKPOINTS = CHECKPOINTS
-
-
 NEIGHBOUR = "neighbour caption"  # similarity label of the nearest training caption
 REFERENCE = "reference (yours)"  # similarity label of the user's own caption
 MEAN_VIEW = "mean over layers and heads"  # the heatmap view every attending captioner has
@@ -119,10 +117,11 @@ class Studio:
     @property
     def scorer(self):
         """CLAP similarity (None when no CLAP checkpoint is shipped)."""
-        if self._scorer is None and (self.checkpoints_dir / "clap" / "config.json").is_file():
+        clap = self.checkpoints_dir / REGISTRY["clap"].source
+        if self._scorer is None and (clap / "config.json").is_file():
             from musiccap.scoring import ClapScorer
 
-            self._scorer = ClapScorer.embedded(self.checkpoints_dir / "clap")
+            self._scorer = ClapScorer.embedded(clap)
         return self._scorer
 
     def clips(
