@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from musiccap.registry import REPO
+
 DOCS = REPO / "docs"
 EXAMPLE = REPO / "examples" / "real-parrotte-desert.ogg"
 TARGETS = {
@@ -93,8 +94,8 @@ def measure_model(name: str, runs: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from musiccap.audio import load_audio, windows
+    from musiccap.clip import Clip
     from musiccap.features import audio_features
-    from musiccap.models.base import Clip
     from musiccap.studio import Studio
 
     started = time.perf_counter()
@@ -243,7 +244,7 @@ def training_throughput() -> dict:
 
 
 def corpus_rate() -> dict:
-    from musiccap.studio import REPO as repo
+    from musiccap.registry import REPO as repo
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()

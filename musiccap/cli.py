@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from musiccap.audio import AudioError, load_audio
@@ -40,13 +39,18 @@ def _decoding_from_args(args):
 
 
 def cmd_caption(args) -> int:
-    from musiccap.studio import Studio
+    from musiccap.studio import CompareOptions, ModelCaption, Studio
 
     try:
-        studio = Studio(args.checkpoints, None if args.model == "all" else args.model.split(","))
+        studio = Studio(
+            args.checkpoints,
+            None if args.model == "all" else args.model.split(","),
+            clean_text=not args.decoded_text,
+        )
     except (ValueError, FileNotFoundError) as error:
         return _fail(str(error))
     overrides, _ = _decoding_from_args(args)
+    options = CompareOptions(args.window, args.max_windows, args.lyrics, decoding=overrides)
     status = 0
     for file in args.files:
         try:
@@ -57,20 +61,25 @@ def cmd_caption(args) -> int:
             continue
         for warning in audio.warnings:
             print(f"musiccap: warning: {Path(file).name}: {warning}", file=sys.stderr)
-        for clip in studio.clips(audio, args.window, max_windows=args.max_windows, lyrics=args.lyrics):
-            for name, captioner in studio.captioners.items():
-                decoding = captioner.default_decoding.replace(**overrides) if overrides else None
-                started = time.perf_counter()
-                result = studio.caption_clip(clip, name, decoding)
-                latency = time.perf_counter() - started
-                similarity = studio.similarity(clip, [result.text])
-                if args.json:
-                    record = {"file": str(file), **result.to_json()}
-                    record["clap_similarity"] = round(similarity[0], 4) if similarity else None
-                    record["latency_s"] = round(latency, 4)
+        for event in studio.compare(audio, options):
+            if isinstance(event, ModelCaption):
+                continue  # printed with its window, once the CLAP similarities are in
+            for caption in event.captions:
+                if caption.error:
+                    print(
+                        f"musiccap: {caption.model} failed on {event.window.label}: {caption.error}",
+                        file=sys.stderr,
+                    )
+                    status = 1
+                elif args.json:
+                    record = {"file": str(file), **caption.result.to_json()}
+                    record["clap_similarity"] = (
+                        None if caption.clap_similarity is None else round(caption.clap_similarity, 4)
+                    )
+                    record["latency_s"] = round(caption.latency_s, 4)
                     print(json.dumps(record), flush=True)
                 else:
-                    print(f"[{clip.window.label}] {name:8s} {result.text}", flush=True)
+                    print(f"[{event.window.label}] {caption.model:8s} {caption.result.text}", flush=True)
         for name, error in studio.load_errors.items():
             print(f"musiccap: {name} could not be loaded: {error}", file=sys.stderr)
     return status
@@ -127,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--sample", action="store_true")
     caption.add_argument("--seed", type=int)
     caption.add_argument("--json", action="store_true")
+    caption.add_argument(
+        "--decoded-text",
+        action="store_true",
+        help="print captions as decoded (the text the paper tables score), without the clean-up",
+    )
     caption.add_argument("--checkpoints", default=None)
 
     tags = sub.add_parser("tags", help="musicnn's top tags for a file")

@@ -19,17 +19,21 @@ import torch
 
 @dataclass
 class DecodingConfig:
-    num_beams: int = 1
-    max_new_tokens: int = 60
-    min_new_tokens: int = 0
-    no_repeat_ngram_size: int = 0
-    repetition_penalty: float = 1.0
-    length_penalty: float = 1.0
+    num_beams: int = 1  # 1: greedy (or sampling)
+    max_new_tokens: int = 60  # the length limit, in the captioner's own tokens
+    min_new_tokens: int = 0  # EOS is banned before this many
+    no_repeat_ngram_size: int = 0  # 0: off; n: no n-gram twice in one caption
+    repetition_penalty: float = 1.0  # > 1 discourages every token already generated
+    length_penalty: float = 1.0  # beam scores are divided by length ** this
     do_sample: bool = False
-    top_k: int = 0
-    top_p: float = 1.0
-    temperature: float = 1.0
-    seed: int | None = None
+    top_k: int = 0  # sampling: 0 keeps every token
+    top_p: float = 1.0  # sampling: nucleus mass kept
+    temperature: float = 1.0  # sampling: logits are divided by it
+    seed: int | None = None  # sampling: None seeds with 0
+    # Text clean-up (musiccap/text.py), after decoding: off is the text as decoded, which the paper
+    # tables score; the studio and the CLI turn both on.
+    clean_text: bool = False  # detokenized, sentence case, no sentence cut by the length limit
+    dedupe_sentences: bool = False  # a sentence repeated word for word is kept once (with clean_text)
 
     def __post_init__(self):
         if self.num_beams < 1:
@@ -40,6 +44,8 @@ class DecodingConfig:
             raise ValueError("temperature must be > 0, top_p in (0, 1], top_k >= 0")
         if self.repetition_penalty <= 0:
             raise ValueError("repetition_penalty must be > 0")
+        if self.dedupe_sentences and not self.clean_text:
+            raise ValueError("dedupe_sentences is part of the text clean-up: set clean_text too")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

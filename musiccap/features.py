@@ -9,12 +9,8 @@ memoises its own input on the clip the same way (``HtsatClap.audio_inputs``: the
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # models import this module; importing them back at run time would be circular
-    from musiccap.models.base import Clip
-
-AUDIO_FEATURES = "embedded_audio"
+from musiccap.clip import AUDIO_FEATURES, Clip
 
 
 @lru_cache(maxsize=1)
@@ -33,7 +29,3 @@ def audio_features(clip: Clip):
         return embedded_encoder()(c.window.samples, c.window.sample_rate)
 
     return clip.get(AUDIO_FEATURES, compute)
-
-
-# Optional lyrics a user typed for the clip (ALCAP reads them; other captioners ignore them).
-LYRICS = "lyrics"

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from musiccap.registry import REPO, component_folder
 
 
 def local_folder(name: str | Path, base: Path | None = None) -> Path | None:
-    """``name`` as an existing path: absolute, or relative to ``base`` (a checkpoint folder), the
-    working directory, then the repository root; None when it is none of these (a Hub id)."""
+    """``name`` as an existing folder: a registry name (musiccap/registry.py), an absolute path, or a
+    path relative to ``base`` (a checkpoint folder), the working directory, then the repository root;
+    None when it is none of these (a Hub id)."""
+    registered = component_folder(str(name), base)
+    if registered is not None:
+        return registered
     path = Path(name)
     if path.is_absolute():
         return path if path.exists() else None

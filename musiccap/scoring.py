@@ -16,10 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from musiccap.encoders.clap_loader import load_clap
-from musiccap.models.base import Clip
-
-CLAP_AUDIO = "clap_audio_embedding"  # Clip feature name prefix for memoised clip embeddings
+from musiccap.clip import CLAP_AUDIO, Clip
+from musiccap.encoders.clap_loader import clap_folder, load_clap
 
 
 class ClapModel(Protocol):
@@ -54,7 +52,8 @@ class ClapScorer:
     def embedded(cls, path: str | Path) -> ClapScorer:
         from musiccap.encoders.embedded_clap import EmbeddedClap
 
-        return cls(EmbeddedClap.from_pretrained(path), name=f"embedded:{Path(path).resolve()}")
+        path = clap_folder(path)  # a registry name ("clap") or a folder
+        return cls(EmbeddedClap.from_pretrained(path), name=f"embedded:{path.resolve()}")
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> ClapScorer:
@@ -77,7 +76,7 @@ class ClapScorer:
         if todo:
             embeddings = self.embed_audio([self.model.audio_inputs(clip) for clip in todo])
             for clip, embedding in zip(todo, embeddings):
-                clip.features[key] = embedding
+                clip.put(key, embedding)
         return np.stack([clip.features[key] for clip in clips])
 
     def audio_text(self, audio_embedding: np.ndarray, captions: Sequence[str]) -> list[float]:

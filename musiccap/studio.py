@@ -9,40 +9,101 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from musiccap.audio import Audio, Window, windows
+from musiccap.audio import Audio, Window, load_audio, windows
+from musiccap.clip import LYRICS, Clip
 from musiccap.decoding import DecodingConfig
-from musiccap.features import LYRICS, audio_features
-from musiccap.models.base import Captioner, CaptionResult, Clip, load_captioner, read_config
+from musiccap.features import audio_features
+from musiccap.models.base import Captioner, CaptionResult, Neighbour, load_captioner
+from musiccap.registry import CAPTIONER, CHECKPOINTS, REGISTRY
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKPOINTS = REPO / "checkpoints"
-# Display order: the two floors first, then the papers in publication order.
-MODEL_ORDER = ("random", "nearest", "muscaps", "alcap", "rgmc", "blap", "csa")
+DEFAULT_CHECKPOINTS = CHECKPOINTS
+NEIGHBOUR = "neighbour caption"  # similarity label of the nearest training caption
+REFERENCE = "reference (yours)"  # similarity label of the user's own caption
+MEAN_VIEW = "mean over layers and heads"  # the heatmap view every attending captioner has
 
 
 @dataclass
-class WindowCaptions:
+class CompareOptions:
+    """What a comparison request asks for (the Gradio tab's inputs, the CLI's options)."""
+
+    window_mode: str = "first"  # first, middle or all
+    max_windows: int = 6
+    lyrics: str | None = None  # ALCAP reads them
+    reference: str | None = None  # the user's own caption, scored in CLAP space beside the models'
+    decoding: dict[str, Any] = field(default_factory=dict)  # overrides of each captioner's own decoding
+
+
+@dataclass
+class Heatmap:
+    """A captioner's cross-attention on one window: generated tokens x audio time, per view."""
+
+    tokens: list[str]
+    times: np.ndarray | None  # [n_times] seconds from the window start
+    views: dict[str, np.ndarray | None]  # MEAN_VIEW first, then e.g. "layer 2, head 1"
+    offset_s: float  # the window's start in the file
+
+
+@dataclass
+class ModelCaption:
+    """One captioner on one window. ``latency_s`` is the captioner's own wall-clock time: its call
+    less the shared features (musicnn, CLAP log-mel) it happened to compute first for every captioner."""
+
+    model: str
     window: Window
-    clip: Clip
-    results: dict[str, CaptionResult] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+    result: CaptionResult | None = None
+    error: str = ""  # one failing captioner is reported, the others still answer
+    latency_s: float = 0.0
+    clap_similarity: float | None = None  # set when its window is complete
+
+    @property
+    def heatmap(self) -> Heatmap | None:
+        if self.result is None:
+            return None
+        views = {MEAN_VIEW: self.result.attention, **self.result.attention_views}
+        return Heatmap(self.result.tokens, self.result.attention_times, views, self.window.start_s)
+
+
+@dataclass
+class WindowComparison:
+    """Every captioner's answer for one window, with what the comparison shows beside them."""
+
+    index: int
+    window: Window
+    captions: list[ModelCaption]
+    neighbour: Neighbour | None  # the nearest training caption, from the first captioner that retrieves one
+    similarity: dict[str, float]  # CLAP audio-text score by model name, NEIGHBOUR and REFERENCE
+    tags: dict[str, float]  # musicnn's top tags
+    features_s: float  # the shared features' time on this window
 
 
 class Studio:
-    def __init__(self, checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS, models: list[str] | None = None):
+    """``clean_text``: show captions cleaned (musiccap/text.py) rather than as decoded, the paper's text."""
+
+    def __init__(
+        self,
+        checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS,
+        models: list[str] | None = None,
+        *,
+        clean_text: bool = True,
+    ):
         self.checkpoints_dir = Path(checkpoints_dir)
+        self.clean_text = clean_text
         self.captioners: dict[str, Captioner] = {}
         self.load_errors: dict[str, str] = {}
-        found = {}
-        for folder in sorted(p for p in self.checkpoints_dir.iterdir() if (p / "config.json").is_file()):
-            architecture = read_config(folder).get("architecture")
-            if architecture and architecture != "clap":  # CLAP and BLAP's frozen LM are parts, not captioners
-                found[folder.name] = folder
-        wanted = models or sorted(found, key=lambda n: (MODEL_ORDER.index(n) if n in MODEL_ORDER else 99, n))
+        found = {
+            name: self.checkpoints_dir / entry.source
+            for name, entry in REGISTRY.items()
+            if entry.role == CAPTIONER and (self.checkpoints_dir / entry.source / "config.json").is_file()
+        }
+        wanted = models or list(found)  # registry (display) order
         for name in wanted:
+            unregistered = self.checkpoints_dir / name  # a run of one's own, asked for by folder name
+            if name not in REGISTRY and (unregistered / "config.json").is_file():
+                found[name] = unregistered
             if name not in found:
                 raise ValueError(
                     f"no checkpoint named {name!r} in {self.checkpoints_dir}; have {sorted(found)}"
@@ -56,10 +117,11 @@ class Studio:
     @property
     def scorer(self):
         """CLAP similarity (None when no CLAP checkpoint is shipped)."""
-        if self._scorer is None and (self.checkpoints_dir / "clap" / "config.json").is_file():
+        clap = self.checkpoints_dir / REGISTRY["clap"].source
+        if self._scorer is None and (clap / "config.json").is_file():
             from musiccap.scoring import ClapScorer
 
-            self._scorer = ClapScorer.embedded(self.checkpoints_dir / "clap")
+            self._scorer = ClapScorer.embedded(clap)
         return self._scorer
 
     def clips(
@@ -69,25 +131,85 @@ class Studio:
         for window in windows(audio, window_mode, max_windows=max_windows):
             clip = Clip(window)
             if lyrics and lyrics.strip():
-                clip.features[LYRICS] = lyrics.strip()
+                clip.put(LYRICS, lyrics.strip())
             result.append(clip)
         return result
 
     def caption_clip(self, clip: Clip, name: str, decoding: DecodingConfig | None = None) -> CaptionResult:
         captioner = self.captioners[name]
+        decoding = (decoding or captioner.default_decoding).replace(
+            clean_text=self.clean_text, dedupe_sentences=self.clean_text
+        )
         started = time.perf_counter()
         result = captioner.caption(clip, decoding)
         result.timings.setdefault("total", time.perf_counter() - started)
         return result
 
+    def compare(self, audio: Audio, options: CompareOptions | None = None):
+        """Generator: a :class:`ModelCaption` as each captioner finishes a window, then that window's
+        :class:`WindowComparison`. The one path from audio to a comparison: the CLI and the app render it."""
+        options = options or CompareOptions()
+        clips = self.clips(audio, options.window_mode, options.max_windows, options.lyrics)
+        for index, clip in enumerate(clips):
+            captions = []
+            for name, captioner in self.captioners.items():
+                decoding = (
+                    captioner.default_decoding.replace(**options.decoding) if options.decoding else None
+                )
+                computed_before = set(clip.timings)
+                started = time.perf_counter()
+                caption = ModelCaption(name, clip.window)
+                try:
+                    caption.result = self.caption_clip(clip, name, decoding)
+                except Exception as error:  # one failing captioner is reported, the others still answer
+                    caption.error = f"{type(error).__name__}: {error}"
+                shared = sum(seconds for key, seconds in clip.timings.items() if key not in computed_before)
+                caption.latency_s = time.perf_counter() - started - shared
+                captions.append(caption)
+                yield caption
+            yield self._complete(index, clip, captions, options.reference)
+
+    def _complete(self, index: int, clip: Clip, captions: list[ModelCaption], reference: str | None):
+        answered = [c for c in captions if c.result is not None]
+        neighbour = next((c.result.neighbour for c in answered if c.result.neighbour), None)
+        texts = {c.model: c.result.text for c in answered}
+        if neighbour is not None:
+            texts[NEIGHBOUR] = neighbour.text
+        if reference and reference.strip():
+            texts[REFERENCE] = reference.strip()
+        scores = self.similarity(clip, list(texts.values())) or []
+        similarity = dict(zip(texts, scores))
+        for caption in answered:
+            caption.clap_similarity = similarity.get(caption.model)
+        features_s = sum(clip.timings.values())
+        return WindowComparison(
+            index, clip.window, captions, neighbour, similarity, self.tags(clip), features_s
+        )
+
     def similarity(self, clip: Clip, texts: list[str]) -> list[float] | None:
         if self.scorer is None or not texts:
             return None
-        embedding = clip.get(
-            "clap_audio_embedding", lambda c: self.scorer.embed_audio([audio_features(c)])[0]
-        )
+        embedding = self.scorer.embed_clip(clip)
         return [float(s) for s in self.scorer.audio_text(np.asarray([embedding] * len(texts)), texts)]
 
     def tags(self, clip: Clip, k: int = 10) -> dict[str, float]:
         tags = audio_features(clip).tags
         return dict(sorted(tags.items(), key=lambda item: -item[1])[:k])
+
+
+def load(name_or_path: str | Path, checkpoints: str | Path | None = None) -> Captioner:
+    """A captioner by registry name (from ``checkpoints``, default the repository's) or checkpoint folder."""
+    if str(name_or_path) in REGISTRY:
+        if REGISTRY[str(name_or_path)].role != CAPTIONER:
+            raise ValueError(f"{name_or_path!r} is a component, not a captioner")
+        return load_captioner(Path(checkpoints or CHECKPOINTS) / REGISTRY[str(name_or_path)].source)
+    return load_captioner(name_or_path)
+
+
+def caption(
+    audio_file: str | Path, model: str | Path = "csa", window_mode: str = "first", *, clean_text: bool = True
+) -> list[CaptionResult]:
+    """Caption a file's 10 s windows (``first``, ``middle`` or ``all``) with one captioner."""
+    captioner = load(model)
+    decoding = captioner.default_decoding.replace(clean_text=clean_text, dedupe_sentences=clean_text)
+    return captioner.caption_batch([Clip(w) for w in windows(load_audio(audio_file), window_mode)], decoding)

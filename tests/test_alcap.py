@@ -11,8 +11,8 @@ import torch.nn.functional as F
 import yaml
 
 import musiccap.models  # noqa: F401  (first: importing musiccap.features first is circular)
+from musiccap.clip import AUDIO_FEATURES, LYRICS
 from musiccap.decoding import DecodingConfig
-from musiccap.features import AUDIO_FEATURES, LYRICS
 from musiccap.models.alcap import (
     NEVER_GENERATED,
     PAPER_SAMPLING,
@@ -23,8 +23,8 @@ from musiccap.models.alcap import (
 )
 from musiccap.models.base import WEIGHTS_NAME, Clip, config_from_dict, load_captioner
 from musiccap.models.vocab import BOS, EOS
+from musiccap.training import BuildContext
 from tests.toy import TEMPLATES, toy_item
-from train.__main__ import BuildContext
 from train.data import FeatureItem
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"

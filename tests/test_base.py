@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from musiccap.audio import from_array, windows
+from musiccap.clip import AUDIO_FEATURES, CLAP_AUDIO
 from musiccap.models.base import (
     CaptionResult,
     Clip,
@@ -40,6 +41,16 @@ def test_random_baseline_is_reproducible_and_round_trips(tmp_path):
     assert "random" in registry()
 
 
+def test_a_clip_caches_only_declared_feature_names():
+    clip = Clip(None, clip_id="a", features={AUDIO_FEATURES: 1})
+    assert clip.get(f"{CLAP_AUDIO}:some-clap", lambda c: 2) == 2
+    assert clip.get(f"{CLAP_AUDIO}:some-clap", lambda c: 3) == 2  # memoised
+    with pytest.raises(KeyError, match="not a declared clip feature"):
+        clip.get("my_feature", lambda c: 0)
+    with pytest.raises(KeyError, match="not a declared clip feature"):
+        Clip(None, features={"x": 0})
+
+
 @dataclass
 class TinyConfig:
     n_features: int = 4
@@ -66,7 +77,7 @@ class TinyClassifierCaptioner(NeuralCaptioner):
         return {"loss": nll, "nll": nll}
 
     def caption(self, clip, decoding=None):
-        index = int(self.linear(torch.tensor(clip.features["x"])).argmax())
+        index = int(self.linear(torch.tensor(clip.features[AUDIO_FEATURES])).argmax())
         return CaptionResult(model=self.name, text=self.captions[index])
 
 
@@ -89,7 +100,8 @@ def test_fit_lowers_the_loss_saves_the_best_and_reloads(tmp_path):
     again = load_captioner(tmp_path / "ckpt")
     x, y = toy_items(1, 5)[0]
     assert (
-        again.caption(Clip(None, clip_id="a", features={"x": x})).text == TinyClassifierCaptioner.captions[y]
+        again.caption(Clip(None, clip_id="a", features={AUDIO_FEATURES: x})).text
+        == TinyClassifierCaptioner.captions[y]
     )
     assert summary["epochs_run"] == len(log)
 

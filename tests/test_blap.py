@@ -14,23 +14,26 @@ import pytest
 import torch
 import yaml
 
+from musiccap.clip import AUDIO_FEATURES
 from musiccap.decoding import DecodingConfig
-from musiccap.features import AUDIO_FEATURES
-from musiccap.models.base import Clip, config_from_dict, load_captioner, read_config
-from musiccap.models.blap import (
+from musiccap.encoders.caption_lm import (
     EOS,
-    INSTRUCTION,
     MASK,
     SPECIAL_TOKENS,
     TOKENIZER_NAME,
-    BLAPCaptioner,
-    BLAPConfig,
     build_t5,
-    combine_attention,
     lm_fingerprint,
-    self_attention_blocked,
     train_caption_tokenizer,
 )
+from musiccap.models.base import Clip, config_from_dict, load_captioner, read_config
+from musiccap.models.blap import (
+    INSTRUCTION,
+    BLAPCaptioner,
+    BLAPConfig,
+    combine_attention,
+)
+from musiccap.models.qformer import self_attention_blocked
+from musiccap.training import BuildContext
 from tests.toy import (
     TEMPLATES,
     save_tiny_clap,
@@ -39,11 +42,10 @@ from tests.toy import (
     toy_item,
     toy_mel_items,
 )
-from train.__main__ import BuildContext
 from train.blap_lm import corrupt, diagnose, encoder_use, pretrain
-from train.blap_matching import matching
-from train.blap_prompt_use import prompt_use
 from train.data import FeatureItem
+from train.diagnostics.blap_matching import matching
+from train.diagnostics.blap_prompt_use import prompt_use
 from train.trainer import TrainConfig, fit
 
 torch.set_num_threads(1)
@@ -287,7 +289,7 @@ def test_save_load_identical_and_paths_relative(trained, folders, items):
     path = folders["root"] / "blap"
     trained.save_pretrained(path)
     config = read_config(path)["config"]
-    assert config["lm_path"] == "../blap_lm" and config["clap_path"] == "../clap"
+    assert config["lm_path"] == "blap_lm" and config["clap_path"] == "clap"  # registry names, found beside it
     loaded = load_captioner(path)
     assert isinstance(loaded, BLAPCaptioner)
     original, restored = trained.state_dict(), loaded.state_dict()

@@ -10,24 +10,20 @@ import pytest
 import torch
 import yaml
 
+from musiccap.clip import AUDIO_FEATURES
 from musiccap.decoding import DecodingConfig
-from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import WEIGHTS_NAME, Clip, config_from_dict, load_captioner
-from musiccap.models.csa import (
-    BOS,
-    EOS,
-    NEVER_GENERATED,
+from musiccap.models.csa import BOS, EOS, NEVER_GENERATED, CsaCaptioner, CsaConfig
+from musiccap.models.pitch_shift import (
     TONIC_SPELLINGS,
-    CsaCaptioner,
-    CsaConfig,
     embedded_pitch_class_blocks,
     pitch_shift_frames,
     transpose_key_names,
 )
+from musiccap.training import BuildContext
 from tests.toy import TEMPLATES, save_tiny_clap, save_tiny_htsat_clap, toy_item, toy_mel_items, toy_waveform
-from train.__main__ import BuildContext
-from train.csa_gradient_probe import probe_checkpoint
 from train.data import FeatureItem
+from train.diagnostics.csa_gradient_probe import probe_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 # The embedded layout in miniature: 8 "musicnn" columns | chroma 12 | key 24 | tempogram 24.
@@ -108,7 +104,7 @@ def test_training_batches_shift_the_chroma_and_the_caption_key_together(clap_dir
     def keys_of(batch) -> tuple[list[int], list[int]]:
         stated, heard = [], []
         for row, length in enumerate(batch["caption_lengths"].tolist()):
-            text, _ = model.decode_ids(batch["input_ids"][row, 1 : length + 1].tolist())
+            text, _ = model.detokenize(batch["input_ids"][row, 1 : length + 1].tolist())
             stated.append(read_back[text.split(" in ")[1].removesuffix(" major").replace(" ", "")])
             heard.append(int(batch["frames"][row, :, 8:20].mean(0).argmax()))
         return stated, heard
@@ -127,7 +123,7 @@ def test_vocabulary_is_pruned_and_round_trips(clap_dir, items):
     assert model.config.vocab_size <= n_words + 4 < 100  # caption-sized, not MiniLM's 30,522
     ids = model.encode_captions([TEMPLATES[1]])[0]
     assert min(ids) > EOS
-    assert model.decode_ids(ids)[0] == TEMPLATES[1]
+    assert model.detokenize(ids)[0] == TEMPLATES[1]
 
 
 def test_loss_terms_are_finite_and_the_total_falls(clap_dir, items):
@@ -276,7 +272,7 @@ def test_beam_one_is_greedy_and_attention_is_per_token_over_time(clap_dir, items
             if greedy[-1] == EOS:
                 break
     expected = [t for t in greedy[1:] if t != EOS]
-    assert result.text == model.decode_ids(expected)[0]
+    assert result.text == model.detokenize(expected)[0]
 
     n_tokens, n_frames = len(expected), items[1].features.frames.shape[0]
     assert result.attention.shape == (n_tokens, n_frames) and len(result.tokens) == n_tokens
@@ -399,7 +395,7 @@ def test_full_profile_trains_saves_reloads_and_captions(htsat_dir, htsat_items, 
         tokenizer.sep_token_id,
     ]
     assert model.minilm_ids[:4].tolist() == specials == [1, 3, 0, 2]
-    assert model.decode_ids(model.encode_captions([TEMPLATES[1]])[0])[0] == TEMPLATES[1]
+    assert model.detokenize(model.encode_captions([TEMPLATES[1]])[0])[0] == TEMPLATES[1]
 
     model.train()
     batch = model.collate(htsat_items)

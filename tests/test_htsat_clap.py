@@ -11,11 +11,11 @@ import soundfile as sf
 import torch
 
 from musiccap.audio import Window
+from musiccap.clip import Clip
 from musiccap.encoders.clap import ClapMel, ClapMelFeatures, tokens_inside
 from musiccap.encoders.clap_loader import EMBEDDED, HTSAT, clap_kind, feature_encoder, load_clap
 from musiccap.encoders.embedded_clap import EmbeddedClap
 from musiccap.encoders.htsat_clap import HtsatClap, htsat_time_tokens
-from musiccap.models.base import Clip
 from tests.toy import TEMPLATES, save_tiny_clap, save_tiny_htsat_clap, toy_waveform
 from train.data import load_items
 

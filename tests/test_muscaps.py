@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from musiccap.clip import AUDIO_FEATURES
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.embedded import AudioFeatures
-from musiccap.features import AUDIO_FEATURES
 from musiccap.models.base import Clip, load_captioner
-from musiccap.models.muscaps import MusCaps, Vocabulary, detokenize, tokenize
+from musiccap.models.muscaps import MusCaps, Vocabulary, join_words, tokenize
 from train.data import FeatureItem
 
 CHUNK_DIM, FRAME_DIM, POOLED_DIM = 200, 24, 32
@@ -93,7 +93,7 @@ def test_vocabulary_round_trip():
     assert "rare" not in vocab.index and "a" in vocab.index
     ids = vocab.encode("A rare piano.", max_tokens=60)
     assert ids[0] == vocab.sos_id and ids[-1] == vocab.eos_id and vocab.unk_id in ids
-    assert detokenize(tokenize(CAPTIONS[0])) == "A slow sad piano ballad in a minor key."
+    assert join_words(tokenize(CAPTIONS[0])) == "A slow sad piano ballad in a minor key."
 
 
 def test_shapes_and_attention_rows():
@@ -119,7 +119,7 @@ def test_loss_falls_and_captions_follow_the_audio(trained):
     model, items, losses = trained
     assert losses[29] < 0.35 * losses[0] and losses[-1] < 0.15 * losses[0], losses
     results = model.caption_batch([clip_of(item) for item in items[:4]], DecodingConfig(num_beams=1))
-    assert [r.text for r in results] == [detokenize(tokenize(CAPTIONS[i % 2])) for i in range(4)]
+    assert [r.text for r in results] == [join_words(tokenize(CAPTIONS[i % 2])) for i in range(4)]
 
 
 def test_batched_equals_one_by_one(trained):

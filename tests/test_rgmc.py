@@ -10,13 +10,15 @@ import pytest
 import torch
 import yaml
 
+from musiccap.clip import AUDIO_FEATURES, REFERENCE_CAPTION
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.embedded_clap import EmbeddedClap
-from musiccap.features import AUDIO_FEATURES
+from musiccap.metrics.diversity import copying
 from musiccap.models.base import Clip, config_from_dict, load_captioner
-from musiccap.models.rgmc import GOLD_CAPTION, RGMCCaptioner, RGMCConfig, copy_rate, gpt2_cached_step
+from musiccap.models.blocks import gpt2_cached_step
+from musiccap.models.rgmc import RGMCCaptioner, RGMCConfig
+from musiccap.training import BuildContext
 from tests.toy import TEMPLATES, save_tiny_clap, toy_item
-from train.__main__ import BuildContext
 from train.data import FeatureItem
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
@@ -120,11 +122,10 @@ def test_piece_exclusion_keeps_a_clips_own_composition_out_of_its_training_neigh
         RGMCConfig(training_neighbours_exclude="song")
 
 
-def test_copy_rate():
-    assert copy_rate(["A piano, slowly.", "drums"], ["a piano slowly", "bass"]) == 0.5
-    assert copy_rate([], []) == 0.0
+def test_copy_rate_ignores_case_and_punctuation():
+    assert copying(["A piano, slowly.", "drums"], ["a piano slowly", "bass"]).copy_rate == 0.5
     with pytest.raises(ValueError):
-        copy_rate(["a"], [])
+        copying(["a"], [])
 
 
 def reference_greedy(model: RGMCCaptioner, clip: Clip, max_new_tokens: int) -> list[int]:
@@ -249,7 +250,7 @@ def test_retrained_clap_is_refused(trained, clap_dir, tmp_path):
 
 
 def test_candidate_modes(trained, items):
-    clips = [clip_of(item, **{GOLD_CAPTION: f"gold caption {i}"}) for i, item in enumerate(items[:3])]
+    clips = [clip_of(item, **{REFERENCE_CAPTION: f"gold caption {i}"}) for i, item in enumerate(items[:3])]
     decoding = DecodingConfig(max_new_tokens=4)
     trained.config.candidate = "gold"
     try:

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from musiccap.clip import AUDIO_FEATURES, Clip
 from musiccap.encoders.embedded_clap import EmbeddedClap
-from musiccap.features import AUDIO_FEATURES
-from musiccap.models.base import Clip
 from musiccap.scoring import ClapScorer, load_clap
 from tests.test_clap import tiny_config, toy_items
 

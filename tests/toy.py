@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from musiccap.clip import AUDIO_FEATURES, Clip
 from musiccap.encoders.embedded import AudioFeatures
 from musiccap.encoders.embedded_clap import EmbeddedClap, EmbeddedClapConfig
-from musiccap.features import AUDIO_FEATURES
-from musiccap.models.base import Clip
 from train.data import FeatureItem
 
 TEMPLATES = [

@@ -14,51 +14,16 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from musiccap.encoders.embedded import AudioFeatures
+from musiccap.registry import REPO
+from musiccap.training import BuildContext
+from train.config import load_config
 from train.data import load_items
 from train.trainer import TrainConfig, fit
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class BuildContext:
-    """What a model may need at build time beyond its own config."""
-
-    clap_path: str
-    feature_dims: tuple[int, int, int]  # frame_dim, pooled_dim, chunk_dim
-    corpus_dir: str
-
-
-def load_config(path: str | Path, overrides: list[str]) -> dict:
-    config = yaml.safe_load(Path(path).read_text()) or {}
-    for override in overrides:
-        if "=" not in override:
-            raise SystemExit(f"override {override!r} is not section.key=value")
-        dotted, raw = override.split("=", 1)
-        target = config
-        *parents, leaf = dotted.split(".")
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = parse_value(raw)
-    return config
-
-
-def parse_value(raw: str):
-    """YAML scalars, plus the numbers YAML 1.1 leaves as strings (``3e-3`` has no dot)."""
-    value = yaml.safe_load(raw)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def model_class(name: str):
@@ -110,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--corpus", default=str(REPO / "data" / "corpus"), help="synthetic corpus folder")
     parser.add_argument("--out", help="checkpoint folder (default runs/<config name>)")
-    parser.add_argument("--clap", default=str(REPO / "checkpoints" / "clap"))
+    parser.add_argument("--clap", default="clap", help="the CLAP: registry name, folder or Hub id")
     parser.add_argument("--limit", type=int, help="use only the first N training clips (smoke runs)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation")

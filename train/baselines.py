@@ -2,7 +2,7 @@
 
 Its "weights" are the training split's captions; ``python -m train.evaluate checkpoints/random``
 then scores it like any captioner, so every results table has its floor. (The Nearest-neighbour
-baseline is built by ``python -m musiccap.models.nearest``: it needs the trained CLAP.)
+baseline is built by ``python -m train.nearest``: it needs the trained CLAP.)
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 from musiccap.models.baselines import RandomCaptioner
+from musiccap.registry import REPO
 from train.data import read_manifest
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,9 +35,8 @@ from pathlib import Path
 
 import torch
 
-from musiccap.models.blap import (
+from musiccap.encoders.caption_lm import (
     EOS,
-    INSTRUCTION,
     MASK,
     PAD,
     SPECIAL_TOKENS,
@@ -46,8 +45,9 @@ from musiccap.models.blap import (
     load_lm,
     train_caption_tokenizer,
 )
+from musiccap.models.blap import INSTRUCTION
+from musiccap.registry import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MUSICCAPS = REPO.parent / "shared" / "data" / "musiccaps" / "musiccaps-public.csv"
 
 

@@ -19,16 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from musiccap.clip import AUDIO_FEATURES, MEL_PATCHES, REFERENCE_CAPTION, Clip
 from musiccap.decoding import DecodingConfig
-from musiccap.features import AUDIO_FEATURES
-from musiccap.models.base import Clip, read_config
-from musiccap.models.muscaps import MEL_PATCHES
+from musiccap.models.base import read_config
+from musiccap.registry import REPO
 from train.data import load_items, read_manifest, reference_captions
 from train.listening import DEFAULT_SENSITIVITY_CLIPS
 
-REPO = Path(__file__).resolve().parents[1]
 BATCH = 32
-REFERENCE_CAPTION = "reference_caption"
 
 
 def _corpus_of(checkpoint: Path, corpus: str | None) -> str:
@@ -240,7 +238,7 @@ def final_validation(checkpoint: Path) -> dict | None:
 
 
 def _parse_decoding(pairs: list[str]) -> dict:
-    from train.__main__ import parse_value
+    from train.config import parse_value
 
     overrides = {}
     for pair in pairs:

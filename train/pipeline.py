@@ -27,7 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from musiccap.registry import REPO
+
 PY = sys.executable
 
 
@@ -122,7 +123,7 @@ def steps(corpus: str, size: str, runs: str = "runs", quick: bool = False) -> li
                 [
                     PY,
                     "-m",
-                    "musiccap.models.nearest",
+                    "train.nearest",
                     "--clap",
                     "checkpoints/clap",
                     "--corpus",

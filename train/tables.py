@@ -20,9 +20,9 @@ from musiccap.metrics.tables import (
     format_value,
     markdown_table,
 )
+from musiccap.registry import REPO
 from train.evaluate import final_validation
 
-REPO = Path(__file__).resolve().parents[1]
 ORDER = ("random", "nearest", "muscaps", "alcap", "rgmc", "blap", "csa")
 COPY_COLUMNS = (("copy rate", "copy_rate"), ("copy BLEU-4", "copy_bleu4"), ("copy ROUGE-L", "copy_rouge_l"))
 PAPER_TABLES = {

@@ -1,8 +1,8 @@
 """One training loop for every architecture.
 
-A model contributes ``build`` (from its config and the training items), ``collate`` (and, if it
-augments its training batches, ``train_collate``) and ``training_loss`` (a dict of named loss terms
-whose ``"loss"`` is optimised); this loop owns everything else: seeds, the optimiser and schedule,
+A model honours the training contract (``musiccap/training.py``: ``build`` from its config and the
+training items, ``collate`` and, if it augments its training batches, ``train_collate``, and
+``training_loss``, a dict of named loss terms whose ``"loss"`` is optimised); this loop owns everything else: seeds, the optimiser and schedule,
 gradient clipping, early stopping on the validation loss, resuming, the progress bar and the epoch
 log. It runs under Hugging Face Accelerate, so ``accelerate launch -m train ...`` runs the same code
 on several GPUs (DDP, mixed precision); here it runs on the CPU.
@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from musiccap.training import Trainable, train_collate
 from train.data import CaptionSampler
 
 
@@ -146,7 +147,13 @@ def validation_loss(model, loader) -> dict[str, float]:
 
 
 def fit(
-    model, train_items, validation_items, config: TrainConfig, out_dir: str | Path, *, resume: bool = False
+    model: Trainable,
+    train_items,
+    validation_items,
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
 ):
     """Train ``model`` and keep its best (lowest validation loss) weights in ``out_dir``.
 
@@ -164,7 +171,7 @@ def fit(
         batch_size=config.batch_size,
         shuffle=True,
         # A model may augment its training batches; each item takes one of its captions per step.
-        collate_fn=CaptionSampler(getattr(model, "train_collate", model.collate), config.seed),
+        collate_fn=CaptionSampler(train_collate(model), config.seed),
         generator=loader_seed,
         drop_last=len(train_items) > config.batch_size,
     )

@@ -7,8 +7,8 @@ Three blocks on one frame grid of ~4 frames per second (16 musicnn frames = 0.25
 * a local tempogram on 24 log-spaced tempo bins (tempo class; double/half tempo kept visible).
 
 Each block is divided by the square root of its width, so every block has a comparable norm in
-the concatenation whatever its width (DESIGN.md: plain concatenation cost .08 on tempo and .10 on
-mode). MusCaps' input, musicnn's 200-d penultimate embedding per 3 s patch, comes alongside.
+the concatenation whatever its width (docs/ARCHITECTURE.md: plain concatenation cost .08 on tempo
+and .10 on mode). MusCaps' input, musicnn's 200-d penultimate embedding per 3 s patch, comes alongside.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from musiccap.clip import AUDIO_FEATURES
 from musiccap.encoders import text as minilm
 
 ARCHITECTURE = "clap"  # config.json "architecture" (train/evaluate.py dispatches on it)
@@ -257,6 +258,18 @@ class EmbeddedClap(nn.Module):
         -> (tokens [B,T,audio_dim], embedding [B,E] L2-normalised). Differentiable."""
         return self.audio(frames, mask.bool(), pooled)
 
+    def frame_weights(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """How the CLAP audio tower pools its frame tokens into the clip embedding: [B, T], rows sum to 1.
+
+        The same computation as ``AudioTower.forward`` (attention pooling scores, or the masked mean).
+        The embedding also holds a time-less projection of ``AudioFeatures.pooled``; these weights
+        attribute only its frame part, which is the only part that has a time.
+        """
+        if self.config.pooling == "attention":
+            scores = self.audio.pool_score(tokens).squeeze(-1).masked_fill(~mask, float("-inf"))
+            return scores.softmax(dim=-1)
+        return mask.to(tokens.dtype) / mask.sum(dim=1, keepdim=True).clamp(min=1)
+
     @staticmethod
     def audio_batch(features_list: Sequence[Any]) -> dict[str, torch.Tensor]:
         """Pad a list of ``AudioFeatures`` into {"frames" [B,T,D], "mask" [B,T], "pooled" [B,P]}."""
@@ -279,8 +292,6 @@ class EmbeddedClap(nn.Module):
     @property
     def feature_name(self) -> str:
         """The Clip feature ``audio_inputs`` memoises (shared with every embedded-profile captioner)."""
-        from musiccap.features import AUDIO_FEATURES
-
         return AUDIO_FEATURES
 
     @staticmethod

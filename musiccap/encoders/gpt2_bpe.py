@@ -1,4 +1,5 @@
-"""GPT-2's byte-level BPE as a Hugging Face tokenizer, built from ``whisper/assets/gpt2.tiktoken``.
+"""GPT-2's byte-level BPE as a Hugging Face tokenizer, built from ``whisper/assets/gpt2.tiktoken``;
+and the byte-level BPEs of RGMC's caption LM (trained on captions, or a GPT-2 checkpoint's own).
 
 No package here ships GPT-2's ``vocab.json``/``merges.txt``, but the ``openai-whisper`` distribution
 (MIT; install with ``pip install --no-deps openai-whisper==20250625``) ships the same ranks in
@@ -101,3 +102,39 @@ def load_gpt2_tokenizer(ranks_path: str | Path | None = None):
         unk_token=END_OF_TEXT,
         model_max_length=1024,
     )
+
+
+def train_caption_tokenizer(texts: list[str], vocab_size: int, separator: str):
+    """A GPT-2-style byte-level BPE trained on caption text, with <|endoftext|> and ``separator``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[END_OF_TEXT, separator],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
+
+
+def pretrained_tokenizer(name_or_path: str, separator: str):
+    """A GPT-2 checkpoint's own byte-level BPE (a folder with tokenizer.json, or a Hub id) plus ``separator``."""
+    from tokenizers import Tokenizer
+
+    from musiccap.hub import local_folder
+
+    folder = local_folder(name_or_path)
+    local = folder / "tokenizer.json" if folder is not None else None
+    tokenizer = (
+        Tokenizer.from_file(str(local))
+        if local is not None and local.is_file()
+        else Tokenizer.from_pretrained(name_or_path)
+    )
+    if tokenizer.token_to_id(END_OF_TEXT) is None:
+        raise ValueError(f"{name_or_path}: tokenizer has no {END_OF_TEXT} token (not a GPT-2 tokenizer)")
+    tokenizer.add_special_tokens([separator])
+    return tokenizer

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from musiccap.clip import CLAP_MEL
 from musiccap.encoders.clap import ClapEncoder, ClapMelFeatures, tokens_inside
 
 
@@ -108,7 +109,7 @@ class HtsatClap(nn.Module):
     @property
     def feature_name(self) -> str:
         """The Clip feature this backend reads: log-mels of this feature extractor's settings."""
-        return f"clap_mel:{self.encoder.mel.version}"
+        return f"{CLAP_MEL}:{self.encoder.mel.version}"
 
     # -- audio ------------------------------------------------------------------------------------
 

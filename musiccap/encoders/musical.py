@@ -1,6 +1,7 @@
 """Key and tempo features that musicnn lacks, computed with librosa on the 16 kHz signal.
 
-Frozen musicnn features identify mode at chance and tempo class at .52-.64 once pooled (DESIGN.md);
+Frozen musicnn features identify mode at chance and tempo class at .52-.64 once pooled
+(docs/ARCHITECTURE.md, "What the embedded audio features can hear");
 chroma with the 24 major/minor key-profile correlations and a tempogram summary fix that. Everything
 is computed on musicnn's frame grid (hop 256 at 16 kHz, 16 ms) and then averaged over groups of
 ``pool`` frames, so the blocks line up with musicnn's pooled mid-end frames.

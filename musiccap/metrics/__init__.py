@@ -1,4 +1,5 @@
-"""Captioning metrics: one call gives every metric DESIGN.md's results.json contract names.
+"""Captioning metrics: one call gives every metric the results.json contract names
+(docs/ARCHITECTURE.md, Contracts).
 
     metrics = compute_metrics(predictions, references, train_captions=train, attributes=attrs)
 

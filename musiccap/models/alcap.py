@@ -53,8 +53,6 @@ seeded as :data:`PAPER_SAMPLING` (or any ``DecodingConfig(do_sample=True, top_p=
 from __future__ import annotations
 
 import json
-import math
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -64,14 +62,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musiccap.decoding import DecodingConfig, rows_per_input, search
+from musiccap.checkpoint import config_from_dict
+from musiccap.clip import LYRICS
+from musiccap.decoding import DecodingConfig
+from musiccap.encoders.embedded_clap import EmbeddedClap
 from musiccap.encoders.text import EMBEDDING_DIM as MINILM_DIM
 from musiccap.encoders.text import load_bert, load_tokenizer
-from musiccap.features import LYRICS, audio_features
-from musiccap.models.base import CaptionResult, Clip, NeuralCaptioner, config_from_dict, register
+from musiccap.features import audio_features
+from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, register
+from musiccap.models.blocks import (
+    IGNORE,
+    Attention,
+    DecoderShape,
+    TransformerDecoder,
+    feed_forward,
+    layer_views,
+    rows_to_one,
+    teacher_forcing,
+)
 from musiccap.models.vocab import BOS, EOS, PAD, UNK, PrunedWordPiece
 
-IGNORE = -100  # cross-entropy target of padding
 NEVER_GENERATED = [PAD, UNK, BOS]
 VOCAB_NAME = "vocab.json"
 LYRIC_CACHE_SIZE = 20_000
@@ -143,38 +153,6 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # ---- building blocks ------------------------------------------------------------------------------
 
 
-class Attention(nn.Module):
-    """Multi-head attention returning its weights, with keys/values computable once and cached."""
-
-    def __init__(self, width: int, n_heads: int, dropout: float):
-        super().__init__()
-        self.n_heads, self.head_dim = n_heads, width // n_heads
-        self.query = nn.Linear(width, width)
-        self.key = nn.Linear(width, width)
-        self.value = nn.Linear(width, width)
-        self.out = nn.Linear(width, width)
-        self.dropout = nn.Dropout(dropout)
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [N, L, width] -> [N, heads, L, head_dim]
-        return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
-
-    def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._heads(self.key(source)), self._heads(self.value(source))
-
-    def forward(self, x, keys, values, allowed):
-        """x [N, Lq, width]; keys/values [N, heads, Lk, head_dim]; allowed bool, broadcast to [N, heads, Lq, Lk]."""
-        scores = self._heads(self.query(x)) @ keys.transpose(-1, -2) / math.sqrt(self.head_dim)
-        weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
-        mixed = (self.dropout(weights) @ values).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
-        return self.out(mixed), weights
-
-
-def feed_forward(config: AlcapConfig) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(config.width, config.ff_dim), nn.GELU(), nn.Linear(config.ff_dim, config.width)
-    )
-
-
 class MusicEncoder(nn.Module):
     """h^m: embedded frames -> linear -> learned positions -> Transformer encoder layers."""
 
@@ -204,7 +182,7 @@ class FusionBlock(nn.Module):
         super().__init__()
         self.attention = Attention(config.width, config.n_heads, config.dropout)
         self.attention_norm = nn.LayerNorm(config.width)
-        self.mlp = feed_forward(config)
+        self.mlp = feed_forward(config.width, config.ff_dim)
         self.mlp_norm = nn.LayerNorm(config.width)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -213,88 +191,6 @@ class FusionBlock(nn.Module):
         attended, weights = self.attention(lyrics, keys, values, music_mask[:, None, None, :])
         x = self.attention_norm(lyrics + self.dropout(attended))
         return self.mlp_norm(x + self.dropout(self.mlp(x))), weights
-
-
-class DecoderLayer(nn.Module):
-    """BART decoder block (post-LN): causal self-attention, cross-attention to the memory, feed-forward."""
-
-    def __init__(self, config: AlcapConfig):
-        super().__init__()
-        self.self_attention = Attention(config.width, config.n_heads, config.dropout)
-        self.self_norm = nn.LayerNorm(config.width)
-        self.cross_attention = Attention(config.width, config.n_heads, config.dropout)
-        self.cross_norm = nn.LayerNorm(config.width)
-        self.mlp = feed_forward(config)
-        self.mlp_norm = nn.LayerNorm(config.width)
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x, past_keys, past_values, causal, memory_keys, memory_values, memory_allowed):
-        new_keys, new_values = self.self_attention.keys_values(x)
-        keys = torch.cat([past_keys, new_keys], dim=2)
-        values = torch.cat([past_values, new_values], dim=2)
-        attended, _ = self.self_attention(x, keys, values, causal)
-        x = self.self_norm(x + self.dropout(attended))
-        attended, cross_weights = self.cross_attention(x, memory_keys, memory_values, memory_allowed)
-        x = self.cross_norm(x + self.dropout(attended))
-        x = self.mlp_norm(x + self.dropout(self.mlp(x)))
-        return x, keys, values, cross_weights
-
-
-@dataclass
-class DecoderOutput:
-    logits: torch.Tensor  # [N, L, vocab]
-    keys: tuple[torch.Tensor, ...]  # per layer [N, heads, past + L, head_dim]: the self-attention cache
-    values: tuple[torch.Tensor, ...]
-    cross_attention: torch.Tensor  # [N, layers, heads, L, S]
-
-
-class BartStyleDecoder(nn.Module):
-    """Token + learned positions -> embedding LayerNorm -> post-LN blocks -> tied output layer + bias."""
-
-    def __init__(self, config: AlcapConfig):
-        super().__init__()
-        self.config = config
-        self.token_embedding = nn.Embedding(config.vocab_size, config.width)
-        self.position_embedding = nn.Embedding(config.max_positions, config.width)
-        self.embedding_norm = nn.LayerNorm(config.width)
-        self.dropout = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.decoder_layers))
-        self.output_bias = nn.Parameter(torch.zeros(config.vocab_size))
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        nn.init.normal_(self.position_embedding.weight, std=0.02)
-
-    def memory_cache(self, memory: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-        """Cross-attention keys and values of every layer, computed once per clip."""
-        pairs = [layer.cross_attention.keys_values(memory) for layer in self.layers]
-        return tuple(k for k, _ in pairs), tuple(v for _, v in pairs)
-
-    def empty_cache(self, n_rows: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-        head_dim = self.config.width // self.config.n_heads
-        empty = torch.zeros(n_rows, self.config.n_heads, 0, head_dim)
-        return tuple(empty for _ in self.layers), tuple(empty for _ in self.layers)
-
-    def forward(self, tokens, memory_keys, memory_values, memory_mask, past_keys=None, past_values=None):
-        """tokens [N, L] following ``past`` cached positions; memory_mask [N, S] True = real position."""
-        if past_keys is None:
-            past_keys, past_values = self.empty_cache(tokens.shape[0])
-        start, length = past_keys[0].shape[2], tokens.shape[1]
-        if start + length > self.config.max_positions:
-            raise ValueError(f"{start + length} positions exceed max_positions={self.config.max_positions}")
-        x = self.token_embedding(tokens) + self.position_embedding(torch.arange(start, start + length))
-        x = self.dropout(self.embedding_norm(x))
-        causal = torch.ones(length, start + length, dtype=torch.bool).tril(diagonal=start)
-        memory_allowed = memory_mask[:, None, None, :]
-        keys, values, cross = [], [], []
-        for index, layer in enumerate(self.layers):
-            x, k, v, weights = layer(
-                x, past_keys[index], past_values[index], causal, memory_keys[index], memory_values[index],
-                memory_allowed,
-            )  # fmt: skip
-            keys.append(k)
-            values.append(v)
-            cross.append(weights)
-        logits = x @ self.token_embedding.weight.T + self.output_bias
-        return DecoderOutput(logits, tuple(keys), tuple(values), torch.stack(cross, dim=1))
 
 
 @dataclass
@@ -335,7 +231,17 @@ class AlcapCaptioner(NeuralCaptioner):
         self.music_head = nn.Linear(config.width, config.code_dim)
         self.lyrics_head = nn.Linear(config.width, config.code_dim)
         self.fusion = FusionBlock(config)
-        self.decoder = BartStyleDecoder(config)
+        self.decoder = TransformerDecoder(  # BART style: post-LN blocks, embedding norm, output bias
+            DecoderShape(
+                config.vocab_size,
+                config.max_positions,
+                config.width,
+                config.decoder_layers,
+                config.n_heads,
+                config.ff_dim,
+                config.dropout,
+            )
+        )
         self._lyric_states: dict[str, torch.Tensor] = {}
 
     # ---- building, saving, loading ---------------------------------------------------------------
@@ -400,24 +306,13 @@ class AlcapCaptioner(NeuralCaptioner):
 
     @staticmethod
     def frame_batch(features_list: list) -> dict[str, torch.Tensor]:
-        longest = max(f.frames.shape[0] for f in features_list)
-        frames = torch.zeros(len(features_list), longest, features_list[0].frames.shape[1])
-        mask = torch.zeros(len(features_list), longest, dtype=torch.bool)
-        for row, features in enumerate(features_list):
-            n = features.frames.shape[0]
-            frames[row, :n] = torch.as_tensor(np.asarray(features.frames, dtype=np.float32))
-            mask[row, :n] = True
-        return {"frames": frames, "frame_mask": mask}
+        padded = EmbeddedClap.audio_batch(features_list)
+        return {"frames": padded["frames"], "frame_mask": padded["mask"]}
 
     def collate(self, items: list) -> dict[str, torch.Tensor]:
         limit = self.config.max_positions - 1  # BOS takes one position
         captions = self.vocab.encode([item.caption for item in items], limit)
-        longest = max(len(c) for c in captions) + 1
-        input_ids = torch.full((len(items), longest), PAD, dtype=torch.long)
-        targets = torch.full((len(items), longest), IGNORE, dtype=torch.long)
-        for row, caption in enumerate(captions):
-            input_ids[row, : len(caption) + 1] = torch.tensor([BOS] + caption)
-            targets[row, : len(caption) + 1] = torch.tensor(caption + [EOS])
+        input_ids, targets = teacher_forcing(captions, BOS, EOS, PAD)
         lyrics = self.lyric_token_states([item.lyrics for item in items])
         first: dict[str | None, int] = {}
         groups = [first.setdefault(item.lyrics, row) for row, item in enumerate(items)]
@@ -488,88 +383,41 @@ class AlcapCaptioner(NeuralCaptioner):
     # ---- captioning --------------------------------------------------------------------------------
 
     def decode_step(self, last_tokens: torch.Tensor, state: dict):
-        """One cached decoder step for :func:`musiccap.decoding.search`: logits [N, V], the grown
-        cache, and the cross-attention of every layer and head flattened to [N, layers * heads * S]."""
-        output = self.decoder(
-            last_tokens[:, None],
-            state["memory_keys"],
-            state["memory_values"],
-            state["memory_mask"],
-            state["keys"],
-            state["values"],
-        )
-        new_state = {**state, "keys": output.keys, "values": output.values}
-        logits = output.logits[:, -1].clone()
-        logits[:, NEVER_GENERATED] = float("-inf")  # never training targets: padding, UNK, BOS
-        return logits, new_state, output.cross_attention[:, :, :, 0, :].reshape(len(last_tokens), -1)
+        """One cached decoder step for :func:`musiccap.decoding.search`."""
+        return self.decoder.cached_step(last_tokens, state, NEVER_GENERATED)
 
-    @torch.no_grad()
-    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
-        decoding = decoding or self.default_decoding
-        self.eval()
-        started = time.perf_counter()
-        features = [audio_features(clip) for clip in clips]
-        feature_time = time.perf_counter() - started
+    def clip_features(self, clips: list[Clip]) -> list:
+        return [audio_features(clip) for clip in clips]
 
-        started = time.perf_counter()
+    def encode_clips(self, clips: list[Clip], features: list) -> Encoding:
         lyric_texts = [clip.features.get(LYRICS) for clip in clips]
-        batch = {**self.frame_batch(features), **self.lyric_token_states(lyric_texts)}
-        encoding = self.encode(batch)
-        encode_time = time.perf_counter() - started
+        return self.encode({**self.frame_batch(features), **self.lyric_token_states(lyric_texts)})
 
-        started = time.perf_counter()
-        expand = torch.arange(len(clips)).repeat_interleave(rows_per_input(decoding))
-        memory_keys, memory_values = self.decoder.memory_cache(encoding.memory.index_select(0, expand))
-        keys, values = self.decoder.empty_cache(len(expand))
-        state = {
-            "memory_keys": memory_keys,
-            "memory_values": memory_values,
-            "memory_mask": encoding.memory_mask.index_select(0, expand),
-            "keys": keys,
-            "values": values,
-        }
-        hypotheses = search(
-            self.decode_step, state, batch_size=len(clips), bos_id=BOS, eos_id=EOS, config=decoding
-        )
-        decode_time = time.perf_counter() - started
+    def start_search(self, encoding: Encoding, expand: torch.Tensor) -> SearchStart:
+        state = self.decoder.search_state(encoding.memory, encoding.memory_mask, expand)
+        return SearchStart(self.decode_step, state, BOS, EOS)
 
-        results = []
+    def detokenize(self, token_ids: list[int]) -> tuple[str, list[str]]:
+        return self.vocab.decode(token_ids)
+
+    def explain(self, result, row: int, hypothesis, encoding: Encoding, features: list) -> None:
+        """Decoder attention over music time (and over the fused lyrics), and the fusion attention."""
         shape = (self.config.decoder_layers, self.config.n_heads, encoding.memory.shape[1])
-        for row, (clip, feature, hypothesis) in enumerate(zip(clips, features, hypotheses, strict=True)):
-            text, tokens = self.vocab.decode(hypothesis.token_ids)
-            if hypothesis.attention is not None:
-                weights = hypothesis.attention.reshape(-1, *shape)
-            else:
-                weights = np.zeros((0, *shape), dtype=np.float32)
-            n_frames = int(batch["frame_mask"][row].sum())
-            lyric_positions = encoding.memory_mask[row, encoding.n_music :].numpy()
-            music = weights[..., :n_frames]  # [tokens, layers, heads, frames]
-            fused = weights[..., encoding.n_music :][..., lyric_positions]
-            fusion = encoding.fusion_attention[row][:, lyric_positions, :n_frames].mean(0).numpy()
-            has_lyrics = bool(encoding.has_lyrics[row])
-            results.append(
-                CaptionResult(
-                    model=self.name,
-                    text=text,
-                    tokens=tokens,
-                    attention=_rows_to_one(music.mean(axis=(1, 2))),
-                    attention_times=np.asarray(feature.frame_times, dtype=np.float32)[:n_frames],
-                    attention_views=_attention_views(music, fused, fusion, has_lyrics),
-                    audio_embedding=encoding.music_codes[row].numpy(),
-                    decoding={**decoding.to_dict(), "lyrics": has_lyrics},
-                    timings={
-                        "features": clip.timings.get("embedded_audio", feature_time / len(clips)),
-                        "encode": encode_time / len(clips),
-                        "decode": decode_time / len(clips),
-                    },
-                    window=clip.span,
-                )
-            )
-        return results
-
-
-def _rows_to_one(matrix: np.ndarray) -> np.ndarray:
-    return (matrix / np.maximum(matrix.sum(axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+        if hypothesis.attention is not None:
+            weights = hypothesis.attention.reshape(-1, *shape)
+        else:
+            weights = np.zeros((0, *shape), dtype=np.float32)
+        n_frames = int(encoding.memory_mask[row, : encoding.n_music].sum())
+        lyric_positions = encoding.memory_mask[row, encoding.n_music :].numpy()
+        music = weights[..., :n_frames]  # [tokens, layers, heads, frames]
+        fused = weights[..., encoding.n_music :][..., lyric_positions]
+        fusion = encoding.fusion_attention[row][:, lyric_positions, :n_frames].mean(0).numpy()
+        has_lyrics = bool(encoding.has_lyrics[row])
+        result.attention = rows_to_one(music.mean(axis=(1, 2)))
+        result.attention_times = np.asarray(features[row].frame_times, dtype=np.float32)[:n_frames]
+        result.attention_views = _attention_views(music, fused, fusion, has_lyrics)
+        result.audio_embedding = encoding.music_codes[row].numpy()
+        result.decoding["lyrics"] = has_lyrics
 
 
 def _attention_views(
@@ -580,13 +428,11 @@ def _attention_views(
     music [tokens, layers, heads, frames] and fused [tokens, layers, heads, lyric positions] are the
     decoder's cross-attention to the two parts of its memory; fusion [lyric positions, frames].
     """
-    views = {}
-    for layer in range(music.shape[1]):
-        views[f"layer {layer + 1}"] = _rows_to_one(music[:, layer].mean(axis=1))
+    views = layer_views(music)
     music_share = music.sum(-1).mean(axis=2)  # [tokens, layers]: the rest went to the fused lyrics
     views["music share of decoder attention (tokens × layers)"] = music_share.astype(np.float32)
     queries = "lyric tokens" if has_lyrics else "placeholders"
     views[f"fusion: {queries} × music time"] = fusion.astype(np.float32)
     if fused.shape[-1]:
-        views[f"decoder → fused {queries} (all layers)"] = _rows_to_one(fused.mean(axis=(1, 2)))
+        views[f"decoder → fused {queries} (all layers)"] = rows_to_one(fused.mean(axis=(1, 2)))
     return views

@@ -1,21 +1,16 @@
 """The captioner interface every architecture implements, its result type, the registry and checkpoints.
 
-A captioner answers one call, ``caption(clip, decoding) -> CaptionResult``. A :class:`Clip` is one
-10 s window plus the features computed from it, memoised so that every captioner shown for the
-same window shares one musicnn pass (the expensive part on a CPU).
+A captioner answers one call, ``caption(clip, decoding) -> CaptionResult``; a
+:class:`~musiccap.clip.Clip` is one 10 s window plus the features computed from it.
 
-A checkpoint folder is ``config.json`` (``{"architecture": name, "config": {...}}``) +
-``model.safetensors`` + whatever tokenizer/index files the architecture keeps; the folder alone
-rebuilds its model, and loading never unpickles.
+Checkpoint folders (their files, config and hash) are ``musiccap/checkpoint.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,11 +18,18 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from musiccap.audio import Window
-from musiccap.decoding import DecodingConfig
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from musiccap.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    checkpoint_hash,
+    config_from_dict,
+    config_to_dict,
+    read_config,
+)
+from musiccap.clip import AUDIO_FEATURES, Clip
+from musiccap.decoding import DecodingConfig, Hypothesis, StepFunction, rows_per_input, search
+from musiccap.features import audio_features
+from musiccap.text import clean_caption
 
 
 @dataclass
@@ -42,7 +44,7 @@ class CaptionResult:
     """What a captioner says about one window, and what the app needs to explain it."""
 
     model: str
-    text: str
+    text: str  # as shown: cleaned when the decoding asked for it (musiccap/text.py)
     tokens: list[str] = field(default_factory=list)
     attention: np.ndarray | None = None  # [n_tokens, n_times], rows sum to 1 over audio time
     attention_times: np.ndarray | None = None  # [n_times] seconds from the window start (centres)
@@ -52,63 +54,51 @@ class CaptionResult:
     decoding: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     window: tuple[float, float] = (0.0, 0.0)
+    decoded_text: str = ""  # the text as decoded, before the clean-up ("" when there was none)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "window": [round(self.window[0], 3), round(self.window[1], 3)],
             "text": self.text,
+            "decoded_text": self.decoded_text or self.text,
             "tokens": list(self.tokens),
             "attention_shape": list(self.attention.shape) if self.attention is not None else None,
             "neighbour": asdict(self.neighbour) if self.neighbour else None,
             "decoding": self.decoding,
-            "latency_s": round(sum(self.timings.values()), 4),
         }
 
 
-class Clip:
-    """One window and its lazily computed, shared features.
-
-    ``features`` maps a name to a value computed once: captioners ask for what they need with
-    :meth:`get`, giving the function that computes it. Training and evaluation build clips
-    straight from cached features (``window`` may then be ``None``).
-    """
-
-    def __init__(self, window: Window | None, *, clip_id: str = "", features: dict[str, Any] | None = None):
-        self.window = window
-        self.id = clip_id or (audio_hash(window.samples) if window is not None else "")
-        self.features: dict[str, Any] = dict(features or {})
-        self.timings: dict[str, float] = {}
-
-    def get(self, name: str, compute: Callable[[Clip], Any]) -> Any:
-        if name not in self.features:
-            started = time.perf_counter()
-            self.features[name] = compute(self)
-            self.timings[name] = time.perf_counter() - started
-        return self.features[name]
-
-    @property
-    def span(self) -> tuple[float, float]:
-        return (self.window.start_s, self.window.end_s) if self.window is not None else (0.0, 10.0)
-
-
-def audio_hash(samples: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(samples, dtype=np.float32).tobytes()).hexdigest()[:16]
-
-
 class Captioner:
-    """Base class: a name in the registry, default decoding, ``caption``, and checkpoint I/O."""
+    """Base class: a name in the registry, default decoding, ``caption``, and checkpoint I/O.
+
+    Architectures implement ``generate_batch`` (the text as their decoder gives it); ``caption_batch``
+    is what callers use: it adds the text clean-up the decoding asks for, the same for every captioner.
+    """
 
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     default_decoding: DecodingConfig = DecodingConfig()
     checkpoint_hash: str = ""
 
-    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
+    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
         raise NotImplementedError
 
     def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
-        return [self.caption(clip, decoding) for clip in clips]
+        decoding = decoding or self.default_decoding
+        results = self.generate_batch(clips, decoding)
+        if decoding.clean_text:
+            for result in results:
+                result.decoded_text = result.text
+                result.text = clean_caption(
+                    result.text,
+                    hit_length_limit=len(result.tokens) >= decoding.max_new_tokens,
+                    dedupe=decoding.dedupe_sentences,
+                )
+        return results
+
+    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
+        return self.caption_batch([clip], decoding)[0]
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> Captioner:
@@ -134,13 +124,6 @@ def registry() -> dict[str, type[Captioner]]:
     return dict(_REGISTRY)
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
-    config_file = Path(path) / CONFIG_NAME
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{path} is not a checkpoint folder (no {CONFIG_NAME})")
-    return json.loads(config_file.read_text())
-
-
 def load_captioner(path: str | Path) -> Captioner:
     """Rebuild whichever architecture a checkpoint folder holds."""
     architecture = read_config(path)["architecture"]
@@ -152,26 +135,14 @@ def load_captioner(path: str | Path) -> Captioner:
     return captioner
 
 
-def checkpoint_hash(path: str | Path) -> str:
-    """Short hash of a checkpoint's config and weights (recorded with arena votes and results)."""
-    digest = hashlib.sha256()
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        file = Path(path) / name
-        if file.is_file():
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:12]
+@dataclass
+class SearchStart:
+    """Where decoding begins: the step function, its state (a row per clip and beam), BOS and EOS ids."""
 
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    return asdict(config) if is_dataclass(config) else dict(config)
-
-
-def config_from_dict(config_class: type, values: dict[str, Any]):
-    known = {f.name for f in fields(config_class)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"{config_class.__name__} has no fields {sorted(unknown)}")
-    return config_class(**values)
+    step: StepFunction
+    state: Any
+    bos_id: int
+    eos_id: int
 
 
 class NeuralCaptioner(torch.nn.Module, Captioner):
@@ -179,6 +150,12 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
 
     Subclasses set ``config_class``, build themselves in ``__init__(config)``, and may keep extra
     files (a vocabulary, a neighbour index) with ``save_extra``/``load_extra``.
+
+    Captioning is one skeleton for every architecture (:meth:`generate_batch`): features -> encode ->
+    :func:`musiccap.decoding.search` -> CaptionResult. An architecture supplies the parts, in the
+    order they run: ``clip_features``, ``encode_clips``, ``start_search``, ``detokenize`` and
+    ``explain`` (its heatmaps and what else it shows), and names the Clip feature it reads
+    (``feature_name``) so that the shared features' time is reported once.
     """
 
     config_class: ClassVar[type]
@@ -190,13 +167,85 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
         torch.nn.Module.__init__(self)
         self.config = config
 
-    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
-        """One clip is a batch of one: architectures implement ``caption_batch`` (all beams, all clips at once)."""
-        return self.caption_batch([clip], decoding)[0]
-
     def forward(self, batch):
         """Training entry point: the named loss terms of a batch (see ``train/trainer.py``)."""
         return self.training_loss(batch)
+
+    # ---- captioning: the skeleton and the parts an architecture supplies -------------------------
+
+    @torch.no_grad()
+    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
+        self.eval()
+        started = time.perf_counter()
+        features = self.clip_features(clips)
+        feature_time = time.perf_counter() - started
+
+        started = time.perf_counter()
+        encoded = self.encode_clips(clips, features)
+        encode_time = time.perf_counter() - started
+
+        started = time.perf_counter()
+        start = self.start_search(
+            encoded, torch.arange(len(clips)).repeat_interleave(rows_per_input(decoding))
+        )
+        hypotheses = search(
+            start.step,
+            start.state,
+            batch_size=len(clips),
+            bos_id=start.bos_id,
+            eos_id=start.eos_id,
+            config=decoding,
+        )
+        decode_time = time.perf_counter() - started
+
+        results = []
+        for row, (clip, hypothesis) in enumerate(zip(clips, hypotheses, strict=True)):
+            text, tokens = self.detokenize(hypothesis.token_ids)
+            result = CaptionResult(
+                model=self.name,
+                text=text,
+                tokens=tokens,
+                decoding=decoding.to_dict(),
+                timings={
+                    "features": clip.timings.get(self.feature_name, feature_time / len(clips)),
+                    "encode": encode_time / len(clips),
+                    "decode": decode_time / len(clips),
+                },
+                window=clip.span,
+            )
+            self.explain(result, row, hypothesis, encoded, features)
+            results.append(result)
+        return results
+
+    @property
+    def feature_name(self) -> str:
+        """The Clip feature the captioner reads (its time is the shared features' time): its CLAP's
+        input when it reads a CLAP's tokens (``self.clap``), else the embedded features."""
+        clap = getattr(self, "clap", None)
+        return clap.feature_name if clap is not None else AUDIO_FEATURES
+
+    def clip_features(self, clips: list[Clip]) -> Any:
+        """The clips' input features, memoised on each clip (computed once for every captioner)."""
+        clap = getattr(self, "clap", None)
+        if clap is not None:
+            return [clap.audio_inputs(clip) for clip in clips]
+        return [audio_features(clip) for clip in clips]
+
+    def encode_clips(self, clips: list[Clip], features: Any) -> Any:
+        """The encoder: whatever ``start_search`` and ``explain`` read, for the whole batch."""
+        raise NotImplementedError
+
+    def start_search(self, encoded: Any, expand: torch.Tensor) -> SearchStart:
+        """The decoder's step and state; ``expand`` [clips * rows] repeats each clip once per beam."""
+        raise NotImplementedError
+
+    def detokenize(self, token_ids: list[int]) -> tuple[str, list[str]]:
+        """The caption text as decoded and one token string per id (the heatmap's rows)."""
+        raise NotImplementedError
+
+    def explain(self, result: CaptionResult, row: int, hypothesis: Hypothesis, encoded: Any, features: Any):
+        """Fill in what the app shows beside the text: attention over audio time, its views, the audio
+        embedding, a retrieved neighbour, decoding details."""
 
     def save_pretrained(self, path: str | Path, *, half: bool = False) -> None:
         path = Path(path)

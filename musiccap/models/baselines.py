@@ -12,8 +12,9 @@ import json
 import time
 from pathlib import Path
 
+from musiccap.checkpoint import CONFIG_NAME, read_config
 from musiccap.decoding import DecodingConfig
-from musiccap.models.base import CONFIG_NAME, Captioner, CaptionResult, Clip, read_config, register
+from musiccap.models.base import Captioner, CaptionResult, Clip, register
 
 CAPTIONS_NAME = "captions.json"
 
@@ -29,8 +30,10 @@ class RandomCaptioner(Captioner):
         self.captions = list(captions)
         self.seed = seed
 
-    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
-        decoding = decoding or self.default_decoding
+    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
+        return [self._draw(clip, decoding) for clip in clips]
+
+    def _draw(self, clip: Clip, decoding: DecodingConfig) -> CaptionResult:
         started = time.perf_counter()
         seed = self.seed if decoding.seed is None else decoding.seed
         digest = hashlib.sha256(f"{seed}:{clip.id}".encode()).digest()

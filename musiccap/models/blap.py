@@ -10,8 +10,8 @@ BLIP-2 carried over to music. The pieces, and what the embedded (and the full) p
   audio; the embedded CLAP was trained on this corpus already, so that reason does not apply and
   freezing it saves a third of a step. (The full profile keeps its music CLAP frozen too: stage 1
   does not fine-tune HTSAT as the paper's does.)
-* **Q-Former**: ``n_queries`` learned queries and a text path sharing BERT-style layers
-  (self-attention over [queries; text], cross-attention from the queries only to the audio tokens,
+* **Q-Former** (``musiccap/models/qformer.py``): ``n_queries`` learned queries and a text path
+  sharing BERT-style layers (self-attention over [queries; text], cross-attention from the queries only to the audio tokens,
   a feed-forward block; pre-LayerNorm, which trains stably from a random start). The paper starts
   from BERT-base (cross-attention random); here every part starts at random: MiniLM is 384 wide
   with 12 heads and a 30k WordPiece vocabulary, so reusing its layers would force a 384-wide
@@ -54,10 +54,7 @@ matrices is row-stochastic, so every row sums to 1. ``attention_views`` hold eac
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -66,113 +63,33 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 from torch import nn
-from transformers import DynamicCache, EncoderDecoderCache, T5Config, T5ForConditionalGeneration
+from transformers import DynamicCache, EncoderDecoderCache, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
-from musiccap.decoding import DecodingConfig, rows_per_input, search
-from musiccap.encoders.clap_loader import clap_folder, load_clap
-from musiccap.hub import local_folder, pretrained_folder
-from musiccap.models.base import (
-    CONFIG_NAME,
+from musiccap.checkpoint import (
     WEIGHTS_NAME,
-    CaptionResult,
-    Clip,
-    NeuralCaptioner,
     checkpoint_hash,
     config_from_dict,
     read_config,
-    register,
+    require_hash,
 )
+from musiccap.decoding import DecodingConfig
+from musiccap.encoders.caption_lm import (
+    lm_fingerprint,
+    lm_folder,
+    load_lm,
+    special_ids,
+)
+from musiccap.encoders.clap_loader import clap_folder, load_clap
+from musiccap.hub import local_folder
+from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, register
+from musiccap.models.blocks import rows_to_one
+from musiccap.models.qformer import QFormer, QFormerOutput
+from musiccap.registry import REPO, reference
 
 INSTRUCTION = "Generate an objective music description."
-PAD, EOS, UNK, MASK, CLS, DEC = "<pad>", "</s>", "<unk>", "<mask>", "<cls>", "<dec>"
-SPECIAL_TOKENS = (PAD, EOS, UNK, MASK, CLS, DEC)  # ids 0..5; T5 convention: pad 0 (decoder start), eos 1
-# Flan-T5's tokenizer has no <cls>/<dec>: its first two sentinels, which no caption contains, stand in.
-SENTINELS = {CLS: "<extra_id_0>", DEC: "<extra_id_1>"}
-TOKENIZER_NAME = "tokenizer.json"
-LM_HUB_FILES = ["*.json", "*.safetensors"]  # config, weights (safetensors only), tokenizer.json
-REPO = Path(__file__).resolve().parents[2]
-
-
-# ---- the caption tokenizer and the frozen LM (shared with train/blap_lm.py) ---------------------
-
-
-def train_caption_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
-    """A unigram (SentencePiece-style) tokenizer of caption text with the special tokens first."""
-    tokenizer = Tokenizer(models.Unigram())
-    tokenizer.normalizer = normalizers.NFKC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), unk_token=UNK, show_progress=False
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    for index, token in enumerate(SPECIAL_TOKENS):
-        if tokenizer.token_to_id(token) != index:
-            raise RuntimeError(f"special token {token} did not get id {index}")
-    return tokenizer
-
-
-def build_t5(
-    vocab_size: int, d_model: int, d_ff: int, n_layers: int, n_heads: int, dropout: float
-) -> T5ForConditionalGeneration:
-    """A small T5 over the caption tokenizer: Flan-T5's gated-GELU feed-forward; the output layer is tied to
-    the embeddings (T5 v1.0), whose rescaled outputs start the loss near log(vocab) rather than ~100."""
-    config = T5Config(
-        vocab_size=vocab_size,
-        d_model=d_model,
-        d_kv=d_model // n_heads,
-        d_ff=d_ff,
-        num_layers=n_layers,
-        num_decoder_layers=n_layers,
-        num_heads=n_heads,
-        dropout_rate=dropout,
-        feed_forward_proj="gated-gelu",
-        tie_word_embeddings=True,
-        pad_token_id=SPECIAL_TOKENS.index(PAD),
-        eos_token_id=SPECIAL_TOKENS.index(EOS),
-        decoder_start_token_id=SPECIAL_TOKENS.index(PAD),
-    )
-    config._attn_implementation = "eager"  # decoding reads the cross-attention weights
-    return T5ForConditionalGeneration(config)
-
-
-def lm_fingerprint(path: str | Path) -> str:
-    """Short hash of an LM folder: its config, weights (``model.safetensors``, or the shards of a large
-    Flan-T5 in name order) and tokenizer."""
-    path = Path(path)
-    weights = sorted(path.glob("*.safetensors")) or [path / WEIGHTS_NAME]
-    digest = hashlib.sha256()
-    for file in (path / CONFIG_NAME, *weights, path / TOKENIZER_NAME):
-        if not file.is_file():
-            raise FileNotFoundError(
-                f"{path} is not a BLAP LM folder (no {file.name}; run python -m train.blap_lm or name a T5)"
-            )
-        digest.update(file.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def lm_folder(name: str | Path, base: Path | None = None) -> Path:
-    """The LM's local folder: ``train.blap_lm``'s output, a Flan-T5 folder, or a Hub id (downloaded once)."""
-    return pretrained_folder(name, base, LM_HUB_FILES)
-
-
-def special_ids(tokenizer: Tokenizer) -> tuple[int, int, int, int]:
-    """pad, eos, cls and dec ids in the LM's tokenizer. <cls> starts the Q-Former text of ATC/ATM and
-    <dec> its stage-1 captions; a Flan-T5 tokenizer lacks both and lends two sentinels (``SENTINELS``):
-    the Q-Former embeds text with its own table, so what the LM makes of those ids does not matter."""
-
-    def find(token: str) -> int:
-        for candidate in (token, SENTINELS.get(token)):
-            index = tokenizer.token_to_id(candidate) if candidate else None
-            if index is not None:
-                return index
-        raise ValueError(f"the LM tokenizer has no {token}")
-
-    pad, eos, cls, dec = (find(token) for token in (PAD, EOS, CLS, DEC))
-    return pad, eos, cls, dec
 
 
 def portable_path(name: str | Path, base: Path | None = None) -> str:
@@ -181,37 +98,19 @@ def portable_path(name: str | Path, base: Path | None = None) -> str:
     return str(folder.resolve()) if folder is not None else str(name)
 
 
-def load_lm(path: str | Path) -> tuple[T5ForConditionalGeneration, Tokenizer]:
-    """The frozen LM and its tokenizer from a local LM folder (safetensors only)."""
-    path = Path(path)
-    lm = T5ForConditionalGeneration.from_pretrained(
-        str(path), attn_implementation="eager", use_safetensors=True
-    )
-    return lm.eval().requires_grad_(False), Tokenizer.from_file(str(path / TOKENIZER_NAME))
-
-
 def resolve_path(path: str | Path, base: Path | None = None) -> Path:
     """A relative path from ``base`` (a checkpoint folder) if it exists there, else the cwd, else the repo."""
-    path = Path(path)
-    if path.is_absolute():
-        return path
-    for root in (base, Path.cwd(), REPO):
-        if root is not None and (root / path).exists():
-            return root / path
-    return REPO / path
-
-
-# ---- the Q-Former -----------------------------------------------------------------------------------
+    return local_folder(path, base) or REPO / path
 
 
 @dataclass
 class BLAPConfig:
     stage: int = 2  # 1: representation (ATC + ATM + LM in the Q-Former); 2: generation through the frozen LM
     init_from: str = ""  # stage 2: a stage-1 checkpoint folder to start from ("" = stage 2 only)
-    clap_path: str = "checkpoints/clap"  # a CLAP folder or a LAION CLAP Hub id
+    clap_path: str = "clap"  # a registry name, a CLAP folder or a LAION CLAP Hub id
     clap_hash: str = ""  # checkpoint_hash of that CLAP, set at build: a retrained CLAP is refused at load
     audio_dim: int = 0  # CLAP frame-token width, set at build
-    lm_path: str = "checkpoints/blap_lm"  # a folder (saved relative, e.g. ../blap_lm) or a Hub id
+    lm_path: str = "blap_lm"  # a registry name, a folder (saved relative, e.g. ../blap_lm) or a Hub id
     lm_hash: str = ""  # lm_fingerprint of that folder, set at build
     lm_width: int = 0  # T5 d_model, set at build
     vocab_size: int = 0  # LM tokenizer size, set at build
@@ -240,133 +139,14 @@ class BLAPConfig:
             raise ValueError("max_text_positions must hold the caption and its first token")
 
 
-class QFormerLayer(nn.Module):
-    """Self-attention over [queries; text], cross-attention from the queries to the audio, feed-forward."""
-
-    def __init__(self, config: BLAPConfig):
-        super().__init__()
-        width, heads = config.width, config.n_heads
-        self.n_heads = heads
-        self.self_norm = nn.LayerNorm(width)
-        self.self_attn = nn.MultiheadAttention(width, heads, dropout=config.dropout, batch_first=True)
-        self.cross_norm = nn.LayerNorm(width)
-        self.cross_attn = nn.MultiheadAttention(
-            width,
-            heads,
-            dropout=config.dropout,
-            kdim=config.audio_dim,
-            vdim=config.audio_dim,
-            batch_first=True,
-        )
-        self.ff_norm = nn.LayerNorm(width)
-        self.ff = nn.Sequential(nn.Linear(width, config.ff_dim), nn.GELU(), nn.Linear(config.ff_dim, width))
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        n_queries: int,
-        blocked: torch.Tensor,
-        audio: torch.Tensor | None,
-        audio_mask: torch.Tensor | None,
-        need_weights: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = self.self_norm(hidden)
-        attn_mask = blocked.repeat_interleave(self.n_heads, dim=0)  # [B * heads, L, L], True = not allowed
-        hidden = hidden + self.dropout(self.self_attn(x, x, x, attn_mask=attn_mask, need_weights=False)[0])
-        cross_weights = None
-        if n_queries:
-            queries = self.cross_norm(hidden[:, :n_queries])
-            out, cross_weights = self.cross_attn(
-                queries,
-                audio,
-                audio,
-                key_padding_mask=~audio_mask,
-                need_weights=need_weights,
-                average_attn_weights=False,
-            )
-            hidden = torch.cat([hidden[:, :n_queries] + self.dropout(out), hidden[:, n_queries:]], dim=1)
-        hidden = hidden + self.dropout(self.ff(self.ff_norm(hidden)))
-        return hidden, cross_weights
-
-
-def self_attention_blocked(
-    n_queries: int, text_mask: torch.Tensor | None, mode: str, batch: int
-) -> torch.Tensor:
-    """Which [queries; text] positions may not attend to which: [B, L, L] bool (True = blocked).
-
-    ``unimodal`` (ATC, and the query-only pass used for captioning): queries and text see only
-    themselves. ``bidirectional`` (ATM): everything sees everything. ``causal`` (stage-1 LM): queries
-    see queries; text sees all queries and the text before it. Padding keys are blocked; every
-    position may always see itself, so no row is empty.
-    """
-    n_text = 0 if text_mask is None else text_mask.shape[1]
-    total = n_queries + n_text
-    is_query = torch.arange(total) < n_queries
-    if mode == "unimodal":
-        allowed = is_query[:, None] == is_query[None, :]
-    elif mode == "bidirectional":
-        allowed = torch.ones(total, total, dtype=torch.bool)
-    elif mode == "causal":
-        allowed = (is_query[:, None] & is_query[None, :]) | (~is_query[:, None] & is_query[None, :])
-        allowed |= ~is_query[:, None] & ~is_query[None, :] & torch.ones(total, total, dtype=torch.bool).tril()
-    else:
-        raise ValueError(f"unknown attention mode {mode!r}")
-    allowed = allowed.expand(batch, total, total)
-    if text_mask is not None:
-        real_keys = torch.cat([torch.ones(batch, n_queries, dtype=torch.bool), text_mask.bool()], dim=1)
-        allowed = allowed & real_keys[:, None, :]
-    return ~(allowed | torch.eye(total, dtype=torch.bool))
-
-
 @dataclass
-class QFormerOutput:
-    queries: torch.Tensor  # [B, n_queries, width] (n_queries = 0 for a text-only pass)
-    text: torch.Tensor  # [B, L, width]
-    cross_attention: list[torch.Tensor]  # per layer [B, heads, n_queries, T] when asked for
+class BLAPEncoding:
+    """What captioning reads from the audio side of a batch."""
 
-
-class QFormer(nn.Module):
-    def __init__(self, config: BLAPConfig):
-        super().__init__()
-        self.queries = nn.Parameter(torch.randn(config.n_queries, config.width) * 0.02)
-        self.text_embed = nn.Embedding(config.vocab_size, config.width)
-        # BERT's initialiser. The stage-1 LM head is tied to these rows: at nn.Embedding's N(0, 1) its first
-        # logits were ~16 wide (loss ~78), and that gradient took the whole clipping norm, so ATC and ATM
-        # sat at chance (ln 32, and 0.637 for 1 positive in 3) through a whole stage-1 run.
-        nn.init.normal_(self.text_embed.weight, std=0.02)
-        self.text_positions = nn.Parameter(torch.randn(config.max_text_positions, config.width) * 0.02)
-        self.embed_norm = nn.LayerNorm(config.width)
-        self.embed_dropout = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(QFormerLayer(config) for _ in range(config.n_layers))
-        self.final_norm = nn.LayerNorm(config.width)
-
-    def forward(
-        self,
-        audio: torch.Tensor | None,
-        audio_mask: torch.Tensor | None,
-        text_ids: torch.Tensor | None = None,
-        text_mask: torch.Tensor | None = None,
-        *,
-        mode: str = "unimodal",
-        need_weights: bool = False,
-    ) -> QFormerOutput:
-        parts = []
-        batch = (audio if audio is not None else text_ids).shape[0]
-        n_queries = 0
-        if audio is not None:
-            parts.append(self.queries.expand(batch, -1, -1))
-            n_queries = self.queries.shape[0]
-        if text_ids is not None:
-            parts.append(self.text_embed(text_ids) + self.text_positions[: text_ids.shape[1]])
-        hidden = self.embed_dropout(self.embed_norm(torch.cat(parts, dim=1)))
-        blocked = self_attention_blocked(n_queries, text_mask, mode, batch)
-        cross = []
-        for layer in self.layers:
-            hidden, weights = layer(hidden, n_queries, blocked, audio, audio_mask, need_weights)
-            cross.append(weights)
-        hidden = self.final_norm(hidden)
-        return QFormerOutput(queries=hidden[:, :n_queries], text=hidden[:, n_queries:], cross_attention=cross)
+    encoded: torch.Tensor  # [B, P, d_model] the frozen LM encoder's output over the soft prompt
+    audio_mask: torch.Tensor  # [B, T] True = real CLAP frame token
+    qformer_attention: np.ndarray  # [B, layers, n_queries, T] Q-Former cross-attention, mean over heads
+    clap_embeddings: np.ndarray  # [B, E] the CLAP's clip embeddings (shown in the app)
 
 
 # ---- the captioner ------------------------------------------------------------------------------
@@ -471,11 +251,10 @@ class BLAPCaptioner(NeuralCaptioner):
         (``../clap``, ``../blap_lm`` for ``checkpoints/blap``): referenced, never copied. Hub ids stay ids."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        here = path.resolve()
 
         def relative(name: str) -> str:
             folder = local_folder(name)
-            return os.path.relpath(folder.resolve(), here) if folder is not None else name
+            return reference(folder, path) if folder is not None else name
 
         saved = self.config
         self.config = replace(saved, clap_path=relative(saved.clap_path), lm_path=relative(saved.lm_path))
@@ -500,16 +279,15 @@ class BLAPCaptioner(NeuralCaptioner):
         config = read_config(path)["config"]
         clap_dir = clap_folder(config["clap_path"], path)
         lm_dir = lm_folder(config["lm_path"], path)
-        if config.get("clap_hash") and checkpoint_hash(clap_dir) != config["clap_hash"]:
-            raise ValueError(
-                f"{path} was trained on the CLAP with hash {config['clap_hash']}, but {clap_dir} now holds "
-                f"{checkpoint_hash(clap_dir)}: retrain BLAP (its Q-Former reads that CLAP's tokens)"
-            )
-        if lm_fingerprint(lm_dir) != config["lm_hash"]:
-            raise ValueError(
-                f"{path} was trained with the frozen LM {config['lm_hash']}, but {lm_dir} now holds "
-                f"{lm_fingerprint(lm_dir)}: retrain BLAP (its soft prompt is tuned to that LM)"
-            )
+        require_hash(
+            clap_dir,
+            config.get("clap_hash", ""),
+            path,
+            "CLAP",
+            "retrain BLAP (its Q-Former reads that CLAP's tokens)",
+        )
+        remedy = "retrain BLAP (its soft prompt is tuned to that LM)"
+        require_hash(lm_dir, config["lm_hash"], path, "frozen LM", remedy, found=lm_fingerprint(lm_dir))
         lm, tokenizer = load_lm(lm_dir)
         return {"tokenizer": tokenizer, "lm": lm, "clap": load_clap(clap_dir)}
 
@@ -672,69 +450,39 @@ class BLAPCaptioner(NeuralCaptioner):
 
     # ---- captioning ------------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
-        decoding = decoding or self.default_decoding
-        self.eval()
-        started = time.perf_counter()
-        features = [self.clap.audio_inputs(clip) for clip in clips]
-        feature_time = time.perf_counter() - started
-
-        started = time.perf_counter()
+    def encode_clips(self, clips: list[Clip], features: list) -> BLAPEncoding:
+        """CLAP frame tokens -> Q-Former queries -> soft prompt -> the frozen LM's encoder."""
         audio, audio_mask = self.audio_tokens(features)
         query_output = self.query_outputs(audio, audio_mask, need_weights=True)
-        encoder_embeds = self.encoder_inputs(query_output)
-        encoded = self.lm.get_encoder()(inputs_embeds=encoder_embeds).last_hidden_state
-        embeddings = self.clap.embed_audio(features)
-        encode_time = time.perf_counter() - started
-
-        started = time.perf_counter()
-        expand = torch.arange(len(clips)).repeat_interleave(rows_per_input(decoding))
-        state = {"encoded": encoded.index_select(0, expand), "self": (), "cross": ()}
-        hypotheses = search(
-            self._decoder_step,
-            state,
-            batch_size=len(clips),
-            bos_id=self.lm.config.decoder_start_token_id,
-            eos_id=self.eos_id,
-            config=decoding,
-        )
-        decode_time = time.perf_counter() - started
-
+        encoded = self.lm.get_encoder()(inputs_embeds=self.encoder_inputs(query_output)).last_hidden_state
         # Q-Former cross-attention per layer: [B, layers, n_queries, T], mean over heads.
         qformer_attention = torch.stack(query_output.cross_attention, dim=1).mean(dim=2).numpy()
+        return BLAPEncoding(encoded, audio_mask, qformer_attention, self.clap.embed_audio(features))
+
+    def start_search(self, encoding: BLAPEncoding, expand: torch.Tensor) -> SearchStart:
+        state = {"encoded": encoding.encoded.index_select(0, expand), "self": (), "cross": ()}
+        return SearchStart(self._decoder_step, state, self.lm.config.decoder_start_token_id, self.eos_id)
+
+    def detokenize(self, token_ids: list[int]) -> tuple[str, list[str]]:
+        tokens = [self.tokenizer.decode([token]).strip() for token in token_ids]
+        return self.tokenizer.decode(token_ids).strip(), tokens
+
+    def explain(self, result, row: int, hypothesis, encoding: BLAPEncoding, features: list) -> None:
+        """Tokens x audio time through the soft prompt: the LM's attention to the queries, then theirs."""
+        n_frames = int(encoding.audio_mask[row].sum())  # real frames first (padding, or HTSAT past the audio)
+        per_query = encoding.qformer_attention[row, :, :, :n_frames]
+        per_query = per_query / np.maximum(per_query.sum(-1, keepdims=True), 1e-12)
         n_layers, n_heads = self.lm.config.num_decoder_layers, self.lm.config.num_heads
-        results = []
-        for row, (clip, feature, hypothesis) in enumerate(zip(clips, features, hypotheses, strict=True)):
-            n_frames = int(audio_mask[row].sum())  # real frames come first (padding, or HTSAT past the audio)
-            per_query = qformer_attention[row, :, :, :n_frames]
-            per_query = per_query / np.maximum(per_query.sum(-1, keepdims=True), 1e-12)
-            n_tokens = len(hypothesis.token_ids)
-            decoder = (
-                hypothesis.attention.reshape(n_tokens, n_layers, n_heads, -1)
-                if hypothesis.attention is not None
-                else np.zeros((0, n_layers, n_heads, encoded.shape[1]), dtype=np.float32)
-            )
-            attention, views = combine_attention(decoder.mean(axis=2), per_query, self.config.n_queries)
-            results.append(
-                CaptionResult(
-                    model=self.name,
-                    text=self.tokenizer.decode(hypothesis.token_ids).strip(),
-                    tokens=[self.tokenizer.decode([token]).strip() for token in hypothesis.token_ids],
-                    attention=attention,
-                    attention_times=self.clap.token_times(feature)[:n_frames],
-                    attention_views=views,
-                    audio_embedding=embeddings[row],
-                    decoding=decoding.to_dict(),
-                    timings={
-                        "features": clip.timings.get(self.clap.feature_name, feature_time / len(clips)),
-                        "encode": encode_time / len(clips),
-                        "decode": decode_time / len(clips),
-                    },
-                    window=clip.span,
-                )
-            )
-        return results
+        decoder = (
+            hypothesis.attention.reshape(len(hypothesis.token_ids), n_layers, n_heads, -1)
+            if hypothesis.attention is not None
+            else np.zeros((0, n_layers, n_heads, encoding.encoded.shape[1]), dtype=np.float32)
+        )
+        result.attention, result.attention_views = combine_attention(
+            decoder.mean(axis=2), per_query, self.config.n_queries
+        )
+        result.attention_times = self.clap.token_times(features[row])[:n_frames]
+        result.audio_embedding = encoding.clap_embeddings[row]
 
     def _decoder_step(self, last_tokens: torch.Tensor, state: dict):
         """One T5 decoder step for every row: self-attention cache grows, cross-attention keys are reused."""
@@ -771,15 +519,11 @@ def combine_attention(
     """
     prompt = decoder[..., :n_queries]
     prompt = prompt / np.maximum(prompt.sum(-1, keepdims=True), 1e-12)  # [n_tokens, dec_layers, n_queries]
-    decoder_mean = _rows_to_one(prompt.mean(axis=1))
-    qformer_mean = _rows_to_one(qformer.mean(axis=0))
+    decoder_mean = rows_to_one(prompt.mean(axis=1))
+    qformer_mean = rows_to_one(qformer.mean(axis=0))
     views = {}
     for layer in range(qformer.shape[0]):
-        views[f"Q-Former layer {layer + 1} (LM decoder mean)"] = _rows_to_one(decoder_mean @ qformer[layer])
+        views[f"Q-Former layer {layer + 1} (LM decoder mean)"] = rows_to_one(decoder_mean @ qformer[layer])
     for layer in range(prompt.shape[1]):
-        views[f"LM decoder layer {layer + 1} (Q-Former mean)"] = _rows_to_one(prompt[:, layer] @ qformer_mean)
-    return _rows_to_one(decoder_mean @ qformer_mean), views
-
-
-def _rows_to_one(matrix: np.ndarray) -> np.ndarray:
-    return (matrix / np.maximum(matrix.sum(axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+        views[f"LM decoder layer {layer + 1} (Q-Former mean)"] = rows_to_one(prompt[:, layer] @ qformer_mean)
+    return rows_to_one(decoder_mean @ qformer_mean), views

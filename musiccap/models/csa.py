@@ -60,17 +60,8 @@ as in the paper), **pruned** to the ids that occur in the training captions plus
 tokens; the map from decoder ids to the text tower's ids is a buffer in the checkpoint (named
 ``minilm_ids`` after the embedded profile, whose shipped checkpoint stores it under that key).
 
-Pitch-shift augmentation (paper: +-6 semitones on the audio) is applied **on features**: each
-training row gets a shift drawn from -6..6, and every 12-wide pitch-class block of the frames
-(chroma, the 12 major- and the 12 minor-key correlations; layout in ``musiccap/encoders/embedded.py``)
-is rotated by it. The caption is transposed with it: a key it names ("It is in Ab major.") moves by
-the same interval (``transpose_key_names``). MusicCaps' captions seldom name a key, so the paper
-could shift the audio alone; the synthetic corpus names one in half its captions, and a key left
-unmoved while the chroma moves would teach the decoder that the stated key is noise. The musicnn
-mid-end and tempogram blocks are left as they are (a learned timbre representation cannot be
-transposed after the fact); the pooled vector only feeds the CLAP's own
-embedding, which no loss here uses, so it is not shifted either. An HTSAT CLAP reads log-mels, whose
-bins are not pitch classes: with it the shift is refused (``csa_full.yaml`` sets it to 0).
+Pitch-shift augmentation (paper: +-6 semitones on the audio) is applied on features and the
+caption's key names alike: ``musiccap/models/pitch_shift.py``.
 
 Checkpoints hold the decoder, the projection, the alignment head and the id map; the CLAP stays in
 its own folder (``clap_path``, refused at load if its hash changed), except that M1 also saves the
@@ -80,9 +71,6 @@ rebuilds it from its package.
 
 from __future__ import annotations
 
-import math
-import re
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -92,41 +80,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musiccap.decoding import DecodingConfig, rows_per_input, search
+from musiccap.checkpoint import checkpoint_hash, config_from_dict, read_config, require_hash
+from musiccap.decoding import DecodingConfig
 from musiccap.encoders.clap_loader import EMBEDDED, clap_folder, clap_kind, load_clap
-from musiccap.models.base import (
-    CaptionResult,
-    Clip,
-    NeuralCaptioner,
-    checkpoint_hash,
-    config_from_dict,
-    read_config,
-    register,
+from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, register
+from musiccap.models.blocks import IGNORE, DecoderShape, TransformerDecoder, layer_views, teacher_forcing
+from musiccap.models.pitch_shift import (
+    PITCH_CLASSES,
+    TONIC_SPELLINGS,
+    embedded_pitch_class_blocks,
+    pitch_shift_frames,
+    transpose_key_names,
 )
 
-IGNORE = -100  # cross-entropy target of padding
 # Decoder ids 0..3: the text tokenizer's pad, unk, cls (BOS) and sep (EOS) tokens; MiniLM's own ids for
 # them are [PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, RoBERTa's <pad> 1, <unk> 3, <s> 0, </s> 2.
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIAL_TOKEN_ROLES = ("pad_token", "unk_token", "cls_token", "sep_token")
 NEVER_GENERATED = [PAD, UNK, BOS]
-PITCH_CLASSES = 12
-# How the synthetic corpus spells the twelve tonics (``train/corpus/sources.py``); a transposed key is
-# written so. Reading also accepts the other enharmonic spellings (user captions may say D# or Gb).
-TONIC_SPELLINGS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-TONIC_PITCH_CLASS = {
-    **{name: pc for pc, name in enumerate(TONIC_SPELLINGS)},
-    **{"Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "Cb": 11, "B#": 0, "E#": 5, "Fb": 4},
-}
-# A capitalised tonic directly before "major"/"minor": "Ab major", "F# minor"; not the article in
-# "a major key" (lower case). A sentence opening "A major ..." would read as the key A major; the
-# corpus never writes one (checked over all three splits).
-KEY_NAME = re.compile(r"\b([A-G][#b]?)(?=[ -](?:major|minor)\b)")
 
 
 @dataclass
 class CsaConfig:
-    clap_path: str = "checkpoints/clap"  # a CLAP folder (relative: cwd, then the repo) or a LAION CLAP Hub id
+    clap_path: str = "clap"  # a registry name, a CLAP folder (relative: cwd, then the repo) or a Hub id
     clap_hash: str = ""  # checkpoint_hash of that CLAP at build time: a retrained CLAP is refused at load
     audio_dim: int = 0  # CLAP frame-token width, set at build from the CLAP
     embed_dim: int = 0  # CLAP embedding size, set at build from the CLAP
@@ -172,54 +148,6 @@ class CsaConfig:
             )
 
 
-def embedded_pitch_class_blocks(frame_dim: int) -> list[list[int]]:
-    """Chroma, major-key and minor-key correlation columns of the embedded frames (pitch-class indexed).
-
-    ``musiccap/encoders/embedded.py``: frames = musicnn mid-end | chroma (12) | key (12 major, then
-    12 minor, tonic C first) | tempogram. Each block is scaled by one constant, so rotating its
-    columns is exactly what transposing the audio would do to it.
-    """
-    from musiccap.encoders.embedded import EmbeddedConfig
-
-    layout = EmbeddedConfig()
-    if layout.chroma_dim != PITCH_CLASSES or layout.key_dim != 2 * PITCH_CLASSES:
-        raise ValueError("the embedded frame layout no longer has 12 chroma and 24 key columns")
-    chroma_start = frame_dim - layout.tempo_dim - layout.key_dim - layout.chroma_dim
-    return [[chroma_start + PITCH_CLASSES * i, chroma_start + PITCH_CLASSES * (i + 1)] for i in range(3)]
-
-
-def pitch_shift_frames(
-    frames: torch.Tensor, semitones: torch.Tensor, blocks: list[list[int]]
-) -> torch.Tensor:
-    """Transpose each row of ``frames`` [B, T, D] by ``semitones`` [B]: rotate every pitch-class block.
-
-    Column c of a block moves to column (c + n) mod 12, as ``np.roll(block, n)`` does: energy at C
-    shifted up two semitones lands on D, and the C-major correlation becomes the D-major one.
-    """
-    if not blocks:
-        return frames
-    source = (torch.arange(PITCH_CLASSES)[None, :] - semitones[:, None]) % PITCH_CLASSES  # [B, 12]
-    source = source[:, None, :].expand(frames.shape[0], frames.shape[1], PITCH_CLASSES)
-    shifted = frames.clone()
-    for start, end in blocks:
-        shifted[..., start:end] = frames[..., start:end].gather(-1, source)
-    return shifted
-
-
-def transpose_key_names(caption: str, semitones: int) -> str:
-    """``caption`` with every key it names moved by ``semitones``: "It is in Ab major." +3 -> "B major".
-
-    The label side of the pitch-shift augmentation; the mode (major/minor) is kept, as transposing keeps it.
-    """
-    if semitones % PITCH_CLASSES == 0:
-        return caption
-
-    def moved(match: re.Match) -> str:
-        return TONIC_SPELLINGS[(TONIC_PITCH_CLASS[match.group(1)] + semitones) % PITCH_CLASSES]
-
-    return KEY_NAME.sub(moved, caption)
-
-
 def symmetric_info_nce(
     audio: torch.Tensor, text: torch.Tensor, temperature: float, groups: torch.Tensor
 ) -> torch.Tensor:
@@ -229,124 +157,6 @@ def symmetric_info_nce(
     logits = logits.masked_fill(duplicate, float("-inf"))
     targets = torch.arange(len(groups))
     return F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)
-
-
-# ---- the decoder ------------------------------------------------------------------------------------
-
-
-class Attention(nn.Module):
-    """Multi-head attention that returns its weights (the heatmaps) and takes precomputed keys/values.
-
-    Queries, keys and values are ``attention_dim`` wide, split over the heads, and projected back to ``width``.
-    """
-
-    def __init__(self, width: int, n_heads: int, dropout: float, attention_dim: int):
-        super().__init__()
-        self.n_heads, self.head_dim = n_heads, attention_dim // n_heads
-        self.query = nn.Linear(width, attention_dim)
-        self.key_value = nn.Linear(width, 2 * attention_dim)
-        self.out = nn.Linear(attention_dim, width)
-        self.dropout = nn.Dropout(dropout)
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [N, L, attention_dim] -> [N, heads, L, head_dim]
-        return x.view(x.shape[0], x.shape[1], self.n_heads, self.head_dim).transpose(1, 2)
-
-    def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        keys, values = self.key_value(source).chunk(2, dim=-1)
-        return self._heads(keys), self._heads(values)
-
-    def forward(self, x, keys, values, allowed):
-        """x [N, Lq, width]; keys/values [N, heads, Lk, head_dim]; allowed: bool, broadcast to scores."""
-        scores = self._heads(self.query(x)) @ keys.transpose(-1, -2) / math.sqrt(self.head_dim)
-        weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
-        mixed = (self.dropout(weights) @ values).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
-        return self.out(mixed), weights
-
-
-class DecoderLayer(nn.Module):
-    """Pre-LN Transformer decoder block: causal self-attention, cross-attention to the audio, MLP."""
-
-    def __init__(self, config: CsaConfig):
-        super().__init__()
-        self.self_norm = nn.LayerNorm(config.width)
-        self.self_attention = Attention(config.width, config.n_heads, config.dropout, config.attention_width)
-        self.cross_norm = nn.LayerNorm(config.width)
-        self.cross_attention = Attention(config.width, config.n_heads, config.dropout, config.attention_width)
-        self.mlp_norm = nn.LayerNorm(config.width)
-        self.mlp = nn.Sequential(
-            nn.Linear(config.width, config.ff_dim), nn.GELU(), nn.Linear(config.ff_dim, config.width)
-        )
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x, past_keys, past_values, causal, memory_keys, memory_values, memory_allowed):
-        normed = self.self_norm(x)
-        new_keys, new_values = self.self_attention.keys_values(normed)
-        keys = torch.cat([past_keys, new_keys], dim=2)
-        values = torch.cat([past_values, new_values], dim=2)
-        attended, _ = self.self_attention(normed, keys, values, causal)
-        x = x + self.dropout(attended)
-        attended, cross_weights = self.cross_attention(
-            self.cross_norm(x), memory_keys, memory_values, memory_allowed
-        )
-        x = x + self.dropout(attended)
-        x = x + self.dropout(self.mlp(self.mlp_norm(x)))
-        return x, keys, values, cross_weights
-
-
-@dataclass
-class DecoderOutput:
-    logits: torch.Tensor  # [N, L, vocab]
-    keys: tuple[torch.Tensor, ...]  # per layer [N, heads, past + L, head_dim]: the self-attention cache
-    values: tuple[torch.Tensor, ...]
-    cross_attention: torch.Tensor  # [N, layers, heads, L, S]
-
-
-class CaptionDecoder(nn.Module):
-    """Token + learned position embeddings, ``n_layers`` decoder blocks, tied output layer."""
-
-    def __init__(self, config: CsaConfig):
-        super().__init__()
-        self.config = config
-        self.token_embedding = nn.Embedding(config.vocab_size, config.width)
-        self.position_embedding = nn.Embedding(config.max_positions, config.width)
-        self.dropout = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.n_layers))
-        self.final_norm = nn.LayerNorm(config.width)
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        nn.init.normal_(self.position_embedding.weight, std=0.02)
-
-    def memory_cache(self, memory: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-        """Cross-attention keys and values of every layer, computed once per clip."""
-        pairs = [layer.cross_attention.keys_values(memory) for layer in self.layers]
-        return tuple(k for k, _ in pairs), tuple(v for _, v in pairs)
-
-    def empty_cache(self, n_rows: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-        head_dim = self.config.attention_width // self.config.n_heads
-        empty = torch.zeros(n_rows, self.config.n_heads, 0, head_dim)
-        return tuple(empty for _ in self.layers), tuple(empty for _ in self.layers)
-
-    def forward(self, tokens, memory_keys, memory_values, memory_mask, past_keys=None, past_values=None):
-        """tokens [N, L] following ``past`` cached positions; memory_mask [N, S] True = real frame."""
-        if past_keys is None:
-            past_keys, past_values = self.empty_cache(tokens.shape[0])
-        start, length = past_keys[0].shape[2], tokens.shape[1]
-        if start + length > self.config.max_positions:
-            raise ValueError(f"{start + length} positions exceed max_positions={self.config.max_positions}")
-        positions = torch.arange(start, start + length)
-        x = self.dropout(self.token_embedding(tokens) + self.position_embedding(positions))
-        causal = torch.ones(length, start + length, dtype=torch.bool).tril(diagonal=start)
-        memory_allowed = memory_mask[:, None, None, :]
-        keys, values, cross = [], [], []
-        for index, layer in enumerate(self.layers):
-            x, k, v, weights = layer(
-                x, past_keys[index], past_values[index], causal, memory_keys[index], memory_values[index],
-                memory_allowed,
-            )  # fmt: skip
-            keys.append(k)
-            values.append(v)
-            cross.append(weights)
-        logits = self.final_norm(x) @ self.token_embedding.weight.T
-        return DecoderOutput(logits, tuple(keys), tuple(values), torch.stack(cross, dim=1))
 
 
 @dataclass
@@ -362,9 +172,12 @@ class AudioEncoding:
 
 @register
 class CsaCaptioner(NeuralCaptioner):
+    """CLAP frame tokens -> projection -> Transformer decoder; trained with L_NLL + alpha L_C + beta L_S."""
+
     name = "csa"
     paper = "Data-Efficient Music Captioning via Contrastive and Semantic Alignment (Kim & Park)"
     config_class = CsaConfig
+    # A checkpoint keeps its own decoding (config.json); the shipped one, chosen on validation, is greedy.
     default_decoding = DecodingConfig(num_beams=5, no_repeat_ngram_size=3, max_new_tokens=80)
 
     def __init__(self, config: CsaConfig, *, clap):
@@ -384,7 +197,20 @@ class CsaCaptioner(NeuralCaptioner):
         self.audio_projection = nn.Linear(config.audio_dim, config.width)
         self.audio_norm = nn.LayerNorm(config.width)
         self.alignment_head = nn.Linear(config.width, config.embed_dim)
-        self.decoder = CaptionDecoder(config)
+        self.decoder = TransformerDecoder(  # GPT style: pre-LN blocks, final norm, tied output layer
+            DecoderShape(
+                config.vocab_size,
+                config.max_positions,
+                config.width,
+                config.n_layers,
+                config.n_heads,
+                config.ff_dim,
+                config.dropout,
+                config.attention_width,
+                pre_norm=True,
+                fused_key_value=True,
+            )
+        )
         # decoder id -> text-tower id (the name predates the HTSAT backend); filled by ``build``
         self.register_buffer("minilm_ids", torch.zeros(config.vocab_size, dtype=torch.long))
         self._reference_cache: dict[str, torch.Tensor] = {}  # caption -> frozen E_T (training only)
@@ -439,12 +265,8 @@ class CsaCaptioner(NeuralCaptioner):
     def load_extra(cls, path: Path) -> dict[str, Any]:
         config = read_config(path)["config"]
         clap_dir = clap_folder(config["clap_path"])
-        if config.get("clap_hash") and checkpoint_hash(clap_dir) != config["clap_hash"]:
-            raise ValueError(
-                f"{path} was trained on the CLAP with hash {config['clap_hash']}, but {clap_dir} now holds "
-                f"{checkpoint_hash(clap_dir)}: retrain csa (its projection reads that CLAP's frame tokens)"
-            )
-        return {"clap": load_clap(clap_dir)}
+        remedy = "retrain csa (its projection reads that CLAP's frame tokens)"
+        return {"clap": load_clap(require_hash(clap_dir, config.get("clap_hash", ""), path, "CLAP", remedy))}
 
     # ---- vocabulary ------------------------------------------------------------------------------
 
@@ -454,7 +276,7 @@ class CsaCaptioner(NeuralCaptioner):
         encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [[to_decoder.get(i, UNK) for i in ids] for ids in encoded]
 
-    def decode_ids(self, ids: list[int]) -> tuple[str, list[str]]:
+    def detokenize(self, ids: list[int]) -> tuple[str, list[str]]:
         """Caption text and one text-tower token per id (the heatmap's rows)."""
         minilm = [int(self.minilm_ids[i]) for i in ids]
         tokens = self.tokenizer.convert_ids_to_tokens(minilm)
@@ -480,12 +302,7 @@ class CsaCaptioner(NeuralCaptioner):
         audio = self.clap.audio_batch([item.features for item in items])
         limit = self.config.max_positions - 1  # BOS takes one position
         captions = [ids[:limit] for ids in self.encode_captions([item.caption for item in items])]
-        longest = max(len(c) for c in captions) + 1
-        input_ids = torch.full((len(items), longest), PAD, dtype=torch.long)
-        targets = torch.full((len(items), longest), IGNORE, dtype=torch.long)
-        for row, caption in enumerate(captions):
-            input_ids[row, : len(caption) + 1] = torch.tensor([BOS] + caption)
-            targets[row, : len(caption) + 1] = torch.tensor(caption + [EOS])
+        input_ids, targets = teacher_forcing(captions, BOS, EOS, PAD)
         first = {}
         groups = [first.setdefault(item.caption, row) for row, item in enumerate(items)]
         return {
@@ -643,85 +460,32 @@ class CsaCaptioner(NeuralCaptioner):
                 probe[f"grad_cos_{name}_nll"] = F.cosine_similarity(vector, flat["nll"], dim=0)
         return probe
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self.training_loss(batch)  # the trainer calls the module (DDP needs the wrapper call)
-
     # ---- captioning ------------------------------------------------------------------------------
 
     def decode_step(self, last_tokens: torch.Tensor, state: dict):
-        """One cached decoder step for :func:`musiccap.decoding.search`.
+        """One cached decoder step for :func:`musiccap.decoding.search`."""
+        return self.decoder.cached_step(last_tokens, state, NEVER_GENERATED)
 
-        Returns logits [N, V], the grown cache and the cross-attention of every layer and head,
-        flattened to [N, layers * heads * S] (reshaped per token in ``caption_batch``).
-        """
-        output = self.decoder(
-            last_tokens[:, None],
-            state["memory_keys"],
-            state["memory_values"],
-            state["memory_mask"],
-            state["keys"],
-            state["values"],
-        )
-        new_state = {**state, "keys": output.keys, "values": output.values}
-        attention = output.cross_attention[:, :, :, 0, :]  # [N, layers, heads, S]
-        logits = output.logits[:, -1].clone()
-        logits[:, NEVER_GENERATED] = float("-inf")  # never training targets: padding, UNK, BOS
-        return logits, new_state, attention.reshape(len(last_tokens), -1)
-
-    @torch.no_grad()
-    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
-        decoding = decoding or self.default_decoding
-        self.eval()
-        started = time.perf_counter()
-        features = [self.clap.audio_inputs(clip) for clip in clips]
-        feature_time = time.perf_counter() - started
-
-        started = time.perf_counter()
+    def encode_clips(self, clips: list[Clip], features: list) -> AudioEncoding:
         inputs = self.clap.audio_batch(features)
-        audio = self.encode_audio(inputs["frames"], inputs["mask"], inputs["pooled"])
-        expand = torch.arange(len(clips)).repeat_interleave(rows_per_input(decoding))
-        memory_keys, memory_values = self.decoder.memory_cache(audio.memory.index_select(0, expand))
-        keys, values = self.decoder.empty_cache(len(expand))
-        state = {
-            "memory_keys": memory_keys,
-            "memory_values": memory_values,
-            "memory_mask": audio.memory_mask.index_select(0, expand),
-            "keys": keys,
-            "values": values,
-        }
-        hypotheses = search(
-            self.decode_step, state, batch_size=len(clips), bos_id=BOS, eos_id=EOS, config=decoding
-        )
-        decode_time = time.perf_counter() - started
+        return self.encode_audio(inputs["frames"], inputs["mask"], inputs["pooled"])
 
-        results = []
-        n_frames_padded = audio.memory.shape[1]
-        for row, (clip, feature, hypothesis) in enumerate(zip(clips, features, hypotheses, strict=True)):
-            text, tokens = self.decode_ids(hypothesis.token_ids)
-            n_frames = int(audio.memory_mask[row].sum())
-            shape = (self.config.n_layers, self.config.n_heads, n_frames_padded)
-            if hypothesis.attention is not None:
-                weights = hypothesis.attention.reshape(-1, *shape)[..., :n_frames]
-            else:
-                weights = np.zeros((0, *shape[:2], n_frames), dtype=np.float32)
-            results.append(
-                CaptionResult(
-                    model=self.name,
-                    text=text,
-                    tokens=tokens,
-                    attention=weights.mean(axis=(1, 2)).astype(np.float32),
-                    attention_times=self.clap.token_times(feature)[:n_frames],
-                    attention_views=attention_views(weights),
-                    audio_embedding=audio.clap_embedding[row].numpy(),
-                    decoding=decoding.to_dict(),
-                    timings={
-                        "features": clip.timings.get(self.clap.feature_name, feature_time / len(clips)),
-                        "decode": decode_time / len(clips),
-                    },
-                    window=clip.span,
-                )
-            )
-        return results
+    def start_search(self, audio: AudioEncoding, expand: torch.Tensor) -> SearchStart:
+        state = self.decoder.search_state(audio.memory, audio.memory_mask, expand)
+        return SearchStart(self.decode_step, state, BOS, EOS)
+
+    def explain(self, result, row: int, hypothesis, audio: AudioEncoding, features: list) -> None:
+        """Cross-attention over the CLAP's frame tokens: mean over layers and heads, each layer, each head."""
+        n_frames = int(audio.memory_mask[row].sum())
+        shape = (self.config.n_layers, self.config.n_heads, audio.memory.shape[1])
+        if hypothesis.attention is not None:
+            weights = hypothesis.attention.reshape(-1, *shape)[..., :n_frames]
+        else:
+            weights = np.zeros((0, *shape[:2], n_frames), dtype=np.float32)
+        result.attention = weights.mean(axis=(1, 2)).astype(np.float32)
+        result.attention_times = self.clap.token_times(features[row])[:n_frames]
+        result.attention_views = layer_views(weights, per_head=True, renormalise=False)
+        result.audio_embedding = audio.clap_embedding[row].numpy()
 
 
 def pruned_vocabulary(tokenizer, captions: list[str]) -> list[int]:
@@ -731,13 +495,3 @@ def pruned_vocabulary(tokenizer, captions: list[str]) -> list[int]:
     for ids in tokenizer(captions, add_special_tokens=False)["input_ids"]:
         used.update(ids)
     return list(special) + sorted(used - set(special))
-
-
-def attention_views(weights: np.ndarray) -> dict[str, np.ndarray]:
-    """weights [n_tokens, layers, heads, frames] -> per layer (mean over heads) and per layer and head."""
-    views = {}
-    for layer in range(weights.shape[1]):
-        views[f"layer {layer + 1}"] = weights[:, layer].mean(axis=1).astype(np.float32)
-        for head in range(weights.shape[2]):
-            views[f"layer {layer + 1}, head {head + 1}"] = weights[:, layer, head].astype(np.float32)
-    return views

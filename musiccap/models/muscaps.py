@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,15 +39,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musiccap.decoding import DecodingConfig, rows_per_input, search
+from musiccap.clip import AUDIO_FEATURES, MEL_PATCHES
+from musiccap.decoding import DecodingConfig
 from musiccap.features import audio_features
-from musiccap.models.base import CaptionResult, Clip, NeuralCaptioner, register
+from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, register
 
 PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, SOS, EOS, UNK)
 VOCAB_NAME = "vocab.json"
 DECODING_NAME = "decoding.json"
-MEL_PATCHES = "musicnn_log_mel_patches"  # Clip feature / FeatureItem attribute for the scratch encoder
 VARIANTS = ("early", "late", "attention")
 
 _WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*|[.,;:!?]")
@@ -59,7 +58,7 @@ def tokenize(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def detokenize(words: list[str]) -> str:
+def join_words(words: list[str]) -> str:
     text = " ".join(words)
     text = re.sub(r" ([.,;:!?])", r"\1", text)
     return text[:1].upper() + text[1:]
@@ -361,50 +360,30 @@ class MusCaps(NeuralCaptioner):
         audio, mask = _pad_sequences(sources)
         return AudioBatch(chunks=self.chunk_features(audio, mask), mask=mask, times=times)
 
-    @torch.no_grad()
-    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
-        decoding = decoding or self.default_decoding
-        self.eval()
-        started = time.perf_counter()
-        audio = self._audio_batch(clips)
-        encoded = time.perf_counter()
-        state = self.initial_state(audio.chunks, audio.mask)
-        rows = rows_per_input(decoding)
-        state = {key: value.repeat_interleave(rows, dim=0) for key, value in state.items()}
-        hypotheses = search(
-            self.step,
-            state,
-            batch_size=len(clips),
-            bos_id=self.vocab.sos_id,
-            eos_id=self.vocab.eos_id,
-            config=decoding,
-        )
-        finished = time.perf_counter()
-        results = []
-        for index, (clip, hypothesis) in enumerate(zip(clips, hypotheses, strict=True)):
-            words = [self.vocab.words[i] for i in hypothesis.token_ids]
-            n_chunks = int(audio.mask[index].sum())
-            attention = None
-            if hypothesis.attention is not None and words:
-                attention = hypothesis.attention[:, :n_chunks].astype(np.float32)
-            results.append(
-                CaptionResult(
-                    model=self.name,
-                    text=detokenize(words),
-                    tokens=words,
-                    attention=attention,
-                    attention_times=audio.times[index] if attention is not None else None,
-                    audio_embedding=state["audio"][index * rows].numpy().copy(),
-                    decoding=decoding.to_dict(),
-                    timings={
-                        **clip.timings,
-                        "encode": (encoded - started) / len(clips),
-                        "decode": (finished - encoded) / len(clips),
-                    },
-                    window=clip.span,
-                )
-            )
-        return results
+    @property
+    def feature_name(self) -> str:
+        return MEL_PATCHES if self.config.audio_encoder == "scratch" else AUDIO_FEATURES
+
+    def clip_features(self, clips: list[Clip]) -> AudioBatch:
+        return self._audio_batch(clips)
+
+    def encode_clips(self, clips: list[Clip], audio: AudioBatch) -> dict[str, torch.Tensor]:
+        return self.initial_state(audio.chunks, audio.mask)
+
+    def start_search(self, state: dict[str, torch.Tensor], expand: torch.Tensor) -> SearchStart:
+        state = {key: value.index_select(0, expand) for key, value in state.items()}
+        return SearchStart(self.step, state, self.vocab.sos_id, self.vocab.eos_id)
+
+    def detokenize(self, token_ids: list[int]) -> tuple[str, list[str]]:
+        words = [self.vocab.words[i] for i in token_ids]
+        return join_words(words), words
+
+    def explain(self, result, row: int, hypothesis, state: dict, audio: AudioBatch) -> None:
+        """β, the attention variant's weights over the clip's chunks (the other variants have none)."""
+        if hypothesis.attention is not None and result.tokens:
+            result.attention = hypothesis.attention[:, : int(audio.mask[row].sum())].astype(np.float32)
+            result.attention_times = audio.times[row]
+        result.audio_embedding = state["audio"][row].numpy().copy()
 
     # ------------------------------------------------------------------ checkpoint files
 

@@ -6,31 +6,20 @@ folder holds the index and a path to the CLAP checkpoint relative to itself (``"
 that checkpoint's hash: an index built with other CLAP weights refuses to load instead of
 returning neighbours from a different embedding space.
 
-Build it from a trained CLAP::
-
-    python -m musiccap.models.nearest --clap checkpoints/clap --corpus data/corpus --out checkpoints/nearest
+Build it from a trained CLAP with ``python -m train.nearest`` (train/nearest.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
+from musiccap.checkpoint import CONFIG_NAME, checkpoint_hash, read_config, require_hash
 from musiccap.decoding import DecodingConfig
-from musiccap.models.base import (
-    CONFIG_NAME,
-    Captioner,
-    CaptionResult,
-    Clip,
-    Neighbour,
-    checkpoint_hash,
-    read_config,
-    register,
-)
+from musiccap.encoders.clap_loader import clap_folder
+from musiccap.models.base import Captioner, CaptionResult, Clip, Neighbour, register
+from musiccap.registry import reference
 from musiccap.retrieval import CaptionIndex
 from musiccap.scoring import ClapModel, load_clap
 
@@ -49,19 +38,15 @@ class NearestCaptioner(Captioner):
     @classmethod
     def from_items(cls, clap_path: str | Path, items: list, split: str = "train") -> NearestCaptioner:
         """Index ``items`` (FeatureItems: id, caption, features) with the CLAP at ``clap_path``."""
-        clap = load_clap(clap_path)
-        return cls(
-            clap, CaptionIndex.from_items(clap, items, split=split), clap_path, checkpoint_hash(clap_path)
-        )
+        folder = clap_folder(clap_path)
+        clap = load_clap(folder)
+        return cls(clap, CaptionIndex.from_items(clap, items, split=split), folder, checkpoint_hash(folder))
 
     @classmethod
     def build(cls, config: dict, train_items: list, context) -> NearestCaptioner:
         return cls.from_items(config.get("clap_path", context.clap_path), train_items)
 
-    def caption(self, clip: Clip, decoding: DecodingConfig | None = None) -> CaptionResult:
-        return self.caption_batch([clip], decoding)[0]
-
-    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
+    def generate_batch(self, clips: list[Clip], decoding: DecodingConfig) -> list[CaptionResult]:
         started = time.perf_counter()
         embeddings = self.clap.embed_audio([self.clap.audio_inputs(clip) for clip in clips])
         embedded = time.perf_counter()
@@ -90,7 +75,7 @@ class NearestCaptioner(Captioner):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         config = {
-            "clap_path": os.path.relpath(self.clap_path, path.resolve()),
+            "clap_path": reference(self.clap_path, path),
             "clap_hash": self.clap_hash,
             "split": self.index.split,
             "n_captions": len(self.index),
@@ -103,36 +88,8 @@ class NearestCaptioner(Captioner):
     def from_pretrained(cls, path: str | Path) -> NearestCaptioner:
         path = Path(path)
         config = read_config(path)["config"]
-        clap_path = (path / config["clap_path"]).resolve()
-        found = checkpoint_hash(clap_path)
-        if config["clap_hash"] and found != config["clap_hash"]:
-            raise ValueError(
-                f"{path}: its index was built with CLAP {config['clap_hash']}, but {clap_path} is {found}; "
-                "rebuild it with `python -m musiccap.models.nearest`"
-            )
+        clap_path = clap_folder(config["clap_path"], path).resolve()
+        require_hash(
+            clap_path, config["clap_hash"], path, "CLAP", "rebuild it with `python -m train.nearest`"
+        )
         return cls(load_clap(clap_path), CaptionIndex.load(path), clap_path, config["clap_hash"])
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m musiccap.models.nearest", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--clap", required=True, help="embedded CLAP checkpoint folder")
-    parser.add_argument("--corpus", required=True, help="corpus folder with train.jsonl")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--out", required=True, help="checkpoint folder to write")
-    args = parser.parse_args(argv)
-
-    from train.data import load_items  # training-side helper: the runtime never needs it
-
-    started = time.perf_counter()
-    captioner = NearestCaptioner.from_items(args.clap, load_items(args.corpus, args.split), split=args.split)
-    captioner.save_pretrained(args.out)
-    print(
-        f"indexed {len(captioner.index)} {args.split} clips in {time.perf_counter() - started:.1f} s -> {args.out}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

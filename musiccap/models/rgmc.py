@@ -23,7 +23,7 @@ evaluation time ``candidate: random | nearest | gold`` (paper Table 4).
 Heatmap: every generated token attends to the 10 prefix positions and to the neighbour's tokens
 (``attention_views``, per layer and averaged). The prefix is computed from one pooled embedding, so
 the 10 prefix positions carry no time of their own: the time row of every token is the CLAP audio
-tower's own attention-pooling weights over its frames (:func:`frame_weights`). The rows
+tower's own attention-pooling weights over its frames (``EmbeddedClap.frame_weights``). The rows
 are therefore the same for every token; how much a token relies on the audio rather than on the
 neighbour is in the views.
 """
@@ -31,8 +31,6 @@ neighbour is in the views.
 from __future__ import annotations
 
 import hashlib
-import re
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -40,34 +38,29 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from musiccap.decoding import DecodingConfig, rows_per_input, search
+from musiccap.checkpoint import checkpoint_hash, config_from_dict, read_config, require_hash
+from musiccap.clip import REFERENCE_CAPTION
+from musiccap.decoding import DecodingConfig
+from musiccap.encoders.gpt2_bpe import END_OF_TEXT, pretrained_tokenizer, train_caption_tokenizer
 from musiccap.features import audio_features
-from musiccap.models.base import (
-    CaptionResult,
-    Clip,
-    Neighbour,
-    NeuralCaptioner,
-    checkpoint_hash,
-    config_from_dict,
-    read_config,
-    register,
-)
+from musiccap.hub import local_folder
+from musiccap.models.base import Clip, Neighbour, NeuralCaptioner, SearchStart, register
+from musiccap.models.blocks import gpt2_cached_step, layer_views, rows_to_one
+from musiccap.registry import REPO
 
-EOS = "<|endoftext|>"
+EOS = END_OF_TEXT
 SEP = "<|caption|>"  # ends the prompt (audio prefix ⊕ neighbour caption); the caption follows
 TOKENIZER_NAME = "tokenizer.json"
 INDEX_DIR = "neighbours"
-GOLD_CAPTION = "reference_caption"  # Clip.features key read by the gold-candidate ablation
 CANDIDATE_MODES = ("nearest", "random", "gold")
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class RGMCConfig:
-    clap_path: str = "checkpoints/clap"  # the embedded CLAP folder (relative paths: cwd, then the repo)
+    clap_path: str = "clap"  # the embedded CLAP: a registry name or a folder (relative: cwd, then the repo)
     clap_hash: str = ""  # checkpoint_hash of that CLAP at build time: a retrained CLAP is refused at load
     embed_dim: int = 0  # CLAP embedding size, set at build from the CLAP
     train_encoder: bool = False  # paper: HTS-AT trains; embedded profile: CLAP frozen
@@ -105,36 +98,8 @@ class RGMCConfig:
 
 
 def resolve_path(path: str | Path) -> Path:
-    """A relative path as given if it exists from the working directory, else from the repo root."""
-    path = Path(path)
-    return path if path.is_absolute() or path.exists() else REPO / path
-
-
-def train_caption_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
-    """A GPT-2-style byte-level BPE trained on caption text, with the two special tokens."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[EOS, SEP],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    return tokenizer
-
-
-def pretrained_tokenizer(name_or_path: str) -> Tokenizer:
-    """GPT-2's own byte-level BPE (full profile) plus the separator token."""
-    local = resolve_path(name_or_path) / TOKENIZER_NAME
-    tokenizer = (
-        Tokenizer.from_file(str(local)) if local.is_file() else Tokenizer.from_pretrained(name_or_path)
-    )
-    if tokenizer.token_to_id(EOS) is None:
-        raise ValueError(f"{name_or_path}: tokenizer has no {EOS} token (not a GPT-2 tokenizer)")
-    tokenizer.add_special_tokens([SEP])
-    return tokenizer
+    """A registry name's folder, or a path as given if it exists from the working directory, else from the repo root."""
+    return local_folder(path) or REPO / path
 
 
 def musiccaps_captions(csv_path: str | Path) -> list[str]:
@@ -144,78 +109,10 @@ def musiccaps_captions(csv_path: str | Path) -> list[str]:
         return [row["caption"].strip() for row in csv.DictReader(handle) if row.get("caption", "").strip()]
 
 
-def normalise_caption(text: str) -> str:
-    """Lower case, no punctuation, single spaces (the paper's caption normalisation)."""
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
-
-
-def copy_rate(predictions: list[str], candidates: list[str]) -> float:
-    """Share of captions identical to their retrieved candidate after normalisation (paper Table 4)."""
-    if len(predictions) != len(candidates):
-        raise ValueError("one candidate per prediction")
-    if not predictions:
-        return 0.0
-    same = sum(normalise_caption(p) == normalise_caption(c) for p, c in zip(predictions, candidates))
-    return same / len(predictions)
-
-
 def audio_inputs(clap, features_list: list) -> dict[str, torch.Tensor]:
     """Padded CLAP audio-tower inputs {"frames", "frame_mask", "pooled"} for a list of AudioFeatures."""
     batch = clap.audio_batch(features_list)
     return {"frames": batch["frames"], "frame_mask": batch["mask"], "pooled": batch["pooled"]}
-
-
-def frame_weights(clap, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """How the CLAP audio tower pools its frame tokens into the clip embedding: [B, T], rows sum to 1.
-
-    The same computation as ``AudioTower.forward`` (attention pooling scores, or the masked mean).
-    The embedding also holds a time-less projection of ``AudioFeatures.pooled``; these weights
-    attribute only its frame part, which is the only part that has a time.
-    """
-    if clap.config.pooling == "attention":
-        scores = clap.audio.pool_score(tokens).squeeze(-1).masked_fill(~mask, float("-inf"))
-        return scores.softmax(dim=-1)
-    return mask.to(tokens.dtype) / mask.sum(dim=1, keepdim=True).clamp(min=1)
-
-
-@torch.no_grad()
-def gpt2_cached_step(
-    lm: GPT2LMHeadModel,
-    tokens: torch.Tensor,
-    past: tuple[tuple[torch.Tensor, torch.Tensor], ...],
-    attention_mask: torch.Tensor,
-    positions: torch.Tensor,
-) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], ...], list[torch.Tensor]]:
-    """One decoding step of an eval-mode GPT-2 over its key/value cache: what
-    ``lm(input_ids=tokens, past_key_values=..., attention_mask=..., position_ids=..., output_attentions=True)``
-    computes (eager attention), from the model's own modules.
-
-    tokens and positions [N, 1]; past per layer (keys, values) [N, heads, S, head_dim]; attention_mask
-    [N, S + 1], 0 = padding. Returns logits [N, vocab], the grown cache and each layer's attention
-    [N, heads, 1, S + 1]. Why not the transformers forward: its per-call wrappers, mask building and cache
-    objects cost more than this small model's arithmetic on a CPU (0.53 vs 0.71 s a caption, docs/benchmark_runs/rgmc_step_ab.md);
-    ``tests/test_rgmc.py`` holds the two equal.
-    """
-    if lm.training:
-        raise RuntimeError("gpt2_cached_step is for decoding: call lm.eval() first (it applies no dropout)")
-    model = lm.transformer
-    hidden = model.wte(tokens) + model.wpe(positions)
-    padding = torch.zeros(attention_mask.shape, dtype=hidden.dtype)
-    padding = padding.masked_fill(attention_mask == 0, torch.finfo(hidden.dtype).min)[:, None, None, :]
-    grown, attentions = [], []
-    for block, (past_keys, past_values) in zip(model.h, past, strict=True):
-        attention = block.attn
-        query, key, value = attention.c_attn(block.ln_1(hidden)).split(attention.split_size, dim=2)
-        query, key, value = (
-            x.view(len(tokens), 1, -1, attention.head_dim).transpose(1, 2) for x in (query, key, value)
-        )
-        keys, values = torch.cat([past_keys, key], dim=2), torch.cat([past_values, value], dim=2)
-        weights = torch.softmax(query @ keys.transpose(-1, -2) * attention.scaling + padding, dim=-1)
-        hidden = hidden + attention.c_proj((weights @ values).transpose(1, 2).reshape(len(tokens), 1, -1))
-        hidden = hidden + block.mlp(block.ln_2(hidden))
-        grown.append((keys, values))
-        attentions.append(weights)
-    return lm.lm_head(model.ln_f(hidden))[:, -1], tuple(grown), attentions
 
 
 class PrefixMapper(torch.nn.Module):
@@ -231,6 +128,17 @@ class PrefixMapper(torch.nn.Module):
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.mlp(embedding).view(-1, self.n_prefix, self.width)
+
+
+@dataclass
+class PromptEncoding:
+    """A batch's prompts, run through GPT-2 once, and what the app shows beside the captions."""
+
+    cache: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer (keys, values) over the prompt
+    mask: torch.Tensor  # [B, P] 1 = real prompt position (prompts are left-padded)
+    frame_weights: torch.Tensor | None  # [B, T] the audio prefix's weights over frames (audio used)
+    embeddings: torch.Tensor  # [B, E] CLAP audio embeddings
+    neighbours: list  # the retrieved Neighbour per clip (None when the text is not used)
 
 
 @register
@@ -298,14 +206,14 @@ class RGMCCaptioner(NeuralCaptioner):
         )
         pretrained_lm = None
         if settings.lm_name_or_path:
-            tokenizer = pretrained_tokenizer(settings.lm_name_or_path)
+            tokenizer = pretrained_tokenizer(settings.lm_name_or_path, SEP)
             pretrained_lm = GPT2LMHeadModel.from_pretrained(str(resolve_path(settings.lm_name_or_path)))
             lm = pretrained_lm.config
             settings = replace(
                 settings, n_layer=lm.n_layer, n_head=lm.n_head, n_embd=lm.n_embd, n_positions=lm.n_positions
             )
         else:
-            tokenizer = train_caption_tokenizer(train_captions + extra_text, settings.vocab_size)
+            tokenizer = train_caption_tokenizer(train_captions + extra_text, settings.vocab_size, SEP)
         settings = replace(settings, vocab_size=tokenizer.get_vocab_size())
 
         index = build_index(clap, train_items)
@@ -331,11 +239,8 @@ class RGMCCaptioner(NeuralCaptioner):
 
         config = read_config(path)["config"]
         clap_dir = resolve_path(config["clap_path"])
-        if config.get("clap_hash") and checkpoint_hash(clap_dir) != config["clap_hash"]:
-            raise ValueError(
-                f"{path} was trained on the CLAP with hash {config['clap_hash']}, but {clap_dir} now holds "
-                f"{checkpoint_hash(clap_dir)}: retrain RGMC (its prefix mapper and neighbour index belong to that CLAP)"
-            )
+        remedy = "retrain RGMC (its prefix mapper and neighbour index belong to that CLAP)"
+        require_hash(clap_dir, config.get("clap_hash", ""), path, "CLAP", remedy)
         return {
             "tokenizer": Tokenizer.from_file(str(path / TOKENIZER_NAME)),
             "index": CaptionIndex.load(path / INDEX_DIR),
@@ -506,12 +411,12 @@ class RGMCCaptioner(NeuralCaptioner):
                     Neighbour(text=self.index.captions[position], score=score, id=self.index.ids[position])
                 )
             return picked
-        missing = [clip.id for clip in clips if GOLD_CAPTION not in clip.features]
+        missing = [clip.id for clip in clips if REFERENCE_CAPTION not in clip.features]
         if missing:
             raise ValueError(
-                f"candidate='gold' needs clip.features[{GOLD_CAPTION!r}]; missing for {missing[:3]}"
+                f"candidate='gold' needs clip.features[{REFERENCE_CAPTION!r}]; missing for {missing[:3]}"
             )
-        golds = [clip.features[GOLD_CAPTION] for clip in clips]
+        golds = [clip.features[REFERENCE_CAPTION] for clip in clips]
         text_embeddings = torch.as_tensor(np.asarray(self.encoder.embed_text(golds)), dtype=embeddings.dtype)
         scores = (text_embeddings * embeddings).sum(-1)  # audio-text similarity: there is no neighbour clip
         return [
@@ -541,18 +446,14 @@ class RGMCCaptioner(NeuralCaptioner):
             mask[row, start:] = 1
         return embeds, mask
 
-    @torch.no_grad()
-    def caption_batch(self, clips: list[Clip], decoding: DecodingConfig | None = None) -> list[CaptionResult]:
-        decoding = decoding or self.default_decoding
-        self.eval()
-        started = time.perf_counter()
-        features = [audio_features(clip) for clip in clips]
-        feature_time = time.perf_counter() - started
+    def clip_features(self, clips: list[Clip]) -> list:
+        return [audio_features(clip) for clip in clips]
 
-        started = time.perf_counter()
+    def encode_clips(self, clips: list[Clip], features: list) -> PromptEncoding:
+        """The audio prefix and the retrieved caption, run through GPT-2 once: the cache decoding extends."""
         audio = audio_inputs(self.encoder, features)
         tokens, _ = self.embed(audio)
-        weights = frame_weights(self.encoder, tokens, audio["frame_mask"]) if self.config.use_audio else None
+        weights = self.encoder.frame_weights(tokens, audio["frame_mask"]) if self.config.use_audio else None
         # embed_audio batches by length without padding: the same clip gets the same neighbour in any batch
         embeddings = torch.as_tensor(self.encoder.embed_audio(features))
         neighbours = self.candidates(clips, embeddings) if self.config.use_text else [None] * len(clips)
@@ -561,22 +462,16 @@ class RGMCCaptioner(NeuralCaptioner):
         output = self.lm(
             inputs_embeds=embeds, attention_mask=prompt_mask, position_ids=positions, use_cache=True
         )
-        retrieval_time = time.perf_counter() - started
+        cache = tuple((layer.keys, layer.values) for layer in output.past_key_values.layers)
+        return PromptEncoding(cache, prompt_mask, weights, embeddings, neighbours)
 
-        started = time.perf_counter()
-        rows = rows_per_input(decoding)
-        expand = torch.arange(len(clips)).repeat_interleave(rows)
+    def start_search(self, prompt: PromptEncoding, expand: torch.Tensor) -> SearchStart:
+        prompt_length = prompt.mask.shape[1]
         state = {
-            "kv": tuple((layer.keys, layer.values) for layer in output.past_key_values.layers),
-            "mask": prompt_mask,
-            "position": prompt_mask.sum(1),
+            "kv": tuple((k.index_select(0, expand), v.index_select(0, expand)) for k, v in prompt.cache),
+            "mask": prompt.mask.index_select(0, expand),
+            "position": prompt.mask.sum(1).index_select(0, expand),
         }
-        state = {
-            "kv": tuple((k.index_select(0, expand), v.index_select(0, expand)) for k, v in state["kv"]),
-            "mask": state["mask"].index_select(0, expand),
-            "position": state["position"].index_select(0, expand),
-        }
-        prompt_length = embeds.shape[1]
 
         def step(last_tokens: torch.Tensor, state: dict):
             mask = torch.cat([state["mask"], torch.ones(len(last_tokens), 1, dtype=torch.long)], dim=1)
@@ -588,71 +483,51 @@ class RGMCCaptioner(NeuralCaptioner):
             new_state = {"kv": kv, "mask": mask, "position": state["position"] + 1}
             return logits, new_state, attention.reshape(len(last_tokens), -1)
 
-        hypotheses = search(
-            step, state, batch_size=len(clips), bos_id=self.sep_id, eos_id=self.eos_id, config=decoding
-        )
-        decode_time = time.perf_counter() - started
+        return SearchStart(step, state, self.sep_id, self.eos_id)
 
-        results = []
+    def detokenize(self, token_ids: list[int]) -> tuple[str, list[str]]:
+        tokens = [self.tokenizer.decode([token]).strip() for token in token_ids]
+        return self.tokenizer.decode(token_ids).strip(), tokens
+
+    def explain(self, result, row: int, hypothesis, prompt: PromptEncoding, features: list) -> None:
+        """Where each token looked in the prompt (audio prefix, neighbour caption), per layer; over audio
+        time, the prefix's frame weights (the prefix itself has no time axis)."""
+        prompt_length = prompt.mask.shape[1]
         shape = (self.config.n_layer, self.config.n_head, prompt_length)
-        for row, (clip, feature, hypothesis) in enumerate(zip(clips, features, hypotheses, strict=True)):
-            n_tokens = len(hypothesis.token_ids)
-            attention = (
-                hypothesis.attention.reshape(n_tokens, *shape)
-                if hypothesis.attention is not None
-                else np.zeros((0, *shape), dtype=np.float32)
+        n_tokens = len(hypothesis.token_ids)
+        attention = (
+            hypothesis.attention.reshape(n_tokens, *shape)
+            if hypothesis.attention is not None
+            else np.zeros((0, *shape), dtype=np.float32)
+        )
+        n_real = int(prompt.mask[row].sum())
+        prompt_attention = attention[..., prompt_length - n_real :]  # drop the left padding
+        n_prefix = self.config.n_prefix if self.config.use_audio else 0
+        share = {
+            "audio prefix": prompt_attention[..., :n_prefix],
+            "neighbour caption": prompt_attention[..., n_prefix:],
+        }
+        result.attention_views = _attention_views(share)
+        if prompt.frame_weights is not None:
+            row_weights = prompt.frame_weights[row, : features[row].frames.shape[0]].numpy()
+            result.attention = np.tile(row_weights / max(row_weights.sum(), 1e-12), (n_tokens, 1)).astype(
+                np.float32
             )
-            n_real = int(prompt_mask[row].sum())
-            prompt_attention = attention[..., prompt_length - n_real :]  # drop the left padding
-            n_prefix = self.config.n_prefix if self.config.use_audio else 0
-            share = {
-                "audio prefix": prompt_attention[..., :n_prefix],
-                "neighbour caption": prompt_attention[..., n_prefix:],
-            }
-            views = _attention_views(share, self.config.n_layer)
-            time_attention, times = None, None
-            if weights is not None:
-                row_weights = weights[row, : feature.frames.shape[0]].numpy()
-                time_attention = np.tile(row_weights / max(row_weights.sum(), 1e-12), (n_tokens, 1)).astype(
-                    np.float32
-                )
-                times = np.asarray(feature.frame_times, dtype=np.float32)
-            results.append(
-                CaptionResult(
-                    model=self.name,
-                    text=self.tokenizer.decode(hypothesis.token_ids).strip(),
-                    tokens=[self.tokenizer.decode([token]).strip() for token in hypothesis.token_ids],
-                    attention=time_attention,
-                    attention_times=times,
-                    attention_views=views,
-                    audio_embedding=embeddings[row].numpy(),
-                    neighbour=neighbours[row],
-                    decoding={**decoding.to_dict(), "candidate": self.config.candidate},
-                    timings={
-                        "features": clip.timings.get("embedded_audio", feature_time / len(clips)),
-                        "retrieval": retrieval_time / len(clips),
-                        "decode": decode_time / len(clips),
-                    },
-                    window=clip.span,
-                )
-            )
-        return results
+            result.attention_times = np.asarray(features[row].frame_times, dtype=np.float32)
+        result.audio_embedding = prompt.embeddings[row].numpy()
+        result.neighbour = prompt.neighbours[row]
+        result.decoding["candidate"] = self.config.candidate
 
 
-def _attention_views(parts: dict[str, np.ndarray], n_layer: int) -> dict[str, np.ndarray]:
+def _attention_views(parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per part (audio prefix, neighbour caption): mean over layers and heads, then each layer; rows sum to 1."""
     views = {}
     for name, weights in parts.items():  # weights [n_tokens, layers, heads, positions]
         if weights.shape[-1] == 0:
             continue
-        views[f"{name} (all layers)"] = _rows_to_one(weights.mean(axis=(1, 2)))
-        for layer in range(n_layer):
-            views[f"{name}, layer {layer + 1}"] = _rows_to_one(weights[:, layer].mean(axis=1))
+        views[f"{name} (all layers)"] = rows_to_one(weights.mean(axis=(1, 2)))
+        views.update(layer_views(weights, f"{name}, "))
     return views
-
-
-def _rows_to_one(matrix: np.ndarray) -> np.ndarray:
-    return (matrix / np.maximum(matrix.sum(axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def build_index(clap, items: list):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from musiccap.studio import DEFAULT_CHECKPOINTS, REPO, Studio
+from musiccap.registry import REPO
+from musiccap.studio import DEFAULT_CHECKPOINTS, Studio
 from musiccap.ui.about import build_about_tab
 from musiccap.ui.compare import build_compare_tab
 

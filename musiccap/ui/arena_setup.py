@@ -9,8 +9,9 @@ from musiccap.arena.captions import ServedCaption
 from musiccap.arena.clips import ArenaClip, build_pool
 from musiccap.arena.service import ArenaService, load_or_create_salt
 from musiccap.audio import load_audio, windows
-from musiccap.models.base import Clip
-from musiccap.studio import REPO, Studio
+from musiccap.clip import Clip
+from musiccap.registry import REPO
+from musiccap.studio import Studio
 
 DEFAULT_DB = REPO / "data" / "arena.sqlite"
 

@@ -1,7 +1,8 @@
 """The Compare tab: one clip in, every captioner's caption, attention and CLAP similarity out.
 
-Captions appear one by one as each captioner finishes (the handler is a generator); the
-audio's features are computed once per window and shared by every captioner.
+It renders ``Studio.compare`` (musiccap/studio.py), the one path from audio to a comparison that
+the CLI renders too. Captions appear one by one as each captioner finishes (the handler is a
+generator); the audio's features are computed once per window and shared by every captioner.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from musiccap.audio import AudioError, load_audio
-from musiccap.studio import Studio
+from musiccap.audio import AudioError, load_audio, windows
+from musiccap.studio import MEAN_VIEW, NEIGHBOUR, REFERENCE, CompareOptions, Studio, WindowComparison
 from musiccap.ui.plots import attention_heatmap, similarity_chart
 
 MAX_WINDOWS = 6
@@ -46,87 +47,74 @@ def _overrides(beams, max_tokens, no_repeat, sample, seed) -> dict:
 def run_compare(
     studio: Studio, audio_path, window_mode, lyrics, reference, beams, max_tokens, no_repeat, sample, seed
 ):
-    """Generator: yields (status, table, neighbour, similarity, heatmap choices, heatmap, tags, state)."""
+    """Generator: renders ``Studio.compare`` as it goes, yielding (status, table, neighbour,
+    similarity, heatmap choices, heatmap, tags, heatmaps state)."""
     if not audio_path:
         raise gr.Error("Upload or record a clip first.")
     try:
         audio = load_audio(audio_path)
     except AudioError as error:
         raise gr.Error(str(error)) from error
-    overrides = _overrides(beams, max_tokens, no_repeat, sample, seed)
-    clips = studio.clips(audio, window_mode or "first", max_windows=MAX_WINDOWS, lyrics=lyrics)
-    notes = [f"**{Path(audio_path).name}** — {audio.duration_s:.1f} s, {len(clips)} window(s)"]
+    options = CompareOptions(
+        window_mode or "first",
+        MAX_WINDOWS,
+        lyrics,
+        reference,
+        _overrides(beams, max_tokens, no_repeat, sample, seed),
+    )
+    n_windows = len(windows(audio, options.window_mode, max_windows=MAX_WINDOWS))
+    notes = [f"**{Path(audio_path).name}** — {audio.duration_s:.1f} s, {n_windows} window(s)"]
     notes += [f"⚠️ {w}" for w in audio.warnings]
     notes += [f"⚠️ {name} is unavailable: {error}" for name, error in studio.load_errors.items()]
     rows, heatmaps, neighbour_text, tags = [], {}, "", {}
     similarity_figure = None
     started = time.perf_counter()
-    total = len(clips) * len(studio.captioners)
-    done = 0
-    for clip in clips:
-        window_label = clip.window.label
-        texts, labels = [], []
-        for name, captioner in studio.captioners.items():
-            decoding = captioner.default_decoding.replace(**overrides) if overrides else None
-            try:
-                result = studio.caption_clip(clip, name, decoding)
-            except Exception as error:  # one failing captioner is reported, the others still answer
-                rows.append([window_label, name, f"(failed: {type(error).__name__}: {error})", "", ""])
-                done += 1
-                continue
-            latency = sum(v for k, v in result.timings.items() if k != "total") or result.timings.get(
-                "total", 0
+    total = n_windows * len(studio.captioners)
+    for event in studio.compare(audio, options):
+        if isinstance(event, WindowComparison):
+            if event.index == 0:
+                similarity_figure = _similarity_figure(event, several_windows=n_windows > 1)
+                tags = event.tags
+            continue
+        window_label = event.window.label
+        if event.error:
+            rows.append([window_label, event.model, f"(failed: {event.error})", "", ""])
+            continue
+        result = event.result
+        rows.append(
+            [
+                window_label,
+                event.model,
+                result.text,
+                f"{event.latency_s:.2f}",
+                _decoding_text(result.decoding),
+            ]
+        )
+        heatmaps[f"{event.model} @ {window_label}"] = event.heatmap
+        if result.neighbour and not neighbour_text:
+            neighbour_text = (
+                f"**Nearest training caption** (CLAP audio similarity {result.neighbour.score:.3f}, "
+                f"window {window_label}):\n\n> {result.neighbour.text}"
             )
-            rows.append([window_label, name, result.text, f"{latency:.2f}", _decoding_text(result.decoding)])
-            texts.append(result.text)
-            labels.append(name if len(clips) == 1 else f"{name} @ {window_label}")
-            views = {"mean over layers and heads": result.attention, **result.attention_views}
-            heatmaps[f"{name} @ {window_label}"] = {
-                "tokens": result.tokens,
-                "times": result.attention_times,
-                "views": views,
-                "offset": clip.window.start_s,
-            }
-            if result.neighbour and not neighbour_text:
-                neighbour_text = (
-                    f"**Nearest training caption** (CLAP audio similarity {result.neighbour.score:.3f}, "
-                    f"window {window_label}):\n\n> {result.neighbour.text}"
-                )
-            done += 1
-            status = "\n\n".join(
-                notes + [f"captioned {done}/{total} in {time.perf_counter() - started:.1f} s"]
-            )
-            choices = list(heatmaps)
-            yield (
-                status,
-                rows,
-                neighbour_text,
-                similarity_figure,
-                gr.update(choices=choices, value=choices[0]),
-                gr.update(),
-                tags,
-                heatmaps,
-            )
-        if not tags:
-            tags = studio.tags(clip)
-        if neighbour_text and clip is clips[0]:
-            texts.append(neighbour_text.split("> ", 1)[1])
-            labels.append("neighbour caption")
-        if reference and reference.strip():
-            texts.append(reference.strip())
-            labels.append("reference (yours)")
-        scores = studio.similarity(clip, texts)
-        if scores is not None and clip is clips[0]:
-            similarity_figure = similarity_chart(
-                labels, scores, f"CLAP audio–text similarity, {window_label}"
-            )
+        status = "\n\n".join(
+            notes + [f"captioned {len(rows)}/{total} in {time.perf_counter() - started:.1f} s"]
+        )
+        choices = list(heatmaps)
+        yield (
+            status,
+            rows,
+            neighbour_text,
+            similarity_figure,
+            gr.update(choices=choices, value=choices[0]),
+            gr.update(),
+            tags,
+            heatmaps,
+        )
     status = "\n\n".join(notes + [f"done: {total} caption(s) in {time.perf_counter() - started:.1f} s"])
     choices = list(heatmaps)
-    with_attention = [
-        k for k in choices if heatmaps[k]["views"].get("mean over layers and heads") is not None
-    ]
+    with_attention = [k for k in choices if heatmaps[k].views.get(MEAN_VIEW) is not None]
     first = (with_attention or choices or [None])[0]  # open on a captioner that has something to show
-    figure = _heatmap_figure(heatmaps, first, "mean over layers and heads") if first else None
+    figure = _heatmap_figure(heatmaps, first, MEAN_VIEW) if first else None
     yield (
         status,
         rows,
@@ -139,14 +127,27 @@ def run_compare(
     )
 
 
+def _similarity_figure(comparison: WindowComparison, several_windows: bool):
+    """The first window's CLAP chart: each caption, the neighbour's and the user's own."""
+    if not comparison.similarity:
+        return None
+    label = comparison.window.label
+    labels = [
+        name if name in (NEIGHBOUR, REFERENCE) or not several_windows else f"{name} @ {label}"
+        for name in comparison.similarity
+    ]
+    title = f"CLAP audio–text similarity, {label}"
+    return similarity_chart(labels, list(comparison.similarity.values()), title)
+
+
 def _heatmap_figure(heatmaps: dict, key: str | None, view: str | None):
     if not key or key not in heatmaps:
         return None
-    entry = heatmaps[key]
-    matrix = entry["views"].get(view) if view else None
+    heatmap = heatmaps[key]
+    matrix = heatmap.views.get(view) if view else None
     if matrix is None:
-        matrix = entry["views"].get("mean over layers and heads")
-    return attention_heatmap(entry["tokens"], matrix, entry["times"], key, offset_s=entry["offset"])
+        matrix = heatmap.views.get(MEAN_VIEW)
+    return attention_heatmap(heatmap.tokens, matrix, heatmap.times, key, offset_s=heatmap.offset_s)
 
 
 def build_compare_tab(studio: Studio, examples: list[str]) -> None:
@@ -186,7 +187,7 @@ def build_compare_tab(studio: Studio, examples: list[str]) -> None:
         yield from run_compare(studio, *args)
 
     def choose_heatmap(heatmaps, key):
-        views = list(heatmaps.get(key, {}).get("views", {})) if key else []
+        views = list(heatmaps[key].views) if key in heatmaps else []
         view = views[0] if views else None
         return gr.update(choices=views, value=view), _heatmap_figure(heatmaps, key, view)
 

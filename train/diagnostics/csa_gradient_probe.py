@@ -1,4 +1,4 @@
-"""``python -m train.csa_gradient_probe CHECKPOINT ... --corpus DIR`` — how Kim & Park's loss terms pull.
+"""``python -m train.diagnostics.csa_gradient_probe CHECKPOINT ... --corpus DIR`` — how Kim & Park's loss terms pull.
 
 For each trained Kim & Park checkpoint, on ``--batches`` training batches of 32 (augmented as in training,
 dropout on), the gradient of each term of the paper's M4 loss, L_NLL + 0.5 L_C + 1.0 L_S, over the
@@ -43,7 +43,9 @@ def probe_checkpoint(model, items: list, batches: int, seed: int = 0) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.csa_gradient_probe", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m train.diagnostics.csa_gradient_probe", description=__doc__
+    )
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--batches", type=int, default=6)

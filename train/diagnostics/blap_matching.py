@@ -1,4 +1,4 @@
-"""``python -m train.blap_matching runs/blap_stage1 --corpus DIR`` — what BLAP's stage-1 matching head tells apart.
+"""``python -m train.diagnostics.blap_matching runs/blap_stage1 --corpus DIR`` — what BLAP's stage-1 matching head tells apart.
 
 Stage 1's audio–text matching (ATM) loss is trained, as in BLIP-2, on the positives and on *hard* negatives
 only: for each clip another clip's text, and for each text another clip, drawn in proportion to their
@@ -58,7 +58,7 @@ def matching(model, items: list, seed: int = 0) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.blap_matching", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m train.diagnostics.blap_matching", description=__doc__)
     parser.add_argument(
         "checkpoint", help="a BLAP stage-1 checkpoint (stage 2 does not train the matching head)"
     )

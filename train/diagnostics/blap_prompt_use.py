@@ -1,4 +1,4 @@
-"""``python -m train.blap_prompt_use checkpoints/blap --corpus DIR`` — does BLAP's soft prompt carry the clip?
+"""``python -m train.diagnostics.blap_prompt_use checkpoints/blap --corpus DIR`` — does BLAP's soft prompt carry the clip?
 
 The frozen LM's caption NLL on the first ``--limit`` validation clips, three ways: with each clip's own
 soft prompt, with the prompts rolled by one clip within each batch (another clip's audio), and with the
@@ -43,7 +43,7 @@ def prompt_use(model, items: list) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.blap_prompt_use", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m train.diagnostics.blap_prompt_use", description=__doc__)
     parser.add_argument("checkpoint")
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--limit", type=int, default=128)

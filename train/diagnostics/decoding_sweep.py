@@ -1,4 +1,4 @@
-"""``python -m train.decoding_sweep CKPT --corpus DIR --try num_beams=3 length_penalty=0.0 --try ...``.
+"""``python -m train.diagnostics.decoding_sweep CKPT --corpus DIR --try num_beams=3 length_penalty=0.0 --try ...``.
 
 Choose a checkpoint's decoding on the validation split, never the test split: each ``--try`` is one
 setting (space-separated key=value overrides of its default decoding); every setting captions the
@@ -54,7 +54,7 @@ def sweep(checkpoint: str, corpus: str, settings: list[list[str]], limit: int) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.decoding_sweep", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m train.diagnostics.decoding_sweep", description=__doc__)
     parser.add_argument("checkpoint")
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--try", dest="settings", nargs="+", action="append", required=True)

@@ -1,0 +1,118 @@
+"""Every registered architecture through the same life: build -> a training step -> save -> reload -> caption.
+
+Tiny configs on toy features; the components (a tiny embedded CLAP, a tiny T5 for BLAP) sit beside
+the checkpoints under their registry names, as in checkpoints/.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from musiccap.checkpoint import read_config
+from musiccap.clip import AUDIO_FEATURES, Clip
+from musiccap.decoding import DecodingConfig
+from musiccap.encoders.caption_lm import TOKENIZER_NAME, build_t5, train_caption_tokenizer
+from musiccap.models.base import load_captioner, registry
+from musiccap.models.blap import INSTRUCTION
+from musiccap.registry import captioner_names
+from musiccap.text import clean_caption
+from musiccap.training import BuildContext, Trainable, train_collate
+from tests.toy import TEMPLATES, save_tiny_clap, toy_item
+
+FRAME_DIM, POOLED_DIM, CHUNK_DIM = 8 + 12 + 24 + 24, 6, 200  # the embedded layout's pitch-class blocks fit
+TINY = {
+    "muscaps": {
+        "hidden_dim": 32,
+        "attention_dim": 16,
+        "word_embedding_dim": 12,
+        "word_embedding_init": "scratch",
+        "min_word_count": 1,
+    },
+    "alcap": {
+        "width": 32,
+        "n_heads": 2,
+        "ff_dim": 64,
+        "music_layers": 1,
+        "decoder_layers": 2,
+        "dropout": 0.0,
+        "code_dim": 16,
+        "max_positions": 32,
+    },
+    "rgmc": {"vocab_size": 300, "n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.0, "n_prefix": 4},
+    "blap": {
+        "n_queries": 4,
+        "width": 32,
+        "n_layers": 2,
+        "n_heads": 2,
+        "ff_dim": 64,
+        "embed_dim": 16,
+        "dropout": 0.0,
+    },
+    "csa": {"n_layers": 2, "n_heads": 2, "width": 32, "ff_dim": 64, "dropout": 0.0, "max_positions": 40},
+    "nearest": {},  # an index, not a network: no training step
+}
+DECODING = DecodingConfig(num_beams=2, max_new_tokens=12, clean_text=True, dedupe_sentences=True)
+
+
+def test_every_registered_captioner_is_covered():
+    assert set(TINY) | {"random"} == set(captioner_names()) == set(registry()) - {"tiny-test"}
+
+
+@pytest.fixture(scope="module")
+def items():
+    rng = np.random.default_rng(0)
+    return [toy_item(i, rng, frame_dim=FRAME_DIM, pooled_dim=POOLED_DIM) for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> Path:
+    """A checkpoints folder with the two components: the embedded CLAP and BLAP's frozen LM."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    save_tiny_clap(root / "clap", FRAME_DIM, POOLED_DIM)
+    torch.manual_seed(0)
+    tokenizer = train_caption_tokenizer(TEMPLATES + [INSTRUCTION], vocab_size=60)
+    lm = build_t5(tokenizer.get_vocab_size(), d_model=32, d_ff=48, n_layers=1, n_heads=2, dropout=0.0)
+    lm.save_pretrained(str(root / "blap_lm"))
+    tokenizer.save(str(root / "blap_lm" / TOKENIZER_NAME))
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_build_train_save_reload_caption(name, items, checkpoints):
+    torch.manual_seed(0)
+    context = BuildContext(
+        clap_path=str(checkpoints / "clap"), feature_dims=(FRAME_DIM, POOLED_DIM, CHUNK_DIM), corpus_dir=""
+    )
+    config = {**TINY[name], **({"lm_path": str(checkpoints / "blap_lm")} if name == "blap" else {})}
+    model = registry()[name].build(config, items, context)
+
+    if isinstance(model, torch.nn.Module):
+        assert isinstance(model, Trainable)
+        model.train()
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        before = [p.detach().clone() for p in trainable]
+        optimizer = torch.optim.Adam(trainable, lr=1e-2)
+        losses = model(train_collate(model)(items[:4]))
+        assert torch.isfinite(losses["loss"])
+        losses["loss"].backward()
+        optimizer.step()
+        assert any(not torch.equal(b, p) for b, p in zip(before, trainable))
+        model.eval()
+
+    model.save_pretrained(checkpoints / name)
+    loaded = load_captioner(checkpoints / name)
+    assert type(loaded) is type(model) and loaded.checkpoint_hash
+    if "clap_path" in read_config(checkpoints / name)["config"]:  # components by registry name
+        assert read_config(checkpoints / name)["config"]["clap_path"] in ("clap", str(checkpoints / "clap"))
+
+    clips = [Clip(None, clip_id=item.id, features={AUDIO_FEATURES: item.features}) for item in items[:3]]
+    before, after = model.caption_batch(clips, DECODING), loaded.caption_batch(clips, DECODING)
+    assert [(r.text, r.tokens) for r in after] == [(r.text, r.tokens) for r in before]
+    for result in after:
+        assert result.model == name and result.window == (0.0, 10.0)
+        if result.decoded_text:  # the clean-up ran: the text is the decoded one, cleaned
+            assert result.text == clean_caption(
+                result.decoded_text, hit_length_limit=len(result.tokens) >= DECODING.max_new_tokens
+            )
