@@ -124,4 +124,6 @@ def launch(checkpoints: str | Path = DEFAULT_CHECKPOINTS, port: int = 7860, host
     import uvicorn
 
     torch.set_num_threads(serving_threads())
-    uvicorn.run(create_server(checkpoints), host=host, port=port, log_level="warning")
+    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For as the client's address whenever the
+    # connection comes from 127.0.0.1; which hops to trust is trusted_proxies()'s decision alone
+    uvicorn.run(create_server(checkpoints), host=host, port=port, log_level="warning", proxy_headers=False)
