@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.test_app_e2e import EXAMPLE, free_port, shipped_captioners
+from tests.test_audio_fuzz import wav_claiming_channels
 
 pytestmark = pytest.mark.slow
 
@@ -91,10 +92,15 @@ def post_json(url: str, payload: dict) -> dict:
         return json.loads(response.read())
 
 
-def test_compare_and_arena_votes_with_outbound_connections_blocked(guarded_app):
+def test_compare_and_arena_votes_with_outbound_connections_blocked(guarded_app, tmp_path):
     from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
 
     client = Client(guarded_app.url, verbose=False)
+    damaged = tmp_path / "damaged.wav"
+    damaged.write_bytes(wav_claiming_channels(15873))
+    with pytest.raises(AppError, match="15873 channels"):  # the user's message, and the app keeps serving
+        client.predict(handle_file(str(damaged)), "first", "", "", 0, 0, -1, False, 0, api_name="/compare")
     # the same call as tests/test_app_e2e.py: clip, window, lyrics, reference, decoding left at defaults
     outputs = client.predict(
         handle_file(str(EXAMPLE)), "first", "", "", 0, 0, -1, False, 0, api_name="/compare"
