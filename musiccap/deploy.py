@@ -68,10 +68,13 @@ def musicnn_weights() -> Path:
 
 def space_files(repo: Path = REPO, musicnn: Path | None = None) -> list[SpaceFile]:
     """Every file the Space receives, sorted by its path there."""
+    # only the top-level entries a pattern names are walked: data/ or runs/ may hold a whole corpus
+    tops = {pattern.split("/")[0] for pattern in ALLOW_PATTERNS}
     candidates = {
         path.relative_to(repo).as_posix(): path
-        for path in repo.rglob("*")
-        if path.is_file() and ".git" not in path.relative_to(repo).parts
+        for top in sorted(tops)
+        for path in ([repo / top] if (repo / top).is_file() else (repo / top).rglob("*"))
+        if path.is_file()
     }
     candidates[MUSICNN_IN_SPACE] = musicnn or musicnn_weights()
     chosen = filter_repo_objects(
