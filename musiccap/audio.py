@@ -184,9 +184,8 @@ def _decode_with_audioread(path: str, max_duration_s: float, source: str):
             pcm = b"".join(handle)
     except AudioError:
         raise
-    except (
-        Exception
-    ) as error:  # audioread's backends fail in many ways on hostile input; all mean "unreadable"
+    # audioread's backends fail in many ways on hostile input; all mean "unreadable"
+    except Exception as error:
         raise AudioError(f"{source}: not a readable audio file ({error.__class__.__name__})") from error
     frame_bytes = 2 * channels  # audioread always yields 16-bit little-endian PCM
     whole = len(pcm) - len(pcm) % frame_bytes  # a cut-off last frame is dropped, not an error
@@ -214,9 +213,8 @@ def load_audio(
         )
     except AudioError:
         raise
-    except (
-        Exception
-    ) as error:  # libsndfile on a damaged file: any failure inside the decoder means unreadable
+    # libsndfile on a damaged file: any failure inside the decoder means unreadable
+    except Exception as error:
         if isinstance(path, bytes):
             raise AudioError(f"{source}: not a readable audio file ({error})") from error
         samples, rate = _decode_with_audioread(str(path), max_duration_s, source)
