@@ -151,7 +151,13 @@ def from_array(
 
 def _decode_with_soundfile(data: bytes | str, max_duration_s: float, source: str):
     with sf.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else data) as handle:
-        if handle.samplerate and handle.frames / handle.samplerate > max_duration_s:
+        # checked before reading: a damaged header's rate and frame count decide how much memory read() takes
+        if not MIN_SAMPLE_RATE <= handle.samplerate <= MAX_SAMPLE_RATE:
+            raise AudioError(
+                f"{source}: sample rate {handle.samplerate} Hz is outside the supported "
+                f"{MIN_SAMPLE_RATE // 1000}–{MAX_SAMPLE_RATE // 1000} kHz"
+            )
+        if handle.frames / handle.samplerate > max_duration_s:
             raise AudioError(
                 f"{source}: the audio is {format_time(handle.frames / handle.samplerate)} long; "
                 f"the limit is {format_time(max_duration_s)}"
@@ -161,7 +167,7 @@ def _decode_with_soundfile(data: bytes | str, max_duration_s: float, source: str
         return handle.read(dtype="float32", always_2d=True), handle.samplerate
 
 
-def _decode_with_librosa(path: str, max_duration_s: float, source: str):
+def _decode_with_audioread(path: str, max_duration_s: float, source: str):
     """Fallback for formats libsndfile does not read (e.g. m4a/aac through ffmpeg via audioread)."""
     import audioread
 
@@ -173,15 +179,17 @@ def _decode_with_librosa(path: str, max_duration_s: float, source: str):
                     f"the limit is {format_time(max_duration_s)}"
                 )
             rate, channels = handle.samplerate, handle.channels
+            if not 1 <= channels <= MAX_CHANNELS:  # a damaged header can claim thousands of channels
+                raise AudioError(f"{source}: the file claims {channels} channels; it is damaged or not audio")
             pcm = b"".join(handle)
     except AudioError:
         raise
-    except (
-        Exception
-    ) as error:  # audioread's backends fail in many ways on hostile input; all mean "unreadable"
+    # audioread's backends fail in many ways on hostile input; all mean "unreadable"
+    except Exception as error:
         raise AudioError(f"{source}: not a readable audio file ({error.__class__.__name__})") from error
-    samples = np.frombuffer(pcm, dtype="<i2").reshape(-1, max(channels, 1))
-    return samples, rate
+    frame_bytes = 2 * channels  # audioread always yields 16-bit little-endian PCM
+    whole = len(pcm) - len(pcm) % frame_bytes  # a cut-off last frame is dropped, not an error
+    return np.frombuffer(pcm[:whole], dtype="<i2").reshape(-1, channels), rate
 
 
 def load_audio(
@@ -205,10 +213,11 @@ def load_audio(
         )
     except AudioError:
         raise
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+    # libsndfile on a damaged file: any failure inside the decoder means unreadable
+    except Exception as error:
         if isinstance(path, bytes):
             raise AudioError(f"{source}: not a readable audio file ({error})") from error
-        samples, rate = _decode_with_librosa(str(path), max_duration_s, source)
+        samples, rate = _decode_with_audioread(str(path), max_duration_s, source)
     if len(samples) == 0:
         raise AudioError(f"{source}: the audio is empty (zero samples)")
     return from_array(

@@ -1,4 +1,4 @@
-"""The ``musiccap`` command: caption, tags, eval, serve, bench.
+"""The ``musiccap`` command: caption, tags, eval, serve, bench, deploy.
 
 Bad input (unreadable audio, missing files, bad options) prints one message on stderr and
 exits with status 2 — never a traceback.
@@ -114,9 +114,22 @@ def cmd_bench(argv: list[str]) -> int:
 
 
 def cmd_serve(args) -> int:
-    from musiccap.ui.app import launch
+    from musiccap.ui.app import launch, server_address
 
-    launch(checkpoints=args.checkpoints, port=args.port, host=args.host)
+    host, port = server_address()
+    launch(checkpoints=args.checkpoints, port=args.port or port, host=args.host or host)
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    from musiccap.deploy import deploy
+
+    try:
+        deploy(args.space, private=args.private, dry_run=args.dry_run)
+    except (ValueError, FileNotFoundError) as error:  # a malformed Space id, a file the Space needs missing
+        return _fail(str(error))
+    except OSError as error:  # the Hub refused or could not be reached (HfHubHTTPError is an OSError)
+        return _fail(f"deploy to {args.space} failed: {error}")
     return 0
 
 
@@ -149,9 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     tags.add_argument("--json", action="store_true")
 
     serve = sub.add_parser("serve", help="start the studio app")
-    serve.add_argument("--port", type=int, default=7860)
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: GRADIO_SERVER_PORT, PORT, else 7860")
+    serve.add_argument("--host", help="default: GRADIO_SERVER_NAME, else 127.0.0.1")
     serve.add_argument("--checkpoints", default=None)
+
+    deploy = sub.add_parser("deploy", help="upload the app to a Hugging Face Space")
+    deploy.add_argument("--space", required=True, help="OWNER/NAME of the Space (created if missing)")
+    deploy.add_argument("--dry-run", action="store_true", help="list every file and the total size, offline")
+    deploy.add_argument("--private", action="store_true", help="create the Space private")
 
     sub.add_parser(
         "eval", help="score predictions against references (see musiccap eval --help)", add_help=False
@@ -175,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         from musiccap.studio import DEFAULT_CHECKPOINTS
 
         args.checkpoints = DEFAULT_CHECKPOINTS
-    handlers = {"caption": cmd_caption, "tags": cmd_tags, "serve": cmd_serve}
+    handlers = {"caption": cmd_caption, "tags": cmd_tags, "serve": cmd_serve, "deploy": cmd_deploy}
     return handlers[args.command](args)
 
 

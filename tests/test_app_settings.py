@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from musiccap.ui.app import serving_threads
+from musiccap.ui import arena_setup
+from musiccap.ui.app import server_address, serving_threads, trusted_proxies
+from musiccap.ui.arena_setup import arena_db_path
 
 
 def test_serving_threads_default_to_one_and_read_the_environment(monkeypatch):
@@ -19,3 +21,44 @@ def test_serving_threads_refuse_what_is_not_a_positive_count(monkeypatch, value)
     monkeypatch.setenv("MUSICCAP_TORCH_THREADS", value)
     with pytest.raises(ValueError, match="MUSICCAP_TORCH_THREADS"):
         serving_threads()
+
+
+def test_server_address_reads_gradios_variables_then_port(monkeypatch):
+    for name in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert server_address() == ("127.0.0.1", 7860)
+    monkeypatch.setenv("PORT", "8000")
+    assert server_address() == ("127.0.0.1", 8000)
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    assert server_address() == ("0.0.0.0", 7861)
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "http")
+    with pytest.raises(ValueError, match="GRADIO_SERVER_PORT"):
+        server_address()
+
+
+def test_trusted_proxies_one_on_a_space_zero_elsewhere(monkeypatch):
+    monkeypatch.delenv("MUSICCAP_TRUSTED_PROXIES", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert trusted_proxies() == 0
+    monkeypatch.setenv("SPACE_ID", "someone/musiccap")
+    assert trusted_proxies() == 1
+    monkeypatch.setenv("MUSICCAP_TRUSTED_PROXIES", "2")
+    assert trusted_proxies() == 2
+    monkeypatch.setenv("MUSICCAP_TRUSTED_PROXIES", "yes")
+    with pytest.raises(ValueError, match="MUSICCAP_TRUSTED_PROXIES"):
+        trusted_proxies()
+
+
+def test_arena_database_on_persistent_storage_only_on_a_space_that_has_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("MUSICCAP_ARENA_DB", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    storage = tmp_path / "data"
+    monkeypatch.setattr(arena_setup, "SPACE_PERSISTENT_STORAGE", storage)
+    assert arena_db_path() == arena_setup.DEFAULT_DB
+    monkeypatch.setenv("SPACE_ID", "someone/musiccap")
+    assert arena_db_path() == arena_setup.DEFAULT_DB  # a Space without persistent storage
+    storage.mkdir()
+    assert arena_db_path() == storage / "musiccap" / "arena.sqlite"
+    monkeypatch.setenv("MUSICCAP_ARENA_DB", str(tmp_path / "mine.sqlite"))
+    assert arena_db_path() == tmp_path / "mine.sqlite"

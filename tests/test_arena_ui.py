@@ -93,3 +93,42 @@ def test_vote_refused_before_listening_time_then_names_revealed(service, tmp_pat
     assert figure.data[0].error_y.array is not None and "1 votes fitted" in summary
     assert export_votes(service, "csv").endswith(".csv")
     assert len(open(export_votes(service, "jsonl")).read().splitlines()) == 2
+
+
+def test_two_voters_behind_one_proxy_are_two_voters(service):
+    # the Space's proxy is the client of every request; the voter is the address it appended
+    service.daily_cap = 1
+
+    def behind_proxy(session, forwarded_for):
+        return SimpleNamespace(
+            session_hash=session,
+            client=SimpleNamespace(host="10.0.0.1"),
+            headers={"x-forwarded-for": forwarded_for},
+        )
+
+    handlers = ArenaTabHandlers(service, trusted_proxies=1)
+    first, second = behind_proxy("ui-session-a", "198.51.100.1"), behind_proxy("ui-session-b", "198.51.100.2")
+    listening_a = handlers.next_pair(None, first)[-1]
+    listening_b = handlers.next_pair(None, second)[-1]
+    service.test_clock.now += 10
+    assert "saved" in handlers.vote("A", "A", listening_a, first)[0]
+    assert "saved" in handlers.vote("B", "B", listening_b, second)[0]
+    assert len({vote.voter_hash for vote in service.votes()}) == 2
+    # the same forwarded address again is the same voter: its daily cap is spent
+    listening = handlers.next_pair(None, behind_proxy("ui-session-c", "203.0.113.9, 198.51.100.1"))[-1]
+    service.test_clock.now += 10
+    status = handlers.vote("A", "A", listening, behind_proxy("ui-session-c", "203.0.113.9, 198.51.100.1"))[0]
+    assert "daily limit" in status
+
+
+def test_an_unreadable_upload_is_a_message_not_a_crash(service, tmp_path):
+    def failing_caption_source(clip, model):
+        from musiccap.audio import load_audio
+
+        load_audio(clip.path)  # what the studio's caption source does first
+
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is a text file, not audio")
+    service.caption_source = failing_caption_source
+    status = ArenaTabHandlers(service).next_pair(str(bad), request())[3]
+    assert "not a readable audio file" in status

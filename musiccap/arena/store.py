@@ -128,6 +128,32 @@ class VoteRecord:
         return asdict(self)
 
 
+def _pair_of_restored_vote(vote: VoteRecord) -> ServedPairRecord:
+    return ServedPairRecord(
+        pair_id=vote.pair_id,
+        session_hash="",
+        voter_hash=vote.voter_hash,
+        service_run_id="restored",
+        served_clock=0.0,
+        served_at=vote.created_at - vote.time_to_vote_s,
+        clip_id=vote.clip_id,
+        clip_sha256=vote.clip_sha256,
+        clip_path="",
+        clip_title="",
+        counts_for_board=vote.counts_for_board,
+        model_a=vote.model_a,
+        model_b=vote.model_b,
+        caption_a=vote.caption_a,
+        caption_b=vote.caption_b,
+        decoding_a=vote.decoding_a,
+        decoding_b=vote.decoding_b,
+        checkpoint_a=vote.checkpoint_a,
+        checkpoint_b=vote.checkpoint_b,
+        swapped=vote.swapped,
+        voted=True,
+    )
+
+
 class PairAlreadyVoted(Exception):
     pass
 
@@ -244,6 +270,36 @@ class VoteStore:
                 "SELECT * FROM votes WHERE mirrored = 0 ORDER BY created_at LIMIT ?", (limit,)
             ).fetchall()
         return [_from_row(VoteRecord, row) for row in rows]
+
+    def restore_mirrored_votes(self, votes: list[VoteRecord]) -> int:
+        """Add votes read back from the Hub mirror that this database lacks; returns how many were added.
+
+        Each is marked mirrored (it is on the Hub already) and gets a voted served-pair row built from the
+        vote, so it can never be voted on again; the row's empty session hash matches no session.
+        """
+        added = 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for vote in votes:
+                    known = self._db.execute(
+                        "SELECT 1 FROM votes WHERE vote_id = ? OR pair_id = ?", (vote.vote_id, vote.pair_id)
+                    ).fetchone()
+                    if known:
+                        continue
+                    claimed = self._db.execute(
+                        "UPDATE served_pairs SET voted = 1 WHERE pair_id = ?", (vote.pair_id,)
+                    ).rowcount
+                    if not claimed:
+                        self._db.execute(self._insert_pair_sql, _to_row(_pair_of_restored_vote(vote)))
+                    self._db.execute(self._insert_vote_sql, _to_row(vote))
+                    self._db.execute("UPDATE votes SET mirrored = 1 WHERE vote_id = ?", (vote.vote_id,))
+                    added += 1
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return added
 
     def mark_mirrored(self, vote_ids: list[str]) -> None:
         with self._lock:

@@ -25,7 +25,7 @@ def example_files() -> list[str]:
     return sorted(str(p) for p in EXAMPLES_DIR.iterdir() if p.suffix in {".flac", ".wav", ".ogg", ".mp3"})
 
 
-def build_app(studio: Studio, arena=None) -> gr.Blocks:
+def build_app(studio: Studio, arena=None, trusted_proxies: int = 0) -> gr.Blocks:
     with gr.Blocks(title="musiccap — music captioning studio", analytics_enabled=False) as demo:
         gr.Markdown(
             "# musiccap\nFive published music-captioning architectures, side by side. "
@@ -38,7 +38,7 @@ def build_app(studio: Studio, arena=None) -> gr.Blocks:
             from musiccap.ui.arena import build_arena_tab, build_leaderboard_tab
 
             with gr.Tab("Arena"):
-                build_arena_tab(arena)
+                build_arena_tab(arena, trusted_proxies=trusted_proxies)
             with gr.Tab("Leaderboard"):
                 build_leaderboard_tab(arena)
         with gr.Tab("About"):
@@ -54,7 +54,7 @@ def create(checkpoints: str | Path = DEFAULT_CHECKPOINTS, with_arena: bool = Tru
         from musiccap.ui.arena_setup import arena_for
 
         arena = arena_for(studio, example_files())
-    return build_app(studio, arena), studio, arena
+    return build_app(studio, arena, trusted_proxies()), studio, arena
 
 
 def create_server(checkpoints: str | Path = DEFAULT_CHECKPOINTS):
@@ -66,8 +66,7 @@ def create_server(checkpoints: str | Path = DEFAULT_CHECKPOINTS):
     if arena is not None:
         from musiccap.arena.api import build_router
 
-        # One proxy (the Space's) adds X-Forwarded-For; locally there is none and the client host is used.
-        server.include_router(build_router(arena, trusted_proxies=1 if os.environ.get("SPACE_ID") else 0))
+        server.include_router(build_router(arena, trusted_proxies=trusted_proxies()))
     return gr.mount_gradio_app(
         server,
         demo,
@@ -76,6 +75,34 @@ def create_server(checkpoints: str | Path = DEFAULT_CHECKPOINTS):
         allowed_paths=[str(EXAMPLES_DIR)],
         footer_links=["api"],
     )
+
+
+def trusted_proxies() -> int:
+    """Reverse proxies in front of the app that append to X-Forwarded-For: ``MUSICCAP_TRUSTED_PROXIES``,
+    else 1 on a Space (``SPACE_ID`` is set; its proxy is the one hop) and 0 elsewhere.
+
+    The Arena tab and the JSON API both use it: with 0 behind a proxy, every voter would be the proxy's
+    address, one rate limit and one daily cap for everyone.
+    """
+    value = os.environ.get("MUSICCAP_TRUSTED_PROXIES")
+    if value is None:
+        return 1 if os.environ.get("SPACE_ID") else 0
+    if not value.isdigit():
+        raise ValueError(f"MUSICCAP_TRUSTED_PROXIES must be a count of proxies (0, 1, ...), not {value!r}")
+    return int(value)
+
+
+def server_address() -> tuple[str, int]:
+    """(host, port) to listen on: Gradio's ``GRADIO_SERVER_NAME`` and ``GRADIO_SERVER_PORT`` (a Space sets
+    both), ``PORT`` as the port's fallback; default 127.0.0.1:7860."""
+    host = os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    for name in ("GRADIO_SERVER_PORT", "PORT"):
+        value = os.environ.get(name)
+        if value:
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise ValueError(f"{name} must be a TCP port (1-65535), not {value!r}")
+            return host, int(value)
+    return host, 7860
 
 
 def serving_threads() -> int:
@@ -98,4 +125,6 @@ def launch(checkpoints: str | Path = DEFAULT_CHECKPOINTS, port: int = 7860, host
     import uvicorn
 
     torch.set_num_threads(serving_threads())
-    uvicorn.run(create_server(checkpoints), host=host, port=port, log_level="warning")
+    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For as the client's address whenever the
+    # connection comes from 127.0.0.1; which hops to trust is trusted_proxies()'s decision alone
+    uvicorn.run(create_server(checkpoints), host=host, port=port, log_level="warning", proxy_headers=False)

@@ -25,6 +25,7 @@ from musiccap.arena.leaderboard import (
     voter_agreement,
 )
 from musiccap.arena.service import ArenaError, ArenaService
+from musiccap.audio import AudioError
 
 ANSWER_CHOICES = [
     ("Caption A", "A"),
@@ -58,9 +59,10 @@ class ArenaTabHandlers:
         clip = clip_from_upload(upload_path) if upload_path else None
         try:
             pair = self.service.serve_pair(session_id, voter_key, clip=clip)
-        except ArenaError as error:
-            gr.Warning(error.message)
-            return None, "", "", error.message, None, None, "", _new_listening()
+        except (ArenaError, AudioError) as error:  # AudioError: an upload the captioners cannot read
+            message = error.message if isinstance(error, ArenaError) else str(error)
+            gr.Warning(message)
+            return None, "", "", message, None, None, "", _new_listening()
         status = f"Listen for at least {pair.min_listen_s:.0f} s, then answer both questions."
         if clip is not None:
             status += " (Your own clip: this vote is kept but does not count for the public board.)"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from musiccap.arena.captions import ServedCaption
 from musiccap.arena.clips import ArenaClip, build_pool
+from musiccap.arena.hub_sync import mirror_from_env
 from musiccap.arena.service import ArenaService, load_or_create_salt
 from musiccap.audio import load_audio, windows
 from musiccap.clip import Clip
@@ -14,11 +15,19 @@ from musiccap.registry import REPO
 from musiccap.studio import Studio
 
 DEFAULT_DB = REPO / "data" / "arena.sqlite"
+# where a Space mounts its persistent storage; anything elsewhere on a Space is lost on restart
+SPACE_PERSISTENT_STORAGE = Path("/data")
 
 
 def arena_db_path() -> Path:
-    """``MUSICCAP_ARENA_DB``, else data/arena.sqlite (on a Space, point it at persistent storage /data)."""
-    return Path(os.environ.get("MUSICCAP_ARENA_DB", DEFAULT_DB))
+    """``MUSICCAP_ARENA_DB``; else, on a Space with persistent storage, /data/musiccap/arena.sqlite;
+    else data/arena.sqlite in the repository."""
+    if os.environ.get("MUSICCAP_ARENA_DB"):
+        return Path(os.environ["MUSICCAP_ARENA_DB"])
+    storage = SPACE_PERSISTENT_STORAGE
+    if os.environ.get("SPACE_ID") and storage.is_dir() and os.access(storage, os.W_OK):
+        return storage / "musiccap" / "arena.sqlite"
+    return DEFAULT_DB
 
 
 def studio_caption_source(studio: Studio):
@@ -46,6 +55,7 @@ def arena_for(
     db_path.parent.mkdir(parents=True, exist_ok=True)
     titles = {str(f): Path(f).stem.replace("-", " ") for f in audio_files}
     pool = build_pool(audio_files, titles=titles)
+    hub_mirror = mirror_from_env(db_path)  # restores the mirrored votes first, so the board survives restarts
     return ArenaService(
         db_path,
         models,
@@ -53,4 +63,5 @@ def arena_for(
         studio_caption_source(studio),
         salt=load_or_create_salt(db_path),
         min_listen_s=float(os.environ.get("MUSICCAP_ARENA_MIN_LISTEN_S", "8")),
+        hub_mirror=hub_mirror,
     )
