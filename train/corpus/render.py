@@ -61,6 +61,37 @@ def find_soundfont(name: str) -> Path:
     return path
 
 
+def note_events(track: Track, channel: int) -> list[tuple[int, int, int, int, int]]:
+    """(sample, kind, channel, pitch, velocity) for each note's on (kind 1) and off (kind 0), the off
+    at least one sample after the on and never past the clip."""
+    events = []
+    for pitch, start, end, velocity in track.notes:
+        on = int(round(start * SAMPLE_RATE))
+        off = min(int(round(end * SAMPLE_RATE)), CLIP_SAMPLES)
+        events.append((on, 1, channel, int(pitch), int(velocity)))
+        events.append((max(off, on + 1), 0, channel, int(pitch), 0))
+    return events
+
+
+def play(synth, events: list[tuple[int, int, int, int, int]]) -> np.ndarray:
+    """Feed sorted note events to ``synth`` sample-accurately; the clip as float32 stereo frames.
+    At one sample, note-offs sort before note-ons, so a repeated note is released before it sounds again."""
+    chunks, position = [], 0
+    for sample, kind, channel, pitch, velocity in sorted(events):
+        if sample >= CLIP_SAMPLES:
+            break
+        if sample > position:
+            chunks.append(synth.get_samples(sample - position))
+            position = sample
+        if kind:
+            synth.noteon(channel, pitch, velocity)
+        else:
+            synth.noteoff(channel, pitch)
+    if position < CLIP_SAMPLES:
+        chunks.append(synth.get_samples(CLIP_SAMPLES - position))
+    return np.concatenate(chunks).astype(np.float32).reshape(-1, 2) / 32768.0
+
+
 class Renderer:
     """A FluidSynth instance with one soundfont loaded, rendering arrangements offline."""
 
@@ -82,7 +113,7 @@ class Renderer:
     def _synthesise(self, tracks: list[Track]) -> np.ndarray:
         synth = self.synth
         synth.system_reset()
-        events = []  # (sample, order, kind, channel, pitch, velocity): note-offs sort before note-ons
+        events = []
         free_channels = [c for c in range(16) if c != DRUM_CHANNEL]
         if sum(not t.is_drums for t in tracks) > len(free_channels):
             raise QualityError(f"{len(tracks)} tracks do not fit 16 MIDI channels")
@@ -90,28 +121,11 @@ class Renderer:
             channel = DRUM_CHANNEL if track.is_drums else free_channels.pop(0)
             synth.program_select(channel, self.soundfont_id, 128 if track.is_drums else 0, track.program)
             synth.cc(channel, 7, _ROLE_VOLUME.get(track.role, 90))
-            for pitch, start, end, velocity in track.notes:
-                on = int(round(start * SAMPLE_RATE))
-                off = min(int(round(end * SAMPLE_RATE)), CLIP_SAMPLES)
-                events.append((on, 1, channel, int(pitch), int(velocity)))
-                events.append((max(off, on + 1), 0, channel, int(pitch), 0))
-        events.sort()
-        chunks, position = [], 0
-        for sample, kind, channel, pitch, velocity in events:
-            if sample >= CLIP_SAMPLES:
-                break
-            if sample > position:
-                chunks.append(synth.get_samples(sample - position))
-                position = sample
-            if kind:
-                synth.noteon(channel, pitch, velocity)
-            else:
-                synth.noteoff(channel, pitch)
-        if position < CLIP_SAMPLES:
-            chunks.append(synth.get_samples(CLIP_SAMPLES - position))
+            events += note_events(track, channel)
+        stereo = play(synth, events)
         for channel in range(16):
             synth.all_sounds_off(channel)
-        return np.concatenate(chunks).astype(np.float32).reshape(-1, 2) / 32768.0
+        return stereo
 
     def render(self, arrangement: Arrangement, rng: np.random.Generator) -> RenderedClip:
         stereo = self._synthesise(arrangement.tracks)
@@ -208,28 +222,8 @@ class MultiRenderer:
             synth.system_reset()
             synth.program_select(channel, sfid, bank, preset)
             synth.cc(channel, 7, 100)  # levels are set in the mix, not by MIDI volume
-            events = []
-            for pitch, start, end, velocity in track.notes:
-                on = int(round(start * SAMPLE_RATE))
-                off = min(int(round(end * SAMPLE_RATE)), CLIP_SAMPLES)
-                events.append((on, 1, int(pitch), int(velocity)))
-                events.append((max(off, on + 1), 0, int(pitch), 0))
-            events.sort()
-            chunks, position = [], 0
-            for sample, kind, pitch, velocity in events:
-                if sample >= CLIP_SAMPLES:
-                    break
-                if sample > position:
-                    chunks.append(synth.get_samples(sample - position))
-                    position = sample
-                if kind:
-                    synth.noteon(channel, pitch, velocity)
-                else:
-                    synth.noteoff(channel, pitch)
-            if position < CLIP_SAMPLES:
-                chunks.append(synth.get_samples(CLIP_SAMPLES - position))
+            stereo = play(synth, note_events(track, channel))
             synth.all_sounds_off(channel)
-            stereo = np.concatenate(chunks).astype(np.float32).reshape(-1, 2) / 32768.0
             peak = float(np.abs(stereo).max())
             if peak < 0.999:
                 break
