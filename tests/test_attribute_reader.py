@@ -37,6 +37,8 @@ HAND_WRITTEN = [
     # mode and mood synonyms, negated moods
     ("Not sad at all: a joyful tune in D major.", dict(mode="major", mood="happy")),
     ("A gloomy piece in F# minor.", dict(mode="minor", mood="melancholic")),
+    # "driving" describes the groove, not the mood
+    ("A driving two-step groove on the drums. It feels melancholic.", dict(drums=True, mood="melancholic")),
     ("The dynamics are soft and gentle.", dict(mood=None)),
 ]  # fmt: skip
 

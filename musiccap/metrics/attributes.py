@@ -87,10 +87,12 @@ TEMPO_CONTEXT_WORDS: dict[str, tuple[str, ...]] = {
     "medium": ("medium", "moderate", "moderately"),
 }
 MODE_WORDS: dict[str, tuple[str, ...]] = {"major": ("major",), "minor": ("minor",)}
+# "driving" is not a mood word: captions use it for the rhythm ("a driving two-step groove", MusicCaps'
+# "driving beat"), which would make a melancholic clip with a driving groove read as energetic.
 MOOD_WORDS: dict[str, tuple[str, ...]] = {
     "calm": ("calm", "calming", "relaxing", "relaxed", "peaceful", "soothing", "serene", "tranquil"),
     "happy": ("happy", "joyful", "joyous", "cheerful", "uplifting", "bright", "playful"),
-    "energetic": ("energetic", "lively", "upbeat", "spirited", "powerful", "driving", "exciting", "vigorous",
+    "energetic": ("energetic", "lively", "upbeat", "spirited", "powerful", "exciting", "vigorous",
                   "groovy"),
     "melancholic": ("melancholic", "melancholy", "sad", "sorrowful", "mournful", "somber", "sombre", "wistful",
                     "gloomy"),
