@@ -8,15 +8,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.served_app import served_app
 
 ARTIFACTS = REPO / "test-artifacts"
 EXAMPLE = REPO / "examples" / "real-parrotte-desert.ogg"
@@ -53,30 +51,9 @@ def app_url(tmp_path_factory):
         "TRANSFORMERS_OFFLINE": "1",
         "GRADIO_ANALYTICS_ENABLED": "False",
     }
-    log = (tmp_path_factory.mktemp("app") / "app.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app exited with {process.returncode}: {Path(log.name).read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        raise RuntimeError("app did not start within 180 s")
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # uvicorn waits for open keep-alive connections
-        process.kill()
-        process.wait()
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    with served_app([sys.executable, "app.py"], env, port, log_path) as url:
+        yield url
 
 
 def test_api_compare_returns_every_caption(app_url):

@@ -12,13 +12,13 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.served_app import served_app
 from tests.test_app_e2e import EXAMPLE, free_port, shipped_captioners
 from tests.test_audio_fuzz import wav_claiming_channels
 
@@ -46,34 +46,9 @@ def guarded_app(tmp_path_factory):
         MUSICCAP_TRUSTED_PROXIES="1",  # as on a Space: the voter is the address the proxy forwarded
         HF_HOME=str(folder / "hf-home"),  # an empty Hub cache: nothing cached can hide a download
     )
-    log = (folder / "app.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "outbound_guard.py"), str(outbound_log), "app.py"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app exited with {process.returncode}: {Path(log.name).read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        raise RuntimeError("app did not answer on GRADIO_SERVER_PORT within 180 s")
-    yield SimpleApp(url, outbound_log, folder / "arena.sqlite", Path(log.name))
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # uvicorn waits for open keep-alive connections
-        process.kill()
-        process.wait()
+    command = [sys.executable, str(REPO / "tests" / "outbound_guard.py"), str(outbound_log), "app.py"]
+    with served_app(command, env, port, folder / "app.log") as url:
+        yield SimpleApp(url, outbound_log, folder / "arena.sqlite", folder / "app.log")
 
 
 class SimpleApp:
