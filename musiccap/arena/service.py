@@ -26,7 +26,7 @@ from .captions import CachedCaptionSource, CaptionSource
 from .clips import ArenaClip
 from .hub_sync import HubVoteMirror
 from .sampling import PairSampler
-from .store import ANSWERS, PairAlreadyVoted, ServedPairRecord, VoteRecord, VoteStore
+from .store import ANSWERS, PairAlreadyVoted, ServedPairRecord, VoteRecord, VoteStore, shown_pair
 
 logger = logging.getLogger(__name__)
 
@@ -280,15 +280,7 @@ class ArenaService:
                 created_at=now,
                 clip_id=pair.clip_id,
                 clip_sha256=pair.clip_sha256,
-                model_a=pair.model_a,
-                model_b=pair.model_b,
-                caption_a=pair.caption_a,
-                caption_b=pair.caption_b,
-                decoding_a=pair.decoding_a,
-                decoding_b=pair.decoding_b,
-                checkpoint_a=pair.checkpoint_a,
-                checkpoint_b=pair.checkpoint_b,
-                swapped=pair.swapped,
+                **shown_pair(pair),
                 accuracy=accuracy,
                 fluency=fluency,
                 listening_s=None if listened_s is None else min(float(listened_s), elapsed_s),

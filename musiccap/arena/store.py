@@ -128,6 +128,24 @@ class VoteRecord:
         return asdict(self)
 
 
+# What the voter was shown: a served pair's fields that its vote copies, and a restored vote gives back.
+SHOWN_PAIR_FIELDS = (
+    "model_a",
+    "model_b",
+    "caption_a",
+    "caption_b",
+    "decoding_a",
+    "decoding_b",
+    "checkpoint_a",
+    "checkpoint_b",
+    "swapped",
+)
+
+
+def shown_pair(record: ServedPairRecord | VoteRecord) -> dict:
+    return {name: getattr(record, name) for name in SHOWN_PAIR_FIELDS}
+
+
 def _pair_of_restored_vote(vote: VoteRecord) -> ServedPairRecord:
     return ServedPairRecord(
         pair_id=vote.pair_id,
@@ -141,15 +159,7 @@ def _pair_of_restored_vote(vote: VoteRecord) -> ServedPairRecord:
         clip_path="",
         clip_title="",
         counts_for_board=vote.counts_for_board,
-        model_a=vote.model_a,
-        model_b=vote.model_b,
-        caption_a=vote.caption_a,
-        caption_b=vote.caption_b,
-        decoding_a=vote.decoding_a,
-        decoding_b=vote.decoding_b,
-        checkpoint_a=vote.checkpoint_a,
-        checkpoint_b=vote.checkpoint_b,
-        swapped=vote.swapped,
+        **shown_pair(vote),
         voted=True,
     )
 
