@@ -249,6 +249,18 @@ def test_unseen_split_gets_its_own_block(corpus, tmp_path):
                                         sensitivity_clips=4)  # fmt: skip
     assert report["listening_unseen"]["split"] == "unseen"
     assert report["listening_unseen"]["attributes"] == report["listening"]["attributes"]
+    assert report["listening_unseen"]["corpus"] == "corpus"
+
+    # a corpus without an unseen split (v1) takes another corpus's: same clips, so the same block
+    (copy / "unseen.jsonl").unlink()
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("unseen.jsonl", "audio"):
+        (other / name).symlink_to(copy / ("test.jsonl" if name == "unseen.jsonl" else name))
+    elsewhere = listening.listening_report(captioner, copy, "test", items, caption(items), caption, encoder=encoder,
+                                           sensitivity_clips=4, unseen_corpus=other)  # fmt: skip
+    assert elsewhere["listening_unseen"]["corpus"] == "other"
+    assert elsewhere["listening_unseen"]["attributes"] == report["listening_unseen"]["attributes"]
 
 
 def test_gap_closed():

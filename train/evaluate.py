@@ -83,6 +83,7 @@ def evaluate_captioner(
     config_overrides: dict,
     listening: bool = True,
     sensitivity_clips: int = DEFAULT_SENSITIVITY_CLIPS,
+    unseen_corpus: str | None = None,
 ):
     from musiccap.metrics import compute_metrics
     from musiccap.models.base import load_captioner
@@ -145,7 +146,7 @@ def evaluate_captioner(
         started = time.perf_counter()
         report |= listening_report(
             captioner, corpus, split, captioned, predictions, caption, encoder=encoder,
-            sensitivity_clips=sensitivity_clips,
+            sensitivity_clips=sensitivity_clips, unseen_corpus=unseen_corpus,
         )  # fmt: skip
         timing["listening_s"] = round(time.perf_counter() - started, 1)
     return report
@@ -175,6 +176,7 @@ def evaluate_checkpoint(
     as_name: str | None = None,
     listening: bool = True,
     sensitivity_clips: int = DEFAULT_SENSITIVITY_CLIPS,
+    unseen_corpus: str | None = None,
 ) -> dict:
     checkpoint = Path(checkpoint)
     corpus = _corpus_of(checkpoint, corpus)
@@ -185,7 +187,7 @@ def evaluate_checkpoint(
     else:
         results = evaluate_captioner(
             checkpoint, corpus, split, clap_path, decoding_overrides or {}, config_overrides or {},
-            listening, sensitivity_clips,
+            listening, sensitivity_clips, unseen_corpus,
         )  # fmt: skip
     results["checkpoint"] = checkpoint.name
     if into:
@@ -266,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         "--sensitivity-clips", type=int, default=DEFAULT_SENSITIVITY_CLIPS,
         help="clips (a seeded subset) captioned again with swapped audio, noise and silence",
     )  # fmt: skip
+    parser.add_argument(
+        "--unseen-corpus",
+        help="take listening_unseen from this corpus's unseen split (default: --corpus's own)",
+    )
     args = parser.parse_args(argv)
     if args.sensitivity_clips < 2:
         parser.error("--sensitivity-clips must be at least 2 (swapping audio needs two clips)")
@@ -280,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         as_name=args.as_name,
         listening=not args.no_listening,
         sensitivity_clips=args.sensitivity_clips,
+        unseen_corpus=args.unseen_corpus,
     )
     print(json.dumps(results.get("metrics", results), indent=2))
     return 0

@@ -467,11 +467,14 @@ def listening_report(
     encoder=None,
     sensitivity_clips: int = DEFAULT_SENSITIVITY_CLIPS,
     seed: int = 0,
+    unseen_corpus: str | Path | None = None,
 ) -> dict:
     """``{"listening": block}`` for ``split`` (whose ``items`` the captioner captioned as
-    ``predictions``), plus ``"listening_unseen"`` when the corpus has an unseen split; ``{}`` for a
-    corpus without attributes. ``caption``: items -> texts with the captioner's decoding; ``encoder``:
-    the captioner's feature encoder (None: the embedded one)."""
+    ``predictions``), plus ``"listening_unseen"`` from the unseen split of ``unseen_corpus`` (default:
+    the corpus itself, when it has one); ``{}`` for a corpus without attributes. ``caption``: items ->
+    texts with the captioner's decoding; ``encoder``: the captioner's feature encoder (None: the
+    embedded one). Another corpus's unseen split measures a model trained on a corpus without one (v1)
+    on compositions and a soundfont it never met; the floor and probe still come from its own corpus."""
     from musiccap.features import embedded_encoder
     from train.data import load_items, read_manifest
 
@@ -491,7 +494,9 @@ def listening_report(
         return reference.block(name, split_items, texts, sensitivity)
 
     report = {"listening": block(split, items, predictions)}
-    if split != "unseen" and (Path(corpus) / "unseen.jsonl").is_file():
-        unseen = load_items(corpus, "unseen", encoder=encoder)
+    unseen_corpus = Path(unseen_corpus or corpus)
+    if split != "unseen" and (unseen_corpus / "unseen.jsonl").is_file():
+        unseen = load_items(unseen_corpus, "unseen", encoder=encoder)
         report["listening_unseen"] = block("unseen", unseen, caption(unseen))
+        report["listening_unseen"]["corpus"] = unseen_corpus.name
     return report
