@@ -40,6 +40,16 @@ TARGETS = {
 }
 
 
+def stop_app(process: subprocess.Popen) -> None:
+    """End a served app: SIGTERM, then SIGKILL after 10 s (uvicorn waits for open keep-alive connections)."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def summary(values: list[float]) -> dict:
     values = sorted(values)
     return {
@@ -218,12 +228,7 @@ def measure_app(starts: int, requests: int, threads: tuple[str, ...] = ("1",)) -
                     client.predict(*arguments, api_name="/compare")
                     latencies[n].append(time.perf_counter() - began)
             finally:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:  # uvicorn waits for open keep-alive connections
-                    process.kill()
-                    process.wait()
+                stop_app(process)
     by_threads = {
         n: {"start": summary(start_times[n]), "compare_request": summary(latencies[n])} for n in threads
     }

@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from musiccap.bench import stop_app
 from tests.conftest import REPO
 
 
@@ -35,10 +36,5 @@ def served_app(
     try:
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # uvicorn waits for open keep-alive connections
-            process.kill()
-            process.wait()
+        stop_app(process)
         log.close()

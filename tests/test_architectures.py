@@ -19,6 +19,8 @@ from musiccap.models.blap import INSTRUCTION
 from musiccap.registry import captioner_names
 from musiccap.text import clean_caption
 from musiccap.training import BuildContext, Trainable, train_collate
+from tests.test_alcap import TINY as ALCAP_TINY
+from tests.test_blap import TINY as BLAP_TINY
 from tests.toy import TEMPLATES, save_tiny_clap, toy_item
 
 FRAME_DIM, POOLED_DIM, CHUNK_DIM = 8 + 12 + 24 + 24, 6, 200  # the embedded layout's pitch-class blocks fit
@@ -30,26 +32,9 @@ TINY = {
         "word_embedding_init": "scratch",
         "min_word_count": 1,
     },
-    "alcap": {
-        "width": 32,
-        "n_heads": 2,
-        "ff_dim": 64,
-        "music_layers": 1,
-        "decoder_layers": 2,
-        "dropout": 0.0,
-        "code_dim": 16,
-        "max_positions": 32,
-    },
+    "alcap": ALCAP_TINY,
     "rgmc": {"vocab_size": 300, "n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.0, "n_prefix": 4},
-    "blap": {
-        "n_queries": 4,
-        "width": 32,
-        "n_layers": 2,
-        "n_heads": 2,
-        "ff_dim": 64,
-        "embed_dim": 16,
-        "dropout": 0.0,
-    },
+    "blap": BLAP_TINY,
     "csa": {"n_layers": 2, "n_heads": 2, "width": 32, "ff_dim": 64, "dropout": 0.0, "max_positions": 40},
     "nearest": {},  # an index, not a network: no training step
 }
