@@ -266,6 +266,7 @@ def test_unseen_split_gets_its_own_block(corpus, tmp_path):
 def test_gap_closed():
     assert gap_closed({"floor": 0.5, "ceiling": 0.9, "caption": 0.7}) == pytest.approx(0.5)
     assert gap_closed({"floor": 0.5, "caption": 0.7}) is None  # no ceiling (Random)
+    assert gap_closed({"floor": 0.49, "ceiling": 0.495, "caption": 0.2}) is None  # no real gap to close
     assert (
         gap_closed({"floor": 0.9, "ceiling": 0.8, "caption": 0.7}) is None
     )  # the probe does not beat the floor

@@ -148,7 +148,8 @@ LISTENING_INTRO = (
     "Per attribute: **floor** = the best single fixed caption (chosen on the training captions), **ceiling** = "
     "a linear probe on the model's own audio input as its decoder side receives it (fitted on train, chosen on "
     "validation), **caption** = its captions read back; in brackets the share of the floor-to-ceiling gap the "
-    "captions close, (caption − floor) / (ceiling − floor). Random hears nothing: no ceiling. Made by "
+    "captions close, (caption − floor) / (ceiling − floor), shown as – where the probe beats the fixed caption "
+    "by less than 0.02 (then there is no gap to close). Random hears nothing: no ceiling. Made by "
     "`python -m train.evaluate` (train/listening.py); each block's `floor_captions` and `ceiling_input` say "
     "what was used."
 )

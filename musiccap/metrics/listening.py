@@ -16,10 +16,16 @@ ATTRIBUTE_LABELS = {
 }
 
 
+# Below this the probe hears no more than a fixed caption knows, and the share of the gap is noise
+# (a 0.005 gap turns a 0.27-point shortfall into "−53"): it is shown as "–".
+MIN_GAP = 0.02
+
+
 def gap_closed(scores: dict) -> float | None:
     """(caption − floor) / (ceiling − floor): 0 at the best fixed caption, 1 at the linear probe on the
-    captioner's own audio input; None without a ceiling or when the ceiling does not beat the floor."""
-    if "ceiling" not in scores or scores["ceiling"] <= scores["floor"]:
+    captioner's own audio input; None without a ceiling or when the ceiling does not beat the floor by
+    ``MIN_GAP``."""
+    if "ceiling" not in scores or scores["ceiling"] - scores["floor"] < MIN_GAP:
         return None
     return (scores["caption"] - scores["floor"]) / (scores["ceiling"] - scores["floor"])
 
