@@ -1,4 +1,4 @@
-"""The listening table: how much of what a captioner says comes from the audio (DESIGN.md, "Listening").
+"""The listening table: how much of what a captioner says comes from the audio (docs/METRICS.md, "listening").
 
 For each attribute the corpus controls (instrument families F1, tempo class, mode, drums, mood),
 three numbers on a split, all scored by the same reader and scorer

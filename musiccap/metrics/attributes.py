@@ -1,6 +1,6 @@
 """Attribute accuracy: read a caption back into `musiccap.attributes` labels and compare with the truth.
 
-On the synthetic corpus every clip carries the attributes it was made from (DESIGN.md, Corpus
+On the synthetic corpus every clip carries the attributes it was made from (docs/CORPUS.md, the row
 contract), so a caption can be scored for being right, not only for n-gram overlap.
 
 How a caption is read (matching is on lower-cased whole words, plurals included):

@@ -1,4 +1,4 @@
-"""The listening table (DESIGN.md, "Listening"): floor, ceiling and caption per attribute, and how much
+"""The listening table (docs/METRICS.md, "listening"): floor, ceiling and caption per attribute, and how much
 of the floor-to-ceiling gap a captioner's captions close. ``train/listening.py`` computes the blocks
 ``python -m train.evaluate`` writes into results.json; this module only lays them out (docs/RESULTS.md,
 the About tab).

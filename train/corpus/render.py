@@ -39,7 +39,7 @@ SOUNDFONT_FOLDERS = (
     Path("/usr/share/sounds/sf3"),
     Path("/usr/share/soundfonts"),
 )
-# Reserved for a held-out evaluation (DESIGN.md): never rendered into a corpus, whatever the command line says.
+# Reserved for a held-out evaluation (docs/CORPUS.md): never rendered into a corpus, whatever the command line says.
 RESERVED_SOUNDFONTS = ("musescore", "csound")
 
 
