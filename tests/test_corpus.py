@@ -19,7 +19,7 @@ import soundfile
 from musiccap.attributes import FAMILIES, mood, program_family, tempo_class
 from train.corpus import build_corpus
 from train.corpus.arrange import Arrangement, Track, _change_mode
-from train.corpus.build import TINY_RENDERERS, ClipMaker, assign_splits, part_renderers, plan_jobs
+from train.corpus.build import TINY_RENDERERS, ClipMaker, assign_splits, part_renderers, plan_jobs, recaption
 from train.corpus.captions import write_caption, write_captions
 from train.corpus.drums import FILL_NOTES, grooves_for, write_groove
 from train.corpus.instruments import CAPTION_NAMES, gm_name
@@ -415,3 +415,35 @@ def test_v2_clip_is_deterministic(tmp_path):
     second = ClipMaker(tmp_path / "b", renderers=TINY_RENDERERS).make(job)
     assert first == second and len(first["captions"]) >= 3
     assert (tmp_path / "a" / first["audio"]).read_bytes() == (tmp_path / "b" / second["audio"]).read_bytes()
+
+
+def test_v2_captions_always_state_tempo_key_and_drums(tiny):
+    for split in ("train", "validation", "test", "unseen"):
+        for record in _records(tiny, split):
+            for caption, facts in zip(record["captions"], record["captions_facts"], strict=True):
+                assert {"tempo", "key", "drums"} <= set(facts), caption
+                attributes = record["attributes"]
+                assert attributes["mode"] in caption or attributes["key"] in caption
+
+
+def test_recaption_rewrites_exactly_what_a_fresh_build_writes(tiny, tmp_path):
+    import shutil
+
+    copy = tmp_path / "corpus"
+    shutil.copytree(tiny, copy, ignore=shutil.ignore_patterns("*.flac", "*.mid"))
+    fresh = {split: (tiny / f"{split}.jsonl").read_text() for split in ("train", "unseen")}
+    # An older build's captions (as if drawn by other rules) are replaced by the current ones.
+    rows = _records(copy, "train")
+    rows[0]["captions"] = ["An old caption."]
+    (copy / "train.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    counts = recaption(copy)
+    assert counts["train"] == len(rows)
+    for split, text in fresh.items():
+        assert (copy / f"{split}.jsonl").read_text() == text
+    record = json.loads((copy / "records" / "train" / f"{rows[0]['id']}.json").read_text())
+    assert record == json.loads(fresh["train"].splitlines()[0])
+    with pytest.raises(ValueError, match="not a recipe v2"):
+        legacy = tmp_path / "v1"
+        legacy.mkdir()
+        (legacy / "build_config.json").write_text(json.dumps({"size": "tiny", "seed": 0}))
+        recaption(legacy)

@@ -1,4 +1,7 @@
-"""`python -m train.corpus --out DIR [--size tiny|small|full] [--recipe v1|v2] [--seed N] [--workers N]`."""
+"""`python -m train.corpus --out DIR [--size tiny|small|full] [--recipe v1|v2] [--seed N] [--workers N]`.
+
+`--recaption --out DIR` rewrites the captions of a finished v2 corpus with the current caption rules
+(the same captions a fresh build writes) and leaves its audio alone."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from train.corpus.build import ALL_SOURCES, RECIPES, SIZES, build_corpus
+from train.corpus.build import ALL_SOURCES, RECIPES, SIZES, build_corpus, recaption
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,8 +37,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--sources", default=",".join(ALL_SOURCES), help="comma-separated subset of " + ",".join(ALL_SOURCES)
     )
+    parser.add_argument(
+        "--recaption", action="store_true", help="rewrite a v2 corpus's captions, nothing else"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if args.recaption:
+        logging.info("recaptioned %s", recaption(args.out))
+        return
     build_corpus(
         args.out,
         size=args.size,

@@ -253,9 +253,9 @@ def _instrument_sentences(attrs: dict, lyrics: str | None, rng) -> list[str]:
     return sentences
 
 
-def _drum_sentence(attrs: dict, rng) -> str | None:
+def _drum_sentence(attrs: dict, rng, always: bool = False) -> str | None:
     if not attrs["drums"]:
-        if rng.random() < 0.5:
+        if not always and rng.random() < 0.5:
             return None
         return _pick(
             rng,
@@ -458,8 +458,13 @@ def _tone_sentence(attrs: dict, rng) -> str:
     )
 
 
-def write_caption(attributes: dict, lyrics: str | None, rng: np.random.Generator) -> tuple[str, list[str]]:
-    """A caption for a clip and the attribute names it states."""
+def write_caption(
+    attributes: dict, lyrics: str | None, rng: np.random.Generator, always: frozenset[str] = frozenset()
+) -> tuple[str, list[str]]:
+    """A caption for a clip and the attribute names it states.
+
+    ``always``: facts stated in every caption ("drums", "tempo", "key"); a fact named there draws no
+    coin from ``rng``, so an empty set reproduces the v1 captions draw for draw."""
     facts: list[tuple[str, float, str]] = []  # (fact, position preference, sentence)
 
     def add(fact: str, position: float, sentence: str | None) -> None:
@@ -471,13 +476,13 @@ def write_caption(attributes: dict, lyrics: str | None, rng: np.random.Generator
     instruments_at = -5 if rng.random() < 0.85 else 3
     for i, sentence in enumerate(_instrument_sentences(attributes, lyrics, rng)):
         facts.append(("instruments", instruments_at + i * 0.01, sentence))
-    add("drums", 0, _drum_sentence(attributes, rng))
+    add("drums", 0, _drum_sentence(attributes, rng, "drums" in always))
     # v2 facts: a v1 clip has no such attribute and skips these lines without drawing from `rng`.
     if attributes.get("drum_fill") and rng.random() < 0.5:
         add("drum_fill", 0.5, _fill_sentence(rng))
-    if rng.random() < 0.9:
+    if "tempo" in always or rng.random() < 0.9:
         add("tempo", 0, _tempo_sentence(attributes, rng))
-    if rng.random() < 0.65:
+    if "key" in always or rng.random() < 0.65:
         add("key", 1, _key_sentence(attributes, rng))
     if rng.random() < 0.15:
         add("time_signature", 1, _metre_sentence(attributes, rng))
@@ -512,14 +517,18 @@ def write_caption(attributes: dict, lyrics: str | None, rng: np.random.Generator
 
 
 def write_captions(
-    attributes: dict, lyrics: str | None, rng: np.random.Generator, count: int
+    attributes: dict,
+    lyrics: str | None,
+    rng: np.random.Generator,
+    count: int,
+    always: frozenset[str] = frozenset(),
 ) -> tuple[list[str], list[list[str]]]:
     """`count` independently drawn, distinct captions of one clip (each its own sentence order, synonyms
     and optional sentences) and the facts each states."""
     captions: list[str] = []
     facts: list[list[str]] = []
     for _ in range(count * 10):
-        caption, stated = write_caption(attributes, lyrics, rng)
+        caption, stated = write_caption(attributes, lyrics, rng, always)
         if caption not in captions:
             captions.append(caption)
             facts.append(stated)
