@@ -29,6 +29,17 @@ def local_folder(name: str | Path, base: Path | None = None) -> Path | None:
     return None
 
 
+def resolve_path(path: str | Path, base: Path | None = None) -> Path:
+    """:func:`local_folder`, else the path from the repository root (a folder still to be made)."""
+    return local_folder(path, base) or REPO / path
+
+
+def portable_path(name: str | Path, base: Path | None = None) -> str:
+    """A local folder as an absolute path; a Hub id as it is (the Hub cache differs per machine)."""
+    folder = local_folder(name, base)
+    return str(folder.resolve()) if folder is not None else str(name)
+
+
 def pretrained_folder(
     name: str | Path, base: Path | None = None, allow_patterns: list[str] | None = None
 ) -> Path:

@@ -90,3 +90,21 @@ def test_the_plan_keeps_runs_where_it_is_told(tmp_path):
     assert ablation_outputs and all(out.startswith(runs) for out in ablation_outputs)
     blap = next(step for step in plan if step.name == "blap").commands[-1]
     assert f"model.init_from={runs}/blap_stage1" in blap
+
+
+def test_a_retrain_outside_the_repository_never_reads_the_shipped_checkpoints(tmp_path):
+    staged = str(tmp_path / "runs" / "checkpoints")
+    plan = pipeline.steps("/corpus", "full", str(tmp_path / "runs"), checkpoints=staged)
+    shipped = str(pipeline.REPO / "checkpoints")
+    commands = [command for step in plan for command in step.commands]
+    assert not any(shipped in argument for command in commands for argument in command)
+    for command in commands:
+        if command[1:3] == ["-m", "train"] and command[3] in ("rgmc", "csa", "blap"):
+            assert f"model.clap_path={staged}/clap" in command  # the CLAP this pipeline trained
+        if command[1:3] == ["-m", "train"] and command[3] == "blap":
+            assert f"model.lm_path={staged}/blap_lm" in command
+        if "train.evaluate" in command:
+            assert command[command.index("--clap") + 1] == f"{staged}/clap"
+    assert plan[0].commands[0][-2:] == ["--recipe", "v2"]
+    after = {step.name: step.after for step in plan}
+    assert all("clap" in after[name] for name in ("muscaps", "alcap", "rgmc", "csa", "blap"))

@@ -40,8 +40,19 @@ class Step:
     shipped: bool = True  # False: an ablation run in the runs folder, only its numbers are kept
 
 
-def train_cmd(model: str, config: str, out: str, corpus: str, *overrides: str, evaluate: bool = True):
-    """``python -m train``; ``resume_command`` adds ``--resume`` when the run was cut off mid-training."""
+# The parts each architecture's configs name by registry name: the pipeline points them at the
+# checkpoints it trains (its --checkpoints folder), never at what the repository happens to hold.
+COMPONENTS = {"rgmc": ("clap",), "csa": ("clap",), "blap": ("clap", "lm")}
+
+
+def train_cmd(
+    model: str, config: str, out: str, corpus: str, *overrides: str, evaluate: bool = True, checkpoints: str
+):
+    """``python -m train``; ``resume_command`` adds ``--resume`` when the run was cut off mid-training.
+
+    ``train.max_minutes=0``: epochs, not a wall-clock cap, decide how long every run trains (the caps in
+    the configs were what fit v1's 2,400 clips on this CPU)."""
+    components = {"clap": f"model.clap_path={checkpoints}/clap", "lm": f"model.lm_path={checkpoints}/blap_lm"}
     command = [
         PY,
         "-m",
@@ -53,32 +64,26 @@ def train_cmd(model: str, config: str, out: str, corpus: str, *overrides: str, e
         corpus,
         "--out",
         out,
+        "--clap",
+        f"{checkpoints}/clap",
     ]
-    command += ["--threads", "1"] + ([] if evaluate else ["--no-eval"]) + list(overrides)
-    return command
+    command += ["--threads", "1"] + ([] if evaluate else ["--no-eval"])
+    command += [components[part] for part in COMPONENTS.get(model, ())]
+    return command + ["train.max_minutes=0", *overrides]
 
 
-def ablation(model: str, config: str, corpus: str, into: str, runs: str, *overrides: str):
+def ablation(model: str, config: str, corpus: str, into: str, runs: str, checkpoints: str, *overrides: str):
     """Train a paper-ablation config under ``runs`` and file its test metrics in the shipped checkpoint."""
     out = f"{runs}/{config}"
-    evaluate = [
-        PY,
-        "-m",
-        "train.evaluate",
-        out,
-        "--corpus",
-        corpus,
-        "--into",
-        f"checkpoints/{into}",
-        "--as",
-        config,
-    ]
-    return [train_cmd(model, config, out, corpus, *overrides, evaluate=False), evaluate]
+    evaluate = [PY, "-m", "train.evaluate", out, "--corpus", corpus, "--clap", f"{checkpoints}/clap"]
+    evaluate += ["--into", f"{checkpoints}/{into}", "--as", config]
+    train = train_cmd(model, config, out, corpus, *overrides, evaluate=False, checkpoints=checkpoints)
+    return [train, evaluate]
 
 
-def evaluate_as(checkpoint: str, corpus: str, name: str, *, decoding=(), set_=()):
-    command = [PY, "-m", "train.evaluate", f"checkpoints/{checkpoint}", "--corpus", corpus]
-    command += ["--into", f"checkpoints/{checkpoint}", "--as", name]
+def evaluate_as(checkpoint: str, corpus: str, name: str, checkpoints: str, *, decoding=(), set_=()):
+    command = [PY, "-m", "train.evaluate", f"{checkpoints}/{checkpoint}", "--corpus", corpus]
+    command += ["--clap", f"{checkpoints}/clap", "--into", f"{checkpoints}/{checkpoint}", "--as", name]
     if decoding:
         command += ["--decoding", *decoding]
     if set_:
@@ -86,97 +91,82 @@ def evaluate_as(checkpoint: str, corpus: str, name: str, *, decoding=(), set_=()
     return command
 
 
-def steps(corpus: str, size: str, runs: str = "runs", quick: bool = False) -> list[Step]:
+def steps(
+    corpus: str, size: str, runs: str = "runs", quick: bool = False, checkpoints: str | None = None
+) -> list[Step]:
     """The plan. ``quick`` drops the two intermediate α rows of ALCAP's sweep (0.002, 0.2) and Kim & Park's
     M4 variant outside the paper's Table II and the shipped model (L_S against the reference prefix),
-    leaving the papers' own rows."""
-    c = corpus
+    leaving the papers' own rows. ``checkpoints``: where the shipped checkpoints are written (default:
+    the repository's checkpoints/)."""
+    c, ck = corpus, checkpoints or str(REPO / "checkpoints")
+
+    def train(model: str, config: str, out: str, *overrides: str, evaluate: bool = True):
+        return train_cmd(model, config, out, c, *overrides, evaluate=evaluate, checkpoints=ck)
+
+    def row(model: str, config: str, into: str | None = None):
+        return ablation(model, config, c, into or model, runs, ck)
+
+    def evaluate(checkpoint: str, name: str, **switches):
+        return evaluate_as(checkpoint, c, name, ck, **switches)
+
+    corpus_build = [PY, "-m", "train.corpus", "--out", c, "--size", size, "--seed", "0", "--workers", "1"]
     plan = [
-        Step(
-            "corpus",
-            # Recipe v1: the corpus the shipped checkpoints were trained on (v2 is for a retrain).
-            [
-                [
-                    PY,
-                    "-m",
-                    "train.corpus",
-                    "--out",
-                    c,
-                    "--size",
-                    size,
-                    "--seed",
-                    "0",
-                    "--workers",
-                    "1",
-                    "--recipe",
-                    "v1",
-                ]
-            ],
-        ),
+        Step("corpus", [corpus_build + ["--recipe", "v2"]]),
         Step("features", [[PY, "-m", "train.features", c]], after=["corpus"]),
-        Step("clap", [train_cmd("clap", "clap", "checkpoints/clap", c)], after=["features"]),
+        Step("clap", [train("clap", "clap", f"{ck}/clap")], after=["features"]),
         Step(
             "baselines",
             [
-                [PY, "-m", "train.baselines", "--corpus", c],
-                [PY, "-m", "train.evaluate", "checkpoints/random", "--corpus", c],
-                [
-                    PY,
-                    "-m",
-                    "train.nearest",
-                    "--clap",
-                    "checkpoints/clap",
-                    "--corpus",
-                    c,
-                    "--out",
-                    "checkpoints/nearest",
-                ],
-                [PY, "-m", "train.evaluate", "checkpoints/nearest", "--corpus", c],
+                [PY, "-m", "train.baselines", "--corpus", c, "--out", f"{ck}/random"],
+                [PY, "-m", "train.evaluate", f"{ck}/random", "--corpus", c, "--clap", f"{ck}/clap"],
+                [PY, "-m", "train.nearest", "--clap", f"{ck}/clap", "--corpus", c, "--out", f"{ck}/nearest"],
+                [PY, "-m", "train.evaluate", f"{ck}/nearest", "--corpus", c, "--clap", f"{ck}/clap"],
             ],
             after=["clap"],
         ),
-        Step("muscaps", [train_cmd("muscaps", "muscaps", "checkpoints/muscaps", c)], after=["features"]),
+        # MusCaps and ALCAP read the embedded features only, but their evaluation scores with the CLAP.
+        Step("muscaps", [train("muscaps", "muscaps", f"{ck}/muscaps")], after=["clap"]),
         Step(
             "muscaps-ablations",
-            ablation("muscaps", "muscaps_early", c, "muscaps", runs)
-            + ablation("muscaps", "muscaps_late", c, "muscaps", runs)
-            + [evaluate_as("muscaps", c, "muscaps_greedy", decoding=["num_beams=1"])],
+            row("muscaps", "muscaps_early")
+            + row("muscaps", "muscaps_late")
+            + [evaluate("muscaps", "muscaps_greedy", decoding=["num_beams=1"])],
             after=["muscaps"],
             shipped=False,
         ),
-        Step("rgmc", [train_cmd("rgmc", "rgmc", "checkpoints/rgmc", c)], after=["clap"]),
+        Step("rgmc", [train("rgmc", "rgmc", f"{ck}/rgmc")], after=["clap"]),
         Step(
             "rgmc-ablations",
-            ablation("rgmc", "rgmc_audio_only", c, "rgmc", runs)
-            + ablation("rgmc", "rgmc_text_only", c, "rgmc", runs)
-            + ablation("rgmc", "rgmc_piece_exclusion", c, "rgmc", runs)
-            + ablation("rgmc", "rgmc_no_pretraining", c, "rgmc", runs)
+            row("rgmc", "rgmc_audio_only")
+            + row("rgmc", "rgmc_text_only")
+            + row("rgmc", "rgmc_piece_exclusion")
+            + row("rgmc", "rgmc_no_pretraining")
             + [
-                evaluate_as("rgmc", c, "rgmc_random_candidate", set_=["candidate=random"]),
-                evaluate_as("rgmc", c, "rgmc_gold_candidate", set_=["candidate=gold"]),
+                evaluate("rgmc", "rgmc_random_candidate", set_=["candidate=random"]),
+                evaluate("rgmc", "rgmc_gold_candidate", set_=["candidate=gold"]),
             ],
             after=["rgmc"],
             shipped=False,
         ),
-        Step("csa", [train_cmd("csa", "csa", "checkpoints/csa", c)], after=["clap"]),
+        Step("csa", [train("csa", "csa", f"{ck}/csa")], after=["clap"]),
         Step(
             "csa-ablations",
-            ablation("csa", "csa_m1", c, "csa", runs)
-            + ablation("csa", "csa_m2", c, "csa", runs)
-            + ablation("csa", "csa_m3", c, "csa", runs)
-            + ablation("csa", "csa_m4", c, "csa", runs)
-            + [evaluate_as("csa", c, "csa_beam5", decoding=["num_beams=5"])]
-            + ([] if quick else ablation("csa", "csa_m4_prefix_reference", c, "csa", runs)),
+            row("csa", "csa_m1")
+            + row("csa", "csa_m2")
+            + row("csa", "csa_m3")
+            + row("csa", "csa_m4")
+            + [evaluate("csa", "csa_beam5", decoding=["num_beams=5"])]
+            + ([] if quick else row("csa", "csa_m4_prefix_reference")),
             after=["csa"],
             shipped=False,
         ),
-        Step("alcap", [train_cmd("alcap", "alcap", "checkpoints/alcap", c)], after=["features"]),
+        Step("alcap", [train("alcap", "alcap", f"{ck}/alcap")], after=["clap"]),
         Step(
             "alcap-ablations",
-            ablation("alcap", "alcap_alpha0", c, "alcap", runs)
-            + ([] if quick else ablation("alcap", "alcap_alpha0002", c, "alcap", runs))
-            + ([] if quick else ablation("alcap", "alcap_alpha02", c, "alcap", runs))
-            + ablation("alcap", "alcap_no_lyrics", c, "alcap", runs),
+            row("alcap", "alcap_alpha0")
+            + ([] if quick else row("alcap", "alcap_alpha0002"))
+            + ([] if quick else row("alcap", "alcap_alpha02"))
+            + row("alcap", "alcap_no_lyrics"),
             after=["alcap"],
             shipped=False,
         ),
@@ -190,7 +180,7 @@ def steps(corpus: str, size: str, runs: str = "runs", quick: bool = False) -> li
                     "--corpus",
                     c,
                     "--out",
-                    "checkpoints/blap_lm",
+                    f"{ck}/blap_lm",
                     "--max-steps",  # a step budget: a wall-clock one starves under load (4 min gave 108 steps)
                     "2670",  # the shipped LM's steps (62 min on 2 threads); 500 steps left it not reading its encoder
                     "--max-minutes",
@@ -200,20 +190,15 @@ def steps(corpus: str, size: str, runs: str = "runs", quick: bool = False) -> li
                     "--threads",
                     "2",
                 ],
-                train_cmd("blap", "blap_stage1", f"{runs}/blap_stage1", c, evaluate=False),
-                train_cmd("blap", "blap", "checkpoints/blap", c, f"model.init_from={runs}/blap_stage1"),
+                train("blap", "blap_stage1", f"{runs}/blap_stage1", evaluate=False),
+                train("blap", "blap", f"{ck}/blap", f"model.init_from={runs}/blap_stage1"),
             ],
             after=["clap"],
         ),
-        Step(
-            "blap-ablations",
-            ablation("blap", "blap_stage2_only", c, "blap", runs),
-            after=["blap"],
-            shipped=False,
-        ),
+        Step("blap-ablations", row("blap", "blap_stage2_only"), after=["blap"], shipped=False),
         Step(
             "tables",
-            [[PY, "-m", "train.tables", "--out", "docs/RESULTS.md"]],
+            [[PY, "-m", "train.tables", "--checkpoints", ck, "--out", str(REPO / "docs" / "RESULTS.md")]],
             after=[
                 "baselines",
                 "muscaps-ablations",
@@ -297,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.pipeline", description=__doc__)
     parser.add_argument("--corpus", default="data/corpus")
     parser.add_argument("--runs", default="runs", help="ablation runs, logs and the pipeline's state")
+    parser.add_argument(
+        "--checkpoints",
+        help="where the shipped checkpoints are written (default: the repository's checkpoints/); "
+        "outside the repository, e.g. RUNS/checkpoints, a retrain survives a fresh clone and leaves the "
+        "served models alone until it is copied in",
+    )
     parser.add_argument("--size", default="small", choices=["tiny", "small", "full"])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="run just these steps (their inputs must exist)")
@@ -311,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # commands run in the repository: folders given relative to the caller are made absolute first
     corpus, runs = (str(Path(p).resolve()) for p in (args.corpus, args.runs))
-    plan = steps(corpus, args.size, runs, args.quick)
+    checkpoints = str(Path(args.checkpoints).resolve()) if args.checkpoints else None
+    plan = steps(corpus, args.size, runs, args.quick, checkpoints)
     state = PipelineState(Path(runs) / "pipeline_state.json")
     if args.list:
         for step in plan:

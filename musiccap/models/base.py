@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +29,8 @@ from musiccap.checkpoint import (
 from musiccap.clip import AUDIO_FEATURES, Clip
 from musiccap.decoding import DecodingConfig, Hypothesis, StepFunction, rows_per_input, search
 from musiccap.features import audio_features
+from musiccap.hub import local_folder, portable_path
+from musiccap.registry import reference
 from musiccap.text import clean_caption
 
 
@@ -162,6 +164,10 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
     # State-dict prefixes rebuilt from an installed package at load (frozen MiniLM, musicnn):
     # referenced, not copied into every checkpoint.
     package_prefixes: ClassVar[tuple[str, ...]] = ()
+    # Config fields naming another checkpoint's folder (the CLAP, a frozen LM): held as absolute paths
+    # while loaded, saved as the registry name or the path relative to the checkpoint that finds the
+    # same folder from there, so a checkpoints folder trained anywhere works where it is copied to.
+    component_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config):
         torch.nn.Module.__init__(self)
@@ -250,9 +256,13 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
     def save_pretrained(self, path: str | Path, *, half: bool = False) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        config = config_to_dict(self.config)
+        for name in self.component_fields:
+            folder = local_folder(config[name])
+            config[name] = reference(folder, path) if folder is not None else config[name]  # Hub ids stay
         document = {
             "architecture": self.name,
-            "config": config_to_dict(self.config),
+            "config": config,
             "decoding": self.default_decoding.to_dict(),
         }
         (path / CONFIG_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
@@ -272,7 +282,11 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
         document = read_config(path)
         if document.get("architecture") != cls.name:
             raise ValueError(f"{path} holds {document.get('architecture')!r}, not {cls.name!r}")
-        model = cls(config_from_dict(cls.config_class, document["config"]), **cls.load_extra(Path(path)))
+        config = config_from_dict(cls.config_class, document["config"])
+        config = replace(
+            config, **{name: portable_path(getattr(config, name), Path(path)) for name in cls.component_fields}
+        )
+        model = cls(config, **cls.load_extra(Path(path)))
         state = load_file(str(Path(path) / WEIGHTS_NAME))
         own = model.state_dict()
         state = {key: value.to(own[key].dtype) if key in own else value for key, value in state.items()}

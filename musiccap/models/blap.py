@@ -83,24 +83,12 @@ from musiccap.encoders.caption_lm import (
     special_ids,
 )
 from musiccap.encoders.clap_loader import clap_folder, load_clap
-from musiccap.hub import local_folder
+from musiccap.hub import portable_path, resolve_path
 from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, register
 from musiccap.models.blocks import rows_to_one
 from musiccap.models.qformer import QFormer, QFormerOutput
-from musiccap.registry import REPO, reference
 
 INSTRUCTION = "Generate an objective music description."
-
-
-def portable_path(name: str | Path, base: Path | None = None) -> str:
-    """A local folder as an absolute path; a Hub id as it is (the Hub cache differs per machine)."""
-    folder = local_folder(name, base)
-    return str(folder.resolve()) if folder is not None else str(name)
-
-
-def resolve_path(path: str | Path, base: Path | None = None) -> Path:
-    """A relative path from ``base`` (a checkpoint folder) if it exists there, else the cwd, else the repo."""
-    return local_folder(path, base) or REPO / path
 
 
 @dataclass
@@ -157,6 +145,7 @@ class BLAPCaptioner(NeuralCaptioner):
     name = "blap"
     paper = "BLAP: Bootstrapping Language-Audio Pre-training for Music Captioning (Lanzendörfer et al., 2024)"
     config_class = BLAPConfig
+    component_fields = ("clap_path", "lm_path")
     default_decoding = DecodingConfig(
         num_beams=5, max_new_tokens=60, min_new_tokens=5, no_repeat_ngram_size=3
     )
@@ -245,34 +234,6 @@ class BLAPCaptioner(NeuralCaptioner):
                     f"{path}: the stage-1 {key} is {settings.get(key)!r}, this run has {getattr(self.config, key)!r}"
                 )
         self.load_state_dict(load_file(str(path / WEIGHTS_NAME)), strict=True)
-
-    def save_pretrained(self, path: str | Path, *, half: bool = False) -> None:
-        """As the base class, with the CLAP and LM folders written relative to the checkpoint
-        (``../clap``, ``../blap_lm`` for ``checkpoints/blap``): referenced, never copied. Hub ids stay ids."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-
-        def relative(name: str) -> str:
-            folder = local_folder(name)
-            return reference(folder, path) if folder is not None else name
-
-        saved = self.config
-        self.config = replace(saved, clap_path=relative(saved.clap_path), lm_path=relative(saved.lm_path))
-        try:
-            super().save_pretrained(path, half=half)
-        finally:
-            self.config = saved
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> BLAPCaptioner:
-        model = super().from_pretrained(path)
-        config = model.config  # the folders it names are relative to the checkpoint: keep them absolute here
-        model.config = replace(
-            config,
-            clap_path=portable_path(config.clap_path, Path(path)),
-            lm_path=portable_path(config.lm_path, Path(path)),
-        )
-        return model
 
     @classmethod
     def load_extra(cls, path: Path) -> dict[str, Any]:

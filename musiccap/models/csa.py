@@ -177,6 +177,7 @@ class CsaCaptioner(NeuralCaptioner):
     name = "csa"
     paper = "Data-Efficient Music Captioning via Contrastive and Semantic Alignment (Kim & Park)"
     config_class = CsaConfig
+    component_fields = ("clap_path",)
     # A checkpoint keeps its own decoding (config.json); the shipped one, chosen on validation, is greedy.
     default_decoding = DecodingConfig(num_beams=5, no_repeat_ngram_size=3, max_new_tokens=80)
 
@@ -264,7 +265,7 @@ class CsaCaptioner(NeuralCaptioner):
     @classmethod
     def load_extra(cls, path: Path) -> dict[str, Any]:
         config = read_config(path)["config"]
-        clap_dir = clap_folder(config["clap_path"])
+        clap_dir = clap_folder(config["clap_path"], path)
         remedy = "retrain csa (its projection reads that CLAP's frame tokens)"
         return {"clap": load_clap(require_hash(clap_dir, config.get("clap_hash", ""), path, "CLAP", remedy))}
 

@@ -46,10 +46,9 @@ from musiccap.clip import REFERENCE_CAPTION
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.gpt2_bpe import END_OF_TEXT, pretrained_tokenizer, train_caption_tokenizer
 from musiccap.features import audio_features
-from musiccap.hub import local_folder
+from musiccap.hub import resolve_path
 from musiccap.models.base import Clip, Neighbour, NeuralCaptioner, SearchStart, register
 from musiccap.models.blocks import gpt2_cached_step, layer_views, rows_to_one
-from musiccap.registry import REPO
 
 EOS = END_OF_TEXT
 SEP = "<|caption|>"  # ends the prompt (audio prefix ⊕ neighbour caption); the caption follows
@@ -97,11 +96,6 @@ class RGMCConfig:
             raise ValueError("training_neighbours_exclude must be 'clip' or 'piece'")
 
 
-def resolve_path(path: str | Path) -> Path:
-    """A registry name's folder, or a path as given if it exists from the working directory, else from the repo root."""
-    return local_folder(path) or REPO / path
-
-
 def musiccaps_captions(csv_path: str | Path) -> list[str]:
     import csv
 
@@ -146,6 +140,7 @@ class RGMCCaptioner(NeuralCaptioner):
     name = "rgmc"
     paper = "RGMC: Retrieval Guided Music Captioning via Multimodal Prefixes (Srivatsan et al., IJCAI 2024)"
     config_class = RGMCConfig
+    component_fields = ("clap_path",)
     default_decoding = DecodingConfig(num_beams=5, no_repeat_ngram_size=3, max_new_tokens=60)
 
     def __init__(self, config: RGMCConfig, *, tokenizer: Tokenizer, index, clap):
@@ -238,7 +233,7 @@ class RGMCCaptioner(NeuralCaptioner):
         from musiccap.retrieval import CaptionIndex
 
         config = read_config(path)["config"]
-        clap_dir = resolve_path(config["clap_path"])
+        clap_dir = resolve_path(config["clap_path"], path)
         remedy = "retrain RGMC (its prefix mapper and neighbour index belong to that CLAP)"
         require_hash(clap_dir, config.get("clap_hash", ""), path, "CLAP", remedy)
         return {
