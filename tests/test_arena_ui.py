@@ -64,8 +64,12 @@ def test_tabs_build_and_the_page_load_serves_a_pair(service):
             build_arena_tab(service, demo)
         with gr.Tab("Leaderboard") as leaderboard_tab:
             build_leaderboard_tab(service, leaderboard_tab)
-    on_load = [dependency for dependency in demo.fns.values() if dependency.targets[0][1] == "load"]
-    assert [dependency.fn.__name__ for dependency in on_load] == ["next_pair"]
+    on_load = [
+        dependency
+        for dependency in demo.fns.values()
+        if any(event == "load" for _, event in dependency.targets)
+    ]
+    assert [dependency.api_name for dependency in on_load] == ["next_pair"]  # also "New pair"'s endpoint
     on_tab_open = [dependency for dependency in demo.fns.values() if dependency.targets[-1][1] == "select"]
     assert len(on_tab_open) == 1
 

@@ -96,9 +96,9 @@ class ArenaTabHandlers:
             return "", gr.update(interactive=False), gr.update(active=False)
         remaining_s = listening["min_listen_s"] - (self.service.clock() - listening["served_clock"])
         if remaining_s > 0:
-            text = f"⏳ Voting opens in **{math.ceil(remaining_s)} s**: listen meanwhile."
+            text = f"Voting opens in **{math.ceil(remaining_s)} s**: listen meanwhile."
             return text, gr.update(interactive=False), gr.update(active=True)
-        return "✅ You can vote now.", gr.update(interactive=True), gr.update(active=False)
+        return "You can vote now.", gr.update(interactive=True), gr.update(active=False)
 
     @staticmethod
     def started_playing(listening: dict) -> dict:
@@ -213,11 +213,15 @@ def build_arena_tab(
             api_visibility="private",
         )
 
+    # each browser session gets its own pair when the page loads; "New pair" serves the next one
     show_countdown(
-        app.load(handlers.next_pair, inputs=[upload], outputs=pair_outputs, api_visibility="private")
-    )
-    show_countdown(
-        new_pair.click(handlers.next_pair, inputs=[upload], outputs=pair_outputs, api_name="next_pair")
+        gr.on(
+            [app.load, new_pair.click],
+            handlers.next_pair,
+            inputs=[upload],
+            outputs=pair_outputs,
+            api_name="next_pair",
+        )
     )
     timer.tick(
         handlers.countdown,
@@ -397,7 +401,8 @@ def refresh_leaderboard(service: ArenaService, criterion: str, min_votes: int, n
         ratings_table(board),
         ratings_figure(board),
         summary,
-        win_matrix_figure(win_matrix(votes, service.models, criterion=criterion)),
+        # in the leaderboard's order, so the strongest captioner's row is on top
+        win_matrix_figure(win_matrix(votes, [r.model for r in board.ratings], criterion=criterion)),
         preferences_table(service),
         agreement_text(service),
     )
