@@ -401,7 +401,7 @@ def refresh_leaderboard(service: ArenaService, criterion: str, min_votes: int, n
         ratings_table(board),
         ratings_figure(board),
         summary,
-        # in the leaderboard's order, so the strongest captioner's row is on top
+        # rows and columns in the leaderboard's order: ranked captioners first, the leader on top
         win_matrix_figure(win_matrix(votes, [r.model for r in board.ratings], criterion=criterion)),
         preferences_table(service),
         agreement_text(service),
