@@ -9,6 +9,7 @@ from musiccap.arena.leaderboard import (
     fit_bradley_terry,
     pairwise_preferences,
     voter_agreement,
+    win_matrix,
 )
 from musiccap.arena.store import VoteRecord
 
@@ -155,3 +156,54 @@ def test_voter_agreement_on_same_item():
     assert agreement.pairwise == pytest.approx(3 / 4)  # 3 agreeing of 3 pairs, 0 of 1
     # observed rates: rgmc 4/5, tie 1/5 -> chance of unanimity (0.8^3+0.2^3 + 0.8^2+0.2^2) / 2
     assert agreement.chance_unanimous == pytest.approx((0.8**3 + 0.2**3 + 0.8**2 + 0.2**2) / 2)
+
+
+def test_win_matrix_counts_row_over_column_whatever_the_side():
+    votes = [
+        make_vote(0, "rgmc", "csa", "A"),
+        make_vote(1, "csa", "rgmc", "B"),  # rgmc on the right, preferred
+        make_vote(2, "csa", "rgmc", "A"),
+        make_vote(3, "rgmc", "csa", "tie"),
+        make_vote(4, "rgmc", "csa", "both_bad"),
+        make_vote(5, "rgmc", "muscaps", "A", fluency="B"),
+        make_vote(6, "muscaps", "csa", "A", board=False),  # an upload's vote: not on the board
+    ]
+    matrix = win_matrix(votes, ["rgmc", "csa", "muscaps", "blap"])
+    assert matrix.models == ("rgmc", "csa", "muscaps", "blap")
+    rgmc, csa, muscaps, blap = range(4)
+    assert matrix.wins[rgmc][csa] == 2 and matrix.wins[csa][rgmc] == 1
+    assert matrix.ties[rgmc][csa] == matrix.ties[csa][rgmc] == 1
+    assert matrix.decided(rgmc, csa) == matrix.decided(csa, rgmc) == 3
+    assert matrix.win_share(rgmc, csa) == pytest.approx(2 / 3)
+    assert matrix.win_share(csa, rgmc) == pytest.approx(1 / 3)
+    assert matrix.win_share(rgmc, muscaps) == 1.0 and matrix.win_share(muscaps, rgmc) == 0.0
+    # never met (or only in an upload's vote): no share rather than 0 %
+    assert matrix.win_share(csa, muscaps) is None and matrix.win_share(blap, rgmc) is None
+    assert matrix.n_votes == 5  # three decisive and one tie between rgmc and csa, one with muscaps
+
+    fluency = win_matrix(votes, criterion="fluency")
+    assert fluency.models == ("csa", "muscaps", "rgmc")  # models from the votes, sorted
+    assert fluency.win_share(1, 2) == 1.0  # muscaps preferred over rgmc for fluency
+
+    with_uploads = win_matrix(votes, criterion="accuracy", board_only=False)
+    assert (
+        with_uploads.win_share(with_uploads.models.index("muscaps"), with_uploads.models.index("csa")) == 1.0
+    )
+
+
+def test_win_matrix_agrees_with_the_table2_view_and_is_empty_without_votes():
+    votes = synthetic_votes(300, np.random.default_rng(5), tie_rate=0.2, both_bad_rate=0.1)
+    matrix = win_matrix(votes)
+    for row in pairwise_preferences(votes, "accuracy"):
+        x, y = matrix.models.index(row.model_x), matrix.models.index(row.model_y)
+        decided = matrix.decided(x, y)
+        assert matrix.wins[x][y] == pytest.approx(row.x_preferred * row.n_votes)
+        assert matrix.ties[x][y] == pytest.approx(row.equal_quality * row.n_votes)
+        assert matrix.win_share(x, y) == pytest.approx(row.x_preferred / (row.x_preferred + row.y_preferred))
+        assert decided + matrix.ties[x][y] == pytest.approx((1 - row.both_bad) * row.n_votes)
+
+    empty = win_matrix([], ["rgmc", "csa"])
+    assert empty.n_votes == 0 and empty.wins == ((0, 0), (0, 0))
+    assert empty.win_share(0, 1) is None
+    with pytest.raises(ValueError, match="criterion"):
+        win_matrix([], criterion="speed")

@@ -19,6 +19,8 @@ from musiccap.ui.arena import (
     refresh_leaderboard,
 )
 
+RESULT_OUTPUTS = ("table", "chart", "summary", "matrix", "preferences", "agreement")
+
 
 class FakeClock:
     now = 100.0
@@ -56,27 +58,50 @@ def request(session="ui-session-1", host="192.0.2.5"):
     return SimpleNamespace(session_hash=session, client=SimpleNamespace(host=host), headers={})
 
 
-def test_tabs_build(service):
+def test_tabs_build_and_the_page_load_serves_a_pair(service):
     with gr.Blocks() as demo:
         with gr.Tab("Arena"):
-            build_arena_tab(service)
-        with gr.Tab("Leaderboard"):
-            build_leaderboard_tab(service)
-    assert isinstance(demo, gr.Blocks)
+            build_arena_tab(service, demo)
+        with gr.Tab("Leaderboard") as leaderboard_tab:
+            build_leaderboard_tab(service, leaderboard_tab)
+    on_load = [
+        dependency
+        for dependency in demo.fns.values()
+        if any(event == "load" for _, event in dependency.targets)
+    ]
+    assert [dependency.api_name for dependency in on_load] == ["next_pair"]  # also "New pair"'s endpoint
+    on_tab_open = [dependency for dependency in demo.fns.values() if dependency.targets[-1][1] == "select"]
+    assert len(on_tab_open) == 1
 
 
-def test_vote_refused_before_listening_time_then_names_revealed(service, tmp_path):
-    handlers = ArenaTabHandlers(service)
+def fake_clap_scores(audio_path, captions):
+    assert audio_path.endswith(".wav") and len(captions) == 2
+    return [0.25, -0.125]
+
+
+def test_countdown_then_vote_then_names_and_clap_scores_revealed(service, tmp_path):
+    handlers = ArenaTabHandlers(service, clap_scores=fake_clap_scores)
+    assert handlers.countdown({"pair_id": None})[1]["interactive"] is False  # nothing to vote on yet
     audio, caption_a, caption_b, status, _, _, reveal, listening = handlers.next_pair(None, request())
     assert audio and caption_a and caption_b and reveal == ""
     assert not any(model in caption_a + caption_b + status for model in DEMO_PHRASES)
+    text, button, timer = handlers.countdown(listening)
+    assert "8 s" in text and button["interactive"] is False and timer["active"] is True
+    service.test_clock.now += 2.5
+    text, button, timer = handlers.countdown(listening)
+    assert "6 s" in text and button["interactive"] is False and timer["active"] is True
+    # a vote before the countdown ends (another client, or a stale page) is still refused by the server
     status, reveal, listening = handlers.vote("A", "B", listening, request())
     assert "listen" in status and reveal == ""
-    service.test_clock.now += 10
+    service.test_clock.now += 5.5
+    text, button, timer = handlers.countdown(listening)
+    assert "vote now" in text and button["interactive"] is True and timer["active"] is False
     assert handlers.vote("A", None, listening, request())[0] == "Please answer both questions."
     status, reveal, listening = handlers.vote("A", "tie", listening, request())
     assert "saved" in status and sum(model in reveal for model in DEMO_PHRASES) == 2
+    assert "0.250" in reveal and "-0.125" in reveal
     assert listening["pair_id"] is None
+    assert handlers.countdown(listening)[1]["interactive"] is False  # this pair is spent
 
     # an upload is judged but flagged as not counting
     upload = tmp_path / "c0.wav"
@@ -85,14 +110,31 @@ def test_vote_refused_before_listening_time_then_names_revealed(service, tmp_pat
     status, _, _ = handlers.vote("B", "B", listening, request())
     assert "does not count" in status
 
-    table, figure, summary, preferences, agreement = refresh_leaderboard(
+    empty, results, table, figure, summary, matrix, preferences, agreement = refresh_leaderboard(
         service, "accuracy", 1, n_bootstrap=20
     )
+    assert empty["visible"] is False and results["visible"] is True
     assert isinstance(table, pd.DataFrame) and len(table) == len(DEMO_PHRASES)
     assert table["votes"].sum() == 2 and len(preferences) == 2  # the upload's vote is not on the board
-    assert figure.data[0].error_y.array is not None and "1 votes fitted" in summary
+    assert figure.data[0].error_y.array is not None and "1 vote fitted" in summary
+    # one accuracy vote: the model behind A beat the one behind B, 1 of 1; no other cell has a vote
+    cells = [text for line in matrix.data[0].text for text in line if text]
+    assert sorted(cells) == ["0%<br>0 of 1", "100%<br>1 of 1"]
     assert export_votes(service, "csv").endswith(".csv")
     assert len(open(export_votes(service, "jsonl")).read().splitlines()) == 2
+
+
+def test_leaderboard_without_votes_explains_how_to_vote(service):
+    empty, results, *outputs = refresh_leaderboard(service, "accuracy", 20, n_bootstrap=20)
+    assert empty["visible"] is True and results["visible"] is False
+    assert "No votes yet" in empty["value"] and "Arena" in empty["value"] and "8 s" in empty["value"]
+    assert all(output == gr.update() for output in outputs)  # no bare tables behind the message
+    # an upload's vote is kept but does not count: the board is still empty
+    handlers = ArenaTabHandlers(service)
+    listening = handlers.next_pair(str(service.pool[0].path), request())[-1]
+    service.test_clock.now += 10
+    assert "does not count" in handlers.vote("A", "A", listening, request())[0]
+    assert refresh_leaderboard(service, "accuracy", 20, n_bootstrap=20)[0]["visible"] is True
 
 
 def test_two_voters_behind_one_proxy_are_two_voters(service):

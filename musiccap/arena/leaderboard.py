@@ -1,5 +1,5 @@
-"""The arena leaderboard: Bradley–Terry strengths with bootstrap intervals, the RGMC Table 2 view,
-agreement between voters, and exports of every vote.
+"""The arena leaderboard: Bradley–Terry strengths with bootstrap intervals, the head-to-head win matrix,
+the RGMC Table 2 view, agreement between voters, and exports of every vote.
 
 Bradley–Terry: P(i beats j) = p_i / (p_i + p_j), fitted by Hunter's (2004) MM iteration. A tie counts
 half a win each way; "both bad" says nothing about which caption is better, so it is left out of the fit
@@ -44,6 +44,34 @@ class Leaderboard:
     min_votes: int
     n_bootstrap: int
     seed: int
+
+
+@dataclass(frozen=True)
+class WinMatrix:
+    """Head-to-head results for one criterion: how often the row captioner was preferred over the column one.
+
+    `wins[i][j]` counts votes preferring `models[i]` over `models[j]`; `ties[i][j]` (symmetric) counts
+    "too similar to tell". "Both bad" says nothing about which is better and is not counted here.
+    """
+
+    criterion: str
+    models: tuple[str, ...]
+    wins: tuple[tuple[int, ...], ...]
+    ties: tuple[tuple[int, ...], ...]
+
+    @property
+    def n_votes(self) -> int:
+        """Decisive votes and ties in the matrix."""
+        return sum(map(sum, self.wins)) + sum(map(sum, self.ties)) // 2
+
+    def decided(self, row: int, column: int) -> int:
+        """Votes between the two captioners with a winner (ties left out)."""
+        return self.wins[row][column] + self.wins[column][row]
+
+    def win_share(self, row: int, column: int) -> float | None:
+        """Share of the decided votes that the row captioner won; None when the two never had one."""
+        decided = self.decided(row, column)
+        return self.wins[row][column] / decided if decided else None
 
 
 @dataclass(frozen=True)
@@ -179,6 +207,41 @@ def build_leaderboard(
 
 def _with_rank(rating: ModelRating, rank: int) -> ModelRating:
     return ModelRating(**{**rating.__dict__, "rank": rank})
+
+
+def win_matrix(
+    votes: list[VoteRecord],
+    models: list[str] | None = None,
+    *,
+    criterion: str = "accuracy",
+    board_only: bool = True,
+) -> WinMatrix:
+    """The head-to-head matrix over `models` (in that order) plus any other captioner that has votes."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}")
+    if board_only:
+        votes = [vote for vote in votes if vote.counts_for_board]
+    models = list(
+        dict.fromkeys([*(models or []), *sorted({m for v in votes for m in (v.model_a, v.model_b)})])
+    )
+    index = {model: i for i, model in enumerate(models)}
+    wins = np.zeros((len(models), len(models)), dtype=int)
+    ties = np.zeros_like(wins)
+    for vote in votes:
+        answer = getattr(vote, criterion)
+        a, b = index[vote.model_a], index[vote.model_b]
+        if answer == "A":
+            wins[a, b] += 1
+        elif answer == "B":
+            wins[b, a] += 1
+        elif answer == "tie":
+            ties[a, b] += 1
+            ties[b, a] += 1
+    return WinMatrix(criterion, tuple(models), _as_tuples(wins), _as_tuples(ties))
+
+
+def _as_tuples(matrix: np.ndarray) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(int(n) for n in row) for row in matrix)
 
 
 def _outcome_for_pair(vote: VoteRecord, criterion: str) -> str:

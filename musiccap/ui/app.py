@@ -36,11 +36,14 @@ def build_app(studio: Studio, arena=None, trusted_proxies: int = 0) -> gr.Blocks
             build_compare_tab(studio, example_files())
         if arena is not None:
             from musiccap.ui.arena import build_arena_tab, build_leaderboard_tab
+            from musiccap.ui.arena_setup import studio_clap_scores
 
             with gr.Tab("Arena"):
-                build_arena_tab(arena, trusted_proxies=trusted_proxies)
-            with gr.Tab("Leaderboard"):
-                build_leaderboard_tab(arena)
+                build_arena_tab(
+                    arena, demo, trusted_proxies=trusted_proxies, clap_scores=studio_clap_scores(studio)
+                )
+            with gr.Tab("Leaderboard") as leaderboard_tab:
+                build_leaderboard_tab(arena, leaderboard_tab)
         with gr.Tab("About"):
             build_about_tab(studio)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)

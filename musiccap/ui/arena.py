@@ -1,13 +1,17 @@
 """Gradio tabs for the arena (blind A/B votes) and its leaderboard.
 
-Call inside a Blocks layout, e.g. `with gr.Tab("Arena"): build_arena_tab(service)`. The arena shows only
-the clip and two anonymous captions: no neighbour caption, no heatmaps (they would give RGMC away). The
-vote button is always clickable; the server refuses a vote before the minimum listening time and the
-refusal is shown to the listener.
+Call inside a Blocks layout, e.g. `with gr.Tab("Arena"): build_arena_tab(service, demo)`. The arena shows
+only the clip and two anonymous captions: no neighbour caption, no heatmaps (they would give RGMC away).
+Each browser session gets its own pair when the page loads. A countdown shows how long until the server
+accepts a vote (`ArenaService.min_listen_s` on the server's clock since the pair was served); the vote
+button is enabled when it reaches 0, and the server still refuses an early vote from any other client.
+After the vote the tab reveals both captioners and each caption's CLAP similarity to the clip.
 """
 
+import math
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -18,13 +22,15 @@ from musiccap.arena.api import voter_key_from_request
 from musiccap.arena.clips import clip_from_upload
 from musiccap.arena.leaderboard import (
     Leaderboard,
+    WinMatrix,
     build_leaderboard,
     export_votes_csv,
     export_votes_jsonl,
     pairwise_preferences,
     voter_agreement,
+    win_matrix,
 )
-from musiccap.arena.service import ArenaError, ArenaService
+from musiccap.arena.service import ArenaError, ArenaService, VoteReceipt
 from musiccap.audio import AudioError
 
 ANSWER_CHOICES = [
@@ -36,6 +42,9 @@ ANSWER_CHOICES = [
 ACCURACY_QUESTION = "Which caption describes the music more accurately?"
 FLUENCY_QUESTION = "Which caption reads more fluently (grammar and phrasing)?"
 
+# (clip path, [caption A, caption B]) -> each caption's CLAP similarity to the clip, or None without CLAP
+ClapScores = Callable[[str, list[str]], list[float] | None]
+
 
 def _new_listening() -> dict:
     return {"pair_id": None, "listened_s": 0.0, "playing_since": None}
@@ -44,9 +53,12 @@ def _new_listening() -> dict:
 class ArenaTabHandlers:
     """The arena tab's event handlers, separate from the layout so they can be tested without a browser."""
 
-    def __init__(self, service: ArenaService, trusted_proxies: int = 0):
+    def __init__(
+        self, service: ArenaService, trusted_proxies: int = 0, clap_scores: ClapScores | None = None
+    ):
         self.service = service
         self.trusted_proxies = trusted_proxies
+        self.clap_scores = clap_scores
 
     def _identity(self, request: gr.Request) -> tuple[str, str]:
         host = request.client.host if request.client else None
@@ -63,11 +75,30 @@ class ArenaTabHandlers:
             message = error.message if isinstance(error, ArenaError) else str(error)
             gr.Warning(message)
             return None, "", "", message, None, None, "", _new_listening()
-        status = f"Listen for at least {pair.min_listen_s:.0f} s, then answer both questions."
+        status = "Listen to the clip, then answer both questions."
         if clip is not None:
             status += " (Your own clip: this vote is kept but does not count for the public board.)"
-        listening = {**_new_listening(), "pair_id": pair.pair_id}
+        listening = {
+            **_new_listening(),
+            "pair_id": pair.pair_id,
+            # read after serve_pair returned, so never earlier than the server's own served time: the
+            # countdown cannot reach 0 before the server accepts the vote
+            "served_clock": self.service.clock(),
+            "min_listen_s": pair.min_listen_s,
+            "audio_path": pair.audio_path,
+            "captions": [pair.caption_a, pair.caption_b],
+        }
         return pair.audio_path, pair.caption_a, pair.caption_b, status, None, None, "", listening
+
+    def countdown(self, listening: dict):
+        """(countdown text, vote button, timer): seconds left before a vote on this pair is accepted."""
+        if not listening.get("pair_id"):
+            return "", gr.update(interactive=False), gr.update(active=False)
+        remaining_s = listening["min_listen_s"] - (self.service.clock() - listening["served_clock"])
+        if remaining_s > 0:
+            text = f"Voting opens in **{math.ceil(remaining_s)} s**: listen meanwhile."
+            return text, gr.update(interactive=False), gr.update(active=True)
+        return "You can vote now.", gr.update(interactive=True), gr.update(active=False)
 
     @staticmethod
     def started_playing(listening: dict) -> dict:
@@ -97,19 +128,54 @@ class ArenaTabHandlers:
         except ArenaError as error:
             gr.Warning(error.message)
             return error.message, "", listening
-        reveal = (
-            f"**Caption A** was written by **{receipt.model_a}**, **caption B** by **{receipt.model_b}**."
-        )
-        status = "Thank you, your vote is saved." + (
+        status = "Thank you, your vote is saved. Press “New pair” for the next clip." + (
             ""
             if receipt.counts_for_board
             else f" It does not count for the public board: {receipt.not_counted_reason}."
         )
-        return status, reveal, _new_listening()
+        return status, reveal_markdown(receipt, self._clap_scores(listening)), _new_listening()
+
+    def _clap_scores(self, listening: dict) -> list[float] | None:
+        if self.clap_scores is None:
+            return None
+        try:
+            return self.clap_scores(listening["audio_path"], listening["captions"])
+        except AudioError:  # the vote is saved; the reveal shows the names without scores
+            return None
 
 
-def build_arena_tab(service: ArenaService, *, trusted_proxies: int = 0) -> ArenaTabHandlers:
-    handlers = ArenaTabHandlers(service, trusted_proxies)
+def reveal_markdown(receipt: VoteReceipt, clap_scores: list[float] | None) -> str:
+    """Who wrote each caption and how close each is to the clip in CLAP space (the Compare tab's score).
+
+    One row per caption; the fact check of issue 31 (what the caption says against what is heard) is to
+    become a further column of this table.
+    """
+    scores = [f"{score:.3f}" for score in clap_scores] if clap_scores else ["–", "–"]
+    lines = [
+        "| | captioner | CLAP similarity to the clip |",
+        "|---|---|---|",
+        f"| Caption A | **{receipt.model_a}** | {scores[0]} |",
+        f"| Caption B | **{receipt.model_b}** | {scores[1]} |",
+    ]
+    note = (
+        "CLAP similarity: cosine between the clip's and the caption's embeddings in the embedded CLAP "
+        "(higher is closer), as on the Compare tab."
+        if clap_scores
+        else "CLAP similarity is not available: no CLAP checkpoint is loaded."
+    )
+    return "\n".join(lines) + "\n\n" + note
+
+
+def build_arena_tab(
+    service: ArenaService,
+    app: gr.Blocks,
+    *,
+    trusted_proxies: int = 0,
+    clap_scores: ClapScores | None = None,
+) -> ArenaTabHandlers:
+    """The arena's layout and events; `app` is the enclosing Blocks, whose load event serves each browser
+    session its first pair."""
+    handlers = ArenaTabHandlers(service, trusted_proxies, clap_scores)
     listening = gr.State(_new_listening())
     gr.Markdown(
         "Listen to the clip and compare two captions written by two anonymous captioners. "
@@ -127,19 +193,55 @@ def build_arena_tab(service: ArenaService, *, trusted_proxies: int = 0) -> Arena
         caption_b = gr.Textbox(label="Caption B", interactive=False, lines=4)
     accuracy = gr.Radio(ANSWER_CHOICES, label=ACCURACY_QUESTION)
     fluency = gr.Radio(ANSWER_CHOICES, label=FLUENCY_QUESTION)
-    vote = gr.Button("Vote", variant="primary")
-    status = gr.Markdown()
-    reveal = gr.Markdown()
+    countdown = gr.Markdown(elem_id="arena-countdown")
+    vote = gr.Button("Vote", variant="primary", interactive=False, elem_id="arena-vote")
+    status = gr.Markdown(elem_id="arena-status")
+    reveal = gr.Markdown(elem_id="arena-reveal")
+    timer = gr.Timer(1.0, active=False)
 
-    new_pair.click(
-        handlers.next_pair,
-        inputs=[upload],
-        outputs=[audio, caption_a, caption_b, status, accuracy, fluency, reveal, listening],
+    pair_outputs = [audio, caption_a, caption_b, status, accuracy, fluency, reveal, listening]
+    countdown_outputs = [countdown, vote, timer]
+
+    def show_countdown(event):
+        # the countdown is cheap and must not wait behind captioning jobs in the queue
+        event.then(
+            handlers.countdown,
+            inputs=[listening],
+            outputs=countdown_outputs,
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
+
+    # each browser session gets its own pair when the page loads; "New pair" serves the next one
+    show_countdown(
+        gr.on(
+            [app.load, new_pair.click],
+            handlers.next_pair,
+            inputs=[upload],
+            outputs=pair_outputs,
+            api_name="next_pair",
+        )
+    )
+    timer.tick(
+        handlers.countdown,
+        inputs=[listening],
+        outputs=countdown_outputs,
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
     )
     audio.play(handlers.started_playing, inputs=[listening], outputs=[listening])
     audio.pause(handlers.stopped_playing, inputs=[listening], outputs=[listening])
     audio.stop(handlers.stopped_playing, inputs=[listening], outputs=[listening])
-    vote.click(handlers.vote, inputs=[accuracy, fluency, listening], outputs=[status, reveal, listening])
+    show_countdown(
+        vote.click(
+            handlers.vote,
+            inputs=[accuracy, fluency, listening],
+            outputs=[status, reveal, listening],
+            api_name="vote",
+        )
+    )
     return handlers
 
 
@@ -226,22 +328,81 @@ def agreement_text(service: ArenaService) -> str:
     return "\n".join(lines)
 
 
+def win_matrix_figure(matrix: WinMatrix) -> go.Figure:
+    """Heatmap of the row captioner's share of wins over the column one, each cell with its counts."""
+    models = list(matrix.models)
+    pairs = [[(row, column) for column in range(len(models))] for row in range(len(models))]
+    shares = [[matrix.win_share(row, column) for row, column in line] for line in pairs]
+    cell_text = [
+        [
+            ""
+            if share is None
+            else f"{share:.0%}<br>{matrix.wins[row][column]} of {matrix.decided(row, column)}"
+            for share, (row, column) in zip(share_line, line)
+        ]
+        for share_line, line in zip(shares, pairs)
+    ]
+    figure = go.Figure(
+        go.Heatmap(
+            z=shares,
+            x=models,
+            y=models,
+            text=cell_text,
+            texttemplate="%{text}",
+            customdata=[[matrix.ties[row][column] for row, column in line] for line in pairs],
+            hovertemplate="%{y} over %{x}: %{text}<br>ties: %{customdata}<extra></extra>",
+            zmin=0,
+            zmax=1,
+            colorscale="RdBu",
+            colorbar={"title": "wins", "tickformat": ".0%"},
+        )
+    )
+    figure.update_layout(
+        title=f"Head to head ({matrix.criterion}): share of decided votes the row won over the column",
+        xaxis_title="against",
+        yaxis={"title": "captioner", "autorange": "reversed"},
+        height=120 + 60 * len(models),
+        margin={"t": 60, "l": 90, "r": 20, "b": 60},
+    )
+    return figure
+
+
+def empty_leaderboard_text(min_listen_s: float) -> str:
+    return (
+        "### No votes yet\n"
+        "The board fills in from the first vote. To vote: open the **Arena** tab, listen to the clip for "
+        f"at least {min_listen_s:.0f} s, answer both questions and press **Vote**. The two captioners' names "
+        "are shown after your vote. Votes on your own uploaded clips are kept but do not count here."
+    )
+
+
 def refresh_leaderboard(service: ArenaService, criterion: str, min_votes: int, n_bootstrap: int = 500):
+    """(empty state, results column, ratings table, strengths chart, summary, win matrix, RGMC Table 2 view,
+    agreement). With no votes on the board only the empty state is shown."""
+    votes = service.votes(board_only=True)
+    if not votes:
+        hidden = gr.update(visible=False)
+        return (
+            gr.update(value=empty_leaderboard_text(service.min_listen_s), visible=True),
+            hidden,
+            *(gr.update() for _ in range(6)),
+        )
     board = build_leaderboard(
-        service.votes(board_only=True),
-        service.models,
-        criterion=criterion,
-        min_votes=int(min_votes),
-        n_bootstrap=n_bootstrap,
+        votes, service.models, criterion=criterion, min_votes=int(min_votes), n_bootstrap=n_bootstrap
     )
     summary = (
-        f"{board.n_votes} votes fitted, {board.n_both_bad} “both bad” answers left out; ranked by the lower "
-        f"end of the 95% interval ({board.n_bootstrap} bootstrap resamples, seed {board.seed})."
+        f"{board.n_votes} {'vote' if board.n_votes == 1 else 'votes'} fitted, {board.n_both_bad} “both bad” "
+        f"answers left out; ranked by the lower end of the 95% interval ({board.n_bootstrap} bootstrap "
+        f"resamples, seed {board.seed})."
     )
     return (
+        gr.update(visible=False),
+        gr.update(visible=True),
         ratings_table(board),
         ratings_figure(board),
         summary,
+        # rows and columns in the leaderboard's order: ranked captioners first, the leader on top
+        win_matrix_figure(win_matrix(votes, [r.model for r in board.ratings], criterion=criterion)),
         preferences_table(service),
         agreement_text(service),
     )
@@ -255,29 +416,38 @@ def export_votes(service: ArenaService, fmt: str) -> str:
     return str(export_votes_jsonl(votes, folder / "arena-votes.jsonl"))
 
 
-def build_leaderboard_tab(service: ArenaService) -> None:
+def build_leaderboard_tab(service: ArenaService, tab: gr.Tab | None = None) -> None:
+    """The leaderboard's layout and events; it refreshes whenever `tab` (the enclosing tab) is opened."""
     with gr.Row():
         criterion = gr.Radio(["accuracy", "fluency"], value="accuracy", label="Criterion")
         min_votes = gr.Number(value=20, precision=0, minimum=1, label="Votes needed to be ranked")
         refresh = gr.Button("Refresh")
-    summary = gr.Markdown()
-    table = gr.Dataframe(label="Bradley–Terry leaderboard", interactive=False)
-    chart = gr.Plot(label="Strengths with 95% intervals")
-    gr.Markdown("### Share preferred per pair (RGMC Table 2 view)")
-    preferences = gr.Dataframe(interactive=False)
-    gr.Markdown("### Agreement between voters on the same clip and pair")
-    agreement = gr.Markdown()
+    empty_state = gr.Markdown(visible=False, elem_id="leaderboard-empty")  # filled in on refresh
+    with gr.Column(visible=False) as results:
+        summary = gr.Markdown(elem_id="leaderboard-summary")
+        table = gr.Dataframe(label="Bradley–Terry leaderboard", interactive=False)
+        chart = gr.Plot(label="Strengths with 95% intervals")
+        gr.Markdown(
+            "### Head to head\nEach cell: how often the row captioner was preferred over the column one, "
+            "among their votes with a winner (ties and “both bad” left out; ties are in the hover text)."
+        )
+        matrix = gr.Plot(label="Win matrix", elem_id="win-matrix")
+        gr.Markdown("### Share preferred per pair (RGMC Table 2 view)")
+        preferences = gr.Dataframe(interactive=False)
+        gr.Markdown("### Agreement between voters on the same clip and pair")
+        agreement = gr.Markdown()
     with gr.Row():
         export_csv = gr.Button("Export all votes (CSV)")
         export_jsonl = gr.Button("Export all votes (JSONL)")
     exported = gr.File(label="Export")
 
-    outputs = [table, chart, summary, preferences, agreement]
-    refresh.click(
-        lambda c, m: refresh_leaderboard(service, c, m), inputs=[criterion, min_votes], outputs=outputs
-    )
-    criterion.change(
-        lambda c, m: refresh_leaderboard(service, c, m), inputs=[criterion, min_votes], outputs=outputs
+    triggers = [refresh.click, criterion.change] + ([tab.select] if tab is not None else [])
+    gr.on(
+        triggers,
+        lambda c, m: refresh_leaderboard(service, c, m),
+        inputs=[criterion, min_votes],
+        outputs=[empty_state, results, table, chart, summary, matrix, preferences, agreement],
+        api_name="leaderboard",
     )
     export_csv.click(lambda: export_votes(service, "csv"), outputs=[exported])
     export_jsonl.click(lambda: export_votes(service, "jsonl"), outputs=[exported])

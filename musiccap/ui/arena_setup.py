@@ -44,6 +44,17 @@ def studio_caption_source(studio: Studio):
     return caption
 
 
+def studio_clap_scores(studio: Studio):
+    """Each arena caption's CLAP similarity to the window it was written for (the clip's first 10 s),
+    scored by the studio as on the Compare tab; None when no CLAP checkpoint is shipped."""
+
+    def scores(audio_path: str, captions: list[str]) -> list[float] | None:
+        window = windows(load_audio(audio_path), "first")[0]
+        return studio.similarity(Clip(window), captions)
+
+    return scores
+
+
 def arena_for(
     studio: Studio, audio_files: list[str], db_path: str | Path | None = None
 ) -> ArenaService | None:
