@@ -4,6 +4,11 @@ Every figure is a median (and p90) over repeated runs on this machine, with the 
 count, versions and command recorded beside it. Targets sit next to the measured values; they
 are met or missed here, never asserted in tests. Each captioner is measured in its own process
 so its peak memory (max RSS) is its own.
+
+Absolute seconds depend on the machine and on what else runs on it, so the app is also quoted as a
+ratio to the LP-MusicCaps-shaped anchor (musiccap/anchor.py), timed in the same run and interleaved
+with the app's requests and the long-track runs (one anchor caption after each), so that a load that
+comes and goes weighs on both alike.
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ TARGETS = {
     "musicnn_features": 0.3,
     "compare_request": 3.0,
     "app_start": 20.0,
+    "long_track": 25.0,  # a 3-minute track, every window, every captioner, through the CLI
 }
+RATIO_TARGET = 3.0  # the compare request at most 1/3 of one anchor caption (issue 21)
+LONG_TRACK_MINUTES = 3.0
 
 
 def stop_app(process: subprocess.Popen) -> None:
@@ -83,6 +91,12 @@ def machine() -> dict:
         "numpy": np.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages against the core count: other work on the machine slows every figure."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} on {os.cpu_count()} cores"
 
 
 def matmul_gflops(size: int = 1024, runs: int = 10) -> float:
@@ -162,23 +176,113 @@ def measure_features(runs: int) -> dict:
     return {"cold_s": round(cold, 4), "warm": summary(warm)}
 
 
-def measure_long_track(minutes: float = 5.0) -> dict:
-    from musiccap.audio import from_array, load_audio
-    from musiccap.studio import Studio
+def long_track_file(folder: Path, minutes: float = LONG_TRACK_MINUTES) -> Path:
+    """The example clip tiled to ``minutes`` of audio, written as a WAV file in ``folder``."""
+    import soundfile
+
+    from musiccap.audio import load_audio
 
     base = load_audio(EXAMPLE)
     repeats = int(np.ceil(minutes * 60 / base.duration_s))
-    long_audio = from_array(
-        np.tile(base.samples, repeats)[: int(minutes * 60 * base.sample_rate)], base.sample_rate
-    )
-    studio = Studio()
-    started = time.perf_counter()
-    n = 0
-    for clip in studio.clips(long_audio, "all", max_windows=int(minutes * 6)):
-        for name in studio.captioners:
-            studio.caption_clip(clip, name)
-            n += 1
-    return {"minutes": minutes, "captions": n, "seconds": round(time.perf_counter() - started, 2)}
+    samples = np.tile(base.samples, repeats)[: int(minutes * 60 * base.sample_rate)]
+    path = folder / f"long-{minutes:g}min.wav"
+    soundfile.write(path, samples, base.sample_rate)
+    return path
+
+
+def measure_long_track(
+    runs: int, anchor: AnchorTimer | None = None, minutes: float = LONG_TRACK_MINUTES
+) -> dict:
+    """``musiccap caption TRACK --window all --model all --json`` as a user runs it (process start
+    included), ``runs`` times; with ``anchor``, one anchor caption after each run."""
+    seconds, windows_per_model = [], {}
+    with tempfile.TemporaryDirectory() as folder:
+        track = long_track_file(Path(folder), minutes)
+        for _ in range(runs):
+            started = time.perf_counter()
+            run = subprocess.run(
+                [sys.executable, "-m", "musiccap", "caption", str(track), "--window", "all", "--model", "all"]
+                + ["--json"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            seconds.append(time.perf_counter() - started)
+            windows_per_model = {}
+            for line in run.stdout.splitlines():
+                model = json.loads(line)["model"]
+                windows_per_model[model] = windows_per_model.get(model, 0) + 1
+            if anchor is not None:
+                anchor.caption()
+    return {
+        "minutes": minutes,
+        "windows": max(windows_per_model.values(), default=0),
+        "windows_per_model": windows_per_model,
+        "captions": sum(windows_per_model.values()),
+        "wall": summary(seconds),
+    }
+
+
+def ratios(results: dict) -> dict:
+    """How many times faster than the anchor: one anchor caption / the compare request (medians, and p90
+    over p90), and the anchor captioning every window of the long track one by one / the long-track run."""
+    anchor = results.get("anchor")
+    if not anchor or not anchor["caption"]["runs"]:
+        return {}
+    caption = anchor["caption"]
+    out = {}
+    app = results.get("app")
+    if app:
+        request = app["compare_request"]
+        out["compare_request"] = round(caption["median"] / request["median"], 2)
+        out["compare_request_p90"] = round(caption["p90"] / request["p90"], 2)
+        out["first_request_over_warm"] = round(app["first_request"]["median"] / request["median"], 2)
+    long = results.get("long_track")
+    if long and long["windows"]:
+        out["long_track"] = round(long["windows"] * caption["median"] / long["wall"]["median"], 2)
+    return out
+
+
+class AnchorTimer:
+    """The LP-MusicCaps-shaped anchor loaded once in the bench process, timed one caption at a time on
+    the example's first 10 s window, on ``threads`` intra-op threads (restored after each caption)."""
+
+    def __init__(self, threads: int):
+        from musiccap.anchor import LpMusicCapsAnchor
+        from musiccap.audio import load_audio, windows
+
+        self.threads = threads
+        self.window = windows(load_audio(EXAMPLE), "first")[0]
+        self.anchor = LpMusicCapsAnchor()
+        self.seconds: list[float] = []
+        started = time.perf_counter()
+        self.caption()
+        self.cold_s = time.perf_counter() - started
+        self.seconds.clear()
+        self.tokens = self.anchor.decoding.new_tokens
+        self.beams = self.anchor.decoding.num_beams
+
+    def caption(self) -> None:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            started = time.perf_counter()
+            self.anchor.caption_ids(self.window.samples, self.window.sample_rate)
+            self.seconds.append(time.perf_counter() - started)
+        finally:
+            torch.set_num_threads(before)
+
+    def result(self) -> dict:
+        return {
+            "cold_s": round(self.cold_s, 3),
+            "caption": summary(self.seconds),
+            "threads": self.threads,
+            "beams": self.beams,
+            "new_tokens": self.tokens,
+        }
 
 
 def _free_port() -> int:
@@ -187,13 +291,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def measure_app(starts: int, requests: int, threads: tuple[str, ...] = ("1",)) -> dict:
+def measure_app(
+    starts: int, requests: int, threads: tuple[str, ...] = ("1",), anchor: AnchorTimer | None = None
+) -> dict:
     """Start ``python app.py`` ``starts`` times per intra-op thread setting (``MUSICCAP_TORCH_THREADS``) and
-    time ``requests`` compare requests after each start. Settings take turns start by start, so a machine
-    whose speed drifts weighs on each alike. The first setting is reported as the app."""
+    time the first compare request and ``requests`` more after each start. Settings take turns start by
+    start, so a machine whose speed drifts weighs on each alike. The first setting is reported as the app.
+    With ``anchor``, one anchor caption follows each timed request (A, B, A, B, ...)."""
     from gradio_client import Client, handle_file
 
     start_times = {n: [] for n in threads}
+    first_requests = {n: [] for n in threads}
     latencies = {n: [] for n in threads}
     for _ in range(starts):
         for n in threads:
@@ -222,15 +330,24 @@ def measure_app(starts: int, requests: int, threads: tuple[str, ...] = ("1",)) -
                 start_times[n].append(time.perf_counter() - started)
                 client = Client(url, verbose=False)
                 arguments = (handle_file(str(EXAMPLE)), "first", "", "", 0, 0, -1, False, 0)
-                client.predict(*arguments, api_name="/compare")  # first request warms caches
+                began = time.perf_counter()
+                client.predict(*arguments, api_name="/compare")
+                first_requests[n].append(time.perf_counter() - began)
                 for _ in range(requests):
                     began = time.perf_counter()
                     client.predict(*arguments, api_name="/compare")
                     latencies[n].append(time.perf_counter() - began)
+                    if anchor is not None:
+                        anchor.caption()
             finally:
                 stop_app(process)
     by_threads = {
-        n: {"start": summary(start_times[n]), "compare_request": summary(latencies[n])} for n in threads
+        n: {
+            "start": summary(start_times[n]),
+            "first_request": summary(first_requests[n]),
+            "compare_request": summary(latencies[n]),
+        }
+        for n in threads
     }
     return {**by_threads[threads[0]], "torch_threads": threads[0], "by_threads": by_threads}
 
@@ -338,6 +455,8 @@ def write_markdown(results: dict, path: Path) -> None:
             "|---|---|---|---|---|",
             f"| start (process start → page served) | {_fmt(app['start']['median'], TARGETS['app_start'])} | "
             f"{app['start']['p90']} | {app['start']['runs']} | {TARGETS['app_start']} |",
+            f"| first compare request after start | {app['first_request']['median']} | "
+            f"{app['first_request']['p90']} | {app['first_request']['runs']} | — |",
             f"| compare request (every caption + neighbour + heatmaps + CLAP scores) | "
             f"{_fmt(app['compare_request']['median'], TARGETS['compare_request'])} | {app['compare_request']['p90']} | "
             f"{app['compare_request']['runs']} | {TARGETS['compare_request']} |",
@@ -357,11 +476,45 @@ def write_markdown(results: dict, path: Path) -> None:
                 lines.append(f"| {n} | {request['median']} | {request['p90']} | {request['runs']} |")
     long = results.get("long_track")
     if long:
+        wall = long["wall"]
         lines += [
             "",
-            f"**5-minute track, windowed mode**: {long['captions']} captions over {long['minutes']} min "
-            f"of audio in {long['seconds']} s (every captioner, every 10 s window).",
+            f"**{long['minutes']:g}-minute track** through `musiccap caption TRACK --window all --model all "
+            f"--json` (process start included): {long['windows']} windows per captioner, {long['captions']} "
+            f"captions, {_fmt(wall['median'], TARGETS['long_track'])} s median (p90 {wall['p90']} s, "
+            f"{wall['runs']} runs; target {TARGETS['long_track']} s).",
         ]
+    anchor = results.get("anchor")
+    if anchor:
+        caption, ratio = anchor["caption"], results.get("ratios", {})
+        lines += [
+            "",
+            "## Against LP-MusicCaps (the anchor, measured in the same run)",
+            "",
+            f"One LP-MusicCaps-shaped caption (musiccap/anchor.py: BART-base with a two-conv front end on a "
+            f"128-bin log-mel, random weights, beam {anchor['beams']}, exactly {anchor['new_tokens']} new "
+            f"tokens, {anchor['threads']} intra-op thread(s)) on the same 10 s clip, one after each timed app "
+            f"request and long-track run: **{caption['median']} s** median (p90 {caption['p90']} s, "
+            f"{caption['runs']} runs; cold {anchor['cold_s']} s).",
+            "",
+            "| what | × faster than the anchor | target |",
+            "|---|---|---|",
+        ]
+        if "compare_request" in ratio:
+            ok = "✅" if ratio["compare_request"] >= RATIO_TARGET else "❌"
+            lines += [
+                f"| compare request, medians | {ratio['compare_request']} {ok} | ≥ {RATIO_TARGET} |",
+                f"| compare request, p90s | {ratio['compare_request_p90']} | — |",
+                f"| first request after start / warm median | {ratio['first_request_over_warm']} (slower) "
+                f"| ≤ 1.5 |",
+            ]
+        if "long_track" in ratio:
+            lines.append(
+                f"| long track: the anchor captioning its {long['windows']} windows one by one / the CLI run "
+                f"| {ratio['long_track']} | — |"
+            )
+    if results.get("load"):
+        lines += ["", f"Load while measuring: {results['load']}."]
     if results.get("training"):
         lines += [
             "",
@@ -395,13 +548,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--app-starts", type=int, default=3)
     parser.add_argument("--app-requests", type=int, default=10)
-    parser.add_argument("--skip", nargs="*", default=[], help="parts to skip: app long corpus")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], help="parts to skip: features models app long anchor corpus"
+    )
     parser.add_argument(
         "--app-threads",
         nargs="+",
         default=[os.environ.get("MUSICCAP_TORCH_THREADS", "1")],
         help="MUSICCAP_TORCH_THREADS settings to serve the app with, the first reported (e.g. 1 2)",
     )
+    parser.add_argument(
+        "--anchor-threads", type=int, default=1, help="intra-op threads of the LP-MusicCaps anchor"
+    )
+    parser.add_argument("--long-runs", type=int, default=3, help="runs of the 3-minute track through the CLI")
+    parser.add_argument("--out", type=Path, default=DOCS, help="where BENCHMARKS.md and benchmarks.json go")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -411,10 +571,12 @@ def main(argv: list[str] | None = None) -> int:
     from musiccap.studio import Studio
 
     results = {"command": "musiccap bench " + " ".join(argv or sys.argv[2:]), "machine": machine()}
+    results["load"] = load_average()
     results["matmul_gflops"] = matmul_gflops()
-    results["features"] = measure_features(args.runs)
+    if "features" not in args.skip:
+        results["features"] = measure_features(args.runs)
     results["models"] = {}
-    for name in Studio().captioners:
+    for name in Studio().captioners if "models" not in args.skip else []:
         run = subprocess.run(
             [sys.executable, "-m", "musiccap.bench", "--child", name, "--runs", str(args.runs)],
             capture_output=True,
@@ -425,17 +587,27 @@ def main(argv: list[str] | None = None) -> int:
             results["models"][name] = json.loads(run.stdout.strip().splitlines()[-1])
         except (IndexError, json.JSONDecodeError):
             results["models"][name] = {"error": (run.stderr.strip().splitlines() or ["no output"])[-1]}
+    anchor = AnchorTimer(args.anchor_threads) if "anchor" not in args.skip else None
     if "app" not in args.skip:
-        results["app"] = measure_app(args.app_starts, args.app_requests, tuple(args.app_threads))
+        results["app"] = measure_app(args.app_starts, args.app_requests, tuple(args.app_threads), anchor)
     if "long" not in args.skip:
-        results["long_track"] = measure_long_track()
+        results["long_track"] = measure_long_track(args.long_runs, anchor)
+    if anchor is not None:
+        results["anchor"] = anchor.result()
+        results["ratios"] = ratios(results)
+    results["load"] += f" at the start, {load_average()} at the end"
     results["training"] = training_throughput()
     if "corpus" not in args.skip:
         results["corpus"] = corpus_rate()
-    DOCS.mkdir(exist_ok=True)
-    (DOCS / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_markdown(results, DOCS / "BENCHMARKS.md")
-    print(json.dumps(results, indent=2) if args.json else f"wrote {DOCS / 'BENCHMARKS.md'}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_markdown(results, args.out / "BENCHMARKS.md")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for name, value in results.get("ratios", {}).items():
+            print(f"{name}: {value}")
+        print(f"wrote {args.out / 'BENCHMARKS.md'}")
     return 0
 
 
