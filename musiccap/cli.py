@@ -39,7 +39,7 @@ def _decoding_from_args(args):
 
 
 def cmd_caption(args) -> int:
-    from musiccap.studio import CompareOptions, ModelCaption, Studio
+    from musiccap.studio import LONG_AUDIO_BATCH, CompareOptions, ModelCaption, Studio
 
     try:
         studio = Studio(
@@ -50,7 +50,7 @@ def cmd_caption(args) -> int:
     except (ValueError, FileNotFoundError) as error:
         return _fail(str(error))
     overrides, _ = _decoding_from_args(args)
-    options = CompareOptions(args.window, args.max_windows, args.lyrics, decoding=overrides)
+    options = CompareOptions(args.window, args.max_windows or None, args.lyrics, decoding=overrides)
     status = 0
     for file in args.files:
         try:
@@ -61,7 +61,7 @@ def cmd_caption(args) -> int:
             continue
         for warning in audio.warnings:
             print(f"musiccap: warning: {Path(file).name}: {warning}", file=sys.stderr)
-        for event in studio.compare(audio, options):
+        for event in studio.compare(audio, options, window_batch=LONG_AUDIO_BATCH):
             if isinstance(event, ModelCaption):
                 continue  # printed with its window, once the CLAP similarities are in
             for caption in event.captions:
@@ -141,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("files", nargs="+")
     caption.add_argument("--model", default="all", help="registry name, comma-separated names, or all")
     caption.add_argument("--window", choices=["first", "middle", "all"], default="first")
-    caption.add_argument("--max-windows", type=int, default=12)
+    caption.add_argument(
+        "--max-windows",
+        type=int,
+        default=0,
+        help="with --window all: at most this many, spread evenly; 0 (default): every window",
+    )
     caption.add_argument("--lyrics", help="lyrics for ALCAP")
     caption.add_argument("--beams", type=int)
     caption.add_argument("--max-tokens", type=int)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from musiccap.audio import Audio, Window, load_audio, windows
+from musiccap.audio import Audio, Window, from_array, load_audio, windows
 from musiccap.clip import LYRICS, Clip
 from musiccap.decoding import DecodingConfig
 from musiccap.features import audio_features
@@ -24,6 +24,8 @@ DEFAULT_CHECKPOINTS = CHECKPOINTS
 NEIGHBOUR = "neighbour caption"  # similarity label of the nearest training caption
 REFERENCE = "reference (yours)"  # similarity label of the user's own caption
 MEAN_VIEW = "mean over layers and heads"  # the heatmap view every attending captioner has
+WARM_UP_TOKENS = 8  # the warm-up's captions: long enough to run every decoder step's code path
+LONG_AUDIO_BATCH = 18  # windows captioned together on the CLI's long-audio path: a 3-minute track at once
 
 
 @dataclass
@@ -136,38 +138,77 @@ class Studio:
         return result
 
     def caption_clip(self, clip: Clip, name: str, decoding: DecodingConfig | None = None) -> CaptionResult:
+        return self.caption_clips([clip], name, decoding)[0]
+
+    def caption_clips(
+        self, clips: list[Clip], name: str, decoding: DecodingConfig | None = None
+    ) -> list[CaptionResult]:
+        """One captioner on several windows in one batch (``Captioner.caption_batch``)."""
         captioner = self.captioners[name]
         decoding = (decoding or captioner.default_decoding).replace(
             clean_text=self.clean_text, dedupe_sentences=self.clean_text
         )
         started = time.perf_counter()
-        result = captioner.caption(clip, decoding)
-        result.timings.setdefault("total", time.perf_counter() - started)
-        return result
+        results = captioner.caption_batch(clips, decoding)
+        share = (time.perf_counter() - started) / len(clips)
+        for result in results:
+            result.timings.setdefault("total", share)
+        return results
 
-    def compare(self, audio: Audio, options: CompareOptions | None = None):
+    def compare(self, audio: Audio, options: CompareOptions | None = None, *, window_batch: int = 1):
         """Generator: a :class:`ModelCaption` as each captioner finishes a window, then that window's
-        :class:`WindowComparison`. The one path from audio to a comparison: the CLI and the app render it."""
+        :class:`WindowComparison`. The one path from audio to a comparison: the CLI and the app render it.
+
+        ``window_batch`` > 1 captions that many windows at a time, each captioner once on the whole
+        batch (the long-audio path: one decoder call instead of one per window); the batch's
+        ModelCaptions come as each captioner finishes it, then each window's WindowComparison."""
         options = options or CompareOptions()
         clips = self.clips(audio, options.window_mode, options.max_windows, options.lyrics)
-        for index, clip in enumerate(clips):
-            captions = []
-            for name, captioner in self.captioners.items():
-                decoding = (
-                    captioner.default_decoding.replace(**options.decoding) if options.decoding else None
-                )
-                computed_before = set(clip.timings)
-                started = time.perf_counter()
-                caption = ModelCaption(name, clip.window)
-                try:
-                    caption.result = self.caption_clip(clip, name, decoding)
-                except Exception as error:  # one failing captioner is reported, the others still answer
-                    caption.error = f"{type(error).__name__}: {error}"
-                shared = sum(seconds for key, seconds in clip.timings.items() if key not in computed_before)
-                caption.latency_s = time.perf_counter() - started - shared
-                captions.append(caption)
-                yield caption
-            yield self._complete(index, clip, captions, options.reference)
+        if options.decoding.get("do_sample"):
+            window_batch = 1  # a seeded sampler draws once per search: batched windows would draw differently
+        for first in range(0, len(clips), window_batch):
+            batch = clips[first : first + window_batch]
+            captions = [[] for _ in batch]
+            for name in self.captioners:
+                for window_captions, caption in zip(captions, self._caption_windows(batch, name, options)):
+                    window_captions.append(caption)
+                    yield caption
+            for offset, (clip, window_captions) in enumerate(zip(batch, captions)):
+                yield self._complete(first + offset, clip, window_captions, options.reference)
+
+    def warm_up(self) -> WindowComparison:
+        """One short comparison of a synthetic tone, done once at app start: it loads what loads lazily
+        (the embedded audio encoder, the CLAP scorer) and runs every captioner once, so that the first
+        user's request costs what every later one does."""
+        rate = 16_000
+        tone = 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(2 * rate) / rate).astype(np.float32)
+        options = CompareOptions(reference="a tone", decoding={"max_new_tokens": WARM_UP_TOKENS})
+        *_, comparison = self.compare(from_array(tone, rate, source="warm-up tone"), options)
+        return comparison
+
+    def _caption_windows(self, clips: list[Clip], name: str, options: CompareOptions) -> list[ModelCaption]:
+        """One captioner on a batch of windows; each caption's latency is an equal share of the batch's."""
+        captioner = self.captioners[name]
+        decoding = captioner.default_decoding.replace(**options.decoding) if options.decoding else None
+        computed_before = [set(clip.timings) for clip in clips]
+        started = time.perf_counter()
+        captions = [ModelCaption(name, clip.window) for clip in clips]
+        try:
+            for caption, result in zip(captions, self.caption_clips(clips, name, decoding), strict=True):
+                caption.result = result
+        except Exception as error:  # one failing captioner is reported, the others still answer
+            for caption in captions:
+                caption.error = f"{type(error).__name__}: {error}"
+        shared = sum(
+            seconds
+            for clip, before in zip(clips, computed_before)
+            for key, seconds in clip.timings.items()
+            if key not in before
+        )
+        latency_s = (time.perf_counter() - started - shared) / len(clips)
+        for caption in captions:
+            caption.latency_s = latency_s
+        return captions
 
     def _complete(self, index: int, clip: Clip, captions: list[ModelCaption], reference: str | None):
         answered = [c for c in captions if c.result is not None]

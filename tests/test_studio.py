@@ -1,8 +1,10 @@
 """Studio.compare: the one path from audio to a comparison, as typed events."""
 
+import numpy as np
 import pytest
 
-from musiccap.audio import load_audio
+from musiccap.audio import from_array, load_audio, windows
+from musiccap.clip import Clip
 from musiccap.decoding import DecodingConfig
 from musiccap.registry import CHECKPOINTS
 from musiccap.studio import (
@@ -21,7 +23,7 @@ EXAMPLE = CHECKPOINTS.parent / "examples" / "real-parrotte-desert.ogg"
 class Broken:
     default_decoding = DecodingConfig()
 
-    def caption(self, clip, decoding=None):
+    def caption_batch(self, clips, decoding=None):
         raise RuntimeError("out of order")
 
 
@@ -56,3 +58,43 @@ def test_a_failing_captioner_is_reported_and_the_others_still_answer(studio, mon
     broken = next(c for c in window.captions if c.model == "broken")
     assert broken.result is None and "out of order" in broken.error
     assert "broken" not in window.similarity and window.similarity["csa"] is not None
+
+
+def test_batched_windows_caption_each_bench_clip_as_it_alone_would():
+    """The long-audio path batches windows; every shipped captioner must say, byte for byte, what it says
+    on each window alone (the bench clips: examples/)."""
+    if not (CHECKPOINTS / "clap" / "config.json").is_file():
+        pytest.skip("no shipped checkpoints")
+    studio = Studio()
+    files = sorted(p for p in EXAMPLE.parent.iterdir() if p.suffix in {".ogg", ".flac"})
+    clips = [Clip(windows(load_audio(path), "first")[0], clip_id=path.name) for path in files]
+    for name in studio.captioners:
+        batched = [result.text for result in studio.caption_clips(clips, name)]
+        alone = [studio.caption_clip(clip, name).text for clip in clips]
+        assert batched == alone, name
+
+
+def test_compare_in_window_batches_yields_what_one_window_at_a_time_does(studio):
+    audio = load_audio(EXAMPLE)
+    track = from_array(np.tile(audio.samples, 3), audio.sample_rate)  # 30 s: three windows
+    options = CompareOptions("all", max_windows=None)
+    one_by_one = [e for e in studio.compare(track, options) if isinstance(e, WindowComparison)]
+    batched = list(studio.compare(track, options, window_batch=2))
+    models = [(e.model, e.window.label) for e in batched if isinstance(e, ModelCaption)]
+    assert models == [("nearest", "00:00–00:10"), ("nearest", "00:10–00:20"), ("csa", "00:00–00:10")] + [
+        ("csa", "00:10–00:20"),
+        ("nearest", "00:20–00:30"),
+        ("csa", "00:20–00:30"),
+    ]
+    windows_batched = [e for e in batched if isinstance(e, WindowComparison)]
+    assert [w.index for w in windows_batched] == [0, 1, 2]
+    for alone, together in zip(one_by_one, windows_batched, strict=True):
+        assert [c.result.text for c in alone.captions] == [c.result.text for c in together.captions]
+        assert alone.similarity == pytest.approx(together.similarity)
+
+
+def test_warm_up_runs_every_captioner_and_loads_the_scorer(studio):
+    comparison = studio.warm_up()
+    assert [c.model for c in comparison.captions] == list(studio.captioners)
+    assert all(c.result is not None for c in comparison.captions)
+    assert studio._scorer is not None and comparison.similarity
