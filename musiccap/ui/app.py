@@ -65,6 +65,7 @@ def create_server(checkpoints: str | Path = DEFAULT_CHECKPOINTS):
     from fastapi import FastAPI
 
     demo, studio, arena = create(checkpoints)
+    studio.warm_up()  # before the first request, not during it
     server = FastAPI(title="musiccap")
     if arena is not None:
         from musiccap.arena.api import build_router
