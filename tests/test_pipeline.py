@@ -108,3 +108,12 @@ def test_a_retrain_outside_the_repository_never_reads_the_shipped_checkpoints(tm
     assert plan[0].commands[0][-2:] == ["--recipe", "v2"]
     after = {step.name: step.after for step in plan}
     assert all("clap" in after[name] for name in ("muscaps", "alcap", "rgmc", "csa", "blap"))
+
+
+def test_the_v1_recipe_rebuilds_the_shipped_models_as_they_were_made(tmp_path):
+    plan = pipeline.steps("/corpus", "small", str(tmp_path / "runs"), recipe="v1")
+    assert plan[0].commands[0][-2:] == ["--recipe", "v1"]
+    commands = [command for step in plan for command in step.commands]
+    assert not any("train.max_minutes=0" in command for command in commands)  # the configs' caps, as shipped
+    v2 = [c for s in pipeline.steps("/corpus", "full", str(tmp_path / "runs")) for c in s.commands]
+    assert all("train.max_minutes=0" in command for command in v2 if command[1:3] == ["-m", "train"])

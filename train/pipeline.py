@@ -50,12 +50,19 @@ ATTRIBUTE_WORD_WEIGHT = 3
 
 
 def train_cmd(
-    model: str, config: str, out: str, corpus: str, *overrides: str, evaluate: bool = True, checkpoints: str
+    model: str,
+    config: str,
+    out: str,
+    corpus: str,
+    *overrides: str,
+    evaluate: bool = True,
+    checkpoints: str,
+    uncapped: bool = True,
 ):
     """``python -m train``; ``resume_command`` adds ``--resume`` when the run was cut off mid-training.
 
-    ``train.max_minutes=0``: epochs, not a wall-clock cap, decide how long every run trains (the caps in
-    the configs were what fit v1's 2,400 clips on this CPU)."""
+    ``uncapped`` (corpus v2): ``train.max_minutes=0``, so epochs, not a wall-clock cap, decide how long
+    every run trains (the caps in the configs were what fit v1's 2,400 clips on this CPU)."""
     components = {"clap": f"model.clap_path={checkpoints}/clap", "lm": f"model.lm_path={checkpoints}/blap_lm"}
     command = [
         PY,
@@ -73,7 +80,7 @@ def train_cmd(
     ]
     command += ["--threads", "1"] + ([] if evaluate else ["--no-eval"])
     command += [components[part] for part in COMPONENTS.get(model, ())]
-    return command + ["train.max_minutes=0", *overrides]
+    return command + (["train.max_minutes=0"] if uncapped else []) + list(overrides)
 
 
 def ablation(
@@ -85,6 +92,7 @@ def ablation(
     checkpoints: str,
     *overrides: str,
     name: str = "",
+    uncapped: bool = True,
 ):
     """Train a paper-ablation config (or, with ``overrides`` and a ``name``, a variant of one) under
     ``runs`` and file its test metrics in the shipped checkpoint as the row ``name`` (default: the config)."""
@@ -92,7 +100,9 @@ def ablation(
     out = f"{runs}/{name}"
     evaluate = [PY, "-m", "train.evaluate", out, "--corpus", corpus, "--clap", f"{checkpoints}/clap"]
     evaluate += ["--into", f"{checkpoints}/{into}", "--as", name]
-    train = train_cmd(model, config, out, corpus, *overrides, evaluate=False, checkpoints=checkpoints)
+    train = train_cmd(
+        model, config, out, corpus, *overrides, evaluate=False, checkpoints=checkpoints, uncapped=uncapped
+    )
     return [train, evaluate]
 
 
@@ -107,26 +117,34 @@ def evaluate_as(checkpoint: str, corpus: str, name: str, checkpoints: str, *, de
 
 
 def steps(
-    corpus: str, size: str, runs: str = "runs", quick: bool = False, checkpoints: str | None = None
+    corpus: str,
+    size: str,
+    runs: str = "runs",
+    quick: bool = False,
+    checkpoints: str | None = None,
+    recipe: str = "v2",
 ) -> list[Step]:
     """The plan. ``quick`` drops the two intermediate α rows of ALCAP's sweep (0.002, 0.2) and Kim & Park's
     M4 variant outside the paper's Table II and the shipped model (L_S against the reference prefix),
     leaving the papers' own rows. ``checkpoints``: where the shipped checkpoints are written (default:
-    the repository's checkpoints/)."""
-    c, ck = corpus, checkpoints or str(REPO / "checkpoints")
+    the repository's checkpoints/). ``recipe``: the corpus (v1: what today's checkpoints were trained on,
+    with the configs' minute caps as they were)."""
+    c, ck, uncapped = corpus, checkpoints or str(REPO / "checkpoints"), recipe == "v2"
 
     def train(model: str, config: str, out: str, *overrides: str, evaluate: bool = True):
-        return train_cmd(model, config, out, c, *overrides, evaluate=evaluate, checkpoints=ck)
+        return train_cmd(
+            model, config, out, c, *overrides, evaluate=evaluate, checkpoints=ck, uncapped=uncapped
+        )
 
     def row(model: str, config: str, *overrides: str, name: str = ""):
-        return ablation(model, config, c, model, runs, ck, *overrides, name=name)
+        return ablation(model, config, c, model, runs, ck, *overrides, name=name, uncapped=uncapped)
 
     def evaluate(checkpoint: str, name: str, **switches):
         return evaluate_as(checkpoint, c, name, ck, **switches)
 
     corpus_build = [PY, "-m", "train.corpus", "--out", c, "--size", size, "--seed", "0", "--workers", "1"]
     plan = [
-        Step("corpus", [corpus_build + ["--recipe", "v2"]]),
+        Step("corpus", [corpus_build + ["--recipe", recipe]]),
         Step("features", [[PY, "-m", "train.features", c]], after=["corpus"]),
         Step("clap", [train("clap", "clap", f"{ck}/clap")], after=["features"]),
         Step(
@@ -329,6 +347,12 @@ def main(argv: list[str] | None = None) -> int:
         "served models alone until it is copied in",
     )
     parser.add_argument("--size", default="small", choices=["tiny", "small", "full"])
+    parser.add_argument(
+        "--recipe",
+        default="v2",
+        choices=["v1", "v2"],
+        help="the corpus: v2 (the retrain of issue 30), v1 (what the checkpoints shipped today were trained on)",
+    )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="run just these steps (their inputs must exist)")
     parser.add_argument("--skip", nargs="*", default=[], help="steps already done")
@@ -343,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     # commands run in the repository: folders given relative to the caller are made absolute first
     corpus, runs = (str(Path(p).resolve()) for p in (args.corpus, args.runs))
     checkpoints = str(Path(args.checkpoints).resolve()) if args.checkpoints else None
-    plan = steps(corpus, args.size, runs, args.quick, checkpoints)
+    plan = steps(corpus, args.size, runs, args.quick, checkpoints, args.recipe)
     state = PipelineState(Path(runs) / "pipeline_state.json")
     if args.list:
         for step in plan:
