@@ -172,7 +172,7 @@ def _score(value: float | None, pending: bool) -> str:
 
 def _card(kind: str, title: str, subtitle: str, text: str, meta: list[str]) -> str:
     return (
-        f'<article class="mc-card mc-{kind}"><h4 class="mc-model">{_escape(title)}</h4>'
+        f'<article class="mc-card mc-{kind}"><h4 class="mc-name">{_escape(title)}</h4>'
         f'<p class="mc-paper">{_escape(subtitle)}</p><p class="mc-caption">{_escape(text)}</p>'
         f'<p class="mc-meta">{" · ".join(_escape(m) for m in meta)}</p></article>'
     )
@@ -287,15 +287,16 @@ def build_compare_tab(studio: Studio, examples: list[str]) -> None:
             run = gr.Button("Caption", variant="primary")
         with gr.Column(scale=3):
             status = gr.Markdown("Upload or record a clip, then press **Caption**.", elem_id="compare-status")
-            cards = gr.HTML(css_template=CARDS_CSS, elem_id="caption-cards")
-            downloads = gr.File(
-                label="Download: the result as JSON, the captions as SRT and WebVTT subtitles",
-                file_count="multiple",
-                interactive=False,
-                elem_id="downloads",
-            )
             similarity = gr.Plot(label="CLAP similarity", elem_id="similarity-plot")
             tags = gr.Label(label="musicnn's top tags (MagnaTagATune)", num_top_classes=8)
+    # the captions take the page's full width: seven cards side by side stay wide enough to read
+    cards = gr.HTML(css_template=CARDS_CSS, elem_id="caption-cards")
+    downloads = gr.File(
+        label="Download: the result as JSON, the captions as SRT and WebVTT subtitles",
+        file_count="multiple",
+        interactive=False,
+        elem_id="downloads",
+    )
     with gr.Row():
         heatmap_key = gr.Dropdown(label="Heatmap: captioner and window", choices=[], interactive=True)
         heatmap_view = gr.Dropdown(label="Layer / head", choices=[], interactive=True)
