@@ -107,9 +107,9 @@ def test_json_rows_have_the_caption_json_shape():
     )
 
 
-def test_downloads_are_json_srt_and_webvtt_named_after_the_clip():
+def test_downloads_are_json_srt_and_webvtt_named_after_the_clip(tmp_path):
     window = windows(audio_of(10), "first")[0]
-    paths = write_downloads("my song (live).ogg", [comparison(window, {"csa": "a song."})])
+    paths = write_downloads(tmp_path, "my song (live).ogg", [comparison(window, {"csa": "a song."})])
     names = [p.rsplit("/", 1)[1] for p in paths]
     assert names == ["my_song_live_.captions.json", "my_song_live_.srt", "my_song_live_.vtt"]
     assert json.loads(open(paths[0]).read())[0]["file"] == "my song (live).ogg"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -131,23 +132,26 @@ def run_compare(
     first = (with_attention or choices or [None])[0]  # open on a captioner that has something to show
     figure = _heatmap_figure(heatmaps, first, MEAN_VIEW) if first else None
     comparisons = [completed[window.index] for window in clip_windows]
-    yield (
-        status,
-        caption_cards(clip_windows, answered, completed, papers, audio.duration_s, reference_text),
-        write_downloads(name, comparisons),
-        similarity_figure,
-        gr.update(choices=choices, value=first),
-        figure,
-        tags,
-        heatmaps,
-    )
-
-
-def write_downloads(file_name: str, comparisons: list[WindowComparison]) -> list[str]:
-    """The result as JSON (the rows of ``musiccap caption --json``), SRT and WebVTT, in a fresh folder
-    under the temporary directory (Gradio serves files from there and copies them into its cache)."""
-    stem = re.sub(r"[^\w.-]+", "_", Path(file_name).stem)[:80] or "clip"
     folder = Path(tempfile.mkdtemp(prefix="musiccap-"))
+    try:
+        yield (
+            status,
+            caption_cards(clip_windows, answered, completed, papers, audio.duration_s, reference_text),
+            write_downloads(folder, name, comparisons),
+            similarity_figure,
+            gr.update(choices=choices, value=first),
+            figure,
+            tags,
+            heatmaps,
+        )
+    finally:  # Gradio copied the files into its cache before it resumed (or closed) the generator
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_downloads(folder: Path, file_name: str, comparisons: list[WindowComparison]) -> list[str]:
+    """The result as JSON (the rows of ``musiccap caption --json``), SRT and WebVTT, named after the
+    clip, in ``folder`` (under the temporary directory: Gradio serves them from its cache)."""
+    stem = re.sub(r"[^\w.-]+", "_", Path(file_name).stem)[:80] or "clip"
     documents = {
         f"{stem}.captions.json": export.json_document(export.result_rows(file_name, comparisons)),
         f"{stem}.srt": export.srt(comparisons),
