@@ -1,4 +1,4 @@
-"""musiccap/export.py: the JSON rows, SRT and WebVTT the CLI prints and the Compare tab downloads."""
+"""musiccap/export.py (JSON rows, SRT, WebVTT) and the Compare tab's rendering of results: cards, downloads."""
 
 import json
 import re
@@ -124,6 +124,7 @@ def test_caption_cards_escape_model_output_and_label_windows_on_a_timeline():
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "${" not in page and "{{" not in page  # gr.HTML's templates must not evaluate captions
     assert "CSA (Kim &amp; Park)" in page and "latency 0.12 s" in page and "CLAP 0.250" in page
+    assert 'title="decoding: num_beams=3"' in page
     assert "failed: RuntimeError: out of order" in page and "a near tune." in page
     assert "my &lt;b&gt;tune&lt;/b&gt;" in page
     assert [label for label in re.findall(r'mc-time">([^<]+)<', page)] == [w.label for w in clip_windows]

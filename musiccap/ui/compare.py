@@ -174,11 +174,17 @@ def _score(value: float | None, pending: bool) -> str:
     return "…" if pending else "—"
 
 
-def _card(kind: str, title: str, subtitle: str, text: str, meta: list[str]) -> str:
+def _decoding_text(decoding: dict) -> str:
+    keys = ("num_beams", "max_new_tokens", "no_repeat_ngram_size", "do_sample", "seed")
+    return ", ".join(f"{k}={decoding[k]}" for k in keys if k in decoding)
+
+
+def _card(kind: str, title: str, subtitle: str, text: str, meta: list[str], meta_hint: str = "") -> str:
+    hint = f' title="{_escape(meta_hint)}"' if meta_hint else ""
     return (
         f'<article class="mc-card mc-{kind}"><h4 class="mc-name">{_escape(title)}</h4>'
         f'<p class="mc-paper">{_escape(subtitle)}</p><p class="mc-caption">{_escape(text)}</p>'
-        f'<p class="mc-meta">{" · ".join(_escape(m) for m in meta)}</p></article>'
+        f'<p class="mc-meta"{hint}>{" · ".join(_escape(m) for m in meta)}</p></article>'
     )
 
 
@@ -193,7 +199,9 @@ def _window_cards(
             cards.append(_card("failed", caption.model, paper, f"failed: {caption.error}", []))
             continue
         meta = [f"latency {caption.latency_s:.2f} s", f"CLAP {_score(caption.clap_similarity, pending)}"]
-        cards.append(_card("model", caption.model, paper, caption.result.text, meta))
+        decoding = _decoding_text(caption.result.decoding)  # on hover: the settings that wrote it
+        hint = f"decoding: {decoding}" if decoding else ""
+        cards.append(_card("model", caption.model, paper, caption.result.text, meta, hint))
     for model in papers:
         if model not in {caption.model for caption in captions}:
             cards.append(_card("pending", model, papers[model], "captioning…", []))
