@@ -1,4 +1,4 @@
-"""musiccap/export.py (JSON rows, SRT, WebVTT) and the Compare tab's rendering of results: cards, downloads."""
+"""musiccap/export.py (JSON rows, SRT, WebVTT) and the Compare tab's cards and downloads."""
 
 import json
 import re
