@@ -47,7 +47,8 @@ CARDS_CSS = """
   background: var(--color-accent); min-width: 2px; }
 .mc-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(15rem, 1fr)); gap: .6rem; }
 .mc-card { display: flex; flex-direction: column; gap: .3rem; min-width: 0; padding: .6rem .75rem;
-  border: 1px solid var(--border-color-primary); border-radius: .5rem; background: var(--block-background-fill); }
+  border: 1px solid var(--border-color-primary); border-radius: .5rem;
+  background: var(--block-background-fill); }
 .mc-card h4 { margin: 0; font-size: 1rem; }
 .mc-card p { margin: 0; }
 .mc-paper { color: var(--body-text-color-subdued); font-size: .78rem; line-height: 1.3; }
