@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from musiccap.audio import AudioError, load_audio
+from musiccap.export import FORMATS, SUBTITLE_FORMATS
 
 EXIT_BAD_INPUT = 2
 
@@ -39,8 +40,16 @@ def _decoding_from_args(args):
 
 
 def cmd_caption(args) -> int:
+    from musiccap import export
     from musiccap.studio import CompareOptions, ModelCaption, Studio
 
+    if args.json and args.format not in (None, "json"):
+        return _fail(f"--json is --format json; it cannot go with --format {args.format}")
+    output_format = args.format or ("json" if args.json else "text")
+    if output_format in SUBTITLE_FORMATS and len(args.files) > 1:
+        return _fail(f"--format {output_format} writes one file's subtitles; give one audio file per call")
+    if args.max_windows < 0:
+        return _fail("--max-windows must be 0 (every window) or more")
     try:
         studio = Studio(
             args.checkpoints,
@@ -50,7 +59,7 @@ def cmd_caption(args) -> int:
     except (ValueError, FileNotFoundError) as error:
         return _fail(str(error))
     overrides, _ = _decoding_from_args(args)
-    options = CompareOptions(args.window, args.max_windows, args.lyrics, decoding=overrides)
+    options = CompareOptions(args.window, args.max_windows or None, args.lyrics, decoding=overrides)
     status = 0
     for file in args.files:
         try:
@@ -61,9 +70,11 @@ def cmd_caption(args) -> int:
             continue
         for warning in audio.warnings:
             print(f"musiccap: warning: {Path(file).name}: {warning}", file=sys.stderr)
+        comparisons = []
         for event in studio.compare(audio, options):
             if isinstance(event, ModelCaption):
                 continue  # printed with its window, once the CLAP similarities are in
+            comparisons.append(event)
             for caption in event.captions:
                 if caption.error:
                     print(
@@ -71,15 +82,14 @@ def cmd_caption(args) -> int:
                         file=sys.stderr,
                     )
                     status = 1
-                elif args.json:
-                    record = {"file": str(file), **caption.result.to_json()}
-                    record["clap_similarity"] = (
-                        None if caption.clap_similarity is None else round(caption.clap_similarity, 4)
-                    )
-                    record["latency_s"] = round(caption.latency_s, 4)
-                    print(json.dumps(record), flush=True)
-                else:
-                    print(f"[{event.window.label}] {caption.model:8s} {caption.result.text}", flush=True)
+                elif output_format == "json":
+                    print(json.dumps(export.caption_row(str(file), caption)), flush=True)
+                elif output_format == "text":
+                    print(export.text_line(caption), flush=True)
+        if output_format == "srt":
+            print(export.srt(comparisons), end="", flush=True)
+        elif output_format == "vtt":
+            print(export.webvtt(comparisons), end="", flush=True)
         for name, error in studio.load_errors.items():
             print(f"musiccap: {name} could not be loaded: {error}", file=sys.stderr)
     return status
@@ -141,14 +151,25 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("files", nargs="+")
     caption.add_argument("--model", default="all", help="registry name, comma-separated names, or all")
     caption.add_argument("--window", choices=["first", "middle", "all"], default="first")
-    caption.add_argument("--max-windows", type=int, default=12)
+    caption.add_argument(
+        "--max-windows",
+        type=int,
+        default=12,
+        help="with --window all: at most this many, spread evenly; 0: all",
+    )
     caption.add_argument("--lyrics", help="lyrics for ALCAP")
     caption.add_argument("--beams", type=int)
     caption.add_argument("--max-tokens", type=int)
     caption.add_argument("--no-repeat-ngram", type=int)
     caption.add_argument("--sample", action="store_true")
     caption.add_argument("--seed", type=int)
-    caption.add_argument("--json", action="store_true")
+    caption.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="json: one line per caption (the contract in DESIGN.md); text (default); srt / vtt: subtitles, "
+        "one cue per window at its own times",
+    )
+    caption.add_argument("--json", action="store_true", help="the same as --format json")
     caption.add_argument(
         "--decoded-text",
         action="store_true",
