@@ -26,7 +26,11 @@ def example_files() -> list[str]:
 
 
 def build_app(studio: Studio, arena=None, trusted_proxies: int = 0) -> gr.Blocks:
-    with gr.Blocks(title="musiccap — music captioning studio", analytics_enabled=False) as demo:
+    # Uploads and the Compare tab's downloads land in Gradio's cache: on a long-running Space it is emptied
+    # of files older than two hours, every hour, instead of growing until the disk is full.
+    with gr.Blocks(
+        title="musiccap — music captioning studio", analytics_enabled=False, delete_cache=(3600, 7200)
+    ) as demo:
         gr.Markdown(
             "# musiccap\nFive published music-captioning architectures, side by side. "
             "Upload or record a clip; every captioner writes its caption, shows where it listened, "
