@@ -399,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = steps(corpus, args.size, runs, args.quick, checkpoints, args.recipe)
     state = PipelineState(Path(runs) / "pipeline_state.json")
     if args.list:
+        recorded = [
+            state.finished[state.key(c)]["seconds"] for s in plan for c in s.commands if state.done(c)
+        ]
         for step in plan:
             finished = [state.finished[state.key(c)]["seconds"] for c in step.commands if state.done(c)]
             progress = f"{len(finished)}/{len(step.commands)} done, {sum(finished) / 60:.1f} min"
@@ -406,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{step.name:18s} after {','.join(step.after) or '-':30s} [{progress}] "
                 + " && ".join(" ".join(c) for c in step.commands)
             )
+        total = sum(len(step.commands) for step in plan)
+        print(
+            f"{len(recorded)} of {total} commands finished, {sum(recorded) / 3600:.1f} h of recorded run time"
+        )
         return 0
     wanted = {s.name for s in plan} if not args.only else set(args.only)
     done = set(args.skip) | ({s.name for s in plan} - wanted)
