@@ -159,6 +159,8 @@ def pink_noise_like(window: Window, seed: int = NOISE_SEED) -> Window:
     spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))
     spectrum[0] = 0.0
     pink = np.fft.irfft(spectrum, len(real))
+    if not pink.any():  # a window of a sample or two has no frequency above 0 Hz to fill
+        raise ValueError(f"the window {window.label} is too short to make noise for")
     samples = np.zeros_like(window.samples)
     samples[: len(real)] = np.clip(pink / np.sqrt(np.mean(pink**2)) * loudness, -1.0, 1.0)
     return Window(samples, window.sample_rate, window.start_s, window.end_s, window.index)

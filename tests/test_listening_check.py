@@ -73,6 +73,17 @@ class Hostile:
         )
 
 
+class OnlyTones:
+    """Captions the tone (it starts at zero), fails on anything else."""
+
+    default_decoding = DecodingConfig()
+
+    def caption(self, clip, decoding=None):
+        if clip.window.samples[0] != 0.0:
+            raise RuntimeError("not a tone")
+        return CaptionResult(model="tones", text="A tone.")
+
+
 class Broken:
     default_decoding = DecodingConfig()
 
@@ -196,12 +207,15 @@ def test_given_captions_of_the_window_are_not_captioned_again(tmp_path):
 def test_the_cards_escape_model_output(tmp_path):
     window = windows(tone(440.0), "first")[0]
     noise = Replacement(NOISE, "pink <b>noise</b>", pink_noise_like(window))
-    check = listening_check(studio_of(tmp_path, hostile=Hostile(), broken=Broken()), window, [noise])
+    studio = studio_of(tmp_path, hostile=Hostile(), broken=Broken(), tones=OnlyTones())
+    check = listening_check(studio, window, [noise])
+    assert check.models[2].changes[0].error == "RuntimeError: not a tone"
     html = listening_cards(check)
     assert "<script>" not in html and "<b>" not in html and "$" not in html and "{x}" not in html
     assert "&lt;script&gt;" in html and "&#36;&#123;x&#125;" in html and "pink &lt;b&gt;noise" in html
-    assert html.count('class="mc-card mc-check"') == 1 and html.count('class="mc-card mc-failed"') == 1
+    assert html.count('class="mc-card mc-check"') == 2 and html.count('class="mc-card mc-failed"') == 1
     assert "changes with the audio" in html and "text changed" in html
+    assert "failed on the replaced audio" in html and "failed: RuntimeError: not a tone" in html
 
 
 @pytest.fixture(scope="module")

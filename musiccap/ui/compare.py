@@ -318,9 +318,12 @@ def listening_cards(check: ListeningCheck) -> str:
         if model.error:
             cards.append(_card("failed", model.model, "", f"failed: {model.error}", []))
             continue
-        verdict = (
-            "ignores its audio: every caption unchanged" if model.ignores_audio else "changes with the audio"
-        )
+        if model.ignores_audio:
+            verdict = "ignores its audio: every caption unchanged"
+        elif any(not change.error for change in model.changes):
+            verdict = "changes with the audio"
+        else:
+            verdict = "failed on the replaced audio"
         blocks = []
         for change in model.changes:
             if change.error:
