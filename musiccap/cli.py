@@ -48,6 +48,8 @@ def cmd_caption(args) -> int:
     output_format = args.format or ("json" if args.json else "text")
     if output_format in SUBTITLE_FORMATS and len(args.files) > 1:
         return _fail(f"--format {output_format} writes one file's subtitles; give one audio file per call")
+    if args.listening_check and output_format != "json":
+        return _fail("--listening-check adds to the JSON rows: use it with --format json")
     if args.max_windows < 0:
         return _fail("--max-windows must be 0 (every window) or more")
     try:
@@ -75,6 +77,10 @@ def cmd_caption(args) -> int:
             if isinstance(event, ModelCaption):
                 continue  # printed with its window, once the CLAP similarities are in
             comparisons.append(event)
+            check = None
+            if args.listening_check:
+                check, check_status = _listening_check(studio, audio, event, options)
+                status = max(status, check_status)
             for caption in event.captions:
                 if caption.error:
                     print(
@@ -83,7 +89,10 @@ def cmd_caption(args) -> int:
                     )
                     status = 1
                 elif output_format == "json":
-                    print(json.dumps(export.caption_row(str(file), caption)), flush=True)
+                    row = export.caption_row(str(file), caption)
+                    if check is not None:
+                        row["listening_check"] = check.to_json(caption.model)
+                    print(json.dumps(row), flush=True)
                 elif output_format == "text":
                     print(export.text_line(caption), flush=True)
         if output_format == "srt":
@@ -93,6 +102,28 @@ def cmd_caption(args) -> int:
         for name, error in studio.load_errors.items():
             print(f"musiccap: {name} could not be loaded: {error}", file=sys.stderr)
     return status
+
+
+def _listening_check(studio, audio, comparison, options):
+    """``--listening-check``: the window captioned again with noise and another example clip (its own
+    captions reused), and the exit status to report (1 when it could not run, as for a failed caption)."""
+    from musiccap.listening_check import bundled_examples, listening_check, replacements
+
+    try:
+        replaced = replacements(audio, comparison.window, bundled_examples())
+    except (AudioError, ValueError) as error:  # a silent window, no other clip
+        print(f"musiccap: no listening check on {comparison.window.label}: {error}", file=sys.stderr)
+        return None, 1
+    originals = {c.model: c.result.text for c in comparison.captions if c.result is not None}
+    check = listening_check(
+        studio,
+        comparison.window,
+        replaced,
+        lyrics=options.lyrics,
+        decoding=options.decoding,
+        originals=originals,
+    )
+    return check, 0
 
 
 def cmd_tags(args) -> int:
@@ -174,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--decoded-text",
         action="store_true",
         help="print captions as decoded (the text the paper tables score), without the clean-up",
+    )
+    caption.add_argument(
+        "--listening-check",
+        action="store_true",
+        help="with --format json: caption each window again with pink noise of its loudness and with another "
+        "example clip; each row adds how much of its caption changed",
     )
     caption.add_argument("--checkpoints", default=None)
 

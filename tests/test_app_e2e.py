@@ -183,6 +183,16 @@ def test_browser_upload_captions_heatmaps_and_errors(app_url, tmp_path):
             expect(page.locator("#similarity-plot .js-plotly-plot")).to_be_visible(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
         save_readme_screenshot(page)
+
+        # "Is it listening?": the first window again with noise and another clip, one card per captioner
+        page.get_by_role("button", name="Is it listening?").click()
+        check = page.locator("#listening-check")
+        expect(check.locator(".mc-check")).to_have_count(len(shipped_captioners()), timeout=240_000)
+        for name in shipped_captioners():
+            expect(check.locator(".mc-name").filter(has_text=re.compile(f"^{name}$"))).to_have_count(1)
+        expect(check.locator(".mc-change")).to_have_count(2 * len(shipped_captioners()))
+        expect(check.locator(".mc-check-head")).to_contain_text("00:00–00:10 captioned again")
+        check.screenshot(path=str(ARTIFACTS / "listening-check.png"))
         browser.close()
 
 

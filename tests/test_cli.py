@@ -72,3 +72,24 @@ def test_conflicting_or_unusable_format_options_exit_2(minute, capsys):
     status = main(["caption", str(audio), str(audio), "--checkpoints", str(checkpoints), "--format", "vtt"])
     out, err = capsys.readouterr()  # two files cannot share one subtitle stream
     assert status == 2 and out == "" and "one audio file per call" in err
+
+
+def test_listening_check_adds_each_rows_change_with_noise_and_another_clip(minute, capsys):
+    status, out, _ = caption(
+        minute, capsys, "--json", "--window", "all", "--max-windows", "2", "--listening-check"
+    )
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert status == 0 and len(rows) == 2
+    for row in rows:
+        check = row["listening_check"]
+        assert set(check) == {"noise", "other clip"}
+        assert check["noise"]["source"].startswith("pink noise") and check["other clip"]["source"].endswith(
+            ", 00:00–00:10"
+        )
+        for change in check.values():  # random draws by the clip's id, kept with the replaced audio
+            assert change["text"] == row["text"] and change["text_change"] == 0.0
+            assert (
+                change["attributes_stated"] == ["instruments", "mood"] and change["attribute_change"] == 0.0
+            )
+    status, _, err = caption(minute, capsys, "--listening-check")
+    assert status == 2 and "--format json" in err

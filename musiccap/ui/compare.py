@@ -18,6 +18,7 @@ import gradio as gr
 
 from musiccap import export
 from musiccap.audio import AudioError, Window, load_audio, windows
+from musiccap.listening_check import CaptionChange, ListeningCheck, listening_check, replacements
 from musiccap.studio import (
     MEAN_VIEW,
     NEIGHBOUR,
@@ -57,6 +58,13 @@ CARDS_CSS = """
 .mc-neighbour, .mc-reference { background: var(--background-fill-secondary); border-style: dashed; }
 .mc-pending .mc-caption { color: var(--body-text-color-subdued); font-style: italic; }
 .mc-failed .mc-caption { color: var(--error-text-color, #b91c1c); }
+"""
+LISTENING_CSS = """
+.mc-check-head { margin: 0 0 .5rem; }
+.mc-check-head p { margin: 0 0 .25rem; }
+.mc-verdict { font-weight: 600; font-size: .85rem; }
+.mc-change { border-top: 1px solid var(--border-color-primary); padding-top: .3rem; }
+.mc-change p { margin: 0 0 .2rem; }
 """
 
 
@@ -254,6 +262,85 @@ def caption_cards(
     return f'<div class="mc-compare">{"".join(sections)}</div>'
 
 
+def run_listening_check(
+    studio: Studio,
+    examples: list[str],
+    audio_path,
+    window_mode,
+    lyrics,
+    beams,
+    max_tokens,
+    no_repeat,
+    sample,
+    seed,
+) -> str:
+    """The "Is it listening?" control: the first window of the chosen part captioned again with its audio
+    replaced by pink noise and by another example clip (musiccap/listening_check.py), as cards."""
+    if not audio_path:
+        raise gr.Error("Upload or record a clip first.")
+    try:
+        audio = load_audio(audio_path)
+        window = windows(audio, window_mode or "first", max_windows=MAX_WINDOWS)[0]
+        replaced = replacements(audio, window, examples)
+    except (AudioError, ValueError) as error:  # unreadable audio, a silent window, no other clip
+        raise gr.Error(str(error)) from error
+    decoding = _overrides(beams, max_tokens, no_repeat, sample, seed)
+    check = listening_check(studio, window, replaced, lyrics=lyrics, decoding=decoding)
+    return listening_cards(check)
+
+
+def _change_text(change: CaptionChange) -> str:
+    if change.attribute_change is None:
+        attributes = "no attribute stated"
+    else:
+        changed = f" ({', '.join(change.attributes_changed)})" if change.attributes_changed else ""
+        attributes = (
+            f"attributes changed {len(change.attributes_changed)} of {len(change.attributes_stated)}{changed}"
+        )
+    return f"{attributes} · text changed {change.text_change:.2f}"
+
+
+def listening_cards(check: ListeningCheck) -> str:
+    """One card per captioner: for each replacement, how much its caption changed and the caption itself.
+    All text is escaped: it is model output."""
+    sources = {r.kind: r.description for r in check.replacements}
+    replaced = "; ".join(f"{kind}: {description}" for kind, description in sources.items())
+    head = (
+        f'<header class="mc-check-head"><p class="mc-time">{_escape(check.window.label)} captioned again '
+        f"with its audio replaced by {_escape(replaced)}.</p>"
+        '<p class="mc-meta">attributes changed: of the attributes either caption states (instruments, tempo, '
+        "mode, drums, mood, read by the attribute reader), the share whose statement differs; text changed: "
+        "1 − the Jaccard similarity of the captions' word sets. A captioner that ignores its audio shows "
+        "0.</p></header>"
+    )
+    cards = []
+    for model in check.models:
+        if model.error:
+            cards.append(_card("failed", model.model, "", f"failed: {model.error}", []))
+            continue
+        if model.ignores_audio:
+            verdict = "ignores its audio: every caption unchanged"
+        elif any(not change.error for change in model.changes):
+            verdict = "changes with the audio"
+        else:
+            verdict = "failed on the replaced audio"
+        blocks = []
+        for change in model.changes:
+            if change.error:
+                text, meta = f"failed: {change.error}", ""
+            else:
+                text, meta = change.text, _change_text(change)
+            blocks.append(
+                f'<div class="mc-change"><p class="mc-paper">with {_escape(sources[change.replacement])}</p>'
+                f'<p class="mc-meta">{_escape(meta)}</p><p class="mc-caption">{_escape(text)}</p></div>'
+            )
+        cards.append(
+            f'<article class="mc-card mc-check"><h4 class="mc-name">{_escape(model.model)}</h4>'
+            f'<p class="mc-verdict">{verdict}</p>{"".join(blocks)}</article>'
+        )
+    return f'<div class="mc-listening">{head}<div class="mc-cards">{"".join(cards)}</div></div>'
+
+
 def _similarity_figure(comparison: WindowComparison, several_windows: bool):
     """The first window's CLAP chart: each caption, the neighbour's and the user's own."""
     if not comparison.similarity:
@@ -304,6 +391,8 @@ def build_compare_tab(studio: Studio, examples: list[str]) -> None:
             tags = gr.Label(label="musicnn's top tags (MagnaTagATune)", num_top_classes=8)
     # the captions take the page's full width: seven cards side by side stay wide enough to read
     cards = gr.HTML(css_template=CARDS_CSS, elem_id="caption-cards")
+    listen = gr.Button("Is it listening?", elem_id="listening-button")
+    listening = gr.HTML(css_template=CARDS_CSS + LISTENING_CSS, elem_id="listening-check")
     downloads = gr.File(
         label="Download: the result as JSON, the captions as SRT and WebVTT subtitles",
         file_count="multiple",
@@ -354,6 +443,33 @@ def build_compare_tab(studio: Studio, examples: list[str]) -> None:
             seed,
         )
 
+    def check_listening(
+        audio: str,
+        window: str = "first",
+        lyrics: str = "",
+        beams: int = 0,
+        max_new_tokens: int = 0,
+        no_repeat_ngram_size: int = -1,
+        sample: bool = False,
+        seed: int = 0,
+    ):
+        """Caption the clip's (first) window again with its audio replaced by pink noise of the same
+        loudness and by another example clip, and show how much each captioner's caption changed.
+
+        Args:
+            audio: the music clip (any format the app reads)
+            window: which 10 s of it: "first", "middle" or "all" (its first window)
+            lyrics: lyrics, read by ALCAP (kept with the replaced audio)
+            beams: beam count; 0 keeps each model's default
+            max_new_tokens: caption length limit; 0 keeps each model's default
+            no_repeat_ngram_size: -1 keeps each model's default
+            sample: sample instead of beam search
+            seed: the sampling seed
+        """
+        return run_listening_check(
+            studio, examples, audio, window, lyrics, beams, max_new_tokens, no_repeat_ngram_size, sample, seed
+        )
+
     def choose_heatmap(heatmaps, key):
         views = list(heatmaps[key].views) if key in heatmaps else []
         view = views[0] if views else None
@@ -367,6 +483,13 @@ def build_compare_tab(studio: Studio, examples: list[str]) -> None:
         inputs=[audio, window_mode, lyrics, reference, beams, max_tokens, no_repeat, sample, seed],
         outputs=[status, cards, downloads, similarity, heatmap_key, heatmap, tags, state],
         api_name="compare",
+        concurrency_limit=2,
+    )
+    listen.click(
+        check_listening,
+        inputs=[audio, window_mode, lyrics, beams, max_tokens, no_repeat, sample, seed],
+        outputs=[listening],
+        api_name="listening_check",
         concurrency_limit=2,
     )
     heatmap_key.change(
