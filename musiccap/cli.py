@@ -107,10 +107,11 @@ def cmd_caption(args) -> int:
 def _listening_check(studio, audio, comparison, options):
     """``--listening-check``: the window captioned again with noise and another example clip (its own
     captions reused), and the exit status to report (1 when it could not run, as for a failed caption)."""
-    from musiccap.listening_check import bundled_examples, listening_check, replacements
+    from musiccap.listening_check import listening_check, replacements
+    from musiccap.registry import example_files
 
     try:
-        replaced = replacements(audio, comparison.window, bundled_examples())
+        replaced = replacements(audio, comparison.window, example_files())
     except (AudioError, ValueError) as error:  # a silent window, no other clip
         print(f"musiccap: no listening check on {comparison.window.label}: {error}", file=sys.stderr)
         return None, 1

@@ -34,7 +34,6 @@ import numpy as np
 from musiccap.audio import Audio, Window, load_audio, windows
 from musiccap.clip import LYRICS, Clip, audio_hash
 from musiccap.metrics.attributes import CaptionAttributes, read_caption
-from musiccap.registry import REPO
 
 if TYPE_CHECKING:
     from musiccap.studio import Studio
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
 NOISE = "noise"
 OTHER_CLIP = "other clip"
 NOISE_SEED = 0
-EXAMPLES_DIR = REPO / "examples"  # the bundled clips the other clip is taken from
 # What a read caption states about each attribute (None: nothing); instrument families as a set.
 STATEMENTS = {
     "instruments": lambda read: frozenset(read.families) or None,
@@ -177,10 +175,6 @@ def other_clip(audio: Audio, candidates: Sequence[str | Path]) -> tuple[str, Win
         if audio_hash(candidate.samples) != own:
             return Path(path).name, windows(candidate, "first")[0]
     raise ValueError("no other clip to swap in: the bundled examples are missing or all this clip")
-
-
-def bundled_examples() -> list[Path]:
-    return sorted(p for p in EXAMPLES_DIR.glob("*") if p.suffix in {".flac", ".wav", ".ogg", ".mp3"})
 
 
 def replacements(
