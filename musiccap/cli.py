@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from musiccap.audio import AudioError, load_audio
+from musiccap.export import FORMATS, SUBTITLE_FORMATS
 
 EXIT_BAD_INPUT = 2
 
@@ -39,8 +40,18 @@ def _decoding_from_args(args):
 
 
 def cmd_caption(args) -> int:
+    from musiccap import export
     from musiccap.studio import LONG_AUDIO_BATCH, CompareOptions, ModelCaption, Studio
 
+    if args.json and args.format not in (None, "json"):
+        return _fail(f"--json is --format json; it cannot go with --format {args.format}")
+    output_format = args.format or ("json" if args.json else "text")
+    if output_format in SUBTITLE_FORMATS and len(args.files) > 1:
+        return _fail(f"--format {output_format} writes one file's subtitles; give one audio file per call")
+    if args.listening_check and output_format != "json":
+        return _fail("--listening-check adds to the JSON rows: use it with --format json")
+    if args.max_windows < 0:
+        return _fail("--max-windows must be 0 (every window) or more")
     try:
         studio = Studio(
             args.checkpoints,
@@ -61,9 +72,15 @@ def cmd_caption(args) -> int:
             continue
         for warning in audio.warnings:
             print(f"musiccap: warning: {Path(file).name}: {warning}", file=sys.stderr)
+        comparisons = []
         for event in studio.compare(audio, options, window_batch=LONG_AUDIO_BATCH):
             if isinstance(event, ModelCaption):
                 continue  # printed with its window, once the CLAP similarities are in
+            comparisons.append(event)
+            check = None
+            if args.listening_check:
+                check, check_status = _listening_check(studio, audio, event, options)
+                status = max(status, check_status)
             for caption in event.captions:
                 if caption.error:
                     print(
@@ -71,18 +88,43 @@ def cmd_caption(args) -> int:
                         file=sys.stderr,
                     )
                     status = 1
-                elif args.json:
-                    record = {"file": str(file), **caption.result.to_json()}
-                    record["clap_similarity"] = (
-                        None if caption.clap_similarity is None else round(caption.clap_similarity, 4)
-                    )
-                    record["latency_s"] = round(caption.latency_s, 4)
-                    print(json.dumps(record), flush=True)
-                else:
-                    print(f"[{event.window.label}] {caption.model:8s} {caption.result.text}", flush=True)
+                elif output_format == "json":
+                    row = export.caption_row(str(file), caption)
+                    if check is not None:
+                        row["listening_check"] = check.to_json(caption.model)
+                    print(json.dumps(row), flush=True)
+                elif output_format == "text":
+                    print(export.text_line(caption), flush=True)
+        if output_format == "srt":
+            print(export.srt(comparisons), end="", flush=True)
+        elif output_format == "vtt":
+            print(export.webvtt(comparisons), end="", flush=True)
         for name, error in studio.load_errors.items():
             print(f"musiccap: {name} could not be loaded: {error}", file=sys.stderr)
     return status
+
+
+def _listening_check(studio, audio, comparison, options):
+    """``--listening-check``: the window captioned again with noise and another example clip (its own
+    captions reused), and the exit status to report (1 when it could not run, as for a failed caption)."""
+    from musiccap.listening_check import listening_check, replacements
+    from musiccap.registry import example_files
+
+    try:
+        replaced = replacements(audio, comparison.window, example_files())
+    except (AudioError, ValueError) as error:  # a silent window, no other clip
+        print(f"musiccap: no listening check on {comparison.window.label}: {error}", file=sys.stderr)
+        return None, 1
+    originals = {c.model: c.result.text for c in comparison.captions if c.result is not None}
+    check = listening_check(
+        studio,
+        comparison.window,
+        replaced,
+        lyrics=options.lyrics,
+        decoding=options.decoding,
+        originals=originals,
+    )
+    return check, 0
 
 
 def cmd_tags(args) -> int:
@@ -153,11 +195,23 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--no-repeat-ngram", type=int)
     caption.add_argument("--sample", action="store_true")
     caption.add_argument("--seed", type=int)
-    caption.add_argument("--json", action="store_true")
+    caption.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="json: one line per caption (the contract in DESIGN.md); text (default); srt / vtt: subtitles, "
+        "one cue per window at its own times",
+    )
+    caption.add_argument("--json", action="store_true", help="the same as --format json")
     caption.add_argument(
         "--decoded-text",
         action="store_true",
         help="print captions as decoded (the text the paper tables score), without the clean-up",
+    )
+    caption.add_argument(
+        "--listening-check",
+        action="store_true",
+        help="with --format json: caption each window again with pink noise of its loudness and with another "
+        "example clip; each row adds how much of its caption changed",
     )
     caption.add_argument("--checkpoints", default=None)
 

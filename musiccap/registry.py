@@ -14,6 +14,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "checkpoints"
+EXAMPLES = REPO / "examples"  # the bundled clips: the app's examples, the arena's public clips
+
+
+def example_files() -> list[Path]:
+    """The bundled example clips, by name."""
+    return sorted(p for p in EXAMPLES.glob("*") if p.suffix in {".flac", ".wav", ".ogg", ".mp3"})
+
+
 CAPTIONER, COMPONENT = "captioner", "component"
 
 

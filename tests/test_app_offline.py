@@ -75,14 +75,12 @@ def test_compare_and_arena_votes_with_outbound_connections_blocked(guarded_app, 
     damaged = tmp_path / "damaged.wav"
     damaged.write_bytes(wav_claiming_channels(15873))
     with pytest.raises(AppError, match="15873 channels"):  # the user's message, and the app keeps serving
-        client.predict(handle_file(str(damaged)), "first", "", "", 0, 0, -1, False, 0, api_name="/compare")
-    # the same call as tests/test_app_e2e.py: clip, window, lyrics, reference, decoding left at defaults
-    outputs = client.predict(
-        handle_file(str(EXAMPLE)), "first", "", "", 0, 0, -1, False, 0, api_name="/compare"
-    )
-    status, table = outputs[0], outputs[1]
+        client.predict(audio=handle_file(str(damaged)), api_name="/compare")
+    # the same call as tests/test_app_e2e.py: the clip alone, every option at its default
+    status, _, downloads = client.predict(audio=handle_file(str(EXAMPLE)), api_name="/compare")[:3]
     assert "done:" in status
-    assert {row[1] for row in table["data"]} == set(shipped_captioners())
+    rows = json.loads(next(Path(d) for d in downloads if d.endswith(".json")).read_text())
+    assert {row["model"] for row in rows} == set(shipped_captioners())
 
     # an arena vote over the JSON API
     pair = post_json(guarded_app.url + "arena/pair", {"session_id": "offline-test-session"})

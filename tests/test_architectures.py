@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tokenizers import Tokenizer
 
 from musiccap.checkpoint import read_config
 from musiccap.clip import AUDIO_FEATURES, Clip
@@ -16,7 +17,7 @@ from musiccap.decoding import DecodingConfig
 from musiccap.encoders.caption_lm import TOKENIZER_NAME, build_t5, train_caption_tokenizer
 from musiccap.models.base import load_captioner, registry
 from musiccap.models.blap import INSTRUCTION
-from musiccap.registry import captioner_names
+from musiccap.registry import REPO, captioner_names
 from musiccap.text import clean_caption
 from musiccap.training import BuildContext, Trainable, train_collate
 from tests.test_alcap import TINY as ALCAP_TINY
@@ -101,3 +102,34 @@ def test_build_train_save_reload_caption(name, items, checkpoints):
             assert result.text == clean_caption(
                 result.decoded_text, hit_length_limit=len(result.tokens) >= DECODING.max_new_tokens
             )
+
+
+@pytest.mark.parametrize("name", sorted(set(TINY) - {"nearest"}))
+def test_attribute_word_weight_is_a_variant_of_the_plain_nll(name, items, checkpoints, tmp_path):
+    """Weight 1 (every paper's row) optimises the plain NLL; a weight > 1 moves the optimised loss
+    while the reported NLL stays the plain one, and the weighted ids are attribute words."""
+    context = BuildContext(
+        clap_path=str(checkpoints / "clap"), feature_dims=(FRAME_DIM, POOLED_DIM, CHUNK_DIM), corpus_dir=""
+    )
+    # Vocabularies where the toy captions' words are whole tokens: RGMC's BPE trained bigger; for BLAP a
+    # tiny T5 on the shipped LM's caption tokenizer (a unigram model needs more text than the toy one).
+    config = dict(TINY[name])
+    if name == "rgmc":
+        config["vocab_size"] = 1000
+    if name == "blap":
+        tokenizer = Tokenizer.from_file(str(REPO / "checkpoints" / "blap_lm" / TOKENIZER_NAME))
+        lm = build_t5(tokenizer.get_vocab_size(), d_model=32, d_ff=48, n_layers=1, n_heads=2, dropout=0.0)
+        lm.save_pretrained(str(tmp_path / "blap_lm"))
+        tokenizer.save(str(tmp_path / "blap_lm" / TOKENIZER_NAME))
+        config["lm_path"] = str(tmp_path / "blap_lm")
+    losses = {}
+    for weight in (1.0, 4.0):
+        torch.manual_seed(0)
+        model = registry()[name].build({**config, "attribute_word_weight": weight}, items, context).eval()
+        with torch.no_grad():
+            losses[weight] = model(model.collate(items[:4]))
+    assert torch.allclose(losses[4.0]["nll"], losses[1.0]["nll"])
+    assert not torch.allclose(losses[4.0]["loss"], losses[1.0]["loss"])
+    weighted = model._attribute_ids.tolist()
+    assert model.caption_token_ids("piano")[0] in weighted or model.caption_token_ids(" piano")[0] in weighted
+    assert not set(model.caption_token_ids(" a")) & set(weighted)

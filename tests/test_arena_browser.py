@@ -16,18 +16,9 @@ import pytest
 
 from tests.conftest import REPO
 from tests.served_app import served_app
-from tests.test_app_e2e import ARTIFACTS, CHROMIUM, free_port, shipped_captioners
+from tests.test_app_e2e import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, free_port, shipped_captioners
 
 MIN_LISTEN_S = 4
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),

@@ -115,3 +115,17 @@ def test_reader_reads_back_what_the_corpus_generator_states():
         for attribute, fact in stated.items():
             expected = attributes[attribute] if fact in facts else None
             assert getattr(read, attribute) == expected, (attribute, caption)
+
+
+def test_attribute_token_ids_keep_whole_attribute_words_only():
+    from musiccap.metrics.attributes import attribute_token_ids, attribute_words
+
+    vocabulary = {"piano": 1, "minor": 2, "no": 3, "the": 4, "##s": 5}
+
+    def encode(text: str) -> list[int]:  # word level; splits "glockenspiel"; unknown words give no id
+        word = text.strip().lower()
+        return [9, 5] if word == "glockenspiel" else [vocabulary[word]] if word in vocabulary else []
+
+    ids = attribute_token_ids(encode)
+    assert {1, 2, 3} <= ids and 4 not in ids and 5 not in ids
+    assert {"piano", "minor", "drums", "fast", "calm"} <= attribute_words()

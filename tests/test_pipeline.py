@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from train import pipeline
 from train.pipeline import PipelineState, Step, resume_command
@@ -108,3 +109,22 @@ def test_a_retrain_outside_the_repository_never_reads_the_shipped_checkpoints(tm
     assert plan[0].commands[0][-2:] == ["--recipe", "v2"]
     after = {step.name: step.after for step in plan}
     assert all("clap" in after[name] for name in ("muscaps", "alcap", "rgmc", "csa", "blap"))
+
+
+def test_the_v1_recipe_rebuilds_the_shipped_models_as_they_were_made(tmp_path):
+    plan = pipeline.steps("/corpus", "small", str(tmp_path / "runs"), recipe="v1")
+    assert plan[0].commands[0][-2:] == ["--recipe", "v1"]
+    commands = [command for step in plan for command in step.commands]
+    assert not any("train.max_minutes=0" in command for command in commands)  # the configs' caps, as shipped
+    v2 = [c for s in pipeline.steps("/corpus", "full", str(tmp_path / "runs")) for c in s.commands]
+    assert all("train.max_minutes=0" in command for command in v2 if command[1:3] == ["-m", "train"])
+
+
+def test_every_row_of_a_table_trains_the_same_epochs_on_v2(tmp_path):
+    plan = pipeline.steps("/corpus", "full", str(tmp_path / "runs"))
+    epochs: dict[str, set[str]] = {}
+    for command in (c for step in plan for c in step.commands if c[1:3] == ["-m", "train"]):
+        config = Path(command[command.index("--config") + 1]).stem
+        table = "blap_stage1" if config == "blap_stage1" else command[3]
+        epochs.setdefault(table, set()).update(a for a in command if a.startswith("train.epochs="))
+    assert all(len(found) == 1 for found in epochs.values()), epochs

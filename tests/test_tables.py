@@ -53,6 +53,17 @@ def test_against_random_lists_every_column_a_captioner_does_not_beat_strictly():
         "csa": {"cider_d": 0.38, "vocab": 305, "attr_mode_acc": 0.34, "meteor": 0.19},
     }
     row = against_random_table(main).splitlines()[-1]
-    assert row.startswith("| csa | 2 of 4 |")
-    assert "Vocab (305 vs 462)" in row and "Mode (34.0 vs 34.0)" in row  # a tie does not beat
+    assert row.startswith("| csa | 2 of 3 |")  # Vocab is structural: not compared
+    assert "Vocab" not in row and "Mode (34.0 vs 34.0)" in row  # a tie does not beat
     assert "CIDEr-D" not in row and "METEOR" not in row
+
+
+def test_a_row_this_cpu_cannot_train_is_shown_with_its_reason(tmp_path):
+    from train.tables import NOT_RUN
+
+    (tmp_path / "muscaps").mkdir()
+    (tmp_path / "muscaps" / "results.json").write_text(json.dumps({"metrics": {"cider_d": 0.3}, "n": 3}))
+    text = render(tmp_path)
+    (note,) = NOT_RUN["muscaps"].values()
+    assert note.startswith("not run: needs a GPU") and note in text
+    assert "| muscaps_scratch | – | – | – |" in text

@@ -34,7 +34,7 @@ How a caption is read (matching is on lower-cased whole words, plurals included)
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from musiccap.attributes import FAMILIES, MODES, MOODS, TEMPO_CLASSES, tempo_class
@@ -274,3 +274,25 @@ def score_reads(reads: Sequence[CaptionAttributes], attributes: Sequence[Mapping
         drums_acc=correct["drums"] / n,
         mood_acc=correct["mood"] / n,
     )
+
+
+def attribute_words() -> set[str]:
+    """Every single word the reader reads an attribute from, and the negations that flip one."""
+    phrases = [p for words in FAMILY_WORDS.values() for p in words] + list(DRUM_WORDS)
+    for lexicon in (TEMPO_WORDS, TEMPO_CONTEXT_WORDS, MODE_WORDS, MOOD_WORDS):
+        phrases += [p for words in lexicon.values() for p in words]
+    words = {word for phrase in phrases for word in re.split(r"[\s-]+", phrase)}
+    return words | {word + "s" for word in words} | {"no", "without", "bpm"}  # plurals, as the reader reads
+
+
+def attribute_token_ids(encode: Callable[[str], list[int]]) -> set[int]:
+    """The ids a tokenizer gives the attribute words, alone, after a space and capitalised (BPE and
+    SentencePiece vocabularies spell a word differently at a sentence start and after a space). Only
+    spellings that are one token count: the pieces of a split word ("▁", "##s") are shared with others."""
+    ids: set[int] = set()
+    for word in attribute_words():
+        for spelling in (word, " " + word, word.capitalize(), " " + word.capitalize()):
+            encoded = encode(spelling)
+            if len(encoded) == 1:
+                ids.update(encoded)
+    return ids

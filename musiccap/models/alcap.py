@@ -107,6 +107,9 @@ class AlcapConfig:
     contrastive_weight: float = 0.02  # alpha (paper: 0.02; ablation 0, 0.002, 0.2)
     contrastive_temperature: float = 0.07
     symmetric_contrastive: bool = False  # paper: one direction (music anchors, lyrics candidates)
+    attribute_word_weight: float = (
+        1.0  # > 1: a variant weighting attribute words in the NLL (base.caption_nll)
+    )
     seed: int = 0
 
     def __post_init__(self):
@@ -309,6 +312,9 @@ class AlcapCaptioner(NeuralCaptioner):
         padded = EmbeddedClap.audio_batch(features_list)
         return {"frames": padded["frames"], "frame_mask": padded["mask"]}
 
+    def caption_token_ids(self, text: str) -> list[int]:
+        return [i for i in self.vocab.encode([text])[0] if i != UNK]
+
     def collate(self, items: list) -> dict[str, torch.Tensor]:
         limit = self.config.max_positions - 1  # BOS takes one position
         captions = self.vocab.encode([item.caption for item in items], limit)
@@ -363,11 +369,9 @@ class AlcapCaptioner(NeuralCaptioner):
         encoding = self.encode(batch)
         keys, values = self.decoder.memory_cache(encoding.memory)
         logits = self.decoder(batch["input_ids"], keys, values, encoding.memory_mask).logits
-        nll = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=IGNORE
-        )
+        optimised_nll, nll = self.caption_nll(logits, batch["targets"], IGNORE)
         if not self.config.use_lyrics:
-            return {"loss": nll, "nll": nll.detach()}
+            return {"loss": optimised_nll, "nll": nll.detach()}
         contrastive = lyrics_info_nce(
             encoding.music_codes,
             encoding.lyrics_codes,
@@ -377,7 +381,9 @@ class AlcapCaptioner(NeuralCaptioner):
             self.config.symmetric_contrastive,
         )
         # alpha = 0 (the ablation) still reports the term: how aligned the codes are without it
-        total = nll + self.config.contrastive_weight * contrastive if self.config.contrastive_weight else nll
+        total = optimised_nll
+        if self.config.contrastive_weight:
+            total = total + self.config.contrastive_weight * contrastive
         return {"loss": total, "nll": nll.detach(), "contrastive": contrastive.detach()}
 
     # ---- captioning --------------------------------------------------------------------------------

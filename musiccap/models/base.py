@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from musiccap.checkpoint import (
@@ -30,6 +31,7 @@ from musiccap.clip import AUDIO_FEATURES, Clip
 from musiccap.decoding import DecodingConfig, Hypothesis, StepFunction, rows_per_input, search
 from musiccap.features import audio_features
 from musiccap.hub import local_folder, portable_path
+from musiccap.metrics.attributes import attribute_token_ids
 from musiccap.registry import reference
 from musiccap.text import clean_caption
 
@@ -177,6 +179,34 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
         """Training entry point: the named loss terms of a batch (see ``train/trainer.py``)."""
         return self.training_loss(batch)
 
+    # ---- training: the caption NLL every architecture optimises ----------------------------------
+
+    def caption_token_ids(self, text: str) -> list[int]:
+        """The target ids of a caption text, as the architecture's collate makes them (no BOS/EOS)."""
+        raise NotImplementedError
+
+    def caption_nll(
+        self, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the NLL to optimise, the plain mean token NLL) of ``logits [..., V]`` against ``targets [...]``.
+
+        With ``config.attribute_word_weight`` w > 1 (a variant, never a paper's row), a target token that
+        belongs to a word the attribute reader reads (instrument, drum, tempo, mode and mood words, and
+        "no"/"without") weighs w in the mean: those few tokens carry what the listening table scores,
+        and a plain NLL spends most of its gradient on phrasing. The plain NLL is returned alongside
+        so runs with and without the weight compare on one scale."""
+        flat_logits, flat_targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+        token_nll = F.cross_entropy(flat_logits, flat_targets, ignore_index=ignore_index, reduction="none")
+        real = (flat_targets != ignore_index).to(token_nll.dtype)
+        plain = (token_nll * real).sum() / real.sum().clamp(min=1)
+        weight = getattr(self.config, "attribute_word_weight", 1.0)
+        if weight == 1.0:
+            return plain, plain
+        if getattr(self, "_attribute_ids", None) is None:
+            self._attribute_ids = torch.tensor(sorted(attribute_token_ids(self.caption_token_ids)))
+        weights = real * (1 + (weight - 1) * torch.isin(flat_targets, self._attribute_ids).to(real.dtype))
+        return (token_nll * weights).sum() / weights.sum().clamp(min=1), plain
+
     # ---- captioning: the skeleton and the parts an architecture supplies -------------------------
 
     @torch.no_grad()
@@ -284,7 +314,8 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
             raise ValueError(f"{path} holds {document.get('architecture')!r}, not {cls.name!r}")
         config = config_from_dict(cls.config_class, document["config"])
         config = replace(
-            config, **{name: portable_path(getattr(config, name), Path(path)) for name in cls.component_fields}
+            config,
+            **{name: portable_path(getattr(config, name), Path(path)) for name in cls.component_fields},
         )
         model = cls(config, **cls.load_extra(Path(path)))
         state = load_file(str(Path(path) / WEIGHTS_NAME))

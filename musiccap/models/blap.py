@@ -114,6 +114,9 @@ class BLAPConfig:
     max_match_tokens: int = 32  # caption tokens the ATC/ATM text path reads (BLIP-2 truncates to 32 too)
     max_text_positions: int = 96  # learned positions of the Q-Former text path
     instruction: str = INSTRUCTION
+    attribute_word_weight: float = (
+        1.0  # > 1: a variant weighting attribute words in the NLL (base.caption_nll)
+    )
     seed: int = 0
 
     def __post_init__(self):
@@ -323,11 +326,15 @@ class BLAPCaptioner(NeuralCaptioner):
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.config.stage == 1:
             return self.stage_one_loss(batch)
-        nll = self.lm(
+        logits = self.lm(
             inputs_embeds=self.encoder_inputs(self.query_outputs(batch["audio"], batch["audio_mask"])),
             labels=batch["labels"],
-        ).loss
-        return {"loss": nll, "nll": nll}
+        ).logits
+        optimised_nll, nll = self.caption_nll(logits, batch["labels"], -100)
+        return {"loss": optimised_nll, "nll": nll.detach()}
+
+    def caption_token_ids(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def query_outputs(self, audio: torch.Tensor, audio_mask: torch.Tensor, need_weights: bool = False):
         return self.qformer(audio, audio_mask, mode="unimodal", need_weights=need_weights)

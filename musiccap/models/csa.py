@@ -128,6 +128,9 @@ class CsaConfig:
     gradient_probe_every: int = 0
     pitch_shift_semitones: int = 6  # training rows are shifted by a uniform draw from -n..n
     pitch_class_blocks: list[list[int]] = field(default_factory=list)  # [start, end) frame columns, 12 wide
+    attribute_word_weight: float = (
+        1.0  # > 1: a variant weighting attribute words in the NLL (base.caption_nll)
+    )
     seed: int = 0
 
     @property
@@ -277,6 +280,9 @@ class CsaCaptioner(NeuralCaptioner):
         encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [[to_decoder.get(i, UNK) for i in ids] for ids in encoded]
 
+    def caption_token_ids(self, text: str) -> list[int]:
+        return [i for i in self.encode_captions([text])[0] if i != UNK]
+
     def detokenize(self, ids: list[int]) -> tuple[str, list[str]]:
         """Caption text and one text-tower token per id (the heatmap's rows)."""
         minilm = [int(self.minilm_ids[i]) for i in ids]
@@ -412,12 +418,10 @@ class CsaCaptioner(NeuralCaptioner):
         audio = self.encode_audio(batch["frames"], batch["frame_mask"], batch["pooled"])
         memory_keys, memory_values = self.decoder.memory_cache(audio.memory)
         logits = self.decoder(batch["input_ids"], memory_keys, memory_values, audio.memory_mask).logits
-        nll = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1), ignore_index=IGNORE
-        )
+        optimised_nll, nll = self.caption_nll(logits, batch["targets"], IGNORE)
         losses = {"nll": nll}
-        weighted = {"nll": nll}
-        total = nll
+        weighted = {"nll": optimised_nll}
+        total = optimised_nll
         reference = batch.get("text_embedding")
         if self.config.contrastive_weight:
             contrastive = symmetric_info_nce(

@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from musiccap.clip import AUDIO_FEATURES, MEL_PATCHES
@@ -133,6 +132,9 @@ class MusCapsConfig:
     attention_dim: int = 256
     dropout: float = 0.25
     max_caption_tokens: int = 60  # training captions are cut to this many words
+    attribute_word_weight: float = (
+        1.0  # > 1: a variant weighting attribute words in the NLL (base.caption_nll)
+    )
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -270,8 +272,12 @@ class MusCaps(NeuralCaptioner):
             step_logits, state, _ = self.step(tokens[:, position], state)
             logits.append(step_logits)
         logits = torch.stack(logits, dim=1)
-        nll = F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=self.vocab.pad_id)
-        return {"loss": nll, "nll": nll}
+        optimised_nll, nll = self.caption_nll(logits, tokens[:, 1:], self.vocab.pad_id)
+        return {"loss": optimised_nll, "nll": nll.detach()}
+
+    def caption_token_ids(self, text: str) -> list[int]:
+        ids = self.vocab.encode(text, self.config.max_caption_tokens)[1:-1]  # without <sos>, <eos>
+        return [i for i in ids if i != self.vocab.unk_id]
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         return self.training_loss(batch)

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -85,6 +84,9 @@ class RGMCConfig:
     # hundred steps: docs/RESULTS.md, RGMC gold-candidate row).
     pretrain_epochs: int = 0
     pretrain_captions_csv: str = ""  # MusicCaps CSV whose `caption` column joins the pretraining text
+    attribute_word_weight: float = (
+        1.0  # > 1: a variant weighting attribute words in the NLL (base.caption_nll)
+    )
     seed: int = 0
 
     def __post_init__(self):
@@ -338,12 +340,11 @@ class RGMCCaptioner(NeuralCaptioner):
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         embeds = self._input_embeddings(batch)
         logits = self.lm(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
-        nll = F.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-            batch["labels"][:, 1:].reshape(-1),
-            ignore_index=-100,
-        )
-        return {"loss": nll, "nll": nll}
+        optimised_nll, nll = self.caption_nll(logits[:, :-1].float(), batch["labels"][:, 1:], -100)
+        return {"loss": optimised_nll, "nll": nll.detach()}
+
+    def caption_token_ids(self, text: str) -> list[int]:
+        return self._encode(text, len(text) + 1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.training_loss(batch)

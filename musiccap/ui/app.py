@@ -7,33 +7,30 @@ from pathlib import Path
 
 import gradio as gr
 
-from musiccap.registry import REPO
+from musiccap.registry import EXAMPLES, example_files
 from musiccap.studio import DEFAULT_CHECKPOINTS, Studio
 from musiccap.ui.about import build_about_tab
 from musiccap.ui.compare import build_compare_tab
 
-EXAMPLES_DIR = REPO / "examples"
 MAX_UPLOAD = "50mb"
 QUEUE_SIZE = 32
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
-def example_files() -> list[str]:
-    if not EXAMPLES_DIR.is_dir():
-        return []
-    return sorted(str(p) for p in EXAMPLES_DIR.iterdir() if p.suffix in {".flac", ".wav", ".ogg", ".mp3"})
-
-
 def build_app(studio: Studio, arena=None, trusted_proxies: int = 0) -> gr.Blocks:
-    with gr.Blocks(title="musiccap — music captioning studio", analytics_enabled=False) as demo:
+    # Uploads and the Compare tab's downloads land in Gradio's cache: on a long-running Space it is emptied
+    # of files older than two hours, every hour, instead of growing until the disk is full.
+    with gr.Blocks(
+        title="musiccap — music captioning studio", analytics_enabled=False, delete_cache=(3600, 7200)
+    ) as demo:
         gr.Markdown(
             "# musiccap\nFive published music-captioning architectures, side by side. "
             "Upload or record a clip; every captioner writes its caption, shows where it listened, "
             "and how well its words match the audio in CLAP space."
         )
         with gr.Tab("Compare"):
-            build_compare_tab(studio, example_files())
+            build_compare_tab(studio, [str(p) for p in example_files()])
         if arena is not None:
             from musiccap.ui.arena import build_arena_tab, build_leaderboard_tab
             from musiccap.ui.arena_setup import studio_clap_scores
@@ -56,7 +53,7 @@ def create(checkpoints: str | Path = DEFAULT_CHECKPOINTS, with_arena: bool = Tru
     if with_arena:
         from musiccap.ui.arena_setup import arena_for
 
-        arena = arena_for(studio, example_files())
+        arena = arena_for(studio, [str(p) for p in example_files()])
     return build_app(studio, arena, trusted_proxies()), studio, arena
 
 
@@ -76,7 +73,7 @@ def create_server(checkpoints: str | Path = DEFAULT_CHECKPOINTS):
         demo,
         path="/",
         max_file_size=MAX_UPLOAD,
-        allowed_paths=[str(EXAMPLES_DIR)],
+        allowed_paths=[str(EXAMPLES)],
         footer_links=["api"],
     )
 

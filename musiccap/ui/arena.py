@@ -202,46 +202,33 @@ def build_arena_tab(
     pair_outputs = [audio, caption_a, caption_b, status, accuracy, fluency, reveal, listening]
     countdown_outputs = [countdown, vote, timer]
 
-    def show_countdown(event):
-        # the countdown is cheap and must not wait behind captioning jobs in the queue
-        event.then(
-            handlers.countdown,
-            inputs=[listening],
-            outputs=countdown_outputs,
-            queue=False,
-            show_progress="hidden",
-            api_visibility="private",
-        )
-
-    # each browser session gets its own pair when the page loads; "New pair" serves the next one
-    show_countdown(
-        gr.on(
-            [app.load, new_pair.click],
-            handlers.next_pair,
-            inputs=[upload],
-            outputs=pair_outputs,
-            api_name="next_pair",
-        )
-    )
-    timer.tick(
-        handlers.countdown,
+    # the countdown is cheap and must not wait behind captioning jobs in the queue
+    countdown_update = dict(
+        fn=handlers.countdown,
         inputs=[listening],
         outputs=countdown_outputs,
         queue=False,
         show_progress="hidden",
         api_visibility="private",
     )
+    # each browser session gets its own pair when the page loads; "New pair" serves the next one
+    gr.on(
+        [app.load, new_pair.click],
+        handlers.next_pair,
+        inputs=[upload],
+        outputs=pair_outputs,
+        api_name="next_pair",
+    ).then(**countdown_update)
+    timer.tick(**countdown_update)
     audio.play(handlers.started_playing, inputs=[listening], outputs=[listening])
     audio.pause(handlers.stopped_playing, inputs=[listening], outputs=[listening])
     audio.stop(handlers.stopped_playing, inputs=[listening], outputs=[listening])
-    show_countdown(
-        vote.click(
-            handlers.vote,
-            inputs=[accuracy, fluency, listening],
-            outputs=[status, reveal, listening],
-            api_name="vote",
-        )
-    )
+    vote.click(
+        handlers.vote,
+        inputs=[accuracy, fluency, listening],
+        outputs=[status, reveal, listening],
+        api_name="vote",
+    ).then(**countdown_update)
     return handlers
 
 

@@ -7,13 +7,27 @@ generator); the audio's features are computed once per window and shared by ever
 
 from __future__ import annotations
 
+import html
+import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import gradio as gr
 
-from musiccap.audio import AudioError, load_audio, windows
-from musiccap.studio import MEAN_VIEW, NEIGHBOUR, REFERENCE, CompareOptions, Studio, WindowComparison
+from musiccap import export
+from musiccap.audio import AudioError, Window, load_audio, windows
+from musiccap.listening_check import CaptionChange, ListeningCheck, listening_check, replacements
+from musiccap.studio import (
+    MEAN_VIEW,
+    NEIGHBOUR,
+    REFERENCE,
+    CompareOptions,
+    ModelCaption,
+    Studio,
+    WindowComparison,
+)
 from musiccap.ui.plots import attention_heatmap, similarity_chart
 
 MAX_WINDOWS = 6
@@ -22,12 +36,36 @@ WINDOW_CHOICES = [
     ("middle 10 s", "middle"),
     (f"every 10 s window (at most {MAX_WINDOWS}, spread evenly)", "all"),
 ]
-TABLE_HEADERS = ["window", "model", "caption", "latency (s)", "decoding"]
-
-
-def _decoding_text(decoding: dict) -> str:
-    keys = ("num_beams", "max_new_tokens", "no_repeat_ngram_size", "do_sample", "seed")
-    return ", ".join(f"{k}={decoding[k]}" for k in keys if k in decoding) or "—"
+# Cards wrap their text and flow into as many columns as fit, so seven captions stay readable side by side.
+CARDS_CSS = """
+.mc-window { margin: 0 0 1rem; }
+.mc-window-head { display: flex; align-items: center; gap: .75rem; margin: 0 0 .4rem; }
+.mc-time { font-weight: 700; font-variant-numeric: tabular-nums; }
+.mc-where { color: var(--body-text-color-subdued); font-size: .85rem; }
+.mc-bar { position: relative; flex: 1; height: .5rem; border-radius: .25rem;
+  background: var(--background-fill-secondary); border: 1px solid var(--border-color-primary); }
+.mc-bar > span { position: absolute; top: 0; bottom: 0; border-radius: .25rem;
+  background: var(--color-accent); min-width: 2px; }
+.mc-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(15rem, 1fr)); gap: .6rem; }
+.mc-card { display: flex; flex-direction: column; gap: .3rem; min-width: 0; padding: .6rem .75rem;
+  border: 1px solid var(--border-color-primary); border-radius: .5rem;
+  background: var(--block-background-fill); }
+.mc-card h4 { margin: 0; font-size: 1rem; }
+.mc-card p { margin: 0; }
+.mc-paper { color: var(--body-text-color-subdued); font-size: .78rem; line-height: 1.3; }
+.mc-caption { flex: 1; white-space: normal; overflow-wrap: anywhere; line-height: 1.45; }
+.mc-meta { color: var(--body-text-color-subdued); font-size: .8rem; font-variant-numeric: tabular-nums; }
+.mc-neighbour, .mc-reference { background: var(--background-fill-secondary); border-style: dashed; }
+.mc-pending .mc-caption { color: var(--body-text-color-subdued); font-style: italic; }
+.mc-failed .mc-caption { color: var(--error-text-color, #b91c1c); }
+"""
+LISTENING_CSS = """
+.mc-check-head { margin: 0 0 .5rem; }
+.mc-check-head p { margin: 0 0 .25rem; }
+.mc-verdict { font-weight: 600; font-size: .85rem; }
+.mc-change { border-top: 1px solid var(--border-color-primary); padding-top: .3rem; }
+.mc-change p { margin: 0 0 .2rem; }
+"""
 
 
 def _overrides(beams, max_tokens, no_repeat, sample, seed) -> dict:
@@ -47,7 +85,7 @@ def _overrides(beams, max_tokens, no_repeat, sample, seed) -> dict:
 def run_compare(
     studio: Studio, audio_path, window_mode, lyrics, reference, beams, max_tokens, no_repeat, sample, seed
 ):
-    """Generator: renders ``Studio.compare`` as it goes, yielding (status, table, neighbour,
+    """Generator: renders ``Studio.compare`` as it goes, yielding (status, caption cards, downloads,
     similarity, heatmap choices, heatmap, tags, heatmaps state)."""
     if not audio_path:
         raise gr.Error("Upload or record a clip first.")
@@ -62,50 +100,37 @@ def run_compare(
         reference,
         _overrides(beams, max_tokens, no_repeat, sample, seed),
     )
-    n_windows = len(windows(audio, options.window_mode, max_windows=MAX_WINDOWS))
-    notes = [f"**{Path(audio_path).name}** — {audio.duration_s:.1f} s, {n_windows} window(s)"]
+    clip_windows = windows(audio, options.window_mode, max_windows=MAX_WINDOWS)
+    name = Path(audio_path).name
+    notes = [f"**{name}** — {audio.duration_s:.1f} s, {len(clip_windows)} window(s)"]
     notes += [f"⚠️ {w}" for w in audio.warnings]
-    notes += [f"⚠️ {name} is unavailable: {error}" for name, error in studio.load_errors.items()]
-    rows, heatmaps, neighbour_text, tags = [], {}, "", {}
-    similarity_figure = None
+    notes += [f"⚠️ {model} is unavailable: {error}" for model, error in studio.load_errors.items()]
+    reference_text = (reference or "").strip()
+    papers = {model: captioner.paper for model, captioner in studio.captioners.items()}
+    answered: dict[int, list[ModelCaption]] = {window.index: [] for window in clip_windows}
+    completed: dict[int, WindowComparison] = {}
+    heatmaps, tags, similarity_figure = {}, {}, None
     started = time.perf_counter()
-    total = n_windows * len(studio.captioners)
+    total = len(clip_windows) * len(studio.captioners)
     for event in studio.compare(audio, options):
         if isinstance(event, WindowComparison):
+            completed[event.window.index] = event
             if event.index == 0:
-                similarity_figure = _similarity_figure(event, several_windows=n_windows > 1)
+                similarity_figure = _similarity_figure(event, several_windows=len(clip_windows) > 1)
                 tags = event.tags
-            continue
-        window_label = event.window.label
-        if event.error:
-            rows.append([window_label, event.model, f"(failed: {event.error})", "", ""])
-            continue
-        result = event.result
-        rows.append(
-            [
-                window_label,
-                event.model,
-                result.text,
-                f"{event.latency_s:.2f}",
-                _decoding_text(result.decoding),
-            ]
-        )
-        heatmaps[f"{event.model} @ {window_label}"] = event.heatmap
-        if result.neighbour and not neighbour_text:
-            neighbour_text = (
-                f"**Nearest training caption** (CLAP audio similarity {result.neighbour.score:.3f}, "
-                f"window {window_label}):\n\n> {result.neighbour.text}"
-            )
-        status = "\n\n".join(
-            notes + [f"captioned {len(rows)}/{total} in {time.perf_counter() - started:.1f} s"]
-        )
+        else:
+            answered[event.window.index].append(event)
+            if event.result is not None:
+                heatmaps[f"{event.model} @ {event.window.label}"] = event.heatmap
+        done = sum(len(captions) for captions in answered.values())
+        status = "\n\n".join(notes + [f"captioned {done}/{total} in {time.perf_counter() - started:.1f} s"])
         choices = list(heatmaps)
         yield (
             status,
-            rows,
-            neighbour_text,
+            caption_cards(clip_windows, answered, completed, papers, audio.duration_s, reference_text),
+            gr.update(),
             similarity_figure,
-            gr.update(choices=choices, value=choices[0]),
+            gr.update(choices=choices, value=choices[0] if choices else None),
             gr.update(),
             tags,
             heatmaps,
@@ -115,16 +140,205 @@ def run_compare(
     with_attention = [k for k in choices if heatmaps[k].views.get(MEAN_VIEW) is not None]
     first = (with_attention or choices or [None])[0]  # open on a captioner that has something to show
     figure = _heatmap_figure(heatmaps, first, MEAN_VIEW) if first else None
-    yield (
-        status,
-        rows,
-        neighbour_text,
-        similarity_figure,
-        gr.update(choices=choices, value=first),
-        figure,
-        tags,
-        heatmaps,
+    comparisons = [completed[window.index] for window in clip_windows]
+    folder = Path(tempfile.mkdtemp(prefix="musiccap-"))
+    try:
+        yield (
+            status,
+            caption_cards(clip_windows, answered, completed, papers, audio.duration_s, reference_text),
+            write_downloads(folder, name, comparisons),
+            similarity_figure,
+            gr.update(choices=choices, value=first),
+            figure,
+            tags,
+            heatmaps,
+        )
+    finally:  # Gradio copied the files into its cache before it resumed (or closed) the generator
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_downloads(folder: Path, file_name: str, comparisons: list[WindowComparison]) -> list[str]:
+    """The result as JSON (the rows of ``musiccap caption --json``), SRT and WebVTT, named after the
+    clip, in ``folder`` (under the temporary directory: Gradio serves them from its cache)."""
+    stem = re.sub(r"[^\w.-]+", "_", Path(file_name).stem)[:80] or "clip"
+    documents = {
+        f"{stem}.captions.json": export.json_document(export.result_rows(file_name, comparisons)),
+        f"{stem}.srt": export.srt(comparisons),
+        f"{stem}.vtt": export.webvtt(comparisons),
+    }
+    for document_name, text in documents.items():
+        (folder / document_name).write_text(text, encoding="utf-8")
+    return [str(folder / document_name) for document_name in documents]
+
+
+def _escape(text: str) -> str:
+    """Model output as inert HTML text. gr.HTML fills its value into a JS template string and a
+    Handlebars template, so ``$``, ``{`` and ``}`` are entities too."""
+    return html.escape(text).replace("$", "&#36;").replace("{", "&#123;").replace("}", "&#125;")
+
+
+def _score(value: float | None, pending: bool) -> str:
+    if value is not None:
+        return f"{value:.3f}"
+    return "…" if pending else "—"
+
+
+def _decoding_text(decoding: dict) -> str:
+    keys = ("num_beams", "max_new_tokens", "no_repeat_ngram_size", "do_sample", "seed")
+    return ", ".join(f"{k}={decoding[k]}" for k in keys if k in decoding)
+
+
+def _card(kind: str, title: str, subtitle: str, text: str, meta: list[str], meta_hint: str = "") -> str:
+    hint = f' title="{_escape(meta_hint)}"' if meta_hint else ""
+    return (
+        f'<article class="mc-card mc-{kind}"><h4 class="mc-name">{_escape(title)}</h4>'
+        f'<p class="mc-paper">{_escape(subtitle)}</p><p class="mc-caption">{_escape(text)}</p>'
+        f'<p class="mc-meta"{hint}>{" · ".join(_escape(m) for m in meta)}</p></article>'
     )
+
+
+def _window_cards(
+    captions: list[ModelCaption], comparison: WindowComparison | None, papers: dict[str, str], reference: str
+) -> list[str]:
+    pending = comparison is None  # the CLAP scores come with the window's comparison
+    cards = []
+    for caption in captions:
+        paper = papers.get(caption.model, "")
+        if caption.result is None:
+            cards.append(_card("failed", caption.model, paper, f"failed: {caption.error}", []))
+            continue
+        meta = [f"latency {caption.latency_s:.2f} s", f"CLAP {_score(caption.clap_similarity, pending)}"]
+        decoding = _decoding_text(caption.result.decoding)  # on hover: the settings that wrote it
+        hint = f"decoding: {decoding}" if decoding else ""
+        cards.append(_card("model", caption.model, paper, caption.result.text, meta, hint))
+    for model in papers:
+        if model not in {caption.model for caption in captions}:
+            cards.append(_card("pending", model, papers[model], "captioning…", []))
+    neighbour = comparison.neighbour if comparison else None
+    neighbour = neighbour or next(
+        (c.result.neighbour for c in captions if c.result and c.result.neighbour), None
+    )
+    if neighbour is not None:
+        similarity = comparison.similarity.get(NEIGHBOUR) if comparison else None
+        retrieved = (
+            f"the training caption whose audio is nearest (CLAP audio similarity {neighbour.score:.3f})"
+        )
+        meta = [f"CLAP {_score(similarity, pending)}"]
+        cards.append(_card("neighbour", "nearest training caption", retrieved, neighbour.text, meta))
+    if reference:
+        similarity = comparison.similarity.get(REFERENCE) if comparison else None
+        meta = [f"CLAP {_score(similarity, pending)}"]
+        cards.append(_card("reference", "your caption", "scored like the models' captions", reference, meta))
+    return cards
+
+
+def caption_cards(
+    clip_windows: list[Window],
+    answered: dict[int, list[ModelCaption]],
+    completed: dict[int, WindowComparison],
+    papers: dict[str, str],
+    duration_s: float,
+    reference: str = "",
+) -> str:
+    """Every window's captions as side-by-side cards (model, paper, caption, latency, CLAP score) with
+    the nearest training caption beside them; several windows read as a timeline, each labelled
+    mm:ss–mm:ss with a bar showing where in the file it lies. All text is escaped: it is model output."""
+    sections = []
+    for window in clip_windows:
+        captions = answered.get(window.index, [])
+        cards = _window_cards(captions, completed.get(window.index), papers, reference)
+        head = f'<span class="mc-time">{window.label}</span>'
+        if len(clip_windows) > 1:
+            left = 100 * window.start_s / max(duration_s, 1e-9)
+            width = 100 * (window.end_s - window.start_s) / max(duration_s, 1e-9)
+            head += (
+                f'<span class="mc-where">window {window.index + 1} of {len(clip_windows)}</span>'
+                f'<span class="mc-bar"><span style="left:{left:.1f}%;width:{width:.1f}%"></span></span>'
+            )
+        sections.append(
+            f'<section class="mc-window"><header class="mc-window-head">{head}</header>'
+            f'<div class="mc-cards">{"".join(cards)}</div></section>'
+        )
+    return f'<div class="mc-compare">{"".join(sections)}</div>'
+
+
+def run_listening_check(
+    studio: Studio,
+    examples: list[str],
+    audio_path,
+    window_mode,
+    lyrics,
+    beams,
+    max_tokens,
+    no_repeat,
+    sample,
+    seed,
+) -> str:
+    """The "Is it listening?" control: the first window of the chosen part captioned again with its audio
+    replaced by pink noise and by another example clip (musiccap/listening_check.py), as cards."""
+    if not audio_path:
+        raise gr.Error("Upload or record a clip first.")
+    try:
+        audio = load_audio(audio_path)
+        window = windows(audio, window_mode or "first", max_windows=MAX_WINDOWS)[0]
+        replaced = replacements(audio, window, examples)
+    except (AudioError, ValueError) as error:  # unreadable audio, a silent window, no other clip
+        raise gr.Error(str(error)) from error
+    decoding = _overrides(beams, max_tokens, no_repeat, sample, seed)
+    check = listening_check(studio, window, replaced, lyrics=lyrics, decoding=decoding)
+    return listening_cards(check)
+
+
+def _change_text(change: CaptionChange) -> str:
+    if change.attribute_change is None:
+        attributes = "no attribute stated"
+    else:
+        changed = f" ({', '.join(change.attributes_changed)})" if change.attributes_changed else ""
+        attributes = (
+            f"attributes changed {len(change.attributes_changed)} of {len(change.attributes_stated)}{changed}"
+        )
+    return f"{attributes} · text changed {change.text_change:.2f}"
+
+
+def listening_cards(check: ListeningCheck) -> str:
+    """One card per captioner: for each replacement, how much its caption changed and the caption itself.
+    All text is escaped: it is model output."""
+    sources = {r.kind: r.description for r in check.replacements}
+    replaced = "; ".join(f"{kind}: {description}" for kind, description in sources.items())
+    head = (
+        f'<header class="mc-check-head"><p class="mc-time">{_escape(check.window.label)} captioned again '
+        f"with its audio replaced by {_escape(replaced)}.</p>"
+        '<p class="mc-meta">attributes changed: of the attributes either caption states (instruments, tempo, '
+        "mode, drums, mood, read by the attribute reader), the share whose statement differs; text changed: "
+        "1 − the Jaccard similarity of the captions' word sets. A captioner that ignores its audio shows "
+        "0.</p></header>"
+    )
+    cards = []
+    for model in check.models:
+        if model.error:
+            cards.append(_card("failed", model.model, "", f"failed: {model.error}", []))
+            continue
+        if model.ignores_audio:
+            verdict = "ignores its audio: every caption unchanged"
+        elif any(not change.error for change in model.changes):
+            verdict = "changes with the audio"
+        else:
+            verdict = "failed on the replaced audio"
+        blocks = []
+        for change in model.changes:
+            if change.error:
+                text, meta = f"failed: {change.error}", ""
+            else:
+                text, meta = change.text, _change_text(change)
+            blocks.append(
+                f'<div class="mc-change"><p class="mc-paper">with {_escape(sources[change.replacement])}</p>'
+                f'<p class="mc-meta">{_escape(meta)}</p><p class="mc-caption">{_escape(text)}</p></div>'
+            )
+        cards.append(
+            f'<article class="mc-card mc-check"><h4 class="mc-name">{_escape(model.model)}</h4>'
+            f'<p class="mc-verdict">{verdict}</p>{"".join(blocks)}</article>'
+        )
+    return f'<div class="mc-listening">{head}<div class="mc-cards">{"".join(cards)}</div></div>'
 
 
 def _similarity_figure(comparison: WindowComparison, several_windows: bool):
@@ -157,9 +371,9 @@ def build_compare_tab(studio: Studio, examples: list[str]) -> None:
             if examples:
                 gr.Examples(examples=[[e] for e in examples], inputs=[audio], label="Example clips")
             window_mode = gr.Radio(WINDOW_CHOICES, value="first", label="Which part of the clip")
-            lyrics = gr.Textbox(label="Lyrics (optional, used by ALCAP)", lines=2)
+            lyrics = gr.Textbox("", label="Lyrics (optional, used by ALCAP)", lines=2)
             reference = gr.Textbox(
-                label="Your own caption (optional): scored in CLAP space beside the models'"
+                "", label="Your own caption (optional): scored in CLAP space beside the models'"
             )
             with gr.Accordion("Decoding", open=False):
                 gr.Markdown("0 / -1 keep each model's own default (the paper's setting).")
@@ -173,18 +387,88 @@ def build_compare_tab(studio: Studio, examples: list[str]) -> None:
             run = gr.Button("Caption", variant="primary")
         with gr.Column(scale=3):
             status = gr.Markdown("Upload or record a clip, then press **Caption**.", elem_id="compare-status")
-            table = gr.Dataframe(headers=TABLE_HEADERS, label="Captions", wrap=True, elem_id="captions-table")
-            neighbour = gr.Markdown(elem_id="neighbour")
             similarity = gr.Plot(label="CLAP similarity", elem_id="similarity-plot")
             tags = gr.Label(label="musicnn's top tags (MagnaTagATune)", num_top_classes=8)
+    # the captions take the page's full width: seven cards side by side stay wide enough to read
+    cards = gr.HTML(css_template=CARDS_CSS, elem_id="caption-cards")
+    listen = gr.Button("Is it listening?", elem_id="listening-button")
+    listening = gr.HTML(css_template=CARDS_CSS + LISTENING_CSS, elem_id="listening-check")
+    downloads = gr.File(
+        label="Download: the result as JSON, the captions as SRT and WebVTT subtitles",
+        file_count="multiple",
+        interactive=False,
+        elem_id="downloads",
+    )
     with gr.Row():
         heatmap_key = gr.Dropdown(label="Heatmap: captioner and window", choices=[], interactive=True)
         heatmap_view = gr.Dropdown(label="Layer / head", choices=[], interactive=True)
     heatmap = gr.Plot(label="Cross-attention: generated tokens × audio time", elem_id="heatmap-plot")
     state = gr.State({})
 
-    def compare(*args):
-        yield from run_compare(studio, *args)
+    # A typed signature: the /compare API's parameter names, ``audio`` first and the rest with defaults
+    def compare(
+        audio: str,
+        window: str = "first",
+        lyrics: str = "",
+        reference: str = "",
+        beams: int = 0,
+        max_new_tokens: int = 0,
+        no_repeat_ngram_size: int = -1,
+        sample: bool = False,
+        seed: int = 0,
+    ):
+        """Caption a clip with every captioner.
+
+        Args:
+            audio: the music clip (any format the app reads)
+            window: which 10 s of it: "first", "middle" or "all" (at most 6 windows, spread evenly)
+            lyrics: lyrics, read by ALCAP
+            reference: your own caption, scored in CLAP space beside the models'
+            beams: beam count; 0 keeps each model's default
+            max_new_tokens: caption length limit; 0 keeps each model's default
+            no_repeat_ngram_size: -1 keeps each model's default
+            sample: sample instead of beam search
+            seed: the sampling seed
+        """
+        yield from run_compare(
+            studio,
+            audio,
+            window,
+            lyrics,
+            reference,
+            beams,
+            max_new_tokens,
+            no_repeat_ngram_size,
+            sample,
+            seed,
+        )
+
+    def check_listening(
+        audio: str,
+        window: str = "first",
+        lyrics: str = "",
+        beams: int = 0,
+        max_new_tokens: int = 0,
+        no_repeat_ngram_size: int = -1,
+        sample: bool = False,
+        seed: int = 0,
+    ):
+        """Caption the clip's (first) window again with its audio replaced by pink noise of the same
+        loudness and by another example clip, and show how much each captioner's caption changed.
+
+        Args:
+            audio: the music clip (any format the app reads)
+            window: which 10 s of it: "first", "middle" or "all" (its first window)
+            lyrics: lyrics, read by ALCAP (kept with the replaced audio)
+            beams: beam count; 0 keeps each model's default
+            max_new_tokens: caption length limit; 0 keeps each model's default
+            no_repeat_ngram_size: -1 keeps each model's default
+            sample: sample instead of beam search
+            seed: the sampling seed
+        """
+        return run_listening_check(
+            studio, examples, audio, window, lyrics, beams, max_new_tokens, no_repeat_ngram_size, sample, seed
+        )
 
     def choose_heatmap(heatmaps, key):
         views = list(heatmaps[key].views) if key in heatmaps else []
@@ -197,8 +481,15 @@ def build_compare_tab(studio: Studio, examples: list[str]) -> None:
     run.click(
         compare,
         inputs=[audio, window_mode, lyrics, reference, beams, max_tokens, no_repeat, sample, seed],
-        outputs=[status, table, neighbour, similarity, heatmap_key, heatmap, tags, state],
+        outputs=[status, cards, downloads, similarity, heatmap_key, heatmap, tags, state],
         api_name="compare",
+        concurrency_limit=2,
+    )
+    listen.click(
+        check_listening,
+        inputs=[audio, window_mode, lyrics, beams, max_tokens, no_repeat, sample, seed],
+        outputs=[listening],
+        api_name="listening_check",
         concurrency_limit=2,
     )
     heatmap_key.change(
