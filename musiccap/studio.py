@@ -143,13 +143,17 @@ class Studio:
     def caption_clips(
         self, clips: list[Clip], name: str, decoding: DecodingConfig | None = None
     ) -> list[CaptionResult]:
-        """One captioner on several windows in one batch (``Captioner.caption_batch``)."""
+        """One captioner on several windows in one batch (``Captioner.caption_batch``; one window goes
+        through ``Captioner.caption``, the one call every captioner answers)."""
         captioner = self.captioners[name]
         decoding = (decoding or captioner.default_decoding).replace(
             clean_text=self.clean_text, dedupe_sentences=self.clean_text
         )
         started = time.perf_counter()
-        results = captioner.caption_batch(clips, decoding)
+        if len(clips) == 1:
+            results = [captioner.caption(clips[0], decoding)]
+        else:
+            results = captioner.caption_batch(clips, decoding)
         share = (time.perf_counter() - started) / len(clips)
         for result in results:
             result.timings.setdefault("total", share)

@@ -23,6 +23,9 @@ EXAMPLE = CHECKPOINTS.parent / "examples" / "real-parrotte-desert.ogg"
 class Broken:
     default_decoding = DecodingConfig()
 
+    def caption(self, clip, decoding=None):
+        raise RuntimeError("out of order")
+
     def caption_batch(self, clips, decoding=None):
         raise RuntimeError("out of order")
 
@@ -98,3 +101,16 @@ def test_warm_up_runs_every_captioner_and_loads_the_scorer(studio):
     assert [c.model for c in comparison.captions] == list(studio.captioners)
     assert all(c.result is not None for c in comparison.captions)
     assert studio._scorer is not None and comparison.similarity
+
+
+def test_a_captioner_failing_on_a_batch_of_windows_fails_on_each_and_the_others_answer(studio, monkeypatch):
+    monkeypatch.setitem(studio.captioners, "broken", Broken())
+    audio = load_audio(EXAMPLE)
+    track = from_array(np.tile(audio.samples, 2), audio.sample_rate)
+    events = studio.compare(track, CompareOptions("all", max_windows=None), window_batch=2)
+    comparisons = [e for e in events if isinstance(e, WindowComparison)]
+    assert len(comparisons) == 2
+    for comparison in comparisons:
+        broken = next(c for c in comparison.captions if c.model == "broken")
+        assert broken.result is None and "out of order" in broken.error
+        assert comparison.similarity["csa"] is not None
