@@ -215,7 +215,10 @@ def probe_inputs(tags: np.ndarray, pooled: np.ndarray, dsp: DspFeatures) -> dict
     tags, pooled = np.asarray(tags, dtype=np.float64), np.asarray(pooled, dtype=np.float64)
     return {
         "tempo": np.concatenate([dsp.tempo_inputs(), tags, pooled[-28:]]),
-        "labels": np.concatenate([pooled, tags, [dsp.onset_rate]]),
+        # the rhythm helps to hear drums (a hi-hat's periodicity in the treble band)
+        "labels": np.concatenate(
+            [pooled, tags, [dsp.onset_rate], dsp.band_salience.ravel(), dsp.profile, dsp.salience]
+        ),
     }
 
 

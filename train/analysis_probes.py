@@ -34,11 +34,8 @@ from musiccap.features import embedded_encoder
 from train.data import clip_cache_path, clip_features, default_cache_dir, read_manifest
 
 DSP_FORMAT = 3  # bump when dsp_features changes, so stale cached DSP evidence is recomputed
-L2_STRENGTHS = (
-    0.3,
-    1.0,
-    3.0,
-)  # the perceptrons' candidate L2 penalties (sklearn's alpha), chosen on validation
+# the perceptrons' candidate L2 penalties (sklearn's alpha), chosen on validation
+L2_STRENGTHS = (1.0, 3.0, 10.0)
 HIDDEN = 128  # the perceptrons' hidden units
 
 
