@@ -16,7 +16,8 @@ numbers): every caption is fact-checked against them (`facts`). Three kinds of e
   candidate, learned key profiles (one weight vector per mode over the tonic-rotated chromas, a
   softmax over the 24 keys: a conditional logistic regression), and a one-hidden-layer perceptron
   with a sigmoid per instrument family and for drums. (The perceptrons beat logistic regressions on
-  the validation split: tempo class .79 against .74, family F1 .55 against .54, drums .95 against .93.)
+  the validation split, fitted on 2,500 clips: tempo class .79 against .74, family F1 .55 against .54,
+  drums .95 against .93.)
 
 Without the probe file the DSP rules answer alone: the candidate with the best salience under a
 log-normal tempo prior, the Temperley (Kostka-Payne) key profiles, and no drums or families.
@@ -208,17 +209,19 @@ def rule_key_scores(dsp: DspFeatures) -> np.ndarray:
 # The probes (fitted by train/analysis_probes.py)
 
 
-def probe_inputs(tags: np.ndarray, pooled: np.ndarray, dsp: DspFeatures) -> dict[str, np.ndarray]:
-    """Each probe's input vector: ``tags`` are musicnn's 50 MTT probabilities (MTT_LABELS order),
-    ``pooled`` the embedded encoder's pooled window vector (its last 28 values: the window tempogram
-    on 24 log-spaced tempo bins and the librosa tempo summary)."""
-    tags, pooled = np.asarray(tags, dtype=np.float64), np.asarray(pooled, dtype=np.float64)
+def probe_inputs(
+    tags: np.ndarray, pooled: np.ndarray, chunks: np.ndarray, dsp: DspFeatures
+) -> dict[str, np.ndarray]:
+    """Each probe's input vector, from the embedded encoder's features of the window: ``tags`` are
+    musicnn's 50 MTT probabilities (MTT_LABELS order), ``pooled`` the pooled window vector (its last 28
+    values: the window tempogram on 24 log-spaced tempo bins and the librosa tempo summary), ``chunks``
+    musicnn's 200-d penultimate layer per 3 s patch (mean and max over the patches)."""
+    tags, pooled, chunks = (np.asarray(x, dtype=np.float64) for x in (tags, pooled, chunks))
+    rhythm = [[dsp.onset_rate], dsp.band_salience.ravel(), dsp.profile, dsp.salience]
     return {
         "tempo": np.concatenate([dsp.tempo_inputs(), tags, pooled[-28:]]),
         # the rhythm helps to hear drums (a hi-hat's periodicity in the treble band)
-        "labels": np.concatenate(
-            [pooled, tags, [dsp.onset_rate], dsp.band_salience.ravel(), dsp.profile, dsp.salience]
-        ),
+        "labels": np.concatenate([pooled, chunks.mean(0), chunks.max(0), tags, *rhythm]),
     }
 
 
@@ -312,6 +315,7 @@ class Analysis:
 def estimate(
     tags: dict[str, float],
     pooled: np.ndarray,
+    chunks: np.ndarray,
     dsp: DspFeatures,
     probes: Probes | None,
     window: tuple[float, float] = (0.0, 10.0),
@@ -324,7 +328,7 @@ def estimate(
         return Analysis(
             window, bpm, tempo_class(bpm), key_name, key_name.split()[1], None, {}, [], top_tags, {}
         )
-    inputs = probe_inputs(tag_vector, pooled, dsp)
+    inputs = probe_inputs(tag_vector, pooled, chunks, dsp)
     tempo_p, key_p = probes.tempo(inputs["tempo"]), probes.key(dsp)
     choice = int(np.argmax(tempo_p))
     bpm = float(dsp.candidates[choice])
@@ -348,7 +352,7 @@ def analyze(clip: Clip, probes: Probes | None = None) -> Analysis:
     probes = probes or shipped_probes()
     features = audio_features(clip)
     dsp = dsp_features(clip.window.samples, clip.window.sample_rate)
-    return estimate(features.tags, features.pooled, dsp, probes, clip.span)
+    return estimate(features.tags, features.pooled, features.chunks, dsp, probes, clip.span)
 
 
 # ----------------------------------------------------------------------------------------------------

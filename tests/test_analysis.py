@@ -176,3 +176,16 @@ def test_compare_checks_every_caption_against_the_windows_analysis():
     assert caption.facts == facts(caption.result.text, window.analysis)
     assert set(caption.facts) == {"tempo", "mode", "drums", "instruments"}
     assert caption.grounding == grounding(caption.facts)
+
+
+def test_caption_json_rows_carry_the_fact_check(capsys):
+    from musiccap.registry import CHECKPOINTS
+
+    if not all((CHECKPOINTS / name / "config.json").is_file() for name in ("clap", "nearest")):
+        pytest.skip("no shipped checkpoints")
+    example = CHECKPOINTS.parent / "examples" / "synthetic-test-00002.flac"
+    assert main(["caption", str(example), "--model", "nearest", "--json"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert set(row["facts"]) == {"tempo", "mode", "drums", "instruments"}
+    assert all(set(fact) == {"said", "heard", "agree"} for fact in row["facts"].values())
+    assert row["grounding"] is None or 0.0 <= row["grounding"] <= 1.0

@@ -4,8 +4,8 @@ Fitted on the corpus's train split, hyper-parameters (L2 strength) and the famil
 its validation split; the test and unseen splits (and the reserved soundfonts) play no part. Writes
 ``checkpoints/analysis/probes.safetensors`` (float32 arrays, metadata: what it was fitted on).
 
-Every clip's evidence is its cached embedded features (``python -m train.features``: musicnn's tags
-and the pooled window vector) and the DSP features of its first 10 s window, computed here from the
+Every clip's evidence is its cached embedded features (``python -m train.features``: musicnn's tags,
+its penultimate layer per 3 s patch and the pooled window vector) and the DSP features of its first 10 s window, computed here from the
 FLAC and cached under ``$MUSICCAP_CACHE/analysis`` (one ``.npz`` per corpus split).
 With ``--train-limit N`` only the first N training clips whose embedded features are already cached
 are used (the cache may still be filling); the fit is deterministic given the clips.
@@ -47,10 +47,12 @@ class Evidence:
     attributes: list[dict]
     tags: np.ndarray  # [N, 50] musicnn MTT probabilities
     pooled: np.ndarray  # [N, pooled_dim] the embedded encoder's pooled window vector
+    chunks: np.ndarray  # [N, 3, 200] musicnn's penultimate layer per 3 s patch
     dsp: list[DspFeatures]
 
     def inputs(self, name: str) -> np.ndarray:
-        return np.stack([probe_inputs(t, p, d)[name] for t, p, d in zip(self.tags, self.pooled, self.dsp)])
+        evidence = zip(self.tags, self.pooled, self.chunks, self.dsp)
+        return np.stack([probe_inputs(*clip)[name] for clip in evidence])
 
 
 def _dsp_cache(corpus: Path, split: str) -> Path:
@@ -68,7 +70,7 @@ def load_evidence(
     cache = _dsp_cache(corpus, split)
     stored = dict(np.load(cache)) if cache.is_file() else {}
     computed = 0
-    ids, attributes, tags, pooled, dsp = [], [], [], [], []
+    ids, attributes, tags, pooled, chunks, dsp = [], [], [], [], [], []
     for row in read_manifest(corpus, split):
         if limit is not None and len(ids) >= limit:
             break
@@ -86,12 +88,13 @@ def load_evidence(
         attributes.append(row["attributes"])
         tags.append(tensors["tags"])
         pooled.append(tensors["pooled"])
+        chunks.append(tensors["chunks"])
         dsp.append(DspFeatures.from_vector(stored[row["id"]]))
     if computed:
         _save(cache, stored)
     if not ids:
         raise ValueError(f"no clip of {corpus}/{split} has cached features: run python -m train.features")
-    return Evidence(ids, attributes, np.stack(tags), np.stack(pooled), dsp)
+    return Evidence(ids, attributes, np.stack(tags), np.stack(pooled), np.stack(chunks), dsp)
 
 
 def _save(path: Path, stored: dict[str, np.ndarray]) -> None:
