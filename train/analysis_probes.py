@@ -251,12 +251,17 @@ def _micro_f1(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 
 def _thresholds(probabilities: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    return np.array([best_f1_threshold(p, t) if t.any() else 0.5 for p, t in zip(probabilities.T, truth.T)])
+    """Drums at 0.5: its statement is scored by accuracy, both errors alike, and the probability's own
+    decision point is the accuracy-optimal one (tuning it for F1 on validation picked 0.25, which
+    called drums in quiet drumless clips of the unseen soundfont). Each family at its best validation
+    F1: family F1 is the score, and a rare family's best point is below 0.5."""
+    families = [best_f1_threshold(p, t) if t.any() else 0.5 for p, t in zip(probabilities.T[1:], truth.T[1:])]
+    return np.array([0.5, *families])
 
 
 def fit_labels(train: Evidence, validation: Evidence) -> dict[str, np.ndarray]:
-    """Drums and every family at once; chosen on validation by drums accuracy + family micro F1 (each
-    label at its own best threshold, then kept as ``labels.threshold``)."""
+    """Drums and every family at once; chosen on validation by drums accuracy + family micro F1 (at the
+    thresholds of ``_thresholds``, then kept as ``labels.threshold``)."""
 
     def score(probabilities, truth):
         predicted = probabilities >= _thresholds(probabilities, truth)
