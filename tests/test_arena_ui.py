@@ -198,3 +198,23 @@ def test_metric_table_explains_votes_it_cannot_compare(service):
     metric_table = refresh_leaderboard(service, "accuracy", 1, n_bootstrap=20)[-1]
     assert "1 of the 1 votes with a winner store no scores" in metric_table
     assert "No vote can be compared yet" in metric_table
+
+
+def test_the_studio_caption_source_scores_each_caption_as_the_compare_tab_does():
+    from musiccap.audio import load_audio
+    from musiccap.registry import CHECKPOINTS, example_files
+    from musiccap.studio import Studio
+    from musiccap.ui.arena_setup import studio_caption_source
+
+    models = ["nearest", "random"]  # the two fastest captioners
+    if not all((CHECKPOINTS / name / "config.json").is_file() for name in [*models, "clap"]):
+        pytest.skip("needs the shipped nearest, random and CLAP checkpoints")
+    studio = Studio(models=models)
+    clip = build_pool([example_files()[0]])[0]
+    compared = list(studio.compare(load_audio(clip.path)))[-1]  # the first window, as the arena's
+    source = studio_caption_source(studio)
+    for caption in compared.captions:
+        served = source(clip, caption.model)
+        assert served.text == caption.result.text
+        assert served.clap_similarity == pytest.approx(caption.clap_similarity, abs=1e-5)
+        assert served.grounding == caption.grounding
