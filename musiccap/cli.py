@@ -1,4 +1,4 @@
-"""The ``musiccap`` command: caption, tags, eval, serve, bench, deploy.
+"""The ``musiccap`` command: caption, tags, analyze, eval, serve, bench, deploy.
 
 Bad input (unreadable audio, missing files, bad options) prints one message on stderr and
 exits with status 2 — never a traceback.
@@ -143,6 +143,34 @@ def cmd_tags(args) -> int:
     return 0
 
 
+def cmd_analyze(args) -> int:
+    from musiccap.analysis import analyze
+    from musiccap.audio import windows
+    from musiccap.clip import Clip
+
+    status = 0
+    for file in args.files:
+        try:
+            audio = load_audio(file)
+        except AudioError as error:
+            print(f"musiccap: {error}", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+            continue
+        for window in windows(audio, args.window, max_windows=args.max_windows):
+            analysis = analyze(Clip(window))
+            if args.json:
+                print(json.dumps({"file": str(file), **analysis.to_json()}), flush=True)
+                continue
+            heard = ", ".join(analysis.heard) or "-"
+            drums = "?" if analysis.drums is None else f"{analysis.drums:.2f}"
+            print(
+                f"{file} [{window.label}] {analysis.tempo_bpm:.0f} BPM ({analysis.tempo_class}), "
+                f"{analysis.key}, drums {drums}, heard: {heard}",
+                flush=True,
+            )
+    return status
+
+
 def cmd_eval(argv: list[str]) -> int:
     from musiccap.metrics.cli import main as eval_main
 
@@ -220,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     tags.add_argument("-k", type=int, default=10)
     tags.add_argument("--json", action="store_true")
 
+    analyze = sub.add_parser("analyze", help="tempo, key, drums and instruments of audio files")
+    analyze.add_argument("files", nargs="+")
+    analyze.add_argument("--window", choices=["first", "middle", "all"], default="first")
+    analyze.add_argument("--max-windows", type=int, default=12)
+    analyze.add_argument("--json", action="store_true")
+
     serve = sub.add_parser("serve", help="start the studio app")
     serve.add_argument("--port", type=int, help="default: GRADIO_SERVER_PORT, PORT, else 7860")
     serve.add_argument("--host", help="default: GRADIO_SERVER_NAME, else 127.0.0.1")
@@ -252,7 +286,13 @@ def main(argv: list[str] | None = None) -> int:
         from musiccap.studio import DEFAULT_CHECKPOINTS
 
         args.checkpoints = DEFAULT_CHECKPOINTS
-    handlers = {"caption": cmd_caption, "tags": cmd_tags, "serve": cmd_serve, "deploy": cmd_deploy}
+    handlers = {
+        "caption": cmd_caption,
+        "tags": cmd_tags,
+        "analyze": cmd_analyze,
+        "serve": cmd_serve,
+        "deploy": cmd_deploy,
+    }
     return handlers[args.command](args)
 
 

@@ -34,6 +34,9 @@ def caption_row(file: str, caption: ModelCaption) -> dict[str, Any]:
     row = {"file": file, **caption.result.to_json()}
     row["clap_similarity"] = None if caption.clap_similarity is None else round(caption.clap_similarity, 4)
     row["latency_s"] = round(caption.latency_s, 4)
+    # the fact check against the app's own analysis (musiccap/analysis.py; docs/METRICS.md)
+    row["facts"] = caption.facts
+    row["grounding"] = None if caption.grounding is None else round(caption.grounding, 4)
     return row
 
 

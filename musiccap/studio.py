@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from musiccap.analysis import Analysis, analyze, facts, grounding
 from musiccap.audio import Audio, Window, from_array, load_audio, windows
 from musiccap.clip import LYRICS, Clip
 from musiccap.decoding import DecodingConfig
@@ -60,6 +61,8 @@ class ModelCaption:
     error: str = ""  # one failing captioner is reported, the others still answer
     latency_s: float = 0.0
     clap_similarity: float | None = None  # set when its window is complete
+    facts: dict | None = None  # its statements against the window's analysis (musiccap.analysis.facts)
+    grounding: float | None = None  # share of its checkable statements that agree with the analysis
 
     @property
     def heatmap(self) -> Heatmap | None:
@@ -80,6 +83,7 @@ class WindowComparison:
     similarity: dict[str, float]  # CLAP audio-text score by model name, NEIGHBOUR and REFERENCE
     tags: dict[str, float]  # musicnn's top tags
     features_s: float  # the shared features' time on this window
+    analysis: Analysis | None = None  # what the audio says (tempo, key, drums, families), the facts' truth
 
 
 class Studio:
@@ -224,11 +228,14 @@ class Studio:
             texts[REFERENCE] = reference.strip()
         scores = self.similarity(clip, list(texts.values())) or []
         similarity = dict(zip(texts, scores))
+        analysis = analyze(clip)  # reuses the window's musicnn pass
         for caption in answered:
             caption.clap_similarity = similarity.get(caption.model)
+            caption.facts = facts(caption.result.text, analysis)
+            caption.grounding = grounding(caption.facts)
         features_s = sum(clip.timings.values())
         return WindowComparison(
-            index, clip.window, captions, neighbour, similarity, self.tags(clip), features_s
+            index, clip.window, captions, neighbour, similarity, self.tags(clip), features_s, analysis
         )
 
     def similarity(self, clip: Clip, texts: list[str]) -> list[float] | None:

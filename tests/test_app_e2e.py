@@ -173,6 +173,11 @@ def test_browser_upload_captions_heatmaps_and_errors(app_url, tmp_path):
                 cards.locator(".mc-model .mc-name").filter(has_text=re.compile(f"^{name}$"))
             ).to_have_count(3)
         expect(cards.locator(".mc-pending")).to_have_count(0)
+        # each window's analysis above its cards, and every caption fact-checked against it
+        expect(cards.locator(".mc-analysis")).to_have_count(3)
+        expect(cards.locator(".mc-analysis").first).to_contain_text("What the audio says")
+        expect(cards.locator(".mc-model .mc-badge").first).to_be_visible()
+        expect(cards.locator(".mc-model .mc-meta").first).to_contain_text("grounding")
         caption = cards.locator(".mc-caption").first
         assert caption.evaluate("e => getComputedStyle(e).whiteSpace") == "normal"  # long captions wrap
         downloads = page.locator("#downloads")

@@ -89,6 +89,13 @@ def test_compare_and_arena_votes_with_outbound_connections_blocked(guarded_app, 
         {"session_id": "offline-test-session", "pair_id": pair["pair_id"], "accuracy": "A", "fluency": "tie"},
     )
     assert receipt["pair_id"] == pair["pair_id"] and receipt["model_a"] != receipt["model_b"]
+    with sqlite3.connect(guarded_app.arena_db) as db:  # the vote keeps the scores the server computed
+        stored = db.execute(
+            "SELECT clap_a, clap_b FROM votes WHERE pair_id = ?", (pair["pair_id"],)
+        ).fetchone()
+    assert list(stored) == [receipt["clap_a"], receipt["clap_b"]]
+    if (REPO / "checkpoints" / "clap" / "config.json").is_file():
+        assert None not in stored
     assert guarded_app.refused() == [], guarded_app.app_log.read_text()[-3000:]
 
 

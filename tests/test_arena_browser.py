@@ -1,6 +1,6 @@
 """The Arena and Leaderboard tabs as a listener meets them, in headless Chromium on the app started from
-app.py: an explained empty board, a pair already loaded, the countdown, the vote, the names and CLAP scores
-revealed, and the board updated.
+app.py: an explained empty board, a pair already loaded, the countdown, the vote, the names and scores
+revealed, and the board updated, with the stored scores compared with the vote.
 
 The minimum listening time is shortened with MUSICCAP_ARENA_MIN_LISTEN_S so the test waits seconds, not 8.
 """
@@ -92,5 +92,10 @@ def test_vote_in_the_arena_and_see_the_board(arena_app):
         expect(page.locator("#leaderboard-summary")).to_contain_text("1 vote fitted", timeout=60_000)
         expect(page.locator("#leaderboard-empty")).to_be_hidden()
         expect(page.locator("#win-matrix")).to_contain_text("1 of 1", timeout=30_000)
+        # the vote had a winner (accuracy: caption A): the scores it stored are compared with it
+        metric_table = page.locator("#metric-vs-listener")
+        expect(metric_table).to_contain_text("did the caption the automatic score rates higher win")
+        if (REPO / "checkpoints" / "clap" / "config.json").is_file():
+            expect(metric_table).to_contain_text("CLAP similarity")
         page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
         browser.close()

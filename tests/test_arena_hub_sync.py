@@ -16,6 +16,7 @@ from huggingface_hub.utils import filter_repo_objects
 from musiccap.arena.hub_sync import HUB_REPO_ENV, HUB_TOKEN_ENV, mirror_from_env
 from musiccap.arena.leaderboard import build_leaderboard
 from musiccap.arena.service import ArenaError
+from musiccap.arena.store import SCORE_FIELDS
 from tests.test_arena_service import (
     MODELS,
     SESSION,
@@ -23,6 +24,7 @@ from tests.test_arena_service import (
     FakeClock,
     make_service,
     pool,
+    scored_captions,
     served_and_listened,
 )
 
@@ -148,3 +150,31 @@ def test_no_mirror_without_both_variables(tmp_path, monkeypatch):
     monkeypatch.setenv(HUB_REPO_ENV, REPO_ID)
     monkeypatch.delenv(HUB_TOKEN_ENV, raising=False)
     assert mirror_from_env(tmp_path / "votes.sqlite", hf_api=FakeHub()) is None
+
+
+def test_the_mirror_round_trips_the_scores_and_restores_lines_written_before_them(tmp_path, pool, hub_env):
+    hub = FakeHub()
+    clock = FakeClock()
+    first = make_service(
+        tmp_path / "a",
+        pool,
+        clock,
+        caption_source=scored_captions,
+        hub_mirror=mirror_from_env(tmp_path / "a" / "votes.sqlite", hf_api=hub),
+    )
+    vote_a_few(first, clock, answers=("A", "B"))
+    first.hub_mirror.scheduler.push_to_hub()
+    scored = first.votes()
+    assert all(getattr(vote, name) is not None for vote in scored for name in SCORE_FIELDS)
+    first.close()
+    # a line mirrored before votes stored scores: the same vote without the score fields
+    older = {k: v for k, v in scored[0].to_dict().items() if k not in SCORE_FIELDS}
+    older.update(vote_id="o" * 32, pair_id="q" * 32, created_at=scored[0].created_at - 1)
+    hub.files["votes/votes-older.jsonl"] = (json.dumps(older) + "\n").encode()
+
+    mirror_from_env(tmp_path / "b" / "votes.sqlite", hf_api=hub).stop()
+    restored = make_service(tmp_path / "b", pool, clock)
+    old_vote, *new_votes = restored.votes()
+    assert new_votes == scored  # the scores come back exactly
+    assert old_vote.vote_id == "o" * 32 and all(getattr(old_vote, name) is None for name in SCORE_FIELDS)
+    restored.close()

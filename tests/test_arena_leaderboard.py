@@ -1,4 +1,5 @@
-"""Leaderboard: Bradley–Terry recovers a known ranking, seeded bootstrap, RGMC Table 2 view, agreement."""
+"""Leaderboard: Bradley–Terry recovers a known ranking, seeded bootstrap, RGMC Table 2 view, agreement
+between voters, and of the automatic scores with the voters."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from scipy.optimize import minimize
 from musiccap.arena.leaderboard import (
     build_leaderboard,
     fit_bradley_terry,
+    metric_agreement,
     pairwise_preferences,
     voter_agreement,
     win_matrix,
@@ -16,7 +18,21 @@ from musiccap.arena.store import VoteRecord
 TRUE_STRENGTH = {"rgmc": 1.2, "blap": 0.6, "csa": 0.0, "muscaps": -0.5, "random": -1.3}
 
 
-def make_vote(number, model_a, model_b, accuracy, fluency=None, clip="clip", voter=None, board=True):
+def make_vote(
+    number,
+    model_a,
+    model_b,
+    accuracy,
+    fluency=None,
+    clip="clip",
+    voter=None,
+    board=True,
+    clap=None,
+    grounding=None,
+):
+    """`clap` and `grounding`: (caption A's score, caption B's score), or None for a vote that stores none."""
+    clap_a, clap_b = clap or (None, None)
+    grounding_a, grounding_b = grounding or (None, None)
     return VoteRecord(
         vote_id=f"v{number}",
         pair_id=f"p{number}",
@@ -40,6 +56,10 @@ def make_vote(number, model_a, model_b, accuracy, fluency=None, clip="clip", vot
         app_version="test",
         counts_for_board=board,
         not_counted_reason=None if board else "upload",
+        clap_a=clap_a,
+        clap_b=clap_b,
+        grounding_a=grounding_a,
+        grounding_b=grounding_b,
     )
 
 
@@ -207,3 +227,52 @@ def test_win_matrix_agrees_with_the_table2_view_and_is_empty_without_votes():
     assert empty.win_share(0, 1) is None
     with pytest.raises(ValueError, match="criterion"):
         win_matrix([], criterion="speed")
+
+
+def scored_vote(number, answer, clap, grounding, board=True, fluency=None):
+    return make_vote(number, "csa", "blap", answer, fluency, board=board, clap=clap, grounding=grounding)
+
+
+def test_metric_agreement_on_hand_made_votes():
+    votes = [
+        scored_vote(1, "A", clap=(0.3, 0.1), grounding=(0.5, 1.0)),  # CLAP agrees, grounding does not
+        scored_vote(2, "B", clap=(0.2, 0.4), grounding=(1.0, 0.0)),  # CLAP agrees, grounding does not
+        scored_vote(3, "A", clap=(0.1, 0.2), grounding=(1.0, 0.5)),  # grounding agrees, CLAP does not
+        scored_vote(4, "B", clap=(0.25, 0.25), grounding=(0.5, None)),  # CLAP tie; B states nothing checkable
+        scored_vote(5, "A", clap=(0.2, 0.2 + 1e-9), grounding=(0.5, 0.5)),  # float noise is a tie too
+        make_vote(6, "csa", "blap", "A"),  # cast before votes stored scores
+        scored_vote(7, "tie", clap=(0.9, 0.1), grounding=(1.0, 0.0)),  # no winner: left out
+        scored_vote(8, "both_bad", clap=(0.9, 0.1), grounding=(1.0, 0.0)),
+        scored_vote(
+            9, "A", clap=(0.9, 0.1), grounding=(1.0, 0.0), board=False
+        ),  # an upload: not on the board
+    ]
+    table = metric_agreement(votes, n_bootstrap=500, seed=3)
+    assert (table.criterion, table.n_decided, table.n_without_scores) == ("accuracy", 6, 1)
+    clap, grounded = table.rows
+    assert (clap.metric, clap.n_compared, clap.n_ties, clap.n_unscored) == ("CLAP similarity", 3, 2, 1)
+    assert (grounded.metric, grounded.n_compared, grounded.n_ties, grounded.n_unscored) == (
+        "grounding",
+        3,
+        1,
+        2,
+    )
+    assert clap.agreement == pytest.approx(2 / 3) and grounded.agreement == pytest.approx(1 / 3)
+    for row in table.rows:
+        assert 0.0 <= row.ci_low <= row.agreement <= row.ci_high <= 1.0 and row.ci_low < row.ci_high
+    assert metric_agreement(votes, n_bootstrap=500, seed=3) == table  # seeded: the same intervals again
+    assert metric_agreement(votes, board_only=False).n_decided == 7
+    # the fluency question has its own winners: here every caption with the higher CLAP score read better
+    fluency = metric_agreement([scored_vote(1, "B", (0.3, 0.1), (1.0, 0.0), fluency="A")], "fluency")
+    assert (fluency.rows[0].agreement, fluency.rows[0].ci_low, fluency.rows[0].ci_high) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError):
+        metric_agreement(votes, "loudness")
+
+
+def test_metric_agreement_bootstrap_interval_covers_a_known_rate():
+    answers = np.random.default_rng(0).permutation(["A"] * 280 + ["B"] * 120)  # 70% prefer higher CLAP
+    votes = [scored_vote(n, answer, clap=(0.3, 0.1), grounding=None) for n, answer in enumerate(answers)]
+    clap, grounded = metric_agreement(votes, n_bootstrap=2000, seed=0).rows
+    assert clap.agreement == pytest.approx(0.7) and clap.ci_low < 0.7 < clap.ci_high
+    assert 0.06 < clap.ci_high - clap.ci_low < 0.12  # about 2 x 1.96 x sqrt(.7 x .3 / 400) = 0.09
+    assert grounded.n_compared == 0 and np.isnan(grounded.agreement) and grounded.n_unscored == 400

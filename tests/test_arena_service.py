@@ -1,4 +1,5 @@
-"""Arena integrity: every refusal the issue lists, storage of every vote field, restarts, the Hub mirror."""
+"""Arena integrity: every refusal the issue lists, storage of every vote field and of the server's scores,
+restarts, an upgraded database, the Hub mirror."""
 
 import json
 import random
@@ -8,15 +9,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import soundfile as sf
+from fastapi.testclient import TestClient
 from huggingface_hub import HfApi
 
+from musiccap.arena.api import create_app
 from musiccap.arena.captions import DEMO_PHRASES, CachedCaptionSource, FixedCaptionSource, ServedCaption
 from musiccap.arena.clips import build_pool, clip_from_upload
 from musiccap.arena.hub_sync import HubVoteMirror
-from musiccap.arena.leaderboard import export_votes_csv, export_votes_jsonl
+from musiccap.arena.leaderboard import export_votes_csv, export_votes_jsonl, metric_agreement
 from musiccap.arena.sampling import PairSampler
 from musiccap.arena.service import ArenaError, ArenaService
-from musiccap.arena.store import VoteRecord
+from musiccap.arena.store import SCORE_FIELDS, VoteRecord, VoteStore
 
 MODELS = list(DEMO_PHRASES)
 SESSION = "session-0001"
@@ -42,13 +45,25 @@ def pool(tmp_path):
     return build_pool([write_tone(tmp_path / f"clip{i}.wav", 200 + 50 * i) for i in range(3)])
 
 
-def make_service(tmp_path, pool, clock=None, wall=None, models=MODELS, **options):
+# each captioner's (CLAP similarity, grounding) in scored_captions: distinct, so every pair has a higher one
+SCORES = {model: (0.1 * index - 0.05, index / 4) for index, model in enumerate(MODELS)}
+
+
+def scored_captions(clip, model):
+    """The fixed captions with the scores a studio caption source computes beside each caption."""
+    clap, grounding = SCORES[model]
+    return ServedCaption(
+        f"{DEMO_PHRASES[model]} ({clip.title})", {"strategy": "fixed"}, f"fixed-{model}", clap, grounding
+    )
+
+
+def make_service(tmp_path, pool, clock=None, wall=None, models=MODELS, caption_source=None, **options):
     clock = clock or FakeClock()
     return ArenaService(
         tmp_path / "votes.sqlite",
         models,
         pool,
-        FixedCaptionSource(DEMO_PHRASES),
+        caption_source or FixedCaptionSource(DEMO_PHRASES),
         salt="test-salt",
         min_listen_s=8.0,
         seed=0,
@@ -272,3 +287,72 @@ def test_exports_hold_every_vote(tmp_path, pool):
     assert [VoteRecord(**json.loads(line)) for line in jsonl] == votes
     csv_text = export_votes_csv(votes, tmp_path / "votes.csv").read_text().splitlines()
     assert len(csv_text) == 4 and csv_text[0].split(",")[:2] == ["vote_id", "pair_id"]
+
+
+def expected_scores(vote) -> dict:
+    (clap_a, grounding_a), (clap_b, grounding_b) = SCORES[vote.model_a], SCORES[vote.model_b]
+    return {"clap_a": clap_a, "clap_b": clap_b, "grounding_a": grounding_a, "grounding_b": grounding_b}
+
+
+def test_votes_store_the_servers_scores_on_both_paths_never_the_clients(tmp_path, pool):
+    clock = FakeClock()
+    service = make_service(tmp_path, pool, clock, caption_source=scored_captions)
+    pair = served_and_listened(service, clock)
+    assert not set(SCORE_FIELDS) & set(pair.__dict__)  # no score is shown before the vote
+    receipt = service.vote(SESSION, VOTER, pair.pair_id, "A", "A")
+    (vote,) = service.votes()
+    assert {name: getattr(vote, name) for name in SCORE_FIELDS} == expected_scores(vote)
+    assert {name: getattr(receipt, name) for name in SCORE_FIELDS} == expected_scores(vote)
+
+    # the JSON API: scores sent by the client are ignored, the vote keeps the server's
+    with TestClient(create_app(service)) as client:
+        served = client.post("/arena/pair", json={"session_id": SESSION}).json()
+        clock.now += 9.0
+        forged = {name: 99.0 for name in SCORE_FIELDS}
+        payload = {"session_id": SESSION, "pair_id": served["pair_id"], "accuracy": "B", "fluency": "B"}
+        answer = client.post("/arena/vote", json={**payload, **forged}).json()
+    api_vote = service.votes()[-1]
+    assert api_vote.pair_id == served["pair_id"] and 99.0 not in answer.values()
+    assert {name: getattr(api_vote, name) for name in SCORE_FIELDS} == expected_scores(api_vote)
+    assert {name: answer[name] for name in SCORE_FIELDS} == expected_scores(api_vote)
+    assert metric_agreement(service.votes()).n_decided == 2
+    service.close()
+
+
+def as_database_before_scores(path) -> None:
+    """Rewrite an arena database as the version before the score columns wrote it."""
+    with sqlite3.connect(path) as db:
+        for table in ("served_pairs", "votes"):
+            for name in SCORE_FIELDS:
+                db.execute(f"ALTER TABLE {table} DROP COLUMN {name}")
+        assert not any(
+            name in row[1] for row in db.execute("PRAGMA table_info(votes)") for name in SCORE_FIELDS
+        )
+
+
+def test_a_database_from_before_the_scores_opens_and_keeps_working(tmp_path, pool):
+    clock = FakeClock()
+    old = make_service(tmp_path, pool, clock)
+    voted = served_and_listened(old, clock)
+    old.vote(SESSION, VOTER, voted.pair_id, "A", "B")
+    in_flight = old.serve_pair(SESSION, VOTER)
+    old.close()
+    as_database_before_scores(tmp_path / "votes.sqlite")
+
+    upgraded = make_service(tmp_path, pool, clock, caption_source=scored_captions)
+    (old_vote,) = upgraded.votes()
+    assert old_vote.pair_id == voted.pair_id and all(getattr(old_vote, n) is None for n in SCORE_FIELDS)
+    clock.now += 9.0
+    upgraded.vote(SESSION, VOTER, in_flight.pair_id, "B", "B")  # served before the upgrade: no scores
+    new_pair = served_and_listened(upgraded, clock)
+    upgraded.vote(SESSION, VOTER, new_pair.pair_id, "A", "A")
+    old_in_flight, new_vote = upgraded.votes()[1:]
+    assert all(getattr(old_in_flight, n) is None for n in SCORE_FIELDS)
+    assert {name: getattr(new_vote, name) for name in SCORE_FIELDS} == expected_scores(new_vote)
+    table = metric_agreement(upgraded.votes())
+    assert (table.n_decided, table.n_without_scores) == (3, 2)
+    assert [row.n_compared for row in table.rows] == [1, 1]
+    upgraded.close()
+    reopened = VoteStore(tmp_path / "votes.sqlite")  # opening again adds nothing twice
+    assert len(reopened.votes()) == 3
+    reopened.close()

@@ -1,5 +1,6 @@
 """The arena and leaderboard tabs build under Gradio and their handlers enforce the server's rules."""
 
+import sqlite3
 from types import SimpleNamespace
 
 import gradio as gr
@@ -8,9 +9,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from musiccap.arena.captions import DEMO_PHRASES, FixedCaptionSource
+from musiccap.arena.captions import DEMO_PHRASES
 from musiccap.arena.clips import build_pool
 from musiccap.arena.service import ArenaService
+from musiccap.arena.store import SCORE_FIELDS
 from musiccap.ui.arena import (
     ArenaTabHandlers,
     build_arena_tab,
@@ -18,8 +20,9 @@ from musiccap.ui.arena import (
     export_votes,
     refresh_leaderboard,
 )
+from tests.test_arena_service import SCORES, scored_captions
 
-RESULT_OUTPUTS = ("table", "chart", "summary", "matrix", "preferences", "agreement")
+RESULT_OUTPUTS = ("table", "chart", "summary", "matrix", "preferences", "agreement", "metric_vs_listener")
 
 
 class FakeClock:
@@ -43,7 +46,7 @@ def service(tmp_path):
         tmp_path / "votes.sqlite",
         list(DEMO_PHRASES),
         build_pool(paths),
-        FixedCaptionSource(DEMO_PHRASES),
+        scored_captions,
         salt="ui",
         clock=clock,
         wall_clock=clock,
@@ -74,13 +77,8 @@ def test_tabs_build_and_the_page_load_serves_a_pair(service):
     assert len(on_tab_open) == 1
 
 
-def fake_clap_scores(audio_path, captions):
-    assert audio_path.endswith(".wav") and len(captions) == 2
-    return [0.25, -0.125]
-
-
-def test_countdown_then_vote_then_names_and_clap_scores_revealed(service, tmp_path):
-    handlers = ArenaTabHandlers(service, clap_scores=fake_clap_scores)
+def test_countdown_then_vote_then_names_and_scores_revealed(service, tmp_path):
+    handlers = ArenaTabHandlers(service)
     assert handlers.countdown({"pair_id": None})[1]["interactive"] is False  # nothing to vote on yet
     audio, caption_a, caption_b, status, _, _, reveal, listening = handlers.next_pair(None, request())
     assert audio and caption_a and caption_b and reveal == ""
@@ -99,7 +97,10 @@ def test_countdown_then_vote_then_names_and_clap_scores_revealed(service, tmp_pa
     assert handlers.vote("A", None, listening, request())[0] == "Please answer both questions."
     status, reveal, listening = handlers.vote("A", "tie", listening, request())
     assert "saved" in status and sum(model in reveal for model in DEMO_PHRASES) == 2
-    assert "0.250" in reveal and "-0.125" in reveal
+    (vote,) = service.votes()
+    for model in (vote.model_a, vote.model_b):  # each caption's CLAP similarity and grounding, as stored
+        clap, grounding = SCORES[model]
+        assert f"**{model}** | {clap:.3f} | {grounding:.0%} |" in reveal
     assert listening["pair_id"] is None
     assert handlers.countdown(listening)[1]["interactive"] is False  # this pair is spent
 
@@ -110,8 +111,8 @@ def test_countdown_then_vote_then_names_and_clap_scores_revealed(service, tmp_pa
     status, _, _ = handlers.vote("B", "B", listening, request())
     assert "does not count" in status
 
-    empty, results, table, figure, summary, matrix, preferences, agreement = refresh_leaderboard(
-        service, "accuracy", 1, n_bootstrap=20
+    empty, results, table, figure, summary, matrix, preferences, agreement, metric_table = (
+        refresh_leaderboard(service, "accuracy", 1, n_bootstrap=20)
     )
     assert empty["visible"] is False and results["visible"] is True
     assert isinstance(table, pd.DataFrame) and len(table) == len(DEMO_PHRASES)
@@ -120,6 +121,13 @@ def test_countdown_then_vote_then_names_and_clap_scores_revealed(service, tmp_pa
     # one accuracy vote: the model behind A beat the one behind B, 1 of 1; no other cell has a vote
     cells = [text for line in matrix.data[0].text for text in line if text]
     assert sorted(cells) == ["0%<br>0 of 1", "100%<br>1 of 1"]
+    # the one board vote said A: each score agrees when it rates caption A higher (never a tie here)
+    for metric, (score_a, score_b) in (
+        ("CLAP similarity", (SCORES[vote.model_a][0], SCORES[vote.model_b][0])),
+        ("grounding", (SCORES[vote.model_a][1], SCORES[vote.model_b][1])),
+    ):
+        agreement_rate = "100.0% | [100.0%, 100.0%]" if score_a > score_b else "0.0% | [0.0%, 0.0%]"
+        assert f"| {metric} | 1 | {agreement_rate} | 0 | 0 |" in metric_table
     assert export_votes(service, "csv").endswith(".csv")
     assert len(open(export_votes(service, "jsonl")).read().splitlines()) == 2
 
@@ -174,3 +182,39 @@ def test_an_unreadable_upload_is_a_message_not_a_crash(service, tmp_path):
     service.caption_source = failing_caption_source
     status = ArenaTabHandlers(service).next_pair(str(bad), request())[3]
     assert "not a readable audio file" in status
+
+
+def test_metric_table_explains_votes_it_cannot_compare(service):
+    handlers = ArenaTabHandlers(service)
+    listening = handlers.next_pair(None, request())[-1]
+    service.test_clock.now += 10
+    handlers.vote("tie", "both_bad", listening, request())  # a vote, but no winner
+    metric_table = refresh_leaderboard(service, "accuracy", 1, n_bootstrap=20)[-1]
+    assert "No vote can be compared yet" in metric_table and "|---|" not in metric_table
+    # a vote cast before votes stored scores is counted and left out
+    with sqlite3.connect(service.store.path) as db:
+        db.execute(f"UPDATE votes SET {', '.join(f'{name} = NULL' for name in SCORE_FIELDS)}")
+        db.execute("UPDATE votes SET accuracy = 'A'")
+    metric_table = refresh_leaderboard(service, "accuracy", 1, n_bootstrap=20)[-1]
+    assert "1 of the 1 votes with a winner store no scores" in metric_table
+    assert "No vote can be compared yet" in metric_table
+
+
+def test_the_studio_caption_source_scores_each_caption_as_the_compare_tab_does():
+    from musiccap.audio import load_audio
+    from musiccap.registry import CHECKPOINTS, example_files
+    from musiccap.studio import Studio
+    from musiccap.ui.arena_setup import studio_caption_source
+
+    models = ["nearest", "random"]  # the two fastest captioners
+    if not all((CHECKPOINTS / name / "config.json").is_file() for name in [*models, "clap"]):
+        pytest.skip("needs the shipped nearest, random and CLAP checkpoints")
+    studio = Studio(models=models)
+    clip = build_pool([example_files()[0]])[0]
+    compared = list(studio.compare(load_audio(clip.path)))[-1]  # the first window, as the arena's
+    source = studio_caption_source(studio)
+    for caption in compared.captions:
+        served = source(clip, caption.model)
+        assert served.text == caption.result.text
+        assert served.clap_similarity == pytest.approx(caption.clap_similarity, abs=1e-5)
+        assert served.grounding == caption.grounding

@@ -273,6 +273,11 @@ def render(checkpoints: Path) -> str:
             "",
             retrieval_table(clap),
         ]
+    analysis = REPO / "docs" / "analysis_accuracy.json"  # python -m train.diagnostics.analysis_accuracy
+    if analysis.is_file():
+        from train.diagnostics.analysis_accuracy import markdown as analysis_tables
+
+        parts += ["", analysis_tables(json.loads(analysis.read_text()))]
     return "\n".join(parts) + "\n"
 
 

@@ -1,7 +1,9 @@
 """Where arena captions come from, kept behind one callable so the arena never imports model code.
 
-The app passes a `CaptionSource` that runs a captioner; `CachedCaptionSource` makes sure each
-(clip, captioner) is captioned once, so serving a pair is a dictionary lookup after the first time.
+The app passes a `CaptionSource` that runs a captioner and scores its caption against the clip;
+`CachedCaptionSource` makes sure each (clip, captioner) is captioned and scored once, so serving a pair
+is a dictionary lookup after the first time. The scores are the server's own: every vote stores them
+(musiccap.arena.leaderboard.metric_agreement asks whether they agree with the listeners).
 """
 
 import threading
@@ -17,6 +19,8 @@ class ServedCaption:
     text: str
     decoding: dict = field(default_factory=dict)  # the DecodingConfig as a dict, stored with the vote
     checkpoint_hash: str = ""
+    clap_similarity: float | None = None  # the caption's CLAP similarity to the clip; None without CLAP
+    grounding: float | None = None  # musiccap.analysis.grounding; None when it states nothing checkable
 
 
 CaptionSource = Callable[[ArenaClip, str], ServedCaption]

@@ -13,14 +13,14 @@ import logging
 import os
 import tempfile
 import uuid
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import httpx
 from huggingface_hub import CommitScheduler, HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 
-from .store import ANSWERS, VoteRecord, VoteStore
+from .store import ANSWERS, VoteRecord, VoteStore, pair_scores
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +77,20 @@ class HubVoteMirror:
 
 
 def _vote_from_line(line: str) -> VoteRecord | None:
-    """A vote from one mirrored JSONL line, or None when the line is not one (a torn last write)."""
+    """A vote from one mirrored JSONL line, or None when the line is not one (a torn last write).
+
+    A field with a default may be missing: lines mirrored before the captions' scores were stored have none.
+    """
     try:
         row = json.loads(line)
-        vote = VoteRecord(**{f.name: row[f.name] for f in fields(VoteRecord)})
+        vote = VoteRecord(
+            **{f.name: row[f.name] for f in fields(VoteRecord) if f.name in row or f.default is MISSING}
+        )
     except (ValueError, TypeError, KeyError):
         return None
     if vote.accuracy not in ANSWERS or vote.fluency not in ANSWERS:
+        return None
+    if not all(score is None or isinstance(score, int | float) for score in pair_scores(vote).values()):
         return None
     return vote
 

@@ -1,5 +1,6 @@
 """The arena leaderboard: Bradley–Terry strengths with bootstrap intervals, the head-to-head win matrix,
-the RGMC Table 2 view, agreement between voters, and exports of every vote.
+the RGMC Table 2 view, agreement between voters, agreement of the automatic scores with the voters, and
+exports of every vote.
 
 Bradley–Terry: P(i beats j) = p_i / (p_i + p_j), fitted by Hunter's (2004) MM iteration. A tie counts
 half a win each way; "both bad" says nothing about which caption is better, so it is left out of the fit
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import VoteRecord
+from .store import VoteRecord, pair_scores
 
 CRITERIA = ("accuracy", "fluency")
 
@@ -299,6 +300,88 @@ def voter_agreement(votes: list[VoteRecord], criterion: str, board_only: bool = 
         total_pairs += len(item) * (len(item) - 1) // 2
         agreeing_pairs += sum(item.count(a) * (item.count(a) - 1) // 2 for a in set(item))
     return Agreement(criterion, len(items), float(unanimous), float(chance), agreeing_pairs / total_pairs)
+
+
+# The automatic scores each vote stores for its two captions: (label, caption A's field, caption B's field)
+SCORED_METRICS = (
+    ("CLAP similarity", "clap_a", "clap_b"),
+    ("grounding", "grounding_a", "grounding_b"),
+)
+SCORE_TIE_TOLERANCE = 1e-6  # closer scores are a tie: the same text scored twice differs by float noise
+
+
+@dataclass(frozen=True)
+class MetricAgreement:
+    """How often the caption a metric scores higher is the one listeners preferred (FENSE's validation of
+    a caption metric against pairwise human judgements), over the votes with a winner."""
+
+    metric: str
+    n_compared: int  # votes with a winner where both captions have this score and the scores differ
+    agreement: float  # share of those where the higher-scored caption won; nan when none
+    ci_low: float  # 95% percentile bootstrap interval over the compared votes; nan when none
+    ci_high: float
+    n_ties: int  # votes with a winner whose two scores are equal: left out of the agreement
+    n_unscored: int  # votes with a winner where a caption has no score: left out
+
+
+@dataclass(frozen=True)
+class MetricListenerTable:
+    criterion: str
+    rows: list[MetricAgreement]
+    n_decided: int  # votes with a winner ("A" or "B")
+    n_without_scores: int  # of those, votes storing none of the scores (cast before scores were stored)
+    n_bootstrap: int
+    seed: int
+
+
+def metric_agreement(
+    votes: list[VoteRecord],
+    criterion: str = "accuracy",
+    *,
+    n_bootstrap: int = 2000,
+    seed: int = 0,
+    board_only: bool = True,
+) -> MetricListenerTable:
+    """Per metric, whether the caption it scores higher won each vote with a winner.
+
+    "Tie" and "both bad" answers name no winner and are left out. A vote where either caption lacks the
+    score (cast before scores were stored, no CLAP checkpoint, a caption that states nothing the fact
+    check can test) counts as unscored; equal scores count as ties; neither enters the agreement. The
+    interval resamples the compared votes with replacement (seeded) and takes the 2.5 / 97.5 percentiles.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}")
+    decided = [
+        vote
+        for vote in votes
+        if getattr(vote, criterion) in ("A", "B") and (vote.counts_for_board or not board_only)
+    ]
+    rows = []
+    for metric, field_a, field_b in SCORED_METRICS:
+        agreed, n_ties, n_unscored = [], 0, 0
+        for vote in decided:
+            score_a, score_b = getattr(vote, field_a), getattr(vote, field_b)
+            if score_a is None or score_b is None:
+                n_unscored += 1
+            elif abs(score_a - score_b) <= SCORE_TIE_TOLERANCE:
+                n_ties += 1
+            else:
+                agreed.append((score_a > score_b) == (getattr(vote, criterion) == "A"))
+        agreed = np.array(agreed, dtype=float)
+        if len(agreed):
+            rng = np.random.default_rng(seed)  # each row reproducible on its own
+            resampled = rng.choice(agreed, size=(n_bootstrap, len(agreed))).mean(axis=1)
+            ci_low, ci_high = np.percentile(resampled, [2.5, 97.5])
+            point = agreed.mean()
+        else:
+            point = ci_low = ci_high = float("nan")
+        rows.append(
+            MetricAgreement(
+                metric, len(agreed), float(point), float(ci_low), float(ci_high), n_ties, n_unscored
+            )
+        )
+    n_without_scores = sum(all(score is None for score in pair_scores(vote).values()) for vote in decided)
+    return MetricListenerTable(criterion, rows, len(decided), n_without_scores, n_bootstrap, seed)
 
 
 EXPORT_COLUMNS = list(VoteRecord.__dataclass_fields__)

@@ -1,8 +1,9 @@
 """The arena's rules in one place: serve anonymous pairs, accept each served pair's vote once.
 
 Everything a vote depends on is decided and timed on the server: which pair was served to which session,
-when (the listening time is measured from the server's clock), and which captioners were behind A and B.
-The browser only sends the pair id and the two answers.
+when (the listening time is measured from the server's clock), which captioners were behind A and B, and
+each caption's automatic scores (CLAP similarity, grounding), computed with the caption and stored with the
+vote. The browser only sends the pair id and the two answers.
 """
 
 import collections
@@ -26,7 +27,15 @@ from .captions import CachedCaptionSource, CaptionSource
 from .clips import ArenaClip
 from .hub_sync import HubVoteMirror
 from .sampling import PairSampler
-from .store import ANSWERS, PairAlreadyVoted, ServedPairRecord, VoteRecord, VoteStore, shown_pair
+from .store import (
+    ANSWERS,
+    PairAlreadyVoted,
+    ServedPairRecord,
+    VoteRecord,
+    VoteStore,
+    pair_scores,
+    shown_pair,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +68,8 @@ class ServedPair:
 
 @dataclass(frozen=True)
 class VoteReceipt:
+    """What a voter learns once the vote is saved: the captioners and the captions' stored scores."""
+
     vote_id: str
     pair_id: str
     model_a: str
@@ -67,6 +78,10 @@ class VoteReceipt:
     fluency: str
     counts_for_board: bool
     not_counted_reason: str | None
+    clap_a: float | None
+    clap_b: float | None
+    grounding_a: float | None
+    grounding_b: float | None
 
 
 def load_or_create_salt(db_path: str | Path) -> str:
@@ -205,6 +220,10 @@ class ArenaService:
             checkpoint_a=caption_a.checkpoint_hash,
             checkpoint_b=caption_b.checkpoint_hash,
             swapped=choice.swapped,
+            clap_a=caption_a.clap_similarity,
+            clap_b=caption_b.clap_similarity,
+            grounding_a=caption_a.grounding,
+            grounding_b=caption_b.grounding,
         )
         self.store.add_served_pair(record)
         return ServedPair(
@@ -291,6 +310,7 @@ class ArenaService:
                 not_counted_reason=None
                 if pair.counts_for_board
                 else "clip is not in the public pool (upload)",
+                **pair_scores(pair),
             )
             try:
                 self.store.record_vote(vote)
@@ -311,6 +331,7 @@ class ArenaService:
             fluency,
             vote.counts_for_board,
             vote.not_counted_reason,
+            **pair_scores(vote),
         )
 
     def _mirror_pending(self) -> None:

@@ -40,7 +40,11 @@ CREATE TABLE IF NOT EXISTS served_pairs (
     checkpoint_a TEXT NOT NULL,
     checkpoint_b TEXT NOT NULL,
     swapped INTEGER NOT NULL,
-    voted INTEGER NOT NULL DEFAULT 0
+    voted INTEGER NOT NULL DEFAULT 0,
+    clap_a REAL,
+    clap_b REAL,
+    grounding_a REAL,
+    grounding_b REAL
 );
 CREATE TABLE IF NOT EXISTS votes (
     vote_id TEXT PRIMARY KEY,
@@ -65,11 +69,20 @@ CREATE TABLE IF NOT EXISTS votes (
     app_version TEXT NOT NULL,
     counts_for_board INTEGER NOT NULL,
     not_counted_reason TEXT,
-    mirrored INTEGER NOT NULL DEFAULT 0
+    mirrored INTEGER NOT NULL DEFAULT 0,
+    clap_a REAL,
+    clap_b REAL,
+    grounding_a REAL,
+    grounding_b REAL
 );
 CREATE INDEX IF NOT EXISTS votes_by_voter ON votes (voter_hash, created_at);
 CREATE INDEX IF NOT EXISTS votes_not_mirrored ON votes (mirrored) WHERE mirrored = 0;
 """
+
+# Each caption's automatic scores, computed by the server when the pair is served and copied into its
+# vote: CLAP similarity to the clip and the fact check's grounding (musiccap.analysis). NULL when a score
+# is unavailable, and in rows written before these columns existed (the store adds them on open).
+SCORE_FIELDS = ("clap_a", "clap_b", "grounding_a", "grounding_b")
 
 
 @dataclass
@@ -97,6 +110,10 @@ class ServedPairRecord:
     checkpoint_b: str
     swapped: bool  # True when the left caption is the alphabetically later captioner
     voted: bool = False
+    clap_a: float | None = None  # caption A's CLAP similarity to the clip
+    clap_b: float | None = None
+    grounding_a: float | None = None  # caption A's grounding score (musiccap.analysis.grounding)
+    grounding_b: float | None = None
 
 
 @dataclass
@@ -123,6 +140,11 @@ class VoteRecord:
     app_version: str
     counts_for_board: bool
     not_counted_reason: str | None
+    # the captions' scores as stored at vote time (SCORE_FIELDS); None in votes cast before they were
+    clap_a: float | None = None
+    clap_b: float | None = None
+    grounding_a: float | None = None
+    grounding_b: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,6 +168,10 @@ def shown_pair(record: ServedPairRecord | VoteRecord) -> dict:
     return {name: getattr(record, name) for name in SHOWN_PAIR_FIELDS}
 
 
+def pair_scores(record: ServedPairRecord | VoteRecord) -> dict:
+    return {name: getattr(record, name) for name in SCORE_FIELDS}
+
+
 def _pair_of_restored_vote(vote: VoteRecord) -> ServedPairRecord:
     return ServedPairRecord(
         pair_id=vote.pair_id,
@@ -161,6 +187,7 @@ def _pair_of_restored_vote(vote: VoteRecord) -> ServedPairRecord:
         counts_for_board=vote.counts_for_board,
         **shown_pair(vote),
         voted=True,
+        **pair_scores(vote),
     )
 
 
@@ -209,8 +236,17 @@ class VoteStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._add_score_columns()
         self._insert_pair_sql = _insert_sql("served_pairs", ServedPairRecord)
         self._insert_vote_sql = _insert_sql("votes", VoteRecord)
+
+    def _add_score_columns(self) -> None:
+        """A database written before the score columns existed gets them, NULL in its existing rows."""
+        for table in ("served_pairs", "votes"):
+            present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name in SCORE_FIELDS:
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} REAL")
 
     def close(self) -> None:
         with self._lock:

@@ -33,12 +33,9 @@ def build_app(studio: Studio, arena=None, trusted_proxies: int = 0) -> gr.Blocks
             build_compare_tab(studio, [str(p) for p in example_files()])
         if arena is not None:
             from musiccap.ui.arena import build_arena_tab, build_leaderboard_tab
-            from musiccap.ui.arena_setup import studio_clap_scores
 
             with gr.Tab("Arena"):
-                build_arena_tab(
-                    arena, demo, trusted_proxies=trusted_proxies, clap_scores=studio_clap_scores(studio)
-                )
+                build_arena_tab(arena, demo, trusted_proxies=trusted_proxies)
             with gr.Tab("Leaderboard") as leaderboard_tab:
                 build_leaderboard_tab(arena, leaderboard_tab)
         with gr.Tab("About"):

@@ -5,13 +5,14 @@ only the clip and two anonymous captions: no neighbour caption, no heatmaps (the
 Each browser session gets its own pair when the page loads. A countdown shows how long until the server
 accepts a vote (`ArenaService.min_listen_s` on the server's clock since the pair was served); the vote
 button is enabled when it reaches 0, and the server still refuses an early vote from any other client.
-After the vote the tab reveals both captioners and each caption's CLAP similarity to the clip.
+After the vote the tab reveals both captioners and each caption's scores as stored with the vote: CLAP
+similarity to the clip and the fact check's grounding. The leaderboard asks whether those scores agree
+with the listeners.
 """
 
 import math
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -22,10 +23,12 @@ from musiccap.arena.api import voter_key_from_request
 from musiccap.arena.clips import clip_from_upload
 from musiccap.arena.leaderboard import (
     Leaderboard,
+    MetricListenerTable,
     WinMatrix,
     build_leaderboard,
     export_votes_csv,
     export_votes_jsonl,
+    metric_agreement,
     pairwise_preferences,
     voter_agreement,
     win_matrix,
@@ -42,9 +45,6 @@ ANSWER_CHOICES = [
 ACCURACY_QUESTION = "Which caption describes the music more accurately?"
 FLUENCY_QUESTION = "Which caption reads more fluently (grammar and phrasing)?"
 
-# (clip path, [caption A, caption B]) -> each caption's CLAP similarity to the clip, or None without CLAP
-ClapScores = Callable[[str, list[str]], list[float] | None]
-
 
 def _new_listening() -> dict:
     return {"pair_id": None, "listened_s": 0.0, "playing_since": None}
@@ -53,12 +53,9 @@ def _new_listening() -> dict:
 class ArenaTabHandlers:
     """The arena tab's event handlers, separate from the layout so they can be tested without a browser."""
 
-    def __init__(
-        self, service: ArenaService, trusted_proxies: int = 0, clap_scores: ClapScores | None = None
-    ):
+    def __init__(self, service: ArenaService, trusted_proxies: int = 0):
         self.service = service
         self.trusted_proxies = trusted_proxies
-        self.clap_scores = clap_scores
 
     def _identity(self, request: gr.Request) -> tuple[str, str]:
         host = request.client.host if request.client else None
@@ -85,8 +82,6 @@ class ArenaTabHandlers:
             # countdown cannot reach 0 before the server accepts the vote
             "served_clock": self.service.clock(),
             "min_listen_s": pair.min_listen_s,
-            "audio_path": pair.audio_path,
-            "captions": [pair.caption_a, pair.caption_b],
         }
         return pair.audio_path, pair.caption_a, pair.caption_b, status, None, None, "", listening
 
@@ -133,49 +128,43 @@ class ArenaTabHandlers:
             if receipt.counts_for_board
             else f" It does not count for the public board: {receipt.not_counted_reason}."
         )
-        return status, reveal_markdown(receipt, self._clap_scores(listening)), _new_listening()
-
-    def _clap_scores(self, listening: dict) -> list[float] | None:
-        if self.clap_scores is None:
-            return None
-        try:
-            return self.clap_scores(listening["audio_path"], listening["captions"])
-        except AudioError:  # the vote is saved; the reveal shows the names without scores
-            return None
+        return status, reveal_markdown(receipt), _new_listening()
 
 
-def reveal_markdown(receipt: VoteReceipt, clap_scores: list[float] | None) -> str:
-    """Who wrote each caption and how close each is to the clip in CLAP space (the Compare tab's score).
+def _score_cell(score: float | None, pattern: str) -> str:
+    return "–" if score is None else pattern.format(score)
 
-    One row per caption; the fact check of issue 31 (what the caption says against what is heard) is to
-    become a further column of this table.
-    """
-    scores = [f"{score:.3f}" for score in clap_scores] if clap_scores else ["–", "–"]
+
+def reveal_markdown(receipt: VoteReceipt) -> str:
+    """Who wrote each caption and its scores as stored with the vote (the Compare tab's two scores)."""
     lines = [
-        "| | captioner | CLAP similarity to the clip |",
-        "|---|---|---|",
-        f"| Caption A | **{receipt.model_a}** | {scores[0]} |",
-        f"| Caption B | **{receipt.model_b}** | {scores[1]} |",
+        "| | captioner | CLAP similarity to the clip | grounding |",
+        "|---|---|---|---|",
     ]
-    note = (
+    for side, model, clap, grounded in (
+        ("A", receipt.model_a, receipt.clap_a, receipt.grounding_a),
+        ("B", receipt.model_b, receipt.clap_b, receipt.grounding_b),
+    ):
+        lines.append(
+            f"| Caption {side} | **{model}** | {_score_cell(clap, '{:.3f}')} | {_score_cell(grounded, '{:.0%}')} |"
+        )
+    clap_note = (
         "CLAP similarity: cosine between the clip's and the caption's embeddings in the embedded CLAP "
-        "(higher is closer), as on the Compare tab."
-        if clap_scores
+        "(higher is closer)."
+        if receipt.clap_a is not None
         else "CLAP similarity is not available: no CLAP checkpoint is loaded."
     )
-    return "\n".join(lines) + "\n\n" + note
+    grounding_note = (
+        "Grounding: share of the caption's checkable statements (tempo, mode, drums, instruments) that the "
+        "app's own analysis of the clip confirms; – when it states nothing checkable."
+    )
+    return "\n".join(lines) + "\n\n" + clap_note + " " + grounding_note
 
 
-def build_arena_tab(
-    service: ArenaService,
-    app: gr.Blocks,
-    *,
-    trusted_proxies: int = 0,
-    clap_scores: ClapScores | None = None,
-) -> ArenaTabHandlers:
+def build_arena_tab(service: ArenaService, app: gr.Blocks, *, trusted_proxies: int = 0) -> ArenaTabHandlers:
     """The arena's layout and events; `app` is the enclosing Blocks, whose load event serves each browser
     session its first pair."""
-    handlers = ArenaTabHandlers(service, trusted_proxies, clap_scores)
+    handlers = ArenaTabHandlers(service, trusted_proxies)
     listening = gr.State(_new_listening())
     gr.Markdown(
         "Listen to the clip and compare two captions written by two anonymous captioners. "
@@ -315,6 +304,39 @@ def agreement_text(service: ArenaService) -> str:
     return "\n".join(lines)
 
 
+METRIC_AGREEMENT_EXPLANATION = (
+    "For each vote with a winner: did the caption the automatic score rates higher win? 50% is a coin "
+    "flip. Votes where the two scores are equal (ties) or a caption has no score are left out and counted."
+)
+
+
+def metric_agreement_text(table: MetricListenerTable) -> str:
+    """The metric-vs-listener table as Markdown, or what is missing when no vote can be compared yet."""
+    explanation = f"{METRIC_AGREEMENT_EXPLANATION} Criterion: {table.criterion}."
+    if table.n_without_scores:
+        explanation += (
+            f" {table.n_without_scores} of the {table.n_decided} votes with a winner store no scores "
+            "(cast before scores were recorded) and are left out."
+        )
+    if not any(row.n_compared for row in table.rows):
+        return (
+            f"{explanation}\n\n*No vote can be compared yet: it takes a vote with a winner whose two "
+            "captions have different scores.*"
+        )
+    lines = [
+        "| score | votes compared | agreement | 95% CI | ties | no score |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in table.rows:
+        if row.n_compared:
+            result = f"{row.agreement:.1%} | [{row.ci_low:.1%}, {row.ci_high:.1%}]"
+        else:
+            result = "– | –"
+        lines.append(f"| {row.metric} | {row.n_compared} | {result} | {row.n_ties} | {row.n_unscored} |")
+    note = f"Intervals: {table.n_bootstrap} bootstrap resamples of the compared votes, seed {table.seed}."
+    return f"{explanation}\n\n" + "\n".join(lines) + f"\n\n{note}"
+
+
 def win_matrix_figure(matrix: WinMatrix) -> go.Figure:
     """Heatmap of the row captioner's share of wins over the column one, each cell with its counts."""
     models = list(matrix.models)
@@ -365,14 +387,14 @@ def empty_leaderboard_text(min_listen_s: float) -> str:
 
 def refresh_leaderboard(service: ArenaService, criterion: str, min_votes: int, n_bootstrap: int = 500):
     """(empty state, results column, ratings table, strengths chart, summary, win matrix, RGMC Table 2 view,
-    agreement). With no votes on the board only the empty state is shown."""
+    agreement, metric vs listener). With no votes on the board only the empty state is shown."""
     votes = service.votes(board_only=True)
     if not votes:
         hidden = gr.update(visible=False)
         return (
             gr.update(value=empty_leaderboard_text(service.min_listen_s), visible=True),
             hidden,
-            *(gr.update() for _ in range(6)),
+            *(gr.update() for _ in range(7)),
         )
     board = build_leaderboard(
         votes, service.models, criterion=criterion, min_votes=int(min_votes), n_bootstrap=n_bootstrap
@@ -392,6 +414,7 @@ def refresh_leaderboard(service: ArenaService, criterion: str, min_votes: int, n
         win_matrix_figure(win_matrix(votes, [r.model for r in board.ratings], criterion=criterion)),
         preferences_table(service),
         agreement_text(service),
+        metric_agreement_text(metric_agreement(votes, criterion)),
     )
 
 
@@ -423,6 +446,8 @@ def build_leaderboard_tab(service: ArenaService, tab: gr.Tab | None = None) -> N
         preferences = gr.Dataframe(interactive=False)
         gr.Markdown("### Agreement between voters on the same clip and pair")
         agreement = gr.Markdown()
+        gr.Markdown("### Does an automatic score agree with listeners?")
+        metric_vs_listener = gr.Markdown(elem_id="metric-vs-listener")
     with gr.Row():
         export_csv = gr.Button("Export all votes (CSV)")
         export_jsonl = gr.Button("Export all votes (JSONL)")
@@ -433,7 +458,17 @@ def build_leaderboard_tab(service: ArenaService, tab: gr.Tab | None = None) -> N
         triggers,
         lambda c, m: refresh_leaderboard(service, c, m),
         inputs=[criterion, min_votes],
-        outputs=[empty_state, results, table, chart, summary, matrix, preferences, agreement],
+        outputs=[
+            empty_state,
+            results,
+            table,
+            chart,
+            summary,
+            matrix,
+            preferences,
+            agreement,
+            metric_vs_listener,
+        ],
         api_name="leaderboard",
     )
     export_csv.click(lambda: export_votes(service, "csv"), outputs=[exported])

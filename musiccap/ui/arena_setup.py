@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from musiccap.analysis import analyze, facts, grounding
 from musiccap.arena.captions import ServedCaption
 from musiccap.arena.clips import ArenaClip, build_pool
 from musiccap.arena.hub_sync import mirror_from_env
@@ -31,28 +32,26 @@ def arena_db_path() -> Path:
 
 
 def studio_caption_source(studio: Studio):
-    """Captions for the arena from the studio's captioners, on the clip's first 10 s window."""
+    """Captions for the arena from the studio's captioners, on the clip's first 10 s window, each scored
+    against that window as on the Compare tab: CLAP similarity (None when no CLAP checkpoint is shipped)
+    and the fact check's grounding. The arena caches both with the caption and stores them with each vote.
+    """
 
     def caption(clip: ArenaClip, model: str) -> ServedCaption:
-        window = windows(load_audio(clip.path), "first")[0]
-        result = studio.caption_clip(Clip(window), model)
-        captioner = studio.captioners[model]
+        window_clip = Clip(windows(load_audio(clip.path), "first")[0])
+        result = studio.caption_clip(window_clip, model)
+        clap = studio.similarity(window_clip, [result.text])
         return ServedCaption(
-            text=result.text, decoding=result.decoding, checkpoint_hash=captioner.checkpoint_hash
+            text=result.text,
+            decoding=result.decoding,
+            checkpoint_hash=studio.captioners[model].checkpoint_hash,
+            clap_similarity=None if clap is None else clap[0],
+            grounding=grounding(
+                facts(result.text, analyze(window_clip))
+            ),  # reuses the caption's musicnn pass
         )
 
     return caption
-
-
-def studio_clap_scores(studio: Studio):
-    """Each arena caption's CLAP similarity to the window it was written for (the clip's first 10 s),
-    scored by the studio as on the Compare tab; None when no CLAP checkpoint is shipped."""
-
-    def scores(audio_path: str, captions: list[str]) -> list[float] | None:
-        window = windows(load_audio(audio_path), "first")[0]
-        return studio.similarity(Clip(window), captions)
-
-    return scores
 
 
 def arena_for(

@@ -17,6 +17,7 @@ from pathlib import Path
 import gradio as gr
 
 from musiccap import export
+from musiccap.analysis import Analysis, facts, grounding
 from musiccap.audio import AudioError, Window, load_audio, windows
 from musiccap.listening_check import CaptionChange, ListeningCheck, listening_check, replacements
 from musiccap.studio import (
@@ -58,6 +59,23 @@ CARDS_CSS = """
 .mc-neighbour, .mc-reference { background: var(--background-fill-secondary); border-style: dashed; }
 .mc-pending .mc-caption { color: var(--body-text-color-subdued); font-style: italic; }
 .mc-failed .mc-caption { color: var(--error-text-color, #b91c1c); }
+.mc-facts { display: flex; flex-wrap: wrap; gap: .25rem; }
+.mc-badge { padding: 0 .4rem; border-radius: .6rem; border: 1px solid; font-size: .75rem; cursor: help;
+  line-height: 1.4; }
+.mc-agree { color: #15803d; border-color: #16a34a; background: rgba(22, 163, 74, .12); }
+.mc-contradict { color: #b91c1c; border-color: #dc2626; background: rgba(220, 38, 38, .12); }
+.mc-unstated { color: var(--body-text-color-subdued); border-color: var(--border-color-primary);
+  background: var(--background-fill-secondary); }
+.mc-analysis { margin: 0 0 .6rem; padding: .5rem .75rem; border-radius: .5rem;
+  border: 1px solid var(--border-color-primary); border-left: 4px solid var(--color-accent);
+  background: var(--background-fill-secondary); }
+.mc-analysis h4 { margin: 0; font-size: .95rem; }
+.mc-analysis p { margin: 0 0 .3rem; }
+.mc-analysis dl { display: grid; grid-template-columns: max-content 1fr; gap: .1rem .75rem; margin: 0;
+  font-size: .88rem; font-variant-numeric: tabular-nums; }
+.mc-analysis dt { font-weight: 600; }
+.mc-analysis dd { margin: 0; overflow-wrap: anywhere; }
+.mc-evidence { color: var(--body-text-color-subdued); }
 """
 LISTENING_CSS = """
 .mc-check-head { margin: 0 0 .5rem; }
@@ -188,29 +206,146 @@ def _decoding_text(decoding: dict) -> str:
     return ", ".join(f"{k}={decoding[k]}" for k in keys if k in decoding)
 
 
-def _card(kind: str, title: str, subtitle: str, text: str, meta: list[str], meta_hint: str = "") -> str:
+def _card(
+    kind: str, title: str, subtitle: str, text: str, meta: list[str], meta_hint: str = "", badges: str = ""
+) -> str:
+    """A caption card; ``badges`` is already escaped HTML (:func:`fact_badges`)."""
     hint = f' title="{_escape(meta_hint)}"' if meta_hint else ""
     return (
         f'<article class="mc-card mc-{kind}"><h4 class="mc-name">{_escape(title)}</h4>'
-        f'<p class="mc-paper">{_escape(subtitle)}</p><p class="mc-caption">{_escape(text)}</p>'
+        f'<p class="mc-paper">{_escape(subtitle)}</p><p class="mc-caption">{_escape(text)}</p>{badges}'
         f'<p class="mc-meta"{hint}>{" · ".join(_escape(m) for m in meta)}</p></article>'
+    )
+
+
+def _grounding(value: float | None, pending: bool) -> str:
+    if value is not None:
+        return f"{value:.2f}"
+    return "…" if pending else "–"  # "–": the caption states nothing the analysis can check
+
+
+def _words(attribute: str, value) -> str:
+    """A fact's said or heard value as words."""
+    if attribute == "drums":
+        return "drums" if value else "no drums"
+    if isinstance(value, list):
+        return ", ".join(value) or "none"
+    return str(value)
+
+
+def _evidence(attribute: str, fact: dict, analysis: Analysis) -> str:
+    """How sure the analysis is of what it heard: the probes' probability of it."""
+    if attribute in analysis.confidence:  # tempo, mode
+        return f" (confidence {analysis.confidence[attribute]:.2f})"
+    if attribute == "drums" and analysis.drums is not None:
+        return f" (probability {analysis.drums:.2f})"
+    if attribute == "instruments" and fact["said"] and analysis.families:
+        return f" ({', '.join(f'{f} {analysis.families[f]:.2f}' for f in fact['said'])})"
+    return ""
+
+
+# a fact's agree (musiccap.analysis.facts) as a badge's class and mark
+BADGES = {True: ("agree", "✓ "), False: ("contradict", "✗ "), None: ("unstated", "")}
+
+
+def fact_badges(caption_facts: dict[str, dict], analysis: Analysis) -> str:
+    """One badge per checked attribute: ✓ agrees with the analysis, ✗ contradicts it, grey when the
+    caption does not state it (or the analysis cannot tell); what was said and heard on hover."""
+    badges = []
+    for attribute, fact in caption_facts.items():
+        said, heard, agree = fact["said"], fact["heard"], fact["agree"]
+        said_text = "not stated" if said is None else f"said {_words(attribute, said)}"
+        heard_text = (
+            "the analysis cannot tell"
+            if heard is None
+            else f"heard {_words(attribute, heard)}{_evidence(attribute, fact, analysis)}"
+        )
+        verdict = "" if agree is None else " — agrees" if agree else " — contradicts"
+        hover = f"{attribute}: {said_text}; {heard_text}{verdict}"
+        kind, mark = BADGES[agree]
+        badges.append(
+            f'<span class="mc-badge mc-{kind}" title="{_escape(hover)}">{_escape(mark + attribute)}</span>'
+        )
+    return f'<p class="mc-facts">{"".join(badges)}</p>'
+
+
+def analysis_panel(analysis: Analysis) -> str:
+    """The "What the audio says" panel: the window's analysis (musiccap/analysis.py) with each
+    estimate's confidence, labelled as the app's own estimate, the yardstick of the caption badges."""
+    confidence = analysis.confidence
+
+    def sure(name: str) -> str:
+        return f"confidence {confidence[name]:.2f}" if name in confidence else "no confidence (DSP rule)"
+
+    rows = [
+        ("tempo", f"{analysis.tempo_bpm:.0f} BPM, {analysis.tempo_class}", sure("tempo")),
+        ("key", analysis.key, sure("key")),
+        ("mode", analysis.mode, sure("mode")),
+    ]
+    if analysis.drums is None:
+        rows.append(("drums", "not analysed", "no probe file"))
+    else:
+        heard = "heard" if "drums" in analysis.heard else "not heard"
+        rows.append(("drums", heard, f"probability {analysis.drums:.2f}"))
+    families = sorted(
+        ((f, p) for f, p in analysis.families.items() if f != "drums"), key=lambda item: -item[1]
+    )
+    if families:
+        heard_families = [f for f in analysis.heard if f != "drums"]
+        rows.append((
+            "instruments",
+            f"heard {', '.join(heard_families) or 'none'}",
+            " · ".join(f"{family} {p:.2f}" for family, p in families[:4]),
+        ))  # fmt: skip
+    tags = list(analysis.tags.items())[:5]
+    if tags:
+        tag_text = " · ".join(f"{tag} {p:.2f}" for tag, p in tags)
+        rows.append(("musicnn tags", tag_text, "MagnaTagATune tag probabilities"))
+    items = "".join(
+        f"<dt>{_escape(name)}</dt>"
+        f'<dd>{_escape(value)} <span class="mc-evidence">{_escape(evidence)}</span></dd>'
+        for name, value, evidence in rows
+    )
+    return (
+        '<aside class="mc-analysis"><h4>What the audio says</h4><p class="mc-paper">'
+        "the app's own analysis of this window (DSP, musicnn's tags and small probes), not ground "
+        "truth: each caption's badges are checked against it; confidence and probability are the "
+        "analysis's own</p>"
+        f"<dl>{items}</dl></aside>"
     )
 
 
 def _window_cards(
     captions: list[ModelCaption], comparison: WindowComparison | None, papers: dict[str, str], reference: str
 ) -> list[str]:
-    pending = comparison is None  # the CLAP scores come with the window's comparison
+    pending = comparison is None  # the CLAP scores and the fact check come with the window's comparison
+    analysis = comparison.analysis if comparison else None
+
+    def checked(text: str, caption_facts: dict | None = None) -> tuple[str, str]:
+        """The badges and the grounding score of a caption (the studio checks the models' captions;
+        the neighbour's and the user's are checked here, against the same analysis)."""
+        if analysis is None:
+            return "", f"grounding {_grounding(None, pending)}"
+        if caption_facts is None:
+            caption_facts = facts(text, analysis)
+        score = _grounding(grounding(caption_facts), pending=False)
+        return fact_badges(caption_facts, analysis), f"grounding {score}"
+
     cards = []
     for caption in captions:
         paper = papers.get(caption.model, "")
         if caption.result is None:
             cards.append(_card("failed", caption.model, paper, f"failed: {caption.error}", []))
             continue
-        meta = [f"latency {caption.latency_s:.2f} s", f"CLAP {_score(caption.clap_similarity, pending)}"]
+        badges, grounded = checked(caption.result.text, caption.facts)
+        meta = [
+            f"latency {caption.latency_s:.2f} s",
+            f"CLAP {_score(caption.clap_similarity, pending)}",
+            grounded,
+        ]
         decoding = _decoding_text(caption.result.decoding)  # on hover: the settings that wrote it
         hint = f"decoding: {decoding}" if decoding else ""
-        cards.append(_card("model", caption.model, paper, caption.result.text, meta, hint))
+        cards.append(_card("model", caption.model, paper, caption.result.text, meta, hint, badges))
     for model in papers:
         if model not in {caption.model for caption in captions}:
             cards.append(_card("pending", model, papers[model], "captioning…", []))
@@ -223,12 +358,17 @@ def _window_cards(
         retrieved = (
             f"the training caption whose audio is nearest (CLAP audio similarity {neighbour.score:.3f})"
         )
-        meta = [f"CLAP {_score(similarity, pending)}"]
-        cards.append(_card("neighbour", "nearest training caption", retrieved, neighbour.text, meta))
+        badges, grounded = checked(neighbour.text)
+        meta = [f"CLAP {_score(similarity, pending)}", grounded]
+        cards.append(
+            _card("neighbour", "nearest training caption", retrieved, neighbour.text, meta, badges=badges)
+        )
     if reference:
         similarity = comparison.similarity.get(REFERENCE) if comparison else None
-        meta = [f"CLAP {_score(similarity, pending)}"]
-        cards.append(_card("reference", "your caption", "scored like the models' captions", reference, meta))
+        badges, grounded = checked(reference)
+        meta = [f"CLAP {_score(similarity, pending)}", grounded]
+        scored = "scored and checked like the models' captions"
+        cards.append(_card("reference", "your caption", scored, reference, meta, badges=badges))
     return cards
 
 
@@ -240,13 +380,17 @@ def caption_cards(
     duration_s: float,
     reference: str = "",
 ) -> str:
-    """Every window's captions as side-by-side cards (model, paper, caption, latency, CLAP score) with
-    the nearest training caption beside them; several windows read as a timeline, each labelled
-    mm:ss–mm:ss with a bar showing where in the file it lies. All text is escaped: it is model output."""
+    """Every window's captions as side-by-side cards (model, paper, caption, fact-check badges, latency,
+    CLAP and grounding scores) with the nearest training caption beside them, under the window's
+    analysis ("What the audio says") once it is complete; several windows read as a timeline, each
+    labelled mm:ss–mm:ss with a bar showing where in the file it lies. All text is escaped: it is model
+    output."""
     sections = []
     for window in clip_windows:
         captions = answered.get(window.index, [])
-        cards = _window_cards(captions, completed.get(window.index), papers, reference)
+        comparison = completed.get(window.index)
+        cards = _window_cards(captions, comparison, papers, reference)
+        panel = analysis_panel(comparison.analysis) if comparison and comparison.analysis else ""
         head = f'<span class="mc-time">{window.label}</span>'
         if len(clip_windows) > 1:
             left = 100 * window.start_s / max(duration_s, 1e-9)
@@ -256,7 +400,7 @@ def caption_cards(
                 f'<span class="mc-bar"><span style="left:{left:.1f}%;width:{width:.1f}%"></span></span>'
             )
         sections.append(
-            f'<section class="mc-window"><header class="mc-window-head">{head}</header>'
+            f'<section class="mc-window"><header class="mc-window-head">{head}</header>{panel}'
             f'<div class="mc-cards">{"".join(cards)}</div></section>'
         )
     return f'<div class="mc-compare">{"".join(sections)}</div>'
