@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
-from huggingface_hub import HfApi
+from huggingface_hub import CommitScheduler, HfApi
 
 from musiccap.arena.api import create_app
 from musiccap.arena.captions import DEMO_PHRASES, CachedCaptionSource, FixedCaptionSource, ServedCaption
@@ -258,8 +258,10 @@ class RecordingHubApi(HfApi):
 
 def test_hub_mirror_appends_jsonl_and_reaches_upload(tmp_path, pool, monkeypatch):
     api = RecordingHubApi()
+    # No background push from this test (the scheduler's thread pushes once as it starts: on a busy machine
+    # that came after the votes and made a second commit) and none at exit; push_to_hub below is the one.
+    monkeypatch.setattr(CommitScheduler, "_push_to_hub", lambda self: None)
     mirror = HubVoteMirror("someone/arena-votes", tmp_path / "hub", hf_api=api, every_minutes=60)
-    monkeypatch.setattr(mirror.scheduler, "_push_to_hub", lambda: None)  # no atexit push from this test
     clock = FakeClock()
     service = make_service(tmp_path, pool, clock, hub_mirror=mirror)
     for answer in ("A", "B"):

@@ -295,7 +295,7 @@ def test_results_md_and_about_tab_show_the_listening_table(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(document))
     text = render(tmp_path)
-    assert "## Listening (test split)" in text and "unseen split" not in text
+    assert "## Listening (test split)" in text and "## Listening (unseen split)" not in text
     assert "| muscaps | 0.40 / 0.90 / 0.65 (0.50) |" in text
     assert "| muscaps: greedy | 0.40 / 0.90 / 0.90 (1.00) |" in text
     assert "| random | 0.40 / – / 0.40 (–) |" in text
