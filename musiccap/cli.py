@@ -62,16 +62,8 @@ def cmd_caption(args) -> int:
         return _fail(str(error))
     overrides, _ = _decoding_from_args(args)
     options = CompareOptions(args.window, args.max_windows or None, args.lyrics, decoding=overrides)
-    status = 0
-    for file in args.files:
-        try:
-            audio = load_audio(file)
-        except AudioError as error:
-            print(f"musiccap: {error}", file=sys.stderr)
-            status = EXIT_BAD_INPUT
-            continue
-        for warning in audio.warnings:
-            print(f"musiccap: warning: {Path(file).name}: {warning}", file=sys.stderr)
+    status, unreadable = 0, []
+    for file, audio in _decoded(args.files, unreadable):
         comparisons = []
         for event in studio.compare(audio, options, window_batch=LONG_AUDIO_BATCH):
             if isinstance(event, ModelCaption):
@@ -101,7 +93,22 @@ def cmd_caption(args) -> int:
             print(export.webvtt(comparisons), end="", flush=True)
         for name, error in studio.load_errors.items():
             print(f"musiccap: {name} could not be loaded: {error}", file=sys.stderr)
-    return status
+    return max(status, EXIT_BAD_INPUT if unreadable else 0)
+
+
+def _decoded(files, unreadable: list[str]):
+    """Each file that decodes, with its audio (its warnings on stderr); a file that does not is reported on
+    stderr and added to ``unreadable``, and the command goes on with the others (then exits 2)."""
+    for file in files:
+        try:
+            audio = load_audio(file)
+        except AudioError as error:
+            print(f"musiccap: {error}", file=sys.stderr)
+            unreadable.append(str(file))
+            continue
+        for warning in audio.warnings:
+            print(f"musiccap: warning: {Path(file).name}: {warning}", file=sys.stderr)
+        yield file, audio
 
 
 def _listening_check(studio, audio, comparison, options):
@@ -148,14 +155,8 @@ def cmd_analyze(args) -> int:
     from musiccap.audio import windows
     from musiccap.clip import Clip
 
-    status = 0
-    for file in args.files:
-        try:
-            audio = load_audio(file)
-        except AudioError as error:
-            print(f"musiccap: {error}", file=sys.stderr)
-            status = EXIT_BAD_INPUT
-            continue
+    unreadable = []
+    for file, audio in _decoded(args.files, unreadable):
         for window in windows(audio, args.window, max_windows=args.max_windows):
             analysis = analyze(Clip(window))
             if args.json:
@@ -168,7 +169,7 @@ def cmd_analyze(args) -> int:
                 f"{analysis.key}, drums {drums}, heard: {heard}",
                 flush=True,
             )
-    return status
+    return EXIT_BAD_INPUT if unreadable else 0
 
 
 def cmd_eval(argv: list[str]) -> int:
