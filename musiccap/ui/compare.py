@@ -31,11 +31,13 @@ from musiccap.studio import (
 )
 from musiccap.ui.plots import attention_heatmap, similarity_chart
 
-MAX_WINDOWS = 6
+# Every window of a song of up to 6 minutes (36 windows, ~1 minute of captioning on this CPU); a longer
+# file gets 36 windows spread evenly, so one upload cannot hold a shared Space for long.
+MAX_WINDOWS = 36
 WINDOW_CHOICES = [
     ("first 10 s", "first"),
     ("middle 10 s", "middle"),
-    (f"every 10 s window (at most {MAX_WINDOWS}, spread evenly)", "all"),
+    (f"every 10 s window (up to {MAX_WINDOWS}; spread evenly over longer files)", "all"),
 ]
 # Cards wrap their text and flow into as many columns as fit, so seven captions stay readable side by side.
 CARDS_CSS = """
@@ -101,10 +103,21 @@ def _overrides(beams, max_tokens, no_repeat, sample, seed) -> dict:
 
 
 def run_compare(
-    studio: Studio, audio_path, window_mode, lyrics, reference, beams, max_tokens, no_repeat, sample, seed
+    studio: Studio,
+    audio_path,
+    window_mode,
+    lyrics,
+    reference,
+    beams,
+    max_tokens,
+    no_repeat,
+    sample,
+    seed,
+    progress=None,
 ):
     """Generator: renders ``Studio.compare`` as it goes, yielding (status, caption cards, downloads,
-    similarity, heatmap choices, heatmap, tags, heatmaps state)."""
+    similarity, heatmap choices, heatmap, tags, heatmaps state). ``progress``: Gradio's progress bar,
+    advanced with every caption."""
     if not audio_path:
         raise gr.Error("Upload or record a clip first.")
     try:
@@ -141,6 +154,8 @@ def run_compare(
             if event.result is not None:
                 heatmaps[f"{event.model} @ {event.window.label}"] = event.heatmap
         done = sum(len(captions) for captions in answered.values())
+        if progress is not None:
+            progress((done, total), desc="captioning", unit="captions")
         status = "\n\n".join(notes + [f"captioned {done}/{total} in {time.perf_counter() - started:.1f} s"])
         choices = list(heatmaps)
         yield (
@@ -560,12 +575,13 @@ def build_compare_tab(studio: Studio, examples: list[str]) -> None:
         no_repeat_ngram_size: int = -1,
         sample: bool = False,
         seed: int = 0,
+        progress=gr.Progress(),  # noqa: B008 (Gradio's progress bar is asked for this way; not an API parameter)
     ):
         """Caption a clip with every captioner.
 
         Args:
             audio: the music clip (any format the app reads)
-            window: which 10 s of it: "first", "middle" or "all" (at most 6 windows, spread evenly)
+            window: which 10 s of it: "first", "middle" or "all" (every window, up to 36, spread evenly)
             lyrics: lyrics, read by ALCAP
             reference: your own caption, scored in CLAP space beside the models'
             beams: beam count; 0 keeps each model's default
@@ -585,6 +601,7 @@ def build_compare_tab(studio: Studio, examples: list[str]) -> None:
             no_repeat_ngram_size,
             sample,
             seed,
+            progress,
         )
 
     def check_listening(
