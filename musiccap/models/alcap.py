@@ -107,9 +107,8 @@ class AlcapConfig:
     contrastive_weight: float = 0.02  # alpha (paper: 0.02; ablation 0, 0.002, 0.2)
     contrastive_temperature: float = 0.07
     symmetric_contrastive: bool = False  # paper: one direction (music anchors, lyrics candidates)
-    attribute_word_weight: float = (
-        1.0  # > 1: a variant weighting attribute words in the NLL (base.caption_nll)
-    )
+    # > 1: a variant (never a paper's row) weighting attribute words in the NLL (base.caption_nll)
+    attribute_word_weight: float = 1.0
     seed: int = 0
 
     def __post_init__(self):

@@ -114,9 +114,8 @@ class BLAPConfig:
     max_match_tokens: int = 32  # caption tokens the ATC/ATM text path reads (BLIP-2 truncates to 32 too)
     max_text_positions: int = 96  # learned positions of the Q-Former text path
     instruction: str = INSTRUCTION
-    attribute_word_weight: float = (
-        1.0  # > 1: a variant weighting attribute words in the NLL (base.caption_nll)
-    )
+    # > 1: a variant (never a paper's row) weighting attribute words in the NLL (base.caption_nll)
+    attribute_word_weight: float = 1.0
     seed: int = 0
 
     def __post_init__(self):

@@ -128,9 +128,8 @@ class CsaConfig:
     gradient_probe_every: int = 0
     pitch_shift_semitones: int = 6  # training rows are shifted by a uniform draw from -n..n
     pitch_class_blocks: list[list[int]] = field(default_factory=list)  # [start, end) frame columns, 12 wide
-    attribute_word_weight: float = (
-        1.0  # > 1: a variant weighting attribute words in the NLL (base.caption_nll)
-    )
+    # > 1: a variant (never a paper's row) weighting attribute words in the NLL (base.caption_nll)
+    attribute_word_weight: float = 1.0
     seed: int = 0
 
     @property

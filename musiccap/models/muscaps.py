@@ -132,9 +132,8 @@ class MusCapsConfig:
     attention_dim: int = 256
     dropout: float = 0.25
     max_caption_tokens: int = 60  # training captions are cut to this many words
-    attribute_word_weight: float = (
-        1.0  # > 1: a variant weighting attribute words in the NLL (base.caption_nll)
-    )
+    # > 1: a variant (never a paper's row) weighting attribute words in the NLL (base.caption_nll)
+    attribute_word_weight: float = 1.0
 
     def __post_init__(self):
         if self.variant not in VARIANTS:

@@ -84,9 +84,8 @@ class RGMCConfig:
     # hundred steps: docs/RESULTS.md, RGMC gold-candidate row).
     pretrain_epochs: int = 0
     pretrain_captions_csv: str = ""  # MusicCaps CSV whose `caption` column joins the pretraining text
-    attribute_word_weight: float = (
-        1.0  # > 1: a variant weighting attribute words in the NLL (base.caption_nll)
-    )
+    # > 1: a variant (never a paper's row) weighting attribute words in the NLL (base.caption_nll)
+    attribute_word_weight: float = 1.0
     seed: int = 0
 
     def __post_init__(self):
