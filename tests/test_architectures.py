@@ -4,6 +4,7 @@ Tiny configs on toy features; the components (a tiny embedded CLAP, a tiny T5 fo
 the checkpoints under their registry names, as in checkpoints/.
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,40 @@ def test_attribute_word_weight_is_a_variant_of_the_plain_nll(name, items, checkp
     weighted = model._attribute_ids.tolist()
     assert model.caption_token_ids("piano")[0] in weighted or model.caption_token_ids(" piano")[0] in weighted
     assert not set(model.caption_token_ids(" a")) & set(weighted)
+
+
+def test_csa_musical_frames_variant_reads_the_unpooled_key_and_tempo_columns(items, checkpoints):
+    """The variant's decoder attends to the frames' musical columns as well; the heatmap stays one row
+    per frame; a paper config (musical_frames 0) has no such parameters."""
+    context = BuildContext(
+        clap_path=str(checkpoints / "clap"), feature_dims=(FRAME_DIM, POOLED_DIM, CHUNK_DIM), corpus_dir=""
+    )
+    torch.manual_seed(0)
+    musical = FRAME_DIM - 8  # the toy frames: 8 musicnn columns, then chroma, key, tempogram
+    model = registry()["csa"].build({**TINY["csa"], "musical_frames": musical}, items, context)
+    losses = model(train_collate(model)(items[:4]))
+    losses["loss"].backward()
+    assert (
+        model.musical_projection.weight.grad is not None
+        and model.musical_projection.weight.grad.abs().sum() > 0
+    )
+    model.eval()
+    model.save_pretrained(checkpoints / "csa_musical")
+    loaded = load_captioner(checkpoints / "csa_musical")
+    clip = Clip(None, clip_id=items[0].id, features={AUDIO_FEATURES: items[0].features})
+    result = loaded.caption_batch([clip], DECODING)[0]
+    assert result.text == model.caption_batch([clip], DECODING)[0].text
+    assert result.attention.shape[1] == len(items[0].features.frames)
+
+    def memory(features):
+        audio = loaded.clap.audio_batch([features])
+        return loaded.encode_audio(audio["frames"], audio["mask"], audio["pooled"]).memory
+
+    features = items[0].features
+    silenced = replace(features, frames=features.frames.copy())
+    silenced.frames[:, -musical:] = 0.0  # only the musical columns change
+    own, other = memory(features), memory(silenced)
+    n = own.shape[1] // 2  # [CLAP tokens | musical frames]
+    assert not torch.allclose(own[:, n:], other[:, n:])
+    plain = registry()["csa"].build(TINY["csa"], items, context)
+    assert not any(name.startswith("musical_") for name, _ in plain.named_parameters())

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from musiccap.encoders.embedded import EmbeddedConfig
 from musiccap.registry import REPO
 
 PY = sys.executable
@@ -49,6 +50,8 @@ COMPONENTS = {"rgmc": ("clap",), "csa": ("clap",), "blap": ("clap", "lm")}
 # time per row). RGMC's text pretraining keeps its 4 epochs. The embedded CLAP: 10 epochs, 780 steps of 128
 # (on v1 its 6-minute budget gave 28 epochs of 19 steps, 532).
 V2_EPOCHS = {"clap": 10, "muscaps": 4, "alcap": 4, "csa": 4, "rgmc": 2, "blap_stage1": 2, "blap": 6}
+# The embedded frames' last columns: chroma, key-profile correlations, tempogram (musiccap/encoders/embedded.py)
+MUSICAL_COLUMNS = EmbeddedConfig.chroma_dim + EmbeddedConfig.key_dim + EmbeddedConfig.tempo_dim
 # The variant rows' weight of attribute-word tokens in the NLL (base.NeuralCaptioner.caption_nll): chosen
 # before any run, as a middle value: these words are 22 % of the words of corpus v2's captions, and 3 makes them
 # 46 % of the loss.
@@ -259,6 +262,14 @@ def steps(
             after=["clap"],
         ),
         Step("blap-ablations", row("blap", "blap_stage2_only"), after=["blap"], shipped=False),
+        # Lever of issue 30, a variant row of Kim & Park's table: the frames' chroma, key-profile and
+        # tempogram columns reach the decoder unpooled beside the CLAP's tokens (the CLAP pools mode away).
+        Step(
+            "csa-musical-frames",
+            row("csa", "csa", f"model.musical_frames={MUSICAL_COLUMNS}", name="csa_musical_frames"),
+            after=["csa"],
+            shipped=False,
+        ),
         # Levers of issue 30, each a variant row of its architecture's table (never a paper's row): the
         # shipped recipe with attribute words weighted ATTRIBUTE_WORD_WEIGHT times in the NLL.
         Step(
@@ -289,6 +300,7 @@ def steps(
             after=[
                 "baselines",
                 "attribute-word-variants",
+                "csa-musical-frames",
                 "muscaps-ablations",
                 "rgmc-ablations",
                 "csa-ablations",

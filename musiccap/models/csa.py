@@ -130,6 +130,11 @@ class CsaConfig:
     pitch_class_blocks: list[list[int]] = field(default_factory=list)  # [start, end) frame columns, 12 wide
     # > 1: a variant (never a paper's row) weighting attribute words in the NLL (base.caption_nll)
     attribute_word_weight: float = 1.0
+    # > 0: a variant (issue 30, never a paper's row): the last this-many columns of the embedded frames
+    # (60: chroma, key-profile correlations, tempogram) reach the decoder unpooled, as a second row of
+    # memory beside the CLAP's tokens. The CLAP pools mode and tempo away: a linear probe on its tokens
+    # reads mode at chance (docs/RESULTS.md, listening ceilings).
+    musical_frames: int = 0
     seed: int = 0
 
     @property
@@ -199,6 +204,9 @@ class CsaCaptioner(NeuralCaptioner):
             self.audio_tower.requires_grad_(True)
         self.audio_projection = nn.Linear(config.audio_dim, config.width)
         self.audio_norm = nn.LayerNorm(config.width)
+        if config.musical_frames:
+            self.musical_projection = nn.Linear(config.musical_frames, config.width)
+            self.musical_norm = nn.LayerNorm(config.width)
         self.alignment_head = nn.Linear(config.width, config.embed_dim)
         self.decoder = TransformerDecoder(  # GPT style: pre-LN blocks, final norm, tied output layer
             DecoderShape(
@@ -241,6 +249,14 @@ class CsaCaptioner(NeuralCaptioner):
             )
             if any(end > frame_dim for _, end in blocks):
                 raise ValueError(f"pitch-class blocks {blocks} do not fit frames of width {frame_dim}")
+            if settings.musical_frames > frame_dim:
+                raise ValueError(
+                    f"musical_frames={settings.musical_frames} exceeds the frame width {frame_dim}"
+                )
+        elif settings.musical_frames:
+            raise ValueError(
+                "musical_frames reads the embedded frames' columns; an HTSAT CLAP reads log-mels"
+            )
         elif settings.pitch_shift_semitones or settings.pitch_class_blocks:
             raise ValueError(
                 "pitch shift on features rotates the embedded frames' pitch-class blocks; an HTSAT CLAP "
@@ -300,6 +316,12 @@ class CsaCaptioner(NeuralCaptioner):
         weights = frame_mask.to(memory.dtype) / frame_mask.sum(1, keepdim=True).clamp(min=1)
         pooled_memory = torch.einsum("bs,bsd->bd", weights, memory)
         embedding = F.normalize(self.alignment_head(pooled_memory), dim=-1)
+        if self.config.musical_frames:  # the variant: memory = [CLAP tokens | musical frames], one time axis
+            musical = self.musical_norm(self.musical_projection(frames[..., -self.config.musical_frames :]))
+            memory, frame_mask = (
+                torch.cat([memory, musical], dim=1),
+                torch.cat([frame_mask, frame_mask], dim=1),
+            )
         return AudioEncoding(memory, frame_mask, embedding, clap_embedding)
 
     # ---- training --------------------------------------------------------------------------------
@@ -479,11 +501,17 @@ class CsaCaptioner(NeuralCaptioner):
         return SearchStart(self.decode_step, state, BOS, EOS)
 
     def explain(self, result, row: int, hypothesis, audio: AudioEncoding, features: list) -> None:
-        """Cross-attention over the CLAP's frame tokens: mean over layers and heads, each layer, each head."""
-        n_frames = int(audio.memory_mask[row].sum())
-        shape = (self.config.n_layers, self.config.n_heads, audio.memory.shape[1])
+        """Cross-attention over the CLAP's frame tokens: mean over layers and heads, each layer, each head.
+        With ``musical_frames`` the attention to a frame's CLAP token and to its musical columns is summed."""
+        n_memory = audio.memory.shape[1]
+        per_time = n_memory // 2 if self.config.musical_frames else n_memory
+        n_frames = int(audio.memory_mask[row, :per_time].sum())
+        shape = (self.config.n_layers, self.config.n_heads, n_memory)
         if hypothesis.attention is not None:
-            weights = hypothesis.attention.reshape(-1, *shape)[..., :n_frames]
+            weights = hypothesis.attention.reshape(-1, *shape)
+            if self.config.musical_frames:
+                weights = weights[..., :per_time] + weights[..., per_time:]
+            weights = weights[..., :n_frames]
         else:
             weights = np.zeros((0, *shape[:2], n_frames), dtype=np.float32)
         result.attention = weights.mean(axis=(1, 2)).astype(np.float32)
