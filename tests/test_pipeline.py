@@ -128,3 +128,5 @@ def test_every_row_of_a_table_trains_the_same_epochs_on_v2(tmp_path):
         table = "blap_stage1" if config == "blap_stage1" else command[3]
         epochs.setdefault(table, set()).update(a for a in command if a.startswith("train.epochs="))
     assert all(len(found) == 1 for found in epochs.values()), epochs
+    muscaps = [c for step in plan for c in step.commands if c[1:4] == ["-m", "train", "muscaps"]]
+    assert muscaps and all("model.max_caption_tokens=120" in c for c in muscaps)  # v2's longer captions
