@@ -23,6 +23,7 @@ MAX_SAMPLE_RATE = 192_000
 MAX_CHANNELS = 8
 DEFAULT_MAX_DURATION_S = 600.0
 WINDOW_S = 10.0
+MIN_TAIL_S = 2.5  # the least audio a last, partial window of "all" must hold
 # Peak below this (about -80 dBFS) counts as silence: nothing a model says about it means anything.
 SILENCE_PEAK = 1e-4
 
@@ -250,7 +251,9 @@ def windows(
         if hop <= 0:
             raise ValueError("hop must be positive")
         starts = list(range(0, max(total - size, 0) + 1, hop))
-        if starts[-1] + size < total:  # the tail that a whole hop would miss gets its own window
+        # the tail that a whole hop would miss gets its own window, if it holds enough music to caption:
+        # a fraction of a second padded with silence (a 30.4 s file's last 0.4 s) is not worth a caption
+        if total - (starts[-1] + size) >= MIN_TAIL_S * rate:
             starts.append(starts[-1] + hop)
         if max_windows is not None and len(starts) > max_windows:
             picks = np.linspace(0, len(starts) - 1, max_windows).round().astype(int)

@@ -98,6 +98,8 @@ def test_windows_cover_the_audio_with_correct_times():
     assert all(len(w.samples) == 80000 for w in every)
     assert every[-1].label == "00:20–00:25"
     assert len(windows(audio, "all", hop_s=2.0, max_windows=4)) == 4
+    short_tail = from_array(tone(30.4, 8000).astype(np.float32), 8000)  # 0.4 s past the third window
+    assert [w.label for w in windows(short_tail, "all")] == ["00:00–00:10", "00:10–00:20", "00:20–00:30"]
 
 
 @settings(max_examples=40, deadline=None)
