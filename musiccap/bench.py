@@ -224,6 +224,9 @@ def measure_long_track(
     }
 
 
+CONCURRENT_TARGET = 2.5  # issue 32: with 4 listeners, each request's median at most 2.5x one listener's
+
+
 def ratios(results: dict) -> dict:
     """How many times faster than the anchor: one anchor caption / the compare request (medians, and p90
     over p90), and the anchor captioning every window of the long track one by one / the long-track run."""
@@ -291,22 +294,53 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def concurrent_requests(url: str, clip, users: int, rounds: int) -> tuple[list[float], int]:
+    """``users`` Gradio clients at once, ``rounds`` compare requests each: every request's seconds and
+    how many failed (a timeout or a refusal from the queue is counted, not raised)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+
+    def user(client) -> tuple[list[float], int]:
+        seconds, failures = [], 0
+        for _ in range(rounds):
+            began = time.perf_counter()
+            try:
+                client.predict(audio=clip, api_name="/compare")
+                seconds.append(time.perf_counter() - began)
+            except Exception:  # the client raises many kinds; each is one request that did not come back
+                failures += 1
+        return seconds, failures
+
+    clients = [Client(url, verbose=False) for _ in range(users)]
+    with ThreadPoolExecutor(users) as pool:
+        answers = list(pool.map(user, clients))
+    return [t for seconds, _ in answers for t in seconds], sum(failures for _, failures in answers)
+
+
 def measure_app(
-    starts: int, requests: int, threads: tuple[str, ...] = ("1",), anchor: AnchorTimer | None = None
+    starts: int,
+    requests: int,
+    threads: tuple[str, ...] = ("1",),
+    anchor: AnchorTimer | None = None,
+    users: int = 0,
+    user_rounds: int = 3,
 ) -> dict:
     """Start ``python app.py`` ``starts`` times per intra-op thread setting (``MUSICCAP_TORCH_THREADS``) and
     time the first compare request and ``requests`` more after each start. Settings take turns start by
     start, so a machine whose speed drifts weighs on each alike. The first setting is reported as the app.
-    With ``anchor``, one anchor caption follows each timed request (A, B, A, B, ...)."""
+    With ``anchor``, one anchor caption follows each timed request (A, B, A, B, ...). With ``users``, the
+    served setting then takes ``users`` listeners at once, ``user_rounds`` requests each (after each start)."""
     from gradio_client import Client, handle_file
 
     start_times = {n: [] for n in threads}
     first_requests = {n: [] for n in threads}
     latencies = {n: [] for n in threads}
+    together, failed = [], 0
     for _ in range(starts):
         for n in threads:
             port = _free_port()
-            env = {**os.environ, "PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+            env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
             env["MUSICCAP_ARENA_DB"] = str(Path(tempfile.mkdtemp()) / "votes.sqlite")
             env["MUSICCAP_TORCH_THREADS"] = n
             started = time.perf_counter()
@@ -339,6 +373,9 @@ def measure_app(
                     latencies[n].append(time.perf_counter() - began)
                     if anchor is not None:
                         anchor.caption()
+                if users and n == threads[0]:
+                    seconds, failures = concurrent_requests(url, clip, users, user_rounds)
+                    together, failed = together + seconds, failed + failures
             finally:
                 stop_app(process)
     by_threads = {
@@ -349,7 +386,17 @@ def measure_app(
         }
         for n in threads
     }
-    return {**by_threads[threads[0]], "torch_threads": threads[0], "by_threads": by_threads}
+    app = {**by_threads[threads[0]], "torch_threads": threads[0], "by_threads": by_threads}
+    if users:
+        request = summary(together) if together else {"median": None, "p90": None, "runs": 0}
+        single = app["compare_request"]["median"]
+        app["concurrent"] = {
+            "users": users,
+            "request": request,
+            "failures": failed,
+            "over_single": round(request["median"] / single, 2) if together and single else None,
+        }
+    return app
 
 
 def training_throughput() -> dict:
@@ -461,6 +508,15 @@ def write_markdown(results: dict, path: Path) -> None:
             f"{_fmt(app['compare_request']['median'], TARGETS['compare_request'])} | {app['compare_request']['p90']} | "
             f"{app['compare_request']['runs']} | {TARGETS['compare_request']} |",
         ]
+        together = app.get("concurrent")
+        if together and together["request"]["runs"]:
+            times = together["over_single"]
+            ok = "✅" if times <= CONCURRENT_TARGET and not together["failures"] else "❌"
+            lines.append(
+                f"| compare request, {together['users']} listeners at once | {together['request']['median']} "
+                f"({times}× one listener's {ok}) | {together['request']['p90']} | {together['request']['runs']} "
+                f"({together['failures']} failed) | ≤ {CONCURRENT_TARGET}× one listener's, none failed |"
+            )
         if len(app.get("by_threads", {})) > 1:
             lines += [
                 "",
@@ -561,6 +617,10 @@ def main(argv: list[str] | None = None) -> int:
         "--anchor-threads", type=int, default=1, help="intra-op threads of the LP-MusicCaps anchor"
     )
     parser.add_argument("--long-runs", type=int, default=3, help="runs of the 3-minute track through the CLI")
+    parser.add_argument(
+        "--users", type=int, default=4, help="listeners at once after each app start (0: none)"
+    )
+    parser.add_argument("--user-rounds", type=int, default=3, help="compare requests each listener makes")
     parser.add_argument("--out", type=Path, default=DOCS, help="where BENCHMARKS.md and benchmarks.json go")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -589,7 +649,9 @@ def main(argv: list[str] | None = None) -> int:
             results["models"][name] = {"error": (run.stderr.strip().splitlines() or ["no output"])[-1]}
     anchor = AnchorTimer(args.anchor_threads) if "anchor" not in args.skip else None
     if "app" not in args.skip:
-        results["app"] = measure_app(args.app_starts, args.app_requests, tuple(args.app_threads), anchor)
+        results["app"] = measure_app(
+            args.app_starts, args.app_requests, tuple(args.app_threads), anchor, args.users, args.user_rounds
+        )
     if "long" not in args.skip:
         results["long_track"] = measure_long_track(args.long_runs, anchor)
     if anchor is not None:

@@ -59,3 +59,19 @@ def test_markdown_states_the_ratio_the_target_and_the_load(tmp_path):
     assert "| compare request, medians | 4.0 ✅ | ≥ 3.0 |" in text
     assert "18 windows per captioner" in text and "22.000 ✅ s median" in text
     assert "Load while measuring: load average 1.00" in text
+
+
+def test_markdown_states_several_listeners_against_one(tmp_path):
+    data = results()
+    data["app"]["concurrent"] = {
+        "users": 4,
+        "request": summary([2.0, 3.0, 4.0]),
+        "failures": 0,
+        "over_single": 3.0,
+    }
+    write_markdown(data, tmp_path / "BENCHMARKS.md")
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| compare request, 4 listeners at once | 3.0 (3.0× one listener's ❌) |" in text
+    data["app"]["concurrent"] |= {"request": summary([1.5, 2.0, 2.5]), "over_single": 2.0}
+    write_markdown(data, tmp_path / "BENCHMARKS.md")
+    assert "(2.0× one listener's ✅)" in (tmp_path / "BENCHMARKS.md").read_text()
