@@ -71,7 +71,7 @@ SIZES = {
 class Renderers:
     """v2's soundfonts. Training (train, validation, test) draws each part from `training` (drum parts
     also from `drum_kits`); the unseen split renders everything with `held_out`, which training never
-    uses. MuseScore_General and csound's soundfont are reserved for a held-out evaluation and refused
+    uses. The soundfonts of `render.RESERVED_SOUNDFONTS` are kept for a held-out evaluation and refused
     by `find_soundfont` (docs/CORPUS.md)."""
 
     training: tuple[str, ...]  # General MIDI soundfonts
