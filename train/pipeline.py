@@ -39,6 +39,7 @@ class Step:
     commands: list[list[str]]
     after: list[str] = field(default_factory=list)
     shipped: bool = True  # False: an ablation run in the runs folder, only its numbers are kept
+    lever: bool = False  # a variant row that may ship instead of its paper's recipe (issue 30's levers)
 
 
 # The parts each architecture's configs name by registry name: the pipeline points them at the
@@ -276,37 +277,33 @@ def steps(
             row("csa", "csa", f"model.musical_frames={MUSICAL_COLUMNS}", name="csa_musical_frames"),
             after=["csa"],
             shipped=False,
+            lever=True,
         ),
         # Levers of issue 30, each a variant row of its architecture's table (never a paper's row): the
-        # shipped recipe with attribute words weighted ATTRIBUTE_WORD_WEIGHT times in the NLL.
-        Step(
-            "attribute-word-variants",
-            [
-                command
-                for model, config in (
-                    ("csa", "csa"),
-                    ("alcap", "alcap"),
-                    ("muscaps", "muscaps"),
-                    ("rgmc", "rgmc"),
-                    ("blap", "blap"),
-                )
-                for command in row(
+        # shipped recipe with attribute words weighted ATTRIBUTE_WORD_WEIGHT times in the NLL. One step per
+        # architecture, after its shipped run, so each variant can be judged as soon as its base exists.
+        *(
+            Step(
+                f"{model}-attribute-words",
+                row(
                     model,
-                    config,
+                    model,
                     f"model.attribute_word_weight={ATTRIBUTE_WORD_WEIGHT}",
                     *([f"model.init_from={runs}/blap_stage1"] if model == "blap" else []),
-                    name=f"{config}_attribute_words",
-                )
-            ],
-            after=["csa", "alcap", "muscaps", "rgmc", "blap"],
-            shipped=False,
+                    name=f"{model}_attribute_words",
+                ),
+                after=[model],
+                shipped=False,
+                lever=True,
+            )
+            for model in ("csa", "alcap", "muscaps", "rgmc", "blap")
         ),
         Step(
             "tables",
             [[PY, "-m", "train.tables", "--checkpoints", ck, "--out", str(REPO / "docs" / "RESULTS.md")]],
             after=[
                 "baselines",
-                "attribute-word-variants",
+                *(f"{model}-attribute-words" for model in ("csa", "alcap", "muscaps", "rgmc", "blap")),
                 "csa-musical-frames",
                 "muscaps-ablations",
                 "rgmc-ablations",
@@ -316,10 +313,13 @@ def steps(
             ],
         ),
     ]
-    # Shipped checkpoints first: with --jobs N the ablations fill the cores once every main model is under way.
-    return [s for s in plan if s.shipped and s.name != "tables"] + [
-        s for s in plan if not s.shipped or s.name == "tables"
-    ]
+
+    # Shipped checkpoints first, then the levers of issue 30 (they decide which variant ships), then the
+    # papers' ablation rows: with --jobs N each later group fills the cores once the earlier is under way.
+    def rank(step: Step) -> int:
+        return 3 if step.name == "tables" else 0 if step.shipped else 1 if step.lever else 2
+
+    return sorted(plan, key=rank)
 
 
 class PipelineState:
