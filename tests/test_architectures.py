@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer
 
 from musiccap.checkpoint import read_config
-from musiccap.clip import AUDIO_FEATURES, Clip
+from musiccap.clip import ANALYSIS, AUDIO_FEATURES, Clip
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.caption_lm import TOKENIZER_NAME, build_t5, train_caption_tokenizer
 from musiccap.models.base import load_captioner, registry
@@ -23,6 +23,7 @@ from musiccap.text import clean_caption
 from musiccap.training import BuildContext, Trainable, train_collate
 from tests.test_alcap import TINY as ALCAP_TINY
 from tests.test_blap import TINY as BLAP_TINY
+from tests.test_conditioning import heard as heard_analysis
 from tests.toy import TEMPLATES, save_tiny_clap, toy_item
 
 FRAME_DIM, POOLED_DIM, CHUNK_DIM = 8 + 12 + 24 + 24, 6, 200  # the embedded layout's pitch-class blocks fit
@@ -171,3 +172,58 @@ def test_csa_musical_frames_variant_reads_the_unpooled_key_and_tempo_columns(ite
     assert not torch.allclose(own[:, n:], other[:, n:])
     plain = registry()["csa"].build(TINY["csa"], items, context)
     assert not any(name.startswith("musical_") for name, _ in plain.named_parameters())
+
+
+ANALYSES = [heard_analysis(60 + 20 * i, ("minor", "major")[i % 2], i % 2 * 0.9) for i in range(8)]
+
+
+def conditioned_model(name, items, checkpoints):
+    context = BuildContext(
+        clap_path=str(checkpoints / "clap"), feature_dims=(FRAME_DIM, POOLED_DIM, CHUNK_DIM), corpus_dir=""
+    )
+    config = {**TINY[name], **({"lm_path": str(checkpoints / "blap_lm")} if name == "blap" else {})}
+    torch.manual_seed(0)
+    return registry()[name].build({**config, "analysis_conditioning": True}, items, context)
+
+
+@pytest.mark.parametrize("name", sorted(set(TINY) - {"nearest"}))
+def test_every_architecture_can_be_conditioned_on_the_analysis(name, items, checkpoints):
+    """The analysis reaches the loss (another analysis, another loss; its parameters train), survives
+    save and reload, and reaches captioning through the clip; the paper recipe has none of it."""
+    items = [replace(item, analysis=analysis) for item, analysis in zip(items, ANALYSES)]
+    model = conditioned_model(name, items, checkpoints).eval()
+    batch = train_collate(model)(items[:4])
+    with torch.no_grad():
+        own = model(batch)["loss"]
+        other = model({**batch, "analysis": batch["analysis"].flip(0)})["loss"]
+    assert not torch.allclose(own, other)
+    model.train()
+    model(batch)["loss"].backward()
+    analysis_parameters = [
+        p for n, p in model.named_parameters() if n.startswith(("analysis_", "mapper.mlp.0"))
+    ]
+    assert analysis_parameters and all(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in analysis_parameters
+    )
+    model.eval()
+
+    model.save_pretrained(checkpoints / f"{name}_analysis")
+    loaded = load_captioner(checkpoints / f"{name}_analysis")
+    clips = [
+        Clip(None, clip_id=item.id, features={AUDIO_FEATURES: item.features, ANALYSIS: item.analysis})
+        for item in items[:2]
+    ]
+    before, after = model.caption_batch(clips, DECODING), loaded.caption_batch(clips, DECODING)
+    assert [r.text for r in after] == [r.text for r in before]
+    if after[0].attention is not None and after[0].attention.size:  # a heatmap over audio time only
+        assert after[0].attention.shape[1] == len(after[0].attention_times)
+    with pytest.raises(ValueError, match="needs the clip's audio"):
+        loaded.caption_batch(
+            [Clip(None, clip_id="x", features={AUDIO_FEATURES: items[0].features})], DECODING
+        )
+
+
+def test_training_without_the_corpus_analyses_says_how_to_make_them(items, checkpoints):
+    model = conditioned_model("csa", items, checkpoints)
+    with pytest.raises(ValueError, match="train.analysis_vectors"):
+        model.collate(items[:2])

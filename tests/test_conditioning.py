@@ -3,18 +3,13 @@
 import json
 from dataclasses import replace
 
-import numpy as np
 import pytest
-import torch
 
 from musiccap.analysis import Analysis
 from musiccap.attributes import FAMILIES
-from musiccap.clip import ANALYSIS, AUDIO_FEATURES, Clip
+from musiccap.clip import Clip
 from musiccap.conditioning import ANALYSIS_FIELDS, ANALYSIS_SIZE, analysis_vector, clip_analysis_batch
-from musiccap.models.base import load_captioner, registry
-from musiccap.training import BuildContext, train_collate
-from tests.test_architectures import CHUNK_DIM, DECODING, FRAME_DIM, POOLED_DIM, TINY
-from tests.toy import save_tiny_clap, toy_item, toy_waveform
+from tests.toy import toy_waveform
 from train.analysis_vectors import fold_of
 from train.data import analysis_path, load_items
 
@@ -59,58 +54,6 @@ def test_a_clip_without_audio_or_analysis_is_refused_clearly():
 def test_folds_go_by_composition_and_are_stable():
     assert fold_of("bach/bwv772", 3) == fold_of("bach/bwv772", 3)
     assert {fold_of(f"piece{i}", 3) for i in range(30)} == {0, 1, 2}
-
-
-@pytest.fixture(scope="module")
-def conditioned(tmp_path_factory):
-    root = tmp_path_factory.mktemp("conditioned")
-    save_tiny_clap(root / "clap", FRAME_DIM, POOLED_DIM)
-    rng = np.random.default_rng(0)
-    analyses = [heard(60 + 20 * i, ("minor", "major")[i % 2], i % 2 * 0.9) for i in range(8)]
-    items = [
-        replace(toy_item(i, rng, frame_dim=FRAME_DIM, pooled_dim=POOLED_DIM), analysis=analyses[i])
-        for i in range(8)
-    ]
-    context = BuildContext(
-        clap_path=str(root / "clap"), feature_dims=(FRAME_DIM, POOLED_DIM, CHUNK_DIM), corpus_dir=""
-    )
-    torch.manual_seed(0)
-    model = registry()["csa"].build({**TINY["csa"], "analysis_conditioning": True}, items, context)
-    return root, items, model
-
-
-def test_csa_reads_the_analysis_as_one_more_memory_token(conditioned):
-    root, items, model = conditioned
-    losses = model(train_collate(model)(items[:4]))
-    losses["loss"].backward()
-    assert model.analysis_token.projection.weight.grad.abs().sum() > 0
-    model.eval()
-    model.save_pretrained(root / "csa_analysis")
-    loaded = load_captioner(root / "csa_analysis")
-
-    def clip(item, analysis):
-        return Clip(None, clip_id=item.id, features={AUDIO_FEATURES: item.features, ANALYSIS: analysis})
-
-    own = clip(items[0], items[0].analysis)
-    result = loaded.caption_batch([own], DECODING)[0]
-    assert result.text == model.caption_batch([own], DECODING)[0].text
-    # the heatmap stays one column per frame (the analysis token has no time), rows a distribution
-    assert result.attention.shape[1] == len(items[0].features.frames)
-    np.testing.assert_allclose(result.attention.sum(1), 1.0, rtol=1e-4)
-    with torch.no_grad():
-        first, second = (
-            loaded.encode_clips([c], loaded.clip_features([c]))
-            for c in (clip(items[0], heard(60)), clip(items[0], heard(180, "major", 0.0)))
-        )
-    # same audio, another analysis: only the last memory position moves
-    assert torch.allclose(first.memory[:, :-1], second.memory[:, :-1])
-    assert not torch.allclose(first.memory[:, -1], second.memory[:, -1])
-
-
-def test_training_without_the_corpus_analyses_says_how_to_make_them(conditioned):
-    _, items, model = conditioned
-    with pytest.raises(ValueError, match="train.analysis_vectors"):
-        model.collate([replace(item, analysis=None) for item in items[:2]])
 
 
 def test_load_items_attaches_the_corpus_analyses(tmp_path, monkeypatch):

@@ -77,7 +77,10 @@ def test_the_analysis_conditioned_variant_trains_on_the_analyses_and_files_its_r
         and "model.analysis_conditioning=true" in run.commands[0]
     )
     assert set(row.after) == {"csa", "csa-analysis-run"} and row.commands[0][-2:] == ["--as", "csa_analysis"]
-    assert not run.shipped and run.lever and "csa-analysis" in plan["tables"].after
+    assert not run.shipped and run.lever and run.candidate and "csa-analysis" in plan["tables"].after
+    order = list(plan)
+    assert order.index("csa-analysis-run") < order.index("alcap") < order.index("csa-attribute-words")
+    assert "blap" in plan["blap-analysis-run"].after  # it starts from BLAP's stage-1 run
 
 
 def test_an_interrupted_training_is_resumed_from_its_last_epoch(tmp_path):

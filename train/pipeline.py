@@ -41,6 +41,8 @@ class Step:
     after: list[str] = field(default_factory=list)
     shipped: bool = True  # False: an ablation run in the runs folder, only its numbers are kept
     lever: bool = False  # a variant row that may ship instead of its paper's recipe (issue 30's levers)
+    # a lever likely to ship (its run is queued with the shipped runs, ahead of the other levers)
+    candidate: bool = False
 
 
 # The parts each architecture's configs name by registry name: the pipeline points them at the
@@ -64,6 +66,8 @@ MUSICAL_COLUMNS = EmbeddedConfig.chroma_dim + EmbeddedConfig.key_dim + EmbeddedC
 # before any run, as a middle value: these words are 22 % of the words of corpus v2's captions, and 3 makes them
 # 46 % of the loss.
 ATTRIBUTE_WORD_WEIGHT = 3
+# the trained captioners, in the order their levers are queued (the best-placed first)
+CAPTIONERS = ("csa", "alcap", "muscaps", "rgmc", "blap")
 
 
 def train_cmd(
@@ -184,17 +188,21 @@ def steps(
     def evaluate(checkpoint: str, name: str, **switches):
         return evaluate_as(checkpoint, c, name, ck, **switches)
 
-    def analysis_variant(model: str, config: str) -> tuple[Step, Step]:
-        """The shipped recipe conditioned on the analysis: its run, then its row in ``model``'s table."""
-        name = f"{config}_analysis"
-        training, evaluation = row(model, config, "model.analysis_conditioning=true", name=name)
+    def analysis_variant(model: str) -> tuple[Step, Step]:
+        """The shipped recipe conditioned on the analysis: its run (it needs only the CLAP and the analyses,
+        and BLAP its stage-1 run), then its row in ``model``'s table, once the paper recipe's results exist."""
+        blap = model == "blap"
+        training, evaluation = row(
+            model,
+            model,
+            "model.analysis_conditioning=true",
+            *([f"model.init_from={runs}/blap_stage1"] if blap else []),
+            name=f"{model}_analysis",
+        )
+        inputs = ["clap", "analysis-vectors", *(["blap"] if blap else [])]
         return (
             Step(
-                f"{model}-analysis-run",
-                [training],
-                after=["clap", "analysis-vectors"],
-                shipped=False,
-                lever=True,
+                f"{model}-analysis-run", [training], after=inputs, shipped=False, lever=True, candidate=True
             ),
             Step(
                 f"{model}-analysis",
@@ -247,6 +255,11 @@ def steps(
             shipped=False,
         ),
         Step("csa", [train("csa", "csa", f"{ck}/csa")], after=["clap"]),
+        # Lever of issue 30, a variant row of each architecture's table: the clip's analysis (the app's own
+        # ears, musiccap/conditioning.py) as an input beside the audio. The analysis reads tempo and mode
+        # far better than any captioner's audio features do (docs/RESULTS.md), so these runs are queued
+        # with the shipped ones (csa, the best-placed, first; BLAP's after its stage-1 run).
+        *(step for model in CAPTIONERS if model != "blap" for step in analysis_variant(model)),
         Step(
             "csa-ablations",
             row("csa", "csa_m1")
@@ -293,6 +306,7 @@ def steps(
             ],
             after=["clap"],
         ),
+        *analysis_variant("blap"),
         Step("blap-ablations", row("blap", "blap_stage2_only"), after=["blap"], shipped=False),
         # Lever of issue 30, a variant row of Kim & Park's table: the frames' chroma, key-profile and
         # tempogram columns reach the decoder unpooled beside the CLAP's tokens (the CLAP pools mode away).
@@ -303,10 +317,6 @@ def steps(
             shipped=False,
             lever=True,
         ),
-        # Lever of issue 30, a variant row of Kim & Park's table: the clip's analysis (the app's own ears,
-        # musiccap/conditioning.py) as one more memory token. Its training needs only the CLAP and the
-        # analyses, so it starts before the paper recipe it is compared with has finished.
-        *analysis_variant("csa", "csa"),
         # Levers of issue 30, each a variant row of its architecture's table (never a paper's row): the
         # shipped recipe with attribute words weighted ATTRIBUTE_WORD_WEIGHT times in the NLL. One step per
         # architecture, after its shipped run, so each variant can be judged as soon as its base exists.
@@ -324,15 +334,14 @@ def steps(
                 shipped=False,
                 lever=True,
             )
-            for model in ("csa", "alcap", "muscaps", "rgmc", "blap")
+            for model in CAPTIONERS
         ),
         Step(
             "tables",
             [[PY, "-m", "train.tables", "--checkpoints", ck, "--out", str(REPO / "docs" / "RESULTS.md")]],
             after=[
                 "baselines",
-                "csa-analysis",
-                *(f"{model}-attribute-words" for model in ("csa", "alcap", "muscaps", "rgmc", "blap")),
+                *(f"{model}-{lever}" for model in CAPTIONERS for lever in ("attribute-words", "analysis")),
                 "csa-musical-frames",
                 "muscaps-ablations",
                 "rgmc-ablations",
@@ -343,10 +352,10 @@ def steps(
         ),
     ]
 
-    # Shipped checkpoints first, then the levers of issue 30 (they decide which variant ships), then the
-    # papers' ablation rows: with --jobs N each later group fills the cores once the earlier is under way.
+    # Shipped checkpoints (and the candidates to ship in their place) first, then the other levers of
+    # issue 30 (they decide which variant ships), then the papers' ablation rows: with --jobs N each later group fills the cores once the earlier is under way.
     def rank(step: Step) -> int:
-        return 3 if step.name == "tables" else 0 if step.shipped else 1 if step.lever else 2
+        return 3 if step.name == "tables" else 0 if step.shipped or step.candidate else 1 if step.lever else 2
 
     return sorted(plan, key=rank)
 

@@ -64,6 +64,7 @@ from torch import nn
 
 from musiccap.checkpoint import config_from_dict
 from musiccap.clip import LYRICS
+from musiccap.conditioning import AnalysisToken, clip_analysis_batch, item_analysis_batch
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.embedded_clap import EmbeddedClap
 from musiccap.encoders.text import EMBEDDING_DIM as MINILM_DIM
@@ -109,6 +110,9 @@ class AlcapConfig:
     symmetric_contrastive: bool = False  # paper: one direction (music anchors, lyrics candidates)
     # > 1: a variant (never a paper's row) weighting attribute words in the NLL (base.caption_nll)
     attribute_word_weight: float = 1.0
+    # a variant (issue 30, never a paper's row): the clip's analysis (musiccap/conditioning.py) as one more
+    # memory token, after the fused lyrics
+    analysis_conditioning: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -244,6 +248,8 @@ class AlcapCaptioner(NeuralCaptioner):
                 config.dropout,
             )
         )
+        if config.analysis_conditioning:
+            self.analysis_token = AnalysisToken(config.width)
         self._lyric_states: dict[str, torch.Tensor] = {}
 
     # ---- building, saving, loading ---------------------------------------------------------------
@@ -327,6 +333,7 @@ class AlcapCaptioner(NeuralCaptioner):
             "lyrics_group": torch.tensor(groups),
             "input_ids": input_ids,
             "targets": targets,
+            **({"analysis": item_analysis_batch(items)} if self.config.analysis_conditioning else {}),
         }
 
     # ---- encoder side ------------------------------------------------------------------------------
@@ -352,9 +359,12 @@ class AlcapCaptioner(NeuralCaptioner):
             lyrics = torch.where(without[:, None, None], placeholder, lyrics)
             lyrics_mask = torch.where(without[:, None], placeholder_mask, lyrics_mask)
         fused, fusion_attention = self.fusion(lyrics, music, frame_mask)
+        memory, memory_mask = torch.cat([music, fused], dim=1), torch.cat([frame_mask, lyrics_mask], dim=1)
+        if self.config.analysis_conditioning:
+            memory, memory_mask = self.analysis_token.append_to(memory, memory_mask, batch["analysis"])
         return Encoding(
-            memory=torch.cat([music, fused], dim=1),
-            memory_mask=torch.cat([frame_mask, lyrics_mask], dim=1),
+            memory=memory,
+            memory_mask=memory_mask,
             n_music=music.shape[1],
             music_codes=F.normalize(self.music_head(masked_mean(music, frame_mask)), dim=-1),
             lyrics_codes=F.normalize(self.lyrics_head(masked_mean(lyrics, lyrics_mask)), dim=-1),
@@ -396,7 +406,10 @@ class AlcapCaptioner(NeuralCaptioner):
 
     def encode_clips(self, clips: list[Clip], features: list) -> Encoding:
         lyric_texts = [clip.features.get(LYRICS) for clip in clips]
-        return self.encode({**self.frame_batch(features), **self.lyric_token_states(lyric_texts)})
+        batch = {**self.frame_batch(features), **self.lyric_token_states(lyric_texts)}
+        if self.config.analysis_conditioning:
+            batch["analysis"] = clip_analysis_batch(clips)
+        return self.encode(batch)
 
     def start_search(self, encoding: Encoding, expand: torch.Tensor) -> SearchStart:
         state = self.decoder.search_state(encoding.memory, encoding.memory_mask, expand)
@@ -413,9 +426,10 @@ class AlcapCaptioner(NeuralCaptioner):
         else:
             weights = np.zeros((0, *shape), dtype=np.float32)
         n_frames = int(encoding.memory_mask[row, : encoding.n_music].sum())
-        lyric_positions = encoding.memory_mask[row, encoding.n_music :].numpy()
+        end = encoding.memory.shape[1] - int(self.config.analysis_conditioning)  # the analysis token is last
+        lyric_positions = encoding.memory_mask[row, encoding.n_music : end].numpy()
         music = weights[..., :n_frames]  # [tokens, layers, heads, frames]
-        fused = weights[..., encoding.n_music :][..., lyric_positions]
+        fused = weights[..., encoding.n_music : end][..., lyric_positions]
         fusion = encoding.fusion_attention[row][:, lyric_positions, :n_frames].mean(0).numpy()
         has_lyrics = bool(encoding.has_lyrics[row])
         result.attention = rows_to_one(music.mean(axis=(1, 2)))
@@ -434,7 +448,9 @@ def _attention_views(
     decoder's cross-attention to the two parts of its memory; fusion [lyric positions, frames].
     """
     views = layer_views(music)
-    music_share = music.sum(-1).mean(axis=2)  # [tokens, layers]: the rest went to the fused lyrics
+    music_share = music.sum(-1).mean(
+        axis=2
+    )  # [tokens, layers]: the rest went to the fused lyrics (and analysis)
     views["music share of decoder attention (tokens × layers)"] = music_share.astype(np.float32)
     queries = "lyric tokens" if has_lyrics else "placeholders"
     views[f"fusion: {queries} × music time"] = fusion.astype(np.float32)

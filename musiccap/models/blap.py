@@ -75,6 +75,7 @@ from musiccap.checkpoint import (
     read_config,
     require_hash,
 )
+from musiccap.conditioning import AnalysisToken, clip_analysis_batch, item_analysis_batch
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.caption_lm import (
     lm_fingerprint,
@@ -116,6 +117,9 @@ class BLAPConfig:
     instruction: str = INSTRUCTION
     # > 1: a variant (never a paper's row) weighting attribute words in the NLL (base.caption_nll)
     attribute_word_weight: float = 1.0
+    # a variant (issue 30, never a paper's row): stage 2's soft prompt gets the clip's analysis
+    # (musiccap/conditioning.py) as one more position, after the queries
+    analysis_conditioning: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -160,6 +164,7 @@ class BLAPCaptioner(NeuralCaptioner):
         "qformer.layers.",
         "qformer.final_norm.",
         "prompt_proj.",
+        "analysis_token.",
     )
 
     def __init__(self, config: BLAPConfig, *, tokenizer: Tokenizer, lm: T5ForConditionalGeneration, clap):
@@ -175,6 +180,8 @@ class BLAPCaptioner(NeuralCaptioner):
         self.itm_head = nn.Linear(config.width, 2)
         self.lm_bias = nn.Parameter(torch.zeros(config.vocab_size))  # stage-1 LM head: tied to text_embed
         self.prompt_proj = nn.Linear(config.width, config.lm_width)
+        if config.analysis_conditioning:
+            self.analysis_token = AnalysisToken(config.lm_width)
         # add_special_tokens=False: Flan-T5's tokenizer would append </s> itself
         instruction = tokenizer.encode(config.instruction, add_special_tokens=False).ids
         self.instruction_ids = torch.tensor(instruction + [self.eos_id])
@@ -235,7 +242,14 @@ class BLAPCaptioner(NeuralCaptioner):
                 raise ValueError(
                     f"{path}: the stage-1 {key} is {settings.get(key)!r}, this run has {getattr(self.config, key)!r}"
                 )
-        self.load_state_dict(load_file(str(path / WEIGHTS_NAME)), strict=True)
+        missing, unexpected = self.load_state_dict(load_file(str(path / WEIGHTS_NAME)), strict=False)
+        missing = [
+            key for key in missing if not key.startswith("analysis_token.")
+        ]  # stage 2 only: trains here
+        if missing or unexpected:
+            raise ValueError(
+                f"{path}: stage-1 weights do not fit (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
 
     @classmethod
     def load_extra(cls, path: Path) -> dict[str, Any]:
@@ -318,6 +332,8 @@ class BLAPCaptioner(NeuralCaptioner):
                 [first.setdefault(item.caption, i) for i, item in enumerate(items)]
             )
         batch["labels"] = self._pad(labels, -100)
+        if self.config.analysis_conditioning and self.config.stage == 2:
+            batch["analysis"] = item_analysis_batch(items)
         return batch
 
     # ---- training --------------------------------------------------------------------------------
@@ -326,7 +342,9 @@ class BLAPCaptioner(NeuralCaptioner):
         if self.config.stage == 1:
             return self.stage_one_loss(batch)
         logits = self.lm(
-            inputs_embeds=self.encoder_inputs(self.query_outputs(batch["audio"], batch["audio_mask"])),
+            inputs_embeds=self.encoder_inputs(
+                self.query_outputs(batch["audio"], batch["audio_mask"]), batch.get("analysis")
+            ),
             labels=batch["labels"],
         ).logits
         optimised_nll, nll = self.caption_nll(logits, batch["labels"], -100)
@@ -338,9 +356,14 @@ class BLAPCaptioner(NeuralCaptioner):
     def query_outputs(self, audio: torch.Tensor, audio_mask: torch.Tensor, need_weights: bool = False):
         return self.qformer(audio, audio_mask, mode="unimodal", need_weights=need_weights)
 
-    def encoder_inputs(self, query_output: QFormerOutput) -> torch.Tensor:
-        """[soft prompt; instruction; </s>] embeddings for the T5 encoder: [B, n_queries + K, lm_width]."""
+    def encoder_inputs(
+        self, query_output: QFormerOutput, analysis: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[soft prompt; instruction; </s>] embeddings for the T5 encoder: [B, n_queries + K, lm_width]
+        (with ``analysis_conditioning``, the analysis token after the queries: n_queries + 1 + K)."""
         prompt = self.prompt_proj(query_output.queries)
+        if self.config.analysis_conditioning:
+            prompt = torch.cat([prompt, self.analysis_token(analysis)], dim=1)
         instruction = self.lm.get_input_embeddings()(self.instruction_ids)
         return torch.cat([prompt, instruction.expand(prompt.shape[0], -1, -1)], dim=1)
 
@@ -421,7 +444,10 @@ class BLAPCaptioner(NeuralCaptioner):
         """CLAP frame tokens -> Q-Former queries -> soft prompt -> the frozen LM's encoder."""
         audio, audio_mask = self.audio_tokens(features)
         query_output = self.query_outputs(audio, audio_mask, need_weights=True)
-        encoded = self.lm.get_encoder()(inputs_embeds=self.encoder_inputs(query_output)).last_hidden_state
+        analysis = clip_analysis_batch(clips) if self.config.analysis_conditioning else None
+        encoded = self.lm.get_encoder()(
+            inputs_embeds=self.encoder_inputs(query_output, analysis)
+        ).last_hidden_state
         # Q-Former cross-attention per layer: [B, layers, n_queries, T], mean over heads.
         qformer_attention = torch.stack(query_output.cross_attention, dim=1).mean(dim=2).numpy()
         return BLAPEncoding(encoded, audio_mask, qformer_attention, self.clap.embed_audio(features))

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from musiccap.clip import AUDIO_FEATURES, MEL_PATCHES
+from musiccap.conditioning import ANALYSIS_SIZE, clip_analysis_batch, item_analysis_batch
 from musiccap.decoding import DecodingConfig
 from musiccap.features import audio_features
 from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, register
@@ -134,6 +135,9 @@ class MusCapsConfig:
     max_caption_tokens: int = 60  # training captions are cut to this many words
     # > 1: a variant (never a paper's row) weighting attribute words in the NLL (base.caption_nll)
     attribute_word_weight: float = 1.0
+    # a variant (issue 30, never a paper's row): the clip's analysis (musiccap/conditioning.py), projected,
+    # is added to the audio vector a that starts the LSTMs and feeds them at every step
+    analysis_conditioning: bool = False
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -212,6 +216,8 @@ class MusCaps(NeuralCaptioner):
             self.attention = TemporalAttention(config.audio_dim, hidden, config.attention_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(hidden, len(self.vocab))
+        if config.analysis_conditioning:
+            self.analysis_embedding = nn.Linear(ANALYSIS_SIZE, hidden)
 
     # ------------------------------------------------------------------ building and training
 
@@ -258,12 +264,15 @@ class MusCaps(NeuralCaptioner):
         else:
             sources = [self._feature_sequence(item.features)[0] for item in items]
         audio, mask = _pad_sequences(sources)
-        return {"audio": audio, "audio_mask": mask, "tokens": tokens}
+        analysis = {"analysis": item_analysis_batch(items)} if self.config.analysis_conditioning else {}
+        return {"audio": audio, "audio_mask": mask, "tokens": tokens, **analysis}
 
     def training_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """Teacher forcing: predict word t+1 from words <= t; cross-entropy over the real words and <eos>."""
         state = self.initial_state(
-            self.chunk_features(batch["audio"], batch["audio_mask"]), batch["audio_mask"]
+            self.chunk_features(batch["audio"], batch["audio_mask"]),
+            batch["audio_mask"],
+            batch.get("analysis"),
         )
         tokens = batch["tokens"]
         logits = []
@@ -292,11 +301,15 @@ class MusCaps(NeuralCaptioner):
         features[mask] = self.scratch_musicnn(audio[mask]).penultimate  # padded patches never reach the CNN
         return features
 
-    def initial_state(self, chunks: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def initial_state(
+        self, chunks: torch.Tensor, mask: torch.Tensor, analysis: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Decoder state (batch first, so beam search can reorder it) and the audio it attends to."""
         weights = mask.float() / mask.float().sum(1, keepdim=True).clamp(min=1)
         pooled = torch.einsum("bl,blk->bk", weights, chunks)  # ã: average over the real chunks
         audio = self.audio_embedding(pooled)  # a
+        if self.config.analysis_conditioning:
+            audio = audio + self.analysis_embedding(analysis.to(audio.dtype))
         zeros = torch.zeros_like(audio)
         encoder_start = audio if self.config.variant == "attention" else zeros
         state = {
@@ -373,7 +386,8 @@ class MusCaps(NeuralCaptioner):
         return self._audio_batch(clips)
 
     def encode_clips(self, clips: list[Clip], audio: AudioBatch) -> dict[str, torch.Tensor]:
-        return self.initial_state(audio.chunks, audio.mask)
+        analysis = clip_analysis_batch(clips) if self.config.analysis_conditioning else None
+        return self.initial_state(audio.chunks, audio.mask, analysis)
 
     def start_search(self, state: dict[str, torch.Tensor], expand: torch.Tensor) -> SearchStart:
         state = {key: value.index_select(0, expand) for key, value in state.items()}

@@ -42,6 +42,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from musiccap.checkpoint import checkpoint_hash, config_from_dict, read_config, require_hash
 from musiccap.clip import REFERENCE_CAPTION
+from musiccap.conditioning import ANALYSIS_SIZE, clip_analysis_batch, item_analysis_batch
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.gpt2_bpe import END_OF_TEXT, pretrained_tokenizer, train_caption_tokenizer
 from musiccap.features import audio_features
@@ -86,6 +87,9 @@ class RGMCConfig:
     pretrain_captions_csv: str = ""  # MusicCaps CSV whose `caption` column joins the pretraining text
     # > 1: a variant (never a paper's row) weighting attribute words in the NLL (base.caption_nll)
     attribute_word_weight: float = 1.0
+    # a variant (issue 30, never a paper's row): the clip's analysis (musiccap/conditioning.py) joins the
+    # CLAP embedding at the prefix mapper's input, so the prefix carries it
+    analysis_conditioning: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -95,6 +99,10 @@ class RGMCConfig:
             raise ValueError("RGMC needs the audio prefix, the neighbour caption or both")
         if self.training_neighbours_exclude not in ("clip", "piece"):
             raise ValueError("training_neighbours_exclude must be 'clip' or 'piece'")
+        if self.analysis_conditioning and not self.use_audio:
+            raise ValueError(
+                "analysis_conditioning reaches the LM through the audio prefix: use_audio must be true"
+            )
 
 
 def musiccaps_captions(csv_path: str | Path) -> list[str]:
@@ -169,9 +177,8 @@ class RGMCCaptioner(NeuralCaptioner):
         )
         lm_config._attn_implementation = "eager"  # decoding reads the attention weights
         self.lm = GPT2LMHeadModel(lm_config)
-        self.mapper = (
-            PrefixMapper(config.embed_dim, config.n_prefix, config.n_embd) if config.use_audio else None
-        )
+        mapper_input = config.embed_dim + (ANALYSIS_SIZE if config.analysis_conditioning else 0)
+        self.mapper = PrefixMapper(mapper_input, config.n_prefix, config.n_embd) if config.use_audio else None
         # GPT-2 ties its output layer to the token embeddings; safetensors refuses shared tensors, so
         # the tied copy is left out of the state dict and comes back through the tie at load.
         self.register_state_dict_post_hook(_drop_tied_output_weight)
@@ -302,7 +309,8 @@ class RGMCCaptioner(NeuralCaptioner):
             self._layout(neighbour.text if neighbour is not None else None, item.caption)
             for item, neighbour in zip(items, neighbours, strict=True)
         ]
-        return {**audio, **self._pad(layouts)}
+        analysis = {"analysis": item_analysis_batch(items)} if self.config.analysis_conditioning else {}
+        return {**audio, **self._pad(layouts), **analysis}
 
     def _layout(self, candidate: str | None, caption: str) -> tuple[list[int], list[int]]:
         """(tokens, labels) of one training sequence: audio-prefix placeholders (their embeddings become
@@ -332,7 +340,7 @@ class RGMCCaptioner(NeuralCaptioner):
         if self.config.use_audio:
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_encoder):
                 embedding = self.embed(batch)[1]
-            prefix = self.mapper(embedding)
+            prefix = self.audio_prefix(embedding, batch.get("analysis"))
             embeds = torch.cat([prefix.to(embeds.dtype), embeds[:, self.config.n_prefix :]], dim=1)
         return embeds
 
@@ -419,10 +427,25 @@ class RGMCCaptioner(NeuralCaptioner):
             for g, s, clip in zip(golds, scores, clips, strict=True)
         ]
 
-    def _prompts(self, embeddings: torch.Tensor, neighbours: list[Neighbour | None]):
+    def audio_prefix(self, embedding: torch.Tensor, analysis: torch.Tensor | None) -> torch.Tensor:
+        """g: [B, E] CLAP embeddings (and, conditioned, [B, ANALYSIS_SIZE] analyses) -> [B, n_prefix, d]."""
+        if self.config.analysis_conditioning:
+            embedding = torch.cat([embedding, analysis.to(embedding.dtype)], dim=-1)
+        return self.mapper(embedding)
+
+    def _prompts(
+        self,
+        embeddings: torch.Tensor,
+        neighbours: list[Neighbour | None],
+        analysis: torch.Tensor | None = None,
+    ):
         """Left-padded prompt embeddings [B, P, d] (audio prefix, then neighbour tokens) and mask [B, P]."""
         width = self.config.n_embd
-        prefix = self.mapper(embeddings) if self.config.use_audio else torch.zeros(len(neighbours), 0, width)
+        prefix = (
+            self.audio_prefix(embeddings, analysis)
+            if self.config.use_audio
+            else torch.zeros(len(neighbours), 0, width)
+        )
         neighbour_ids = [
             self._encode(n.text, self.config.max_neighbour_tokens) if n is not None else []
             for n in neighbours
@@ -452,7 +475,8 @@ class RGMCCaptioner(NeuralCaptioner):
         # embed_audio batches by length without padding: the same clip gets the same neighbour in any batch
         embeddings = torch.as_tensor(self.encoder.embed_audio(features))
         neighbours = self.candidates(clips, embeddings) if self.config.use_text else [None] * len(clips)
-        embeds, prompt_mask = self._prompts(embeddings, neighbours)
+        analysis = clip_analysis_batch(clips) if self.config.analysis_conditioning else None
+        embeds, prompt_mask = self._prompts(embeddings, neighbours, analysis)
         positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)
         output = self.lm(
             inputs_embeds=embeds, attention_mask=prompt_mask, position_ids=positions, use_cache=True
