@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
+from musiccap.audio import from_array, windows
 from musiccap.bench import _free_port, timed_compare
+from musiccap.models.base import CaptionResult
 from musiccap.registry import REPO
-from musiccap.studio import Studio
-from musiccap.ui.compare import build_compare_tab, run_compare
+from musiccap.studio import ModelCaption, Studio
+from musiccap.ui.compare import build_compare_tab, caption_cards, run_compare
 
 EXAMPLE = REPO / "examples" / "real-parrotte-desert.ogg"
 MODELS = ["random", "muscaps"]
@@ -73,3 +76,16 @@ def test_each_caption_reaches_a_gradio_client_through_the_queue_as_it_is_written
         assert timed.heatmap_s is not None and timed.updates >= 3
     finally:
         demo.close()
+
+
+def test_cards_keep_their_places_whichever_captioner_answers_first():
+    window = windows(from_array(np.zeros(10 * 16000, dtype=np.float32), 16000), "first")[0]
+    papers = {"random": "floor", "muscaps": "MusCaps", "csa": "CSA"}
+    late = ModelCaption("csa", window)
+    late.result = CaptionResult("csa", "a calm song", tokens=["a"], window=(0.0, 10.0))
+    cards = caption_cards([window], {0: [late]}, {}, papers, 10.0)
+    assert list(card_kinds(cards).items()) == [
+        ("random", "pending"),
+        ("muscaps", "pending"),
+        ("csa", "model"),
+    ]

@@ -354,8 +354,13 @@ def _window_cards(
         return fact_badges(caption_facts, analysis), f"grounding {score}"
 
     cards = []
-    for caption in captions:
-        paper = papers.get(caption.model, "")
+    answered = {caption.model: caption for caption in captions}
+    # one place per captioner, in display order, whichever answers first: cards never move as they fill in
+    for model in [*papers, *(m for m in answered if m not in papers)]:
+        caption, paper = answered.get(model), papers.get(model, "")
+        if caption is None:
+            cards.append(_card("pending", model, paper, "captioning…", []))
+            continue
         if caption.result is None:
             cards.append(_card("failed", caption.model, paper, f"failed: {caption.error}", []))
             continue
@@ -368,9 +373,6 @@ def _window_cards(
         decoding = _decoding_text(caption.result.decoding)  # on hover: the settings that wrote it
         hint = f"decoding: {decoding}" if decoding else ""
         cards.append(_card("model", caption.model, paper, caption.result.text, meta, hint, badges))
-    for model in papers:
-        if model not in {caption.model for caption in captions}:
-            cards.append(_card("pending", model, papers[model], "captioning…", []))
     neighbour = comparison.neighbour if comparison else None
     neighbour = neighbour or next(
         (c.result.neighbour for c in captions if c.result and c.result.neighbour), None
