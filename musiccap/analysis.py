@@ -302,6 +302,10 @@ class Analysis:
     tags: dict[str, float]
     confidence: dict[str, float]
 
+    @classmethod
+    def from_json(cls, record: dict) -> Analysis:
+        return cls(**{**record, "window": tuple(record["window"])})
+
     def to_json(self) -> dict:
         record = asdict(self)
         record["window"] = [round(self.window[0], 3), round(self.window[1], 3)]

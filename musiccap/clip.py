@@ -23,9 +23,10 @@ MEL_PATCHES = "musicnn_log_mel_patches"  # MusCaps' scratch encoder input (also 
 LYRICS = "lyrics"  # lyrics a user typed for the clip (ALCAP reads them; other captioners ignore them)
 REFERENCE_CAPTION = "reference_caption"  # the clip's reference caption: RGMC's gold-candidate ablation
 CLAP_AUDIO = "clap_audio_embedding"  # family: f"{CLAP_AUDIO}:{scorer name}", a CLAP audio embedding
+ANALYSIS = "analysis"  # musiccap.analysis.Analysis of the window: the fact check and conditioned captioners
 CLAP_MEL = "clap_mel"  # family: f"{CLAP_MEL}:{feature extractor version}", the HTSAT CLAP's log-mel
 
-FEATURE_NAMES = frozenset({AUDIO_FEATURES, MEL_PATCHES, LYRICS, REFERENCE_CAPTION})
+FEATURE_NAMES = frozenset({AUDIO_FEATURES, MEL_PATCHES, LYRICS, REFERENCE_CAPTION, ANALYSIS})
 FEATURE_FAMILIES = frozenset({CLAP_AUDIO, CLAP_MEL})
 
 

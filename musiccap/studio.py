@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from musiccap.analysis import Analysis, analyze, facts, grounding
+from musiccap.analysis import Analysis, facts, grounding
 from musiccap.audio import Audio, Window, from_array, load_audio, windows
-from musiccap.clip import LYRICS, Clip
+from musiccap.clip import ANALYSIS, LYRICS, Clip
+from musiccap.conditioning import clip_analysis
 from musiccap.decoding import DecodingConfig
 from musiccap.features import audio_features
 from musiccap.models.base import Captioner, CaptionResult, Neighbour, load_captioner
@@ -228,12 +229,12 @@ class Studio:
             texts[REFERENCE] = reference.strip()
         scores = self.similarity(clip, list(texts.values())) or []
         similarity = dict(zip(texts, scores))
-        analysis = analyze(clip)  # reuses the window's musicnn pass
+        analysis = clip_analysis(clip)  # reuses the window's musicnn pass; shared with conditioned captioners
         for caption in answered:
             caption.clap_similarity = similarity.get(caption.model)
             caption.facts = facts(caption.result.text, analysis)
             caption.grounding = grounding(caption.facts)
-        features_s = sum(clip.timings.values())
+        features_s = sum(seconds for name, seconds in clip.timings.items() if name != ANALYSIS)
         return WindowComparison(
             index, clip.window, captions, neighbour, similarity, self.tags(clip), features_s, analysis
         )

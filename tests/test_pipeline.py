@@ -56,6 +56,30 @@ def test_state_keys_ignore_the_interpreter_path(tmp_path):
     assert not reloaded.done(["/other/python", "-m", "train.features", "/data/other"])
 
 
+def test_two_pipelines_sharing_a_runs_folder_keep_what_each_recorded(tmp_path):
+    """A second process (``--only`` a step while the main one runs with ``--skip`` it) records into the
+    same state file: neither write loses the other's commands."""
+    main, second = PipelineState(tmp_path / "state.json"), PipelineState(tmp_path / "state.json")
+    main.record([sys.executable, "-m", "train", "csa"], 1.0)
+    second.record([sys.executable, "-m", "train.analysis_vectors"], 2.0)
+    main.record([sys.executable, "-m", "train", "rgmc"], 3.0)
+    reloaded = PipelineState(tmp_path / "state.json")
+    assert len(reloaded.finished) == 3 and main.finished == reloaded.finished
+
+
+def test_the_analysis_conditioned_variant_trains_on_the_analyses_and_files_its_row_after_the_paper_recipe(
+    tmp_path,
+):
+    plan = {step.name: step for step in pipeline.steps("C", "full", str(tmp_path / "runs"))}
+    run, row = plan["csa-analysis-run"], plan["csa-analysis"]
+    assert (
+        set(run.after) == {"clap", "analysis-vectors"}
+        and "model.analysis_conditioning=true" in run.commands[0]
+    )
+    assert set(row.after) == {"csa", "csa-analysis-run"} and row.commands[0][-2:] == ["--as", "csa_analysis"]
+    assert not run.shipped and run.lever and "csa-analysis" in plan["tables"].after
+
+
 def test_an_interrupted_training_is_resumed_from_its_last_epoch(tmp_path):
     out = tmp_path / "run"
     command = [

@@ -37,6 +37,9 @@ class FeatureItem:
     audio_path: str = ""  # the clip's audio file, for inputs computed from the waveform (mel patches)
     mel_patches: np.ndarray | None = None  # [n_chunks, 187, 96]: only MusCaps' scratch CNN reads these
     captions: tuple[str, ...] = ()  # corpus v2: every phrasing of the clip (`caption` is the first)
+    # musiccap.analysis.Analysis of the clip, when the corpus has them (``python -m train.analysis_vectors``):
+    # what analysis-conditioned captioners read (musiccap/conditioning.py)
+    analysis: object | None = None
 
 
 class CaptionSampler:
@@ -74,6 +77,22 @@ def read_manifest(corpus_dir: str | Path, split: str) -> list[dict]:
             f"no manifest {path}; build the corpus with `python -m train.corpus --out DIR`"
         )
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def analysis_path(corpus_dir: str | Path, split: str) -> Path:
+    """A split's analyses, one JSON line per clip (written by ``python -m train.analysis_vectors``)."""
+    return Path(corpus_dir) / "analysis" / f"{split}.jsonl"
+
+
+def read_analyses(corpus_dir: str | Path, split: str) -> dict:
+    """clip id -> musiccap.analysis.Analysis; empty when the corpus has none for the split."""
+    from musiccap.analysis import Analysis
+
+    path = analysis_path(corpus_dir, split)
+    if not path.is_file():
+        return {}
+    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return {row["id"]: Analysis.from_json(row["analysis"]) for row in rows}
 
 
 def default_cache_dir() -> Path:
@@ -131,6 +150,7 @@ def load_items(
 
     encoder = encoder or embedded_encoder()
     rows = read_manifest(corpus_dir, split)
+    analyses = read_analyses(corpus_dir, split)
     items = []
     for row in tqdm(rows[:limit] if limit else rows, desc=f"load {split}", unit="clip", leave=False):
         tensors = clip_features(Path(corpus_dir) / row["audio"], encoder, cache_dir)
@@ -144,6 +164,7 @@ def load_items(
                 features=encoder.features_class.from_tensors(tensors),
                 audio_path=str(Path(corpus_dir) / row["audio"]),
                 captions=tuple(row.get("captions") or ()),
+                analysis=analyses.get(row["id"]),
             )
         )
     return items

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musiccap.clip import AUDIO_FEATURES, MEL_PATCHES, REFERENCE_CAPTION, Clip
+from musiccap.clip import ANALYSIS, AUDIO_FEATURES, MEL_PATCHES, REFERENCE_CAPTION, Clip
 from musiccap.decoding import DecodingConfig
 from musiccap.models.base import read_config
 from musiccap.registry import REPO
@@ -69,6 +69,8 @@ def caption_items(captioner, items, decoding: DecodingConfig | None = None, *, w
                 features[REFERENCE_CAPTION] = item.caption
             if getattr(item, "mel_patches", None) is not None:
                 features[MEL_PATCHES] = item.mel_patches
+            if getattr(item, "analysis", None) is not None:  # analysis-conditioned captioners read it
+                features[ANALYSIS] = item.analysis
             clips.append(Clip(None, clip_id=item.id, features=features))
         results.extend(captioner.caption_batch(clips, decoding))
     return results

@@ -32,6 +32,7 @@ Every value is in [0, 1]; the table (``musiccap.metrics.listening``) derives the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -305,6 +306,15 @@ class Replacement:
     features: object
     audio_path: str
 
+    @functools.cached_property
+    def analysis(self):
+        """What the app's analysis hears in it (analysis-conditioned captioners read it); computed on first use."""
+        from musiccap.analysis import analyze
+        from musiccap.audio import load_audio, windows
+        from musiccap.clip import Clip
+
+        return analyze(Clip(windows(load_audio(self.audio_path), "first")[0]))
+
 
 def noise_bank(encoder, directory: Path, seed: int = 0) -> tuple[list[Replacement], Replacement]:
     """White and pink noise at ``NOISE_LEVELS`` and one silence, as files under ``directory`` and as
@@ -340,6 +350,8 @@ def with_audio(item, replacement: Replacement | object):
         features=replacement.features,
         audio_path=replacement.audio_path,
         mel_patches=getattr(replacement, "mel_patches", None),
+        # the replacement's own analysis, when the item's is there to be replaced (a corpus with analyses)
+        analysis=replacement.analysis if getattr(item, "analysis", None) is not None else None,
     )
 
 

@@ -18,6 +18,7 @@ The budgets (``train.max_minutes``) are what fits this project's 2-core CPU; on 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import subprocess
 import sys
@@ -183,11 +184,34 @@ def steps(
     def evaluate(checkpoint: str, name: str, **switches):
         return evaluate_as(checkpoint, c, name, ck, **switches)
 
+    def analysis_variant(model: str, config: str) -> tuple[Step, Step]:
+        """The shipped recipe conditioned on the analysis: its run, then its row in ``model``'s table."""
+        name = f"{config}_analysis"
+        training, evaluation = row(model, config, "model.analysis_conditioning=true", name=name)
+        return (
+            Step(
+                f"{model}-analysis-run",
+                [training],
+                after=["clap", "analysis-vectors"],
+                shipped=False,
+                lever=True,
+            ),
+            Step(
+                f"{model}-analysis",
+                [evaluation],
+                after=[model, f"{model}-analysis-run"],
+                shipped=False,
+                lever=True,
+            ),
+        )
+
     corpus_build = [PY, "-m", "train.corpus", "--out", c, "--size", size, "--seed", "0", "--workers", "1"]
     plan = [
         Step("corpus", [corpus_build + ["--recipe", recipe]]),
         Step("features", [[PY, "-m", "train.features", c]], after=["corpus"]),
         Step("clap", [train("clap", "clap", f"{ck}/clap")], after=["features"]),
+        # the analysis of every clip (train cross-fitted), for the analysis-conditioned variants
+        Step("analysis-vectors", [[PY, "-m", "train.analysis_vectors", "--corpus", c]], after=["features"]),
         Step(
             "baselines",
             [
@@ -279,6 +303,10 @@ def steps(
             shipped=False,
             lever=True,
         ),
+        # Lever of issue 30, a variant row of Kim & Park's table: the clip's analysis (the app's own ears,
+        # musiccap/conditioning.py) as one more memory token. Its training needs only the CLAP and the
+        # analyses, so it starts before the paper recipe it is compared with has finished.
+        *analysis_variant("csa", "csa"),
         # Levers of issue 30, each a variant row of its architecture's table (never a paper's row): the
         # shipped recipe with attribute words weighted ATTRIBUTE_WORD_WEIGHT times in the NLL. One step per
         # architecture, after its shipped run, so each variant can be judged as soon as its base exists.
@@ -303,6 +331,7 @@ def steps(
             [[PY, "-m", "train.tables", "--checkpoints", ck, "--out", str(REPO / "docs" / "RESULTS.md")]],
             after=[
                 "baselines",
+                "csa-analysis",
                 *(f"{model}-attribute-words" for model in ("csa", "alcap", "muscaps", "rgmc", "blap")),
                 "csa-musical-frames",
                 "muscaps-ablations",
@@ -324,15 +353,30 @@ def steps(
 
 class PipelineState:
     """``<runs>/pipeline_state.json``: every command that finished, with its seconds, keyed by its command
-    line (without the interpreter). Written after each command (atomically; steps finish on several threads), so a pipeline stopped
-    at any moment loses at most the command that was running."""
+    line (without the interpreter). Written after each command, so a pipeline stopped at any moment loses
+    at most the command that was running. Every write merges with the file under an exclusive lock, so
+    two pipelines may share a runs folder (e.g. ``--only`` one step in a second process while the main one
+    runs with ``--skip`` it): neither loses what the other recorded."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.finished: dict[str, dict] = {}
-        if path.is_file():
-            self.finished = json.loads(path.read_text())["finished"]
-        self._lock = threading.Lock()
+        self.finished: dict[str, dict] = self._read()
+        self._lock = threading.Lock()  # steps finish on several threads
+
+    def _read(self) -> dict[str, dict]:
+        return json.loads(self.path.read_text())["finished"] if self.path.is_file() else {}
+
+    def _update(self, change) -> None:
+        """Apply ``change`` to the file's current content (under the lock) and keep the result."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, self.path.with_suffix(".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            finished = self._read()
+            change(finished)
+            scratch = self.path.with_suffix(".tmp")
+            scratch.write_text(json.dumps({"finished": finished}, indent=2) + "\n")
+            scratch.replace(self.path)
+            self.finished = finished
 
     @staticmethod
     def key(command: list[str]) -> str:
@@ -342,18 +386,15 @@ class PipelineState:
         return self.key(command) in self.finished
 
     def forget(self, step: Step) -> None:
-        for command in step.commands:
-            self.finished.pop(self.key(command), None)
+        def drop(finished):
+            for command in step.commands:
+                finished.pop(self.key(command), None)
+
+        self._update(drop)
 
     def record(self, command: list[str], seconds: float) -> None:
-        with self._lock:
-            self.finished[self.key(command)] = {
-                "seconds": round(seconds, 1),
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-            scratch = self.path.with_suffix(".tmp")
-            scratch.write_text(json.dumps({"finished": self.finished}, indent=2) + "\n")
-            scratch.replace(self.path)
+        entry = {"seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self._update(lambda finished: finished.__setitem__(self.key(command), entry))
 
 
 def resume_command(command: list[str]) -> list[str]:

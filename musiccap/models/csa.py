@@ -81,6 +81,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from musiccap.checkpoint import checkpoint_hash, config_from_dict, read_config, require_hash
+from musiccap.conditioning import AnalysisToken, clip_analysis_batch, item_analysis_batch
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.clap_loader import EMBEDDED, clap_folder, clap_kind, load_clap
 from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, register
@@ -135,6 +136,9 @@ class CsaConfig:
     # memory beside the CLAP's tokens. The CLAP pools mode and tempo away: a linear probe on its tokens
     # reads mode at chance (docs/RESULTS.md, listening ceilings).
     musical_frames: int = 0
+    # a variant (issue 30, never a paper's row): the clip's analysis (musiccap/conditioning.py) as one more
+    # memory token, after the audio's
+    analysis_conditioning: bool = False
     seed: int = 0
 
     @property
@@ -207,6 +211,8 @@ class CsaCaptioner(NeuralCaptioner):
         if config.musical_frames:
             self.musical_projection = nn.Linear(config.musical_frames, config.width)
             self.musical_norm = nn.LayerNorm(config.width)
+        if config.analysis_conditioning:
+            self.analysis_token = AnalysisToken(config.width)
         self.alignment_head = nn.Linear(config.width, config.embed_dim)
         self.decoder = TransformerDecoder(  # GPT style: pre-LN blocks, final norm, tied output layer
             DecoderShape(
@@ -307,7 +313,11 @@ class CsaCaptioner(NeuralCaptioner):
     # ---- audio side ------------------------------------------------------------------------------
 
     def encode_audio(
-        self, frames: torch.Tensor, frame_mask: torch.Tensor, pooled: torch.Tensor
+        self,
+        frames: torch.Tensor,
+        frame_mask: torch.Tensor,
+        pooled: torch.Tensor,
+        analysis: torch.Tensor | None = None,
     ) -> AudioEncoding:
         # The CLAP ignores ``pooled`` when it has no pooled input (embedded pooled_dim 0, HTSAT).
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.train_encoder):
@@ -322,6 +332,8 @@ class CsaCaptioner(NeuralCaptioner):
                 torch.cat([memory, musical], dim=1),
                 torch.cat([frame_mask, frame_mask], dim=1),
             )
+        if self.config.analysis_conditioning:
+            memory, frame_mask = self.analysis_token.append_to(memory, frame_mask, analysis)
         return AudioEncoding(memory, frame_mask, embedding, clap_embedding)
 
     # ---- training --------------------------------------------------------------------------------
@@ -342,6 +354,7 @@ class CsaCaptioner(NeuralCaptioner):
             "caption_lengths": torch.tensor([len(c) for c in captions]),
             "caption_group": torch.tensor(groups),
             **self._reference_embeddings([item.caption for item in items]),
+            **({"analysis": item_analysis_batch(items)} if self.config.analysis_conditioning else {}),
         }
 
     def train_collate(self, items: list) -> dict[str, torch.Tensor]:
@@ -436,7 +449,9 @@ class CsaCaptioner(NeuralCaptioner):
         return self.clap.text_embedding_from_inputs_embeds(inputs, mask)
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        audio = self.encode_audio(batch["frames"], batch["frame_mask"], batch["pooled"])
+        audio = self.encode_audio(
+            batch["frames"], batch["frame_mask"], batch["pooled"], batch.get("analysis")
+        )
         memory_keys, memory_values = self.decoder.memory_cache(audio.memory)
         logits = self.decoder(batch["input_ids"], memory_keys, memory_values, audio.memory_mask).logits
         optimised_nll, nll = self.caption_nll(logits, batch["targets"], IGNORE)
@@ -494,7 +509,8 @@ class CsaCaptioner(NeuralCaptioner):
 
     def encode_clips(self, clips: list[Clip], features: list) -> AudioEncoding:
         inputs = self.clap.audio_batch(features)
-        return self.encode_audio(inputs["frames"], inputs["mask"], inputs["pooled"])
+        analysis = clip_analysis_batch(clips) if self.config.analysis_conditioning else None
+        return self.encode_audio(inputs["frames"], inputs["mask"], inputs["pooled"], analysis)
 
     def start_search(self, audio: AudioEncoding, expand: torch.Tensor) -> SearchStart:
         state = self.decoder.search_state(audio.memory, audio.memory_mask, expand)
@@ -502,16 +518,20 @@ class CsaCaptioner(NeuralCaptioner):
 
     def explain(self, result, row: int, hypothesis, audio: AudioEncoding, features: list) -> None:
         """Cross-attention over the CLAP's frame tokens: mean over layers and heads, each layer, each head.
-        With ``musical_frames`` the attention to a frame's CLAP token and to its musical columns is summed."""
+        With ``musical_frames`` the attention to a frame's CLAP token and to its musical columns is summed;
+        the analysis token (``analysis_conditioning``) has no time and is left out of the heatmap."""
         n_memory = audio.memory.shape[1]
-        per_time = n_memory // 2 if self.config.musical_frames else n_memory
+        n_timed = n_memory - int(self.config.analysis_conditioning)
+        per_time = n_timed // 2 if self.config.musical_frames else n_timed
         n_frames = int(audio.memory_mask[row, :per_time].sum())
         shape = (self.config.n_layers, self.config.n_heads, n_memory)
         if hypothesis.attention is not None:
             weights = hypothesis.attention.reshape(-1, *shape)
             if self.config.musical_frames:
-                weights = weights[..., :per_time] + weights[..., per_time:]
+                weights = weights[..., :per_time] + weights[..., per_time:n_timed]
             weights = weights[..., :n_frames]
+            if self.config.analysis_conditioning:  # the share the analysis token took, spread back over time
+                weights = weights / np.maximum(weights.sum(-1, keepdims=True), 1e-9)
         else:
             weights = np.zeros((0, *shape[:2], n_frames), dtype=np.float32)
         result.attention = weights.mean(axis=(1, 2)).astype(np.float32)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from musiccap.analysis import analyze, facts, grounding
+from musiccap.analysis import facts, grounding
 from musiccap.arena.captions import ServedCaption
 from musiccap.arena.clips import ArenaClip, build_pool
 from musiccap.arena.hub_sync import mirror_from_env
 from musiccap.arena.service import ArenaService, load_or_create_salt
 from musiccap.audio import load_audio, windows
 from musiccap.clip import Clip
+from musiccap.conditioning import clip_analysis
 from musiccap.registry import REPO
 from musiccap.studio import Studio
 
@@ -47,7 +48,7 @@ def studio_caption_source(studio: Studio):
             checkpoint_hash=studio.captioners[model].checkpoint_hash,
             clap_similarity=None if clap is None else clap[0],
             grounding=grounding(
-                facts(result.text, analyze(window_clip))
+                facts(result.text, clip_analysis(window_clip))
             ),  # reuses the caption's musicnn pass
         )
 
