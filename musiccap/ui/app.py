@@ -13,9 +13,8 @@ from musiccap.ui.about import build_about_tab
 from musiccap.ui.compare import build_compare_tab
 
 MAX_UPLOAD = "50mb"
-QUEUE_SIZE = (
-    32  # requests waiting beyond those running; more are refused at once rather than left to time out
-)
+# Requests waiting beyond those running; one more is refused at once ("queue full") rather than left to time out
+QUEUE_SIZE = 32
 # Captioning requests (compare, listening check) that run at once; the rest wait in the queue. Two: one per
 # core of the 2-core machine the app is sized for, each request on one intra-op thread (serving_threads).
 # `musiccap bench --app-concurrency 2 1` measures 4 listeners at once under each setting (docs/BENCHMARKS.md);
