@@ -14,9 +14,11 @@ comes and goes weighs on both alike.
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import platform
+import re
 import resource
 import socket
 import statistics
@@ -25,6 +27,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +45,7 @@ TARGETS = {
     "csa": 0.6,
     "musicnn_features": 0.3,
     "compare_request": 3.0,
+    "first_caption": 0.6,  # issue 32: the first caption on screen this soon after the request starts
     "app_start": 20.0,
     "long_track": 25.0,  # a 3-minute track, every window, every captioner, through the CLI
 }
@@ -294,28 +299,111 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def concurrent_requests(url: str, clip, users: int, rounds: int) -> tuple[list[float], int]:
-    """``users`` Gradio clients at once, ``rounds`` compare requests each: every request's seconds and
-    how many failed (a timeout or a refusal from the queue is counted, not raised)."""
+# A captioner's card in the Compare tab once its caption is in (musiccap/ui/compare.py ``_card``); a
+# pending card is "mc-pending", a failed one "mc-failed". The name is HTML-escaped model output.
+CAPTION_CARD = re.compile(r'<article class="mc-card mc-model"><h4 class="mc-name">([^<]*)</h4>')
+CLAP_SCORE = re.compile(r"CLAP -?\d")  # a card's score is in (pending: "CLAP …")
+POLL_S = 0.005  # how often the bench looks for a new update (the client's own thread polls every 50 ms)
+
+
+@dataclass
+class TimedRequest:
+    """One compare request through the Gradio client, timed from just before ``Client.submit`` (the clip's
+    upload included, as in a browser) to each update the handler yielded, as the client received it."""
+
+    seconds: float  # to the request's end (every caption, scores, downloads)
+    first_caption_s: float | None  # the first update that carries a caption
+    first_captioner: str | None  # whose caption that was
+    caption_s: dict[str, float] = field(default_factory=dict)  # each captioner's caption's first update
+    heatmap_s: float | None = None  # the first update that carries a heatmap figure
+    scores_s: float | None = None  # the first update that carries a CLAP score
+    updates: int = 0
+
+
+def timed_updates(seconds: float, updates: list[tuple[float, tuple]]) -> TimedRequest:
+    """A request's timings from its updates, each (seconds since the request began, the /compare outputs:
+    status, caption cards, downloads, similarity chart, heatmap choices, heatmap, tags)."""
+    timed = TimedRequest(seconds, None, None, updates=len(updates))
+    for at, outputs in updates:
+        cards = outputs[1] if isinstance(outputs[1], str) else ""
+        for model in map(html.unescape, CAPTION_CARD.findall(cards)):
+            if model not in timed.caption_s:
+                timed.caption_s[model] = at
+                if timed.first_caption_s is None:
+                    timed.first_caption_s, timed.first_captioner = at, model
+        heatmap = outputs[5]  # a figure when one is sent, {"__type__": "update"} when it stays as it is
+        if timed.heatmap_s is None and isinstance(heatmap, dict) and heatmap.get("type") == "plotly":
+            timed.heatmap_s = at
+        if timed.scores_s is None and CLAP_SCORE.search(cards):
+            timed.scores_s = at
+    return timed
+
+
+def timed_compare(client, clip) -> TimedRequest:
+    """One ``/compare`` request with the clip alone, every update timed as it reaches the client; raises
+    what the request raised."""
+    began = time.perf_counter()
+    job = client.submit(audio=clip, api_name="/compare")
+    updates = []
+    while True:
+        finished = job.done()  # read before the outputs, so the last ones are collected too
+        for outputs in job.outputs()[len(updates) :]:
+            updates.append((time.perf_counter() - began, outputs))
+        if finished:
+            break
+        time.sleep(POLL_S)
+    job.result()
+    return timed_updates(time.perf_counter() - began, updates)
+
+
+def streaming(requests: list[TimedRequest]) -> dict:
+    """Medians and p90s of when the updates came: the first caption, each captioner's, the first heatmap,
+    the scores, and the whole request."""
+
+    def of(values: list[float | None]) -> dict | None:
+        values = [v for v in values if v is not None]
+        return summary(values) if values else None
+
+    models = list(dict.fromkeys(model for r in requests for model in r.caption_s))
+    firsts = Counter(r.first_captioner for r in requests if r.first_captioner)
+    return {
+        "first_caption": of([r.first_caption_s for r in requests]),
+        "first_captioner": firsts.most_common(1)[0][0] if firsts else None,
+        "captions": {m: of([r.caption_s.get(m) for r in requests]) for m in models},
+        "heatmap": of([r.heatmap_s for r in requests]),
+        "scores": of([r.scores_s for r in requests]),
+        "request": of([r.seconds for r in requests]),
+        "updates": of([float(r.updates) for r in requests]),
+    }
+
+
+def concurrent_requests(url: str, clip, users: int, rounds: int) -> tuple[list[TimedRequest], int]:
+    """``users`` Gradio clients at once, ``rounds`` compare requests each: every request timed, and how
+    many failed (a timeout or a refusal from the queue is counted, not raised)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from gradio_client import Client
 
-    def user(client) -> tuple[list[float], int]:
-        seconds, failures = [], 0
+    def user(client) -> tuple[list[TimedRequest], int]:
+        timed, failures = [], 0
         for _ in range(rounds):
-            began = time.perf_counter()
             try:
-                client.predict(audio=clip, api_name="/compare")
-                seconds.append(time.perf_counter() - began)
+                timed.append(timed_compare(client, clip))
             except Exception:  # the client raises many kinds; each is one request that did not come back
                 failures += 1
-        return seconds, failures
+        return timed, failures
 
     clients = [Client(url, verbose=False) for _ in range(users)]
     with ThreadPoolExecutor(users) as pool:
         answers = list(pool.map(user, clients))
-    return [t for seconds, _ in answers for t in seconds], sum(failures for _, failures in answers)
+    return [t for timed, _ in answers for t in timed], sum(failures for _, failures in answers)
+
+
+def app_settings(threads: tuple[str, ...], concurrency: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The (intra-op threads, compare concurrency) settings to serve: the first of each (the served one),
+    every other thread count at the first concurrency, every other concurrency at the first thread count."""
+    served = (threads[0], concurrency[0])
+    return [served] + [(n, served[1]) for n in threads[1:]] + [(served[0], c) for c in concurrency[1:]]
 
 
 def measure_app(
@@ -325,24 +413,29 @@ def measure_app(
     anchor: AnchorTimer | None = None,
     users: int = 0,
     user_rounds: int = 3,
+    concurrency: tuple[str, ...] = ("2",),
 ) -> dict:
-    """Start ``python app.py`` ``starts`` times per intra-op thread setting (``MUSICCAP_TORCH_THREADS``) and
-    time the first compare request and ``requests`` more after each start. Settings take turns start by
+    """Start ``python app.py`` ``starts`` times per setting (:func:`app_settings`: ``MUSICCAP_TORCH_THREADS``
+    and ``MUSICCAP_COMPARE_CONCURRENCY``) and time the first compare request and ``requests`` more after
+    each start, every update of each as it arrives (:func:`timed_compare`). Settings take turns start by
     start, so a machine whose speed drifts weighs on each alike. The first setting is reported as the app.
-    With ``anchor``, one anchor caption follows each timed request (A, B, A, B, ...). With ``users``, the
-    served setting then takes ``users`` listeners at once, ``user_rounds`` requests each (after each start)."""
+    With ``anchor``, one anchor caption follows each timed request (A, B, A, B, ...). With ``users``, every
+    setting on the served thread count then takes ``users`` listeners at once, ``user_rounds`` requests
+    each (after each start): the concurrency limits compared."""
     from gradio_client import Client, handle_file
 
-    start_times = {n: [] for n in threads}
-    first_requests = {n: [] for n in threads}
-    latencies = {n: [] for n in threads}
-    together, failed = [], 0
+    settings = app_settings(threads, concurrency)
+    start_times = {setting: [] for setting in settings}
+    first_requests = {setting: [] for setting in settings}
+    warm = {setting: [] for setting in settings}
+    together = {setting: [] for setting in settings}
+    failed = dict.fromkeys(settings, 0)
     for _ in range(starts):
-        for n in threads:
+        for setting in settings:
             port = _free_port()
             env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
             env["MUSICCAP_ARENA_DB"] = str(Path(tempfile.mkdtemp()) / "votes.sqlite")
-            env["MUSICCAP_TORCH_THREADS"] = n
+            env["MUSICCAP_TORCH_THREADS"], env["MUSICCAP_COMPARE_CONCURRENCY"] = setting
             started = time.perf_counter()
             process = subprocess.Popen(
                 [sys.executable, "app.py"],
@@ -361,42 +454,50 @@ def measure_app(
                         if process.poll() is not None or time.perf_counter() - started > 300:
                             raise RuntimeError("the app did not start") from None
                         time.sleep(0.2)
-                start_times[n].append(time.perf_counter() - started)
+                start_times[setting].append(time.perf_counter() - started)
                 client = Client(url, verbose=False)
                 clip = handle_file(str(EXAMPLE))  # every other parameter at its default: the first window
-                began = time.perf_counter()
-                client.predict(audio=clip, api_name="/compare")
-                first_requests[n].append(time.perf_counter() - began)
+                first_requests[setting].append(timed_compare(client, clip).seconds)
                 for _ in range(requests):
-                    began = time.perf_counter()
-                    client.predict(audio=clip, api_name="/compare")
-                    latencies[n].append(time.perf_counter() - began)
+                    warm[setting].append(timed_compare(client, clip))
                     if anchor is not None:
                         anchor.caption()
-                if users and n == threads[0]:
-                    seconds, failures = concurrent_requests(url, clip, users, user_rounds)
-                    together, failed = together + seconds, failed + failures
+                if users and setting[0] == threads[0]:
+                    timed, failures = concurrent_requests(url, clip, users, user_rounds)
+                    together[setting] += timed
+                    failed[setting] += failures
             finally:
                 stop_app(process)
-    by_threads = {
-        n: {
-            "start": summary(start_times[n]),
-            "first_request": summary(first_requests[n]),
-            "compare_request": summary(latencies[n]),
+
+    def served_as(setting) -> dict:
+        row = {
+            "start": summary(start_times[setting]),
+            "first_request": summary(first_requests[setting]),
+            "compare_request": summary([r.seconds for r in warm[setting]]),
+            "streaming": streaming(warm[setting]),
         }
-        for n in threads
+        if users and setting[0] == threads[0]:
+            many = [r.seconds for r in together[setting]]
+            request = summary(many) if many else {"median": None, "p90": None, "runs": 0}
+            single = row["compare_request"]["median"]
+            row["concurrent"] = {
+                "users": users,
+                "request": request,
+                "failures": failed[setting],
+                "over_single": round(request["median"] / single, 2) if many and single else None,
+                "streaming": streaming(together[setting]),
+            }
+        return row
+
+    rows = {setting: served_as(setting) for setting in settings}
+    served = settings[0]
+    return {
+        **rows[served],
+        "torch_threads": served[0],
+        "compare_concurrency": served[1],
+        "by_threads": {n: rows[(n, c)] for n, c in settings if c == served[1]},
+        "by_concurrency": {c: rows[(n, c)] for n, c in settings if n == served[0]},
     }
-    app = {**by_threads[threads[0]], "torch_threads": threads[0], "by_threads": by_threads}
-    if users:
-        request = summary(together) if together else {"median": None, "p90": None, "runs": 0}
-        single = app["compare_request"]["median"]
-        app["concurrent"] = {
-            "users": users,
-            "request": request,
-            "failures": failed,
-            "over_single": round(request["median"] / single, 2) if together and single else None,
-        }
-    return app
 
 
 def training_throughput() -> dict:
@@ -442,6 +543,86 @@ def _fmt(value, target=None) -> str:
     if target is not None:
         text += " ✅" if value <= target else " ❌"
     return text
+
+
+STREAMING_METHOD = (
+    "How it is measured: the Compare handler is a generator (`run_compare` in musiccap/ui/compare.py) that "
+    "yields after each captioner's caption; Gradio's queue sends each yield to the page as it comes. The "
+    "bench sends each warm request with `Client.submit` and times every update as the client receives it, "
+    "in seconds from just before the submit (the clip's upload included, as in a browser; the page's own "
+    "drawing is not). It looks for new updates every 5 ms; the client's reader thread picks messages up "
+    "every 50 ms, so a time may be up to ~50 ms late. An update carries a captioner's caption when that "
+    "captioner's card holds its text instead of *captioning…*; the first caption is the first such update, "
+    "whichever captioner it is (the floors come first in display order, and random's reads no audio "
+    "features, so it is nearly always random's: each architecture's own time is its row); the heatmap's is "
+    "the first update that sends a figure, the scores' the first with a CLAP number. Medians (p90) over "
+    "the requests."
+)
+
+
+def _concurrent_cell(together: dict) -> str:
+    times = together["over_single"]
+    ok = "✅" if times is not None and times <= CONCURRENT_TARGET and not together["failures"] else "❌"
+    return f"{together['request']['median']} ({times}× one listener's {ok})"
+
+
+def _streaming_lines(stream: dict | None) -> list[str]:
+    """When each part of the warm compare requests reached the client (:func:`timed_compare`)."""
+    if not stream or not stream.get("first_caption"):
+        return []
+    lines = [
+        "",
+        "### Streaming: when each part reaches the client",
+        "",
+        STREAMING_METHOD,
+        "",
+        "| update | median (s) | p90 (s) | runs | target (s) |",
+        "|---|---|---|---|---|",
+        f"| first caption ({stream['first_captioner']}'s, most often) | "
+        f"{_fmt(stream['first_caption']['median'], TARGETS['first_caption'])} | "
+        f"{stream['first_caption']['p90']} | {stream['first_caption']['runs']} | {TARGETS['first_caption']} |",
+    ]
+    for model, at in stream["captions"].items():
+        if at:
+            lines.append(f"| {model}'s caption | {at['median']} | {at['p90']} | {at['runs']} | — |")
+    for what, key in (
+        ("first heatmap (the first captioner that attends over audio time)", "heatmap"),
+        ("CLAP scores and fact check (with the window's last caption)", "scores"),
+        ("the whole request (downloads included)", "request"),
+    ):
+        at = stream.get(key)
+        if at:
+            lines.append(f"| {what} | {at['median']} | {at['p90']} | {at['runs']} | — |")
+    return lines
+
+
+def _concurrency_lines(by_concurrency: dict) -> list[str]:
+    """The 4-listener figures under each compare concurrency limit measured."""
+    rows = {c: row for c, row in by_concurrency.items() if row.get("concurrent")}
+    if len(rows) < 2:
+        return []
+    users = next(iter(rows.values()))["concurrent"]["users"]
+    lines = [
+        "",
+        f"### Concurrency limit: {users} listeners at once under each setting",
+        "",
+        "Captioning requests the app runs at once (`MUSICCAP_COMPARE_CONCURRENCY`, `COMPARE_CONCURRENCY` in "
+        "musiccap/ui/app.py; the others wait in Gradio's queue), each setting started in turn with the "
+        "served one.",
+        "",
+        f"| concurrency | one listener: median (s) | {users} at once: median (s) | p90 (s) | runs (failed) "
+        f"| first caption, {users} at once: median (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c, row in rows.items():
+        together = row["concurrent"]
+        first = (together.get("streaming") or {}).get("first_caption") or {}
+        lines.append(
+            f"| {c} | {row['compare_request']['median']} | {_concurrent_cell(together)} | "
+            f"{together['request']['p90']} | {together['request']['runs']} ({together['failures']}) | "
+            f"{first.get('median', '—')} |"
+        )
+    return lines
 
 
 def write_markdown(results: dict, path: Path) -> None:
@@ -508,15 +689,23 @@ def write_markdown(results: dict, path: Path) -> None:
             f"{_fmt(app['compare_request']['median'], TARGETS['compare_request'])} | {app['compare_request']['p90']} | "
             f"{app['compare_request']['runs']} | {TARGETS['compare_request']} |",
         ]
+        first = (app.get("streaming") or {}).get("first_caption")
+        if first:
+            lines.append(
+                f"| first caption on screen ({app['streaming']['first_captioner']}'s) | "
+                f"{_fmt(first['median'], TARGETS['first_caption'])} | {first['p90']} | {first['runs']} | "
+                f"{TARGETS['first_caption']} |"
+            )
         together = app.get("concurrent")
         if together and together["request"]["runs"]:
-            times = together["over_single"]
-            ok = "✅" if times <= CONCURRENT_TARGET and not together["failures"] else "❌"
+            limit = f" (concurrency {app['compare_concurrency']})" if app.get("compare_concurrency") else ""
             lines.append(
-                f"| compare request, {together['users']} listeners at once | {together['request']['median']} "
-                f"({times}× one listener's {ok}) | {together['request']['p90']} | {together['request']['runs']} "
-                f"({together['failures']} failed) | ≤ {CONCURRENT_TARGET}× one listener's, none failed |"
+                f"| compare request, {together['users']} listeners at once{limit} | {_concurrent_cell(together)} | "
+                f"{together['request']['p90']} | {together['request']['runs']} ({together['failures']} failed) "
+                f"| ≤ {CONCURRENT_TARGET}× one listener's, none failed |"
             )
+        lines += _streaming_lines(app.get("streaming"))
+        lines += _concurrency_lines(app.get("by_concurrency", {}))
         if len(app.get("by_threads", {})) > 1:
             lines += [
                 "",
@@ -614,6 +803,13 @@ def main(argv: list[str] | None = None) -> int:
         help="MUSICCAP_TORCH_THREADS settings to serve the app with, the first reported (e.g. 1 2)",
     )
     parser.add_argument(
+        "--app-concurrency",
+        nargs="+",
+        type=int,
+        help="MUSICCAP_COMPARE_CONCURRENCY settings (captioning requests the app runs at once) to serve the "
+        "app with, the first reported, each taking --users listeners at once (e.g. 2 1); default the app's",
+    )
+    parser.add_argument(
         "--anchor-threads", type=int, default=1, help="intra-op threads of the LP-MusicCaps anchor"
     )
     parser.add_argument("--long-runs", type=int, default=3, help="runs of the 3-minute track through the CLI")
@@ -629,7 +825,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure_model(args.child, args.runs)))
         return 0
     from musiccap.studio import Studio
+    from musiccap.ui.app import compare_concurrency
 
+    if any(limit < 1 for limit in args.app_concurrency or []):
+        parser.error("--app-concurrency takes positive counts of requests")
+    concurrency = [str(limit) for limit in args.app_concurrency or [compare_concurrency()]]
     results = {"command": "musiccap bench " + " ".join(argv or sys.argv[2:]), "machine": machine()}
     results["load"] = load_average()
     results["matmul_gflops"] = matmul_gflops()
@@ -650,7 +850,13 @@ def main(argv: list[str] | None = None) -> int:
     anchor = AnchorTimer(args.anchor_threads) if "anchor" not in args.skip else None
     if "app" not in args.skip:
         results["app"] = measure_app(
-            args.app_starts, args.app_requests, tuple(args.app_threads), anchor, args.users, args.user_rounds
+            args.app_starts,
+            args.app_requests,
+            tuple(args.app_threads),
+            anchor,
+            args.users,
+            args.user_rounds,
+            tuple(concurrency),
         )
     if "long" not in args.skip:
         results["long_track"] = measure_long_track(args.long_runs, anchor)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from musiccap.ui import arena_setup
-from musiccap.ui.app import server_address, serving_threads, trusted_proxies
+from musiccap.ui.app import (
+    COMPARE_CONCURRENCY,
+    compare_concurrency,
+    server_address,
+    serving_threads,
+    trusted_proxies,
+)
 from musiccap.ui.arena_setup import arena_db_path
 
 
@@ -21,6 +27,20 @@ def test_serving_threads_refuse_what_is_not_a_positive_count(monkeypatch, value)
     monkeypatch.setenv("MUSICCAP_TORCH_THREADS", value)
     with pytest.raises(ValueError, match="MUSICCAP_TORCH_THREADS"):
         serving_threads()
+
+
+def test_compare_concurrency_defaults_to_the_chosen_limit_and_reads_the_environment(monkeypatch):
+    monkeypatch.delenv("MUSICCAP_COMPARE_CONCURRENCY", raising=False)
+    assert compare_concurrency() == COMPARE_CONCURRENCY
+    monkeypatch.setenv("MUSICCAP_COMPARE_CONCURRENCY", "1")
+    assert compare_concurrency() == 1
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1", ""])
+def test_compare_concurrency_refuses_what_is_not_a_positive_count(monkeypatch, value):
+    monkeypatch.setenv("MUSICCAP_COMPARE_CONCURRENCY", value)
+    with pytest.raises(ValueError, match="MUSICCAP_COMPARE_CONCURRENCY"):
+        compare_concurrency()
 
 
 def test_server_address_reads_gradios_variables_then_port(monkeypatch):

@@ -13,7 +13,14 @@ from musiccap.ui.about import build_about_tab
 from musiccap.ui.compare import build_compare_tab
 
 MAX_UPLOAD = "50mb"
+# Requests waiting beyond those running; one more is refused at once ("queue full") rather than left to time out
 QUEUE_SIZE = 32
+# Captioning requests (compare, listening check) that run at once; the rest wait in the queue. Two: one per
+# core of the 2-core machine the app is sized for, each request on one intra-op thread (serving_threads).
+# `musiccap bench --app-concurrency 2 1` measures 4 listeners at once under each setting (docs/BENCHMARKS.md);
+# MUSICCAP_COMPARE_CONCURRENCY overrides it.
+COMPARE_CONCURRENCY = 2
+OTHER_CONCURRENCY = 2  # each other event at once (arena pairs and votes, heatmap choices), per event
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -30,7 +37,7 @@ def build_app(studio: Studio, arena=None, trusted_proxies: int = 0) -> gr.Blocks
             "and how well its words match the audio in CLAP space."
         )
         with gr.Tab("Compare"):
-            build_compare_tab(studio, [str(p) for p in example_files()])
+            build_compare_tab(studio, [str(p) for p in example_files()], compare_concurrency())
         if arena is not None:
             from musiccap.ui.arena import build_arena_tab, build_leaderboard_tab
 
@@ -40,7 +47,7 @@ def build_app(studio: Studio, arena=None, trusted_proxies: int = 0) -> gr.Blocks
                 build_leaderboard_tab(arena, leaderboard_tab)
         with gr.Tab("About"):
             build_about_tab(studio)
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=OTHER_CONCURRENCY)
     return demo
 
 
@@ -115,6 +122,15 @@ def serving_threads() -> int:
     value = os.environ.get("MUSICCAP_TORCH_THREADS", "1")
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"MUSICCAP_TORCH_THREADS must be a positive integer, not {value!r}")
+    return int(value)
+
+
+def compare_concurrency() -> int:
+    """Captioning requests the app runs at once: ``MUSICCAP_COMPARE_CONCURRENCY``, default
+    :data:`COMPARE_CONCURRENCY`."""
+    value = os.environ.get("MUSICCAP_COMPARE_CONCURRENCY", str(COMPARE_CONCURRENCY))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"MUSICCAP_COMPARE_CONCURRENCY must be a positive integer, not {value!r}")
     return int(value)
 
 

@@ -2,7 +2,9 @@
 
 It renders ``Studio.compare`` (musiccap/studio.py), the one path from audio to a comparison that
 the CLI renders too. Captions appear one by one as each captioner finishes (the handler is a
-generator); the audio's features are computed once per window and shared by every captioner.
+generator; Gradio's queue sends each yield to the browser as it comes), the heatmap with the first
+captioner that attends over audio time, the CLAP scores and the fact check with the window's last
+caption; the audio's features are computed once per window and shared by every captioner.
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ def run_compare(
     answered: dict[int, list[ModelCaption]] = {window.index: [] for window in clip_windows}
     completed: dict[int, WindowComparison] = {}
     heatmaps, tags, similarity_figure = {}, {}, None
+    shown, figure = None, None  # the heatmap on screen (its key and figure), built when its captioner answers
     started = time.perf_counter()
     total = len(clip_windows) * len(studio.captioners)
     for event in studio.compare(audio, options):
@@ -158,21 +161,25 @@ def run_compare(
             progress((done, total), desc="captioning", unit="captions")
         status = "\n\n".join(notes + [f"captioned {done}/{total} in {time.perf_counter() - started:.1f} s"])
         choices = list(heatmaps)
+        first, heatmap = _heatmap_to_open(heatmaps), gr.update()
+        if first not in (None, shown) and heatmaps[first].views.get(MEAN_VIEW) is not None:
+            shown = first  # on screen as soon as its captioner answers, sent once
+            figure = heatmap = _heatmap_figure(heatmaps, first, MEAN_VIEW)
         yield (
             status,
             caption_cards(clip_windows, answered, completed, papers, audio.duration_s, reference_text),
             gr.update(),
             similarity_figure,
-            gr.update(choices=choices, value=choices[0] if choices else None),
-            gr.update(),
+            gr.update(choices=choices, value=shown),
+            heatmap,
             tags,
             heatmaps,
         )
     status = "\n\n".join(notes + [f"done: {total} caption(s) in {time.perf_counter() - started:.1f} s"])
     choices = list(heatmaps)
-    with_attention = [k for k in choices if heatmaps[k].views.get(MEAN_VIEW) is not None]
-    first = (with_attention or choices or [None])[0]  # open on a captioner that has something to show
-    figure = _heatmap_figure(heatmaps, first, MEAN_VIEW) if first else None
+    first = _heatmap_to_open(heatmaps)
+    if first != shown:  # no captioner attends over audio time: its figure says so
+        figure = _heatmap_figure(heatmaps, first, MEAN_VIEW) if first else None
     comparisons = [completed[window.index] for window in clip_windows]
     folder = Path(tempfile.mkdtemp(prefix="musiccap-"))
     try:
@@ -347,8 +354,13 @@ def _window_cards(
         return fact_badges(caption_facts, analysis), f"grounding {score}"
 
     cards = []
-    for caption in captions:
-        paper = papers.get(caption.model, "")
+    answered = {caption.model: caption for caption in captions}
+    # one place per captioner, in display order, whichever answers first: cards never move as they fill in
+    for model in [*papers, *(m for m in answered if m not in papers)]:
+        caption, paper = answered.get(model), papers.get(model, "")
+        if caption is None:
+            cards.append(_card("pending", model, paper, "captioning…", []))
+            continue
         if caption.result is None:
             cards.append(_card("failed", caption.model, paper, f"failed: {caption.error}", []))
             continue
@@ -361,9 +373,6 @@ def _window_cards(
         decoding = _decoding_text(caption.result.decoding)  # on hover: the settings that wrote it
         hint = f"decoding: {decoding}" if decoding else ""
         cards.append(_card("model", caption.model, paper, caption.result.text, meta, hint, badges))
-    for model in papers:
-        if model not in {caption.model for caption in captions}:
-            cards.append(_card("pending", model, papers[model], "captioning…", []))
     neighbour = comparison.neighbour if comparison else None
     neighbour = neighbour or next(
         (c.result.neighbour for c in captions if c.result and c.result.neighbour), None
@@ -513,6 +522,12 @@ def _similarity_figure(comparison: WindowComparison, several_windows: bool):
     return similarity_chart(labels, list(comparison.similarity.values()), title)
 
 
+def _heatmap_to_open(heatmaps: dict) -> str | None:
+    """The heatmap the tab opens on: the first captioner's that attends over audio time, else the first."""
+    with_attention = [key for key, heatmap in heatmaps.items() if heatmap.views.get(MEAN_VIEW) is not None]
+    return (with_attention or list(heatmaps) or [None])[0]
+
+
 def _heatmap_figure(heatmaps: dict, key: str | None, view: str | None):
     if not key or key not in heatmaps:
         return None
@@ -523,7 +538,9 @@ def _heatmap_figure(heatmaps: dict, key: str | None, view: str | None):
     return attention_heatmap(heatmap.tokens, matrix, heatmap.times, key, offset_s=heatmap.offset_s)
 
 
-def build_compare_tab(studio: Studio, examples: list[str]) -> None:
+def build_compare_tab(studio: Studio, examples: list[str], concurrency_limit: int = 2) -> None:
+    """``concurrency_limit``: captioning requests (compare and listening check together) run at once;
+    the rest wait in Gradio's queue (musiccap/ui/app.py chooses it)."""
     with gr.Row():
         with gr.Column(scale=2):
             audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Music clip")
@@ -644,14 +661,16 @@ def build_compare_tab(studio: Studio, examples: list[str]) -> None:
         inputs=[audio, window_mode, lyrics, reference, beams, max_tokens, no_repeat, sample, seed],
         outputs=[status, cards, downloads, similarity, heatmap_key, heatmap, tags, state],
         api_name="compare",
-        concurrency_limit=2,
+        concurrency_limit=concurrency_limit,
+        concurrency_id="captioning",  # both captioning events share one limit: they contend for the cores
     )
     listen.click(
         check_listening,
         inputs=[audio, window_mode, lyrics, beams, max_tokens, no_repeat, sample, seed],
         outputs=[listening],
         api_name="listening_check",
-        concurrency_limit=2,
+        concurrency_limit=concurrency_limit,
+        concurrency_id="captioning",
     )
     heatmap_key.change(
         choose_heatmap, inputs=[state, heatmap_key], outputs=[heatmap_view, heatmap], api_name=False
