@@ -18,7 +18,7 @@ from train.listening import attribute_scores
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """Tones of the four toy kinds (train/listening.py's test corpus): 16 train and 6 validation clips."""
+    """Tones of the four toy kinds, as in tests/test_listening.py: 16 train and 6 validation clips."""
     import soundfile
 
     root = tmp_path_factory.mktemp("sweep_corpus")
