@@ -250,7 +250,12 @@ def steps(
             "muscaps-ablations",
             row("muscaps", "muscaps_early")
             + row("muscaps", "muscaps_late")
-            + [evaluate("muscaps", "muscaps_greedy", decoding=["num_beams=1"])],
+            # the other decoding than the shipped one: v1 ships the paper's beam 3, v2 greedy (V2_SETTINGS)
+            + [
+                evaluate("muscaps", "muscaps_beam3", decoding=["num_beams=3", "no_repeat_ngram_size=0"])
+                if uncapped
+                else evaluate("muscaps", "muscaps_greedy", decoding=["num_beams=1"])
+            ],
             after=["muscaps"],
             shipped=False,
         ),
