@@ -422,9 +422,9 @@ def caption_cards(
 ) -> str:
     """Every window's captions as side-by-side cards (model, paper, caption, fact-check badges, latency,
     CLAP and grounding scores) with the nearest training caption beside them, under the window's
-    analysis ("What the audio says") once its first caption is scored; several windows read as a timeline, each
-    labelled mm:ss–mm:ss with a bar showing where in the file it lies. All text is escaped: it is model
-    output."""
+    analysis ("What the audio says") once its first caption is scored; several windows read as a
+    timeline, each labelled mm:ss–mm:ss with a bar showing where in the file it lies. All text is
+    escaped: it is model output."""
     sections = []
     for window in clip_windows:
         captions = answered.get(window.index, [])
