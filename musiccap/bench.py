@@ -316,7 +316,7 @@ class TimedRequest:
     first_captioner: str | None  # whose caption that was
     caption_s: dict[str, float] = field(default_factory=dict)  # each captioner's caption's first update
     heatmap_s: float | None = None  # the first update that carries a heatmap figure
-    scores_s: float | None = None  # the first update that carries a CLAP score
+    scores_s: float | None = None  # the first update that carries a CLAP score (the first scored caption's)
     updates: int = 0
 
 
@@ -555,8 +555,10 @@ STREAMING_METHOD = (
     "captioner's card holds its text instead of *captioning…*; the first caption is the first such update, "
     "whichever captioner it is (the floors come first in display order, and random's reads no audio "
     "features, so it is nearly always random's: each architecture's own time is its row); the heatmap's is "
-    "the first update that sends a figure, the scores' the first with a CLAP number. Medians (p90) over "
-    "the requests."
+    "the first update that sends a figure; the first CLAP score's the first with a CLAP number on a card: "
+    "each caption is scored (CLAP and fact check) with its own update once the window's audio features "
+    "are computed, random's with the next caption, so it comes with the first caption that reads audio. "
+    "Medians (p90) over the requests."
 )
 
 
@@ -587,7 +589,7 @@ def _streaming_lines(stream: dict | None) -> list[str]:
             lines.append(f"| {model}'s caption | {at['median']} | {at['p90']} | {at['runs']} | — |")
     for what, key in (
         ("first heatmap (the first captioner that attends over audio time)", "heatmap"),
-        ("CLAP scores and fact check (with the window's last caption)", "scores"),
+        ("first CLAP score and fact check (each caption's comes with it)", "scores"),
         ("the whole request (downloads included)", "request"),
     ):
         at = stream.get(key)

@@ -15,7 +15,7 @@ import numpy as np
 
 from musiccap.analysis import Analysis, facts, grounding
 from musiccap.audio import Audio, Window, from_array, load_audio, windows
-from musiccap.clip import ANALYSIS, LYRICS, Clip
+from musiccap.clip import ANALYSIS, AUDIO_FEATURES, LYRICS, Clip
 from musiccap.conditioning import clip_analysis
 from musiccap.decoding import DecodingConfig
 from musiccap.features import audio_features
@@ -61,9 +61,10 @@ class ModelCaption:
     result: CaptionResult | None = None
     error: str = ""  # one failing captioner is reported, the others still answer
     latency_s: float = 0.0
-    clap_similarity: float | None = None  # set when its window is complete
+    clap_similarity: float | None = None  # set when it is scored (Studio.compare says when)
     facts: dict | None = None  # its statements against the window's analysis (musiccap.analysis.facts)
     grounding: float | None = None  # share of its checkable statements that agree with the analysis
+    analysis: Analysis | None = None  # the window's analysis its facts were checked against: set when scored
 
     @property
     def heatmap(self) -> Heatmap | None:
@@ -168,9 +169,16 @@ class Studio:
         """Generator: a :class:`ModelCaption` as each captioner finishes a window, then that window's
         :class:`WindowComparison`. The one path from audio to a comparison: the CLI and the app render it.
 
+        With ``window_batch`` 1 (the app's path) each caption comes scored (CLAP similarity, fact check)
+        once its window's shared audio features are computed, which the CLAP audio embedding and the
+        analysis read: a caption that came before them (the random floor reads no audio) is scored with
+        the next caption, so that the first caption is not held up by the features' time; the neighbour
+        and the user's caption are scored with the window.
+
         ``window_batch`` > 1 captions that many windows at a time, each captioner once on the whole
         batch (the long-audio path: one decoder call instead of one per window); the batch's
-        ModelCaptions come as each captioner finishes it, then each window's WindowComparison."""
+        ModelCaptions come as each captioner finishes it, then each window's WindowComparison, which
+        scores all its captions in one CLAP text pass."""
         options = options or CompareOptions()
         clips = self.clips(audio, options.window_mode, options.max_windows, options.lyrics)
         if options.decoding.get("do_sample"):
@@ -179,8 +187,11 @@ class Studio:
             batch = clips[first : first + window_batch]
             captions = [[] for _ in batch]
             for name in self.captioners:
-                for window_captions, caption in zip(captions, self._caption_windows(batch, name, options)):
+                answers = self._caption_windows(batch, name, options)
+                for clip, window_captions, caption in zip(batch, captions, answers):
                     window_captions.append(caption)
+                    if window_batch == 1 and AUDIO_FEATURES in clip.features:
+                        self._score(clip, window_captions)  # and a caption that came before the features
                     yield caption
             for offset, (clip, window_captions) in enumerate(zip(batch, captions)):
                 yield self._complete(first + offset, clip, window_captions, options.reference)
@@ -219,21 +230,36 @@ class Studio:
             caption.latency_s = latency_s
         return captions
 
+    def _score(
+        self, clip: Clip, captions: list[ModelCaption], others: dict[str, str] | None = None
+    ) -> dict[str, float]:
+        """Scores the answered captions not scored yet: their CLAP similarity and their facts against the
+        window's analysis (both the audio embedding and the analysis are computed once per window).
+        ``others`` (label: text) are scored in the same CLAP text pass; returns their similarities."""
+        todo = [c for c in captions if c.result is not None and c.analysis is None]
+        others = others or {}
+        texts = [c.result.text for c in todo] + list(others.values())
+        scores = self.similarity(clip, texts) or [None] * len(texts)
+        analysis = clip_analysis(clip)  # reuses the window's musicnn pass; shared with conditioned captioners
+        for caption, score in zip(todo, scores):
+            caption.clap_similarity = score
+            caption.facts = facts(caption.result.text, analysis)
+            caption.grounding = grounding(caption.facts)
+            caption.analysis = analysis
+        return {label: score for label, score in zip(others, scores[len(todo) :]) if score is not None}
+
     def _complete(self, index: int, clip: Clip, captions: list[ModelCaption], reference: str | None):
         answered = [c for c in captions if c.result is not None]
         neighbour = next((c.result.neighbour for c in answered if c.result.neighbour), None)
-        texts = {c.model: c.result.text for c in answered}
+        others = {}
         if neighbour is not None:
-            texts[NEIGHBOUR] = neighbour.text
+            others[NEIGHBOUR] = neighbour.text
         if reference and reference.strip():
-            texts[REFERENCE] = reference.strip()
-        scores = self.similarity(clip, list(texts.values())) or []
-        similarity = dict(zip(texts, scores))
-        analysis = clip_analysis(clip)  # reuses the window's musicnn pass; shared with conditioned captioners
-        for caption in answered:
-            caption.clap_similarity = similarity.get(caption.model)
-            caption.facts = facts(caption.result.text, analysis)
-            caption.grounding = grounding(caption.facts)
+            others[REFERENCE] = reference.strip()
+        scored = self._score(clip, answered, others)  # the captions scored as they came are not scored again
+        similarity = {c.model: c.clap_similarity for c in answered if c.clap_similarity is not None}
+        similarity.update(scored)
+        analysis = clip_analysis(clip)
         features_s = sum(seconds for name, seconds in clip.timings.items() if name != ANALYSIS)
         return WindowComparison(
             index, clip.window, captions, neighbour, similarity, self.tags(clip), features_s, analysis

@@ -165,7 +165,7 @@ def test_markdown_states_the_first_caption_against_its_target_and_each_concurren
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| first caption on screen (csa's) | 0.300 ✅ | 0.3 | 1 | 0.6 |" in text
     assert "| blap's caption | 0.7 | 0.7 | 1 | — |" in text
-    assert "| CLAP scores and fact check (with the window's last caption) | 0.9 |" in text
+    assert "| first CLAP score and fact check (each caption's comes with it) | 0.9 |" in text
     assert "| compare request, 4 listeners at once (concurrency 2) | 2.0 (2.0× one listener's ✅) |" in text
     assert "| 1 | 1.0 | 3.0 (3.0× one listener's ❌) | 3.0 | 1 (0) | 0.3 |" in text
     assert "`Client.submit`" in text  # how the streaming figures are taken

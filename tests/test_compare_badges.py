@@ -170,6 +170,26 @@ def test_a_window_still_captioning_has_no_panel_and_its_grounding_is_pending():
     assert "CLAP 0.250 · grounding …" in card_of(page, "csa")  # the window's comparison is not in yet
 
 
+def test_a_caption_scored_before_its_window_is_complete_shows_its_scores_badges_and_the_panel():
+    clip_windows = windows(ten_seconds(), "first")
+    done = comparison(clip_windows[0], {"csa": "A fast song with piano.", "blap": "A slow song."}, heard())
+    csa, blap = done.captions
+    csa.analysis = done.analysis  # scored as it came (Studio.compare); blap's are still to come
+    blap.clap_similarity, blap.facts, blap.grounding = None, None, None
+    page = caption_cards(clip_windows, {0: done.captions}, {}, PAPERS, 10.0, reference="a slow song")
+    assert "CLAP 0.250 · grounding 0.50" in card_of(page, "csa")
+    assert [kind for kind, _, _ in badges_of(card_of(page, "csa")).values()] == [
+        "contradict",
+        "unstated",
+        "unstated",
+        "agree",
+    ]
+    assert "CLAP … · grounding …" in card_of(page, "blap") and "mc-badge" not in card_of(page, "blap")
+    assert page.count('<aside class="mc-analysis">') == 1  # the analysis csa was checked against
+    reference = re.search(r'<article class="mc-card mc-reference">.*?</article>', page).group(0)
+    assert "CLAP … · grounding 1.00" in reference  # checked at once; its CLAP score comes with the window
+
+
 class FakeStudio:
     """Studio.compare's events for one window, without models: what the Compare handler renders."""
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from musiccap import conditioning
 from musiccap.audio import from_array, load_audio, windows
 from musiccap.clip import Clip
 from musiccap.decoding import DecodingConfig
@@ -54,6 +55,45 @@ def test_compare_yields_each_caption_then_its_window(studio, monkeypatch):
     assert heatmap.views[MEAN_VIEW].shape[0] == len(heatmap.tokens) and heatmap.offset_s == 0.0
 
 
+def scored_as_they_come(events):
+    """Each event and, for a caption, whether it had its scores when it came (a caption is scored in
+    place, so the list of events alone cannot tell)."""
+    return [(e, isinstance(e, ModelCaption) and e.analysis is not None) for e in events]
+
+
+def test_each_caption_comes_scored_and_its_window_scores_only_what_is_left(studio, monkeypatch):
+    scored_texts, analyses, embeddings = [], [], []
+    similarity, analyze, embed_audio = studio.similarity, conditioning.analyze, studio.scorer.embed_audio
+
+    def counted(calls, function):
+        def call(*args):
+            calls.append(args[-1])
+            return function(*args)
+
+        return call
+
+    monkeypatch.setattr(studio, "similarity", counted(scored_texts, similarity))
+    monkeypatch.setattr(conditioning, "analyze", counted(analyses, analyze))
+    monkeypatch.setattr(studio.scorer, "embed_audio", counted(embeddings, embed_audio))
+    options = CompareOptions("first", reference="a folk tune on a synth", decoding={"max_new_tokens": 20})
+    events = scored_as_they_come(studio.compare(load_audio(EXAMPLE), options))
+    (nearest, nearest_scored), (csa, csa_scored), (window, _) = events
+    assert nearest_scored and csa_scored  # both read the audio's features: scored before they are sent
+    assert nearest.facts is not None and nearest.analysis is window.analysis and csa.grounding is not None
+    # one CLAP text pass per caption; the window's only scores the neighbour and the user's caption
+    assert scored_texts == [
+        [nearest.result.text],
+        [csa.result.text],
+        [window.neighbour.text, options.reference],
+    ]
+    assert len(analyses) == 1 and len(embeddings) == 1  # the analysis and the audio embedding: once
+    assert list(window.similarity) == ["nearest", "csa", NEIGHBOUR, REFERENCE]
+    assert (window.similarity["nearest"], window.similarity["csa"]) == (
+        nearest.clap_similarity,
+        csa.clap_similarity,
+    )
+
+
 def test_a_failing_captioner_is_reported_and_the_others_still_answer(studio, monkeypatch):
     monkeypatch.setitem(studio.captioners, "broken", Broken())
     events = list(studio.compare(load_audio(EXAMPLE)))
@@ -82,7 +122,9 @@ def test_compare_in_window_batches_yields_what_one_window_at_a_time_does(studio)
     track = from_array(np.tile(audio.samples, 3), audio.sample_rate)  # 30 s: three windows
     options = CompareOptions("all", max_windows=None)
     one_by_one = [e for e in studio.compare(track, options) if isinstance(e, WindowComparison)]
-    batched = list(studio.compare(track, options, window_batch=2))
+    batched_as_they_came = scored_as_they_come(studio.compare(track, options, window_batch=2))
+    assert not any(scored for _, scored in batched_as_they_came)  # the long-audio path scores per window
+    batched = [event for event, _ in batched_as_they_came]
     models = [(e.model, e.window.label) for e in batched if isinstance(e, ModelCaption)]
     assert models == [("nearest", "00:00–00:10"), ("nearest", "00:10–00:20"), ("csa", "00:00–00:10")] + [
         ("csa", "00:10–00:20"),

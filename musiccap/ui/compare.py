@@ -3,8 +3,10 @@
 It renders ``Studio.compare`` (musiccap/studio.py), the one path from audio to a comparison that
 the CLI renders too. Captions appear one by one as each captioner finishes (the handler is a
 generator; Gradio's queue sends each yield to the browser as it comes), the heatmap with the first
-captioner that attends over audio time, the CLAP scores and the fact check with the window's last
-caption; the audio's features are computed once per window and shared by every captioner.
+captioner that attends over audio time, each caption's CLAP score and fact check with it (the random
+floor's, which reads no audio, with the next caption: scoring waits for the window's features), the
+nearest training caption's and the user's CLAP scores with the window's last caption; the audio's
+features are computed once per window and shared by every captioner.
 """
 
 from __future__ import annotations
@@ -340,8 +342,10 @@ def analysis_panel(analysis: Analysis) -> str:
 def _window_cards(
     captions: list[ModelCaption], comparison: WindowComparison | None, papers: dict[str, str], reference: str
 ) -> list[str]:
-    pending = comparison is None  # the CLAP scores and the fact check come with the window's comparison
-    analysis = comparison.analysis if comparison else None
+    # a model's caption is scored and checked when its event comes (then its ModelCaption has the
+    # analysis) or with the window's comparison; the neighbour's and the user's CLAP scores with the latter
+    pending = comparison is None
+    analysis = _window_analysis(captions, comparison)
 
     def checked(text: str, caption_facts: dict | None = None) -> tuple[str, str]:
         """The badges and the grounding score of a caption (the studio checks the models' captions;
@@ -364,10 +368,14 @@ def _window_cards(
         if caption.result is None:
             cards.append(_card("failed", caption.model, paper, f"failed: {caption.error}", []))
             continue
-        badges, grounded = checked(caption.result.text, caption.facts)
+        scored = not pending or caption.analysis is not None
+        if scored:
+            badges, grounded = checked(caption.result.text, caption.facts)
+        else:
+            badges, grounded = "", f"grounding {_grounding(None, pending=True)}"
         meta = [
             f"latency {caption.latency_s:.2f} s",
-            f"CLAP {_score(caption.clap_similarity, pending)}",
+            f"CLAP {_score(caption.clap_similarity, pending=not scored)}",
             grounded,
         ]
         decoding = _decoding_text(caption.result.decoding)  # on hover: the settings that wrote it
@@ -396,6 +404,14 @@ def _window_cards(
     return cards
 
 
+def _window_analysis(captions: list[ModelCaption], comparison: WindowComparison | None) -> Analysis | None:
+    """The window's analysis: its comparison's, or before that the one its scored captions were checked
+    against."""
+    if comparison is not None:
+        return comparison.analysis
+    return next((caption.analysis for caption in captions if caption.analysis is not None), None)
+
+
 def caption_cards(
     clip_windows: list[Window],
     answered: dict[int, list[ModelCaption]],
@@ -406,15 +422,16 @@ def caption_cards(
 ) -> str:
     """Every window's captions as side-by-side cards (model, paper, caption, fact-check badges, latency,
     CLAP and grounding scores) with the nearest training caption beside them, under the window's
-    analysis ("What the audio says") once it is complete; several windows read as a timeline, each
-    labelled mm:ss–mm:ss with a bar showing where in the file it lies. All text is escaped: it is model
-    output."""
+    analysis ("What the audio says") once its first caption is scored; several windows read as a
+    timeline, each labelled mm:ss–mm:ss with a bar showing where in the file it lies. All text is
+    escaped: it is model output."""
     sections = []
     for window in clip_windows:
         captions = answered.get(window.index, [])
         comparison = completed.get(window.index)
         cards = _window_cards(captions, comparison, papers, reference)
-        panel = analysis_panel(comparison.analysis) if comparison and comparison.analysis else ""
+        analysis = _window_analysis(captions, comparison)
+        panel = analysis_panel(analysis) if analysis else ""
         head = f'<span class="mc-time">{window.label}</span>'
         if len(clip_windows) > 1:
             left = 100 * window.start_s / max(duration_s, 1e-9)
