@@ -14,33 +14,24 @@ from musiccap.ui.app import (
 )
 from musiccap.ui.arena_setup import arena_db_path
 
-
-def test_serving_threads_default_to_one_and_read_the_environment(monkeypatch):
-    monkeypatch.delenv("MUSICCAP_TORCH_THREADS", raising=False)
-    assert serving_threads() == 1
-    monkeypatch.setenv("MUSICCAP_TORCH_THREADS", "4")
-    assert serving_threads() == 4
+SETTINGS = [(serving_threads, "MUSICCAP_TORCH_THREADS", 1),
+            (compare_concurrency, "MUSICCAP_COMPARE_CONCURRENCY", COMPARE_CONCURRENCY)]  # fmt: skip
 
 
-@pytest.mark.parametrize("value", ["0", "two", "-1", ""])
-def test_serving_threads_refuse_what_is_not_a_positive_count(monkeypatch, value):
-    monkeypatch.setenv("MUSICCAP_TORCH_THREADS", value)
-    with pytest.raises(ValueError, match="MUSICCAP_TORCH_THREADS"):
-        serving_threads()
-
-
-def test_compare_concurrency_defaults_to_the_chosen_limit_and_reads_the_environment(monkeypatch):
-    monkeypatch.delenv("MUSICCAP_COMPARE_CONCURRENCY", raising=False)
-    assert compare_concurrency() == COMPARE_CONCURRENCY
-    monkeypatch.setenv("MUSICCAP_COMPARE_CONCURRENCY", "1")
-    assert compare_concurrency() == 1
+@pytest.mark.parametrize("setting, variable, default", SETTINGS)
+def test_counts_default_to_the_chosen_value_and_read_the_environment(monkeypatch, setting, variable, default):
+    monkeypatch.delenv(variable, raising=False)
+    assert setting() == default
+    monkeypatch.setenv(variable, "4")
+    assert setting() == 4
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1", ""])
-def test_compare_concurrency_refuses_what_is_not_a_positive_count(monkeypatch, value):
-    monkeypatch.setenv("MUSICCAP_COMPARE_CONCURRENCY", value)
-    with pytest.raises(ValueError, match="MUSICCAP_COMPARE_CONCURRENCY"):
-        compare_concurrency()
+@pytest.mark.parametrize("setting, variable, default", SETTINGS)
+def test_counts_refuse_what_is_not_a_positive_count(monkeypatch, setting, variable, default, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        setting()
 
 
 def test_server_address_reads_gradios_variables_then_port(monkeypatch):

@@ -119,18 +119,20 @@ def serving_threads() -> int:
     started in turn; docs/BENCHMARKS.md). One thread per request also lets concurrent requests share the
     cores instead of contending for them.
     """
-    value = os.environ.get("MUSICCAP_TORCH_THREADS", "1")
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"MUSICCAP_TORCH_THREADS must be a positive integer, not {value!r}")
-    return int(value)
+    return positive_count_setting("MUSICCAP_TORCH_THREADS", 1)
 
 
 def compare_concurrency() -> int:
     """Captioning requests the app runs at once: ``MUSICCAP_COMPARE_CONCURRENCY``, default
     :data:`COMPARE_CONCURRENCY`."""
-    value = os.environ.get("MUSICCAP_COMPARE_CONCURRENCY", str(COMPARE_CONCURRENCY))
+    return positive_count_setting("MUSICCAP_COMPARE_CONCURRENCY", COMPARE_CONCURRENCY)
+
+
+def positive_count_setting(variable: str, default: int) -> int:
+    """A count the Space sets in its environment: a positive integer, refused clearly otherwise."""
+    value = os.environ.get(variable, str(default))
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"MUSICCAP_COMPARE_CONCURRENCY must be a positive integer, not {value!r}")
+        raise ValueError(f"{variable} must be a positive integer, not {value!r}")
     return int(value)
 
 
