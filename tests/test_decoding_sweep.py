@@ -9,8 +9,8 @@ import pytest
 from musiccap.metrics.attributes import read_caption
 from musiccap.metrics.listening import ATTRIBUTES
 from musiccap.models.muscaps import MusCaps
-from tests.test_listening import N_BANDS, TRUTHS, ToneEncoder
-from tests.toy import TEMPLATES, save_tiny_clap, toy_waveform
+from tests.test_listening import N_BANDS, ToneEncoder, write_tone_corpus
+from tests.toy import save_tiny_clap
 from train.data import load_items
 from train.diagnostics import decoding_sweep
 from train.listening import attribute_scores
@@ -19,22 +19,7 @@ from train.listening import attribute_scores
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """Tones of the four toy kinds, as in tests/test_listening.py: 16 train and 6 validation clips."""
-    import soundfile
-
-    root = tmp_path_factory.mktemp("sweep_corpus")
-    (root / "audio").mkdir()
-    index = 0
-    for split, size in (("train", 16), ("validation", 6)):
-        rows = []
-        for _ in range(size):
-            kind = index % len(TEMPLATES)
-            audio = f"audio/{split}_{index:02d}.wav"
-            soundfile.write(root / audio, toy_waveform(index), 16000)
-            rows.append({"id": f"{split}{index:02d}", "audio": audio, "caption": TEMPLATES[kind],
-                         "piece": f"p{index}", "attributes": TRUTHS[kind]})  # fmt: skip
-            index += 1
-        (root / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return root
+    return write_tone_corpus(tmp_path_factory.mktemp("sweep_corpus"), {"train": 16, "validation": 6})
 
 
 @pytest.fixture

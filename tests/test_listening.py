@@ -61,14 +61,11 @@ class ToneEncoder:
         )
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """Tones of the four toy kinds: 24 train, 8 validation, 8 test clips, captions = the templates."""
+def write_tone_corpus(root, sizes: dict[str, int]):
+    """Tones of the four toy kinds under ``root``, ``sizes[split]`` clips per split, captions = the templates."""
     import soundfile
 
-    root = tmp_path_factory.mktemp("listening")
     (root / "audio").mkdir()
-    sizes = {"train": 24, "validation": 8, "test": 8}
     index = 0
     for split, size in sizes.items():
         rows = []
@@ -81,6 +78,12 @@ def corpus(tmp_path_factory):
             index += 1
         (root / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """24 train, 8 validation, 8 test clips."""
+    return write_tone_corpus(tmp_path_factory.mktemp("listening"), {"train": 24, "validation": 8, "test": 8})
 
 
 @pytest.fixture(autouse=True)
