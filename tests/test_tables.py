@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from train.evaluate import ablation_run
-from train.tables import against_random_table, render, runs_table
+from train.tables import against_random_table, goals_table, render, runs_table
 
 
 def _write(path, document):
@@ -67,3 +67,31 @@ def test_a_row_this_cpu_cannot_train_is_shown_with_its_reason(tmp_path):
     (note,) = NOT_RUN["muscaps"].values()
     assert note.startswith("not run: needs a GPU") and note in text
     assert "| muscaps_scratch | – | – | – |" in text
+
+
+def test_goals_table_marks_each_attribute_gap_and_shows_the_levers_beside_the_paper_recipe():
+    def block(caption: float) -> dict:
+        scores = {"floor": 0.4, "ceiling": 0.9, "caption": caption}
+        attributes = ("instrument_f1", "tempo", "mode", "drums", "mood")
+        swap = {"swap_changed": {"overall": 0.7}}
+        return {"attributes": dict.fromkeys(attributes, scores), "audio_sensitivity": swap}
+
+    metrics = {"cider_d": 0.30, "meteor": 0.2}
+    results = {
+        "random": {"metrics": {"cider_d": 0.05, "meteor": 0.1}},
+        "nearest": {"metrics": {"cider_d": 0.32, "meteor": 0.2}, "listening": block(0.8)},
+        "csa": {
+            "metrics": metrics,
+            "listening": block(0.6),  # closes 0.4 of the gap
+            "ablations": {"csa_analysis": {"cider_d": 0.40, "meteor": 0.3}, "csa_m1": metrics},
+            "ablation_listening": {"csa_analysis": block(0.85), "csa_m1": block(0.5)},
+        },
+    }
+    rows = {line.split(" | ")[0].strip("| "): line for line in goals_table(results, "listening").splitlines()}
+    assert {name for name in rows if not name.startswith(("model", "---"))} == {
+        "csa",
+        "csa_analysis",
+    }  # baselines and paper ablations left out
+    assert rows["csa"].count("0.40 ✗") == 4 and "30.0 vs 32.0 ✗" in rows["csa"]
+    assert rows["csa_analysis"].count("0.90 ✓") == 4 and "40.0 vs 32.0 ✓" in rows["csa_analysis"]
+    assert "| 0.70 | 2 of 2 |" in rows["csa_analysis"]
