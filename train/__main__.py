@@ -80,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--analysis-probes",
+        help="an analysis-conditioned run: the sha256 prefix of the probes whose analyses of the corpus it must "
+        "train on (python -m train.analysis_vectors); refused when the corpus holds others",
+    )
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-4")
     args, extra = parser.parse_known_args(argv)  # overrides may follow the options
     unknown = [item for item in extra if "=" not in item or item.startswith("-")]
@@ -88,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = list(args.overrides) + extra
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.analysis_probes:
+        from train.analysis_vectors import require_analyses
+
+        require_analyses(args.corpus, args.analysis_probes)
 
     config = load_config(args.config, args.overrides)
     out_dir = Path(args.out or REPO / "runs" / Path(args.config).stem)
@@ -131,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "overrides": args.overrides,
         "git_commit": commit,
         "corpus": str(args.corpus),
+        "analysis_probes": args.analysis_probes,
         "n_train": len(train_items),
         "n_validation": len(validation_items),
         "torch_threads": torch.get_num_threads(),

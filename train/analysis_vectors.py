@@ -87,9 +87,27 @@ def write(corpus: Path, split: str, ids: list[str], analyses: list[Analysis], fo
     return path
 
 
+def probes_sha256() -> str:
+    """The shipped probes' fingerprint: what a corpus's analyses, and a model trained on them, depend on."""
+    return hashlib.sha256(PROBES.read_bytes()).hexdigest()
+
+
 def provenance(folds: int) -> dict:
     """What the analyses depend on besides the corpus: the shipped probes' bytes and the folds."""
-    return {"probes_sha256": hashlib.sha256(PROBES.read_bytes()).hexdigest(), "folds": folds}
+    return {"probes_sha256": probes_sha256(), "folds": folds}
+
+
+def require_analyses(corpus: str | Path, probes: str) -> None:
+    """Refuse a corpus whose analyses were not made by the probes ``probes`` (a sha256 prefix) names:
+    an analysis-conditioned run must train on what the probes it was planned with say."""
+    info = analysis_path(corpus, "train").parent / "info.json"
+    made_by = json.loads(info.read_text())["probes_sha256"] if info.is_file() else None
+    if made_by is None or not made_by.startswith(probes):
+        found = "no analyses" if made_by is None else f"analyses made by probes {made_by[:12]}"
+        raise SystemExit(
+            f"{corpus} has {found}, not by probes {probes}: "
+            f"python -m train.analysis_vectors --corpus {corpus}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,13 +115,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--splits", nargs="*", default=list(SPLITS))
+    parser.add_argument(
+        "--probes-sha256",
+        help="refuse to run unless the shipped probes' sha256 starts with this (the pipeline's plan)",
+    )
     args = parser.parse_args(argv)
     if args.folds < 2:
         raise SystemExit("--folds must be at least 2")
+    if args.probes_sha256 and PROBES.is_file() and not probes_sha256().startswith(args.probes_sha256):
+        raise SystemExit(
+            f"the shipped probes are {probes_sha256()[:12]}, not {args.probes_sha256}: plan again"
+        )
     torch.set_num_threads(1)
     corpus = Path(args.corpus)
     probes = shipped_probes()
-    if probes is None:
+    if probes is None:  # checked before its fingerprint is read
         raise SystemExit(
             "no shipped probes (checkpoints/analysis/probes.safetensors): python -m train.analysis_probes"
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import json
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from musiccap.analysis import PROBES
 from musiccap.encoders.embedded import EmbeddedConfig
 from musiccap.registry import REPO
 
@@ -214,6 +216,7 @@ def steps(
             name=f"{model}_analysis",
         )
         inputs = ["clap", "analysis-vectors", *(["blap"] if blap else [])]
+        training = [*training, "--analysis-probes", probes]
         return (
             Step(
                 f"{model}-analysis-run", [training], after=inputs, shipped=False, lever=True, candidate=True
@@ -227,13 +230,20 @@ def steps(
             ),
         )
 
+    # The probes' fingerprint is in the analyses' command and in every conditioned run's: new probes
+    # (checkpoints/analysis) make the pipeline analyse the corpus again and retrain what read the old analyses.
+    probes = hashlib.sha256(PROBES.read_bytes()).hexdigest()[:12] if PROBES.is_file() else "none"
     corpus_build = [PY, "-m", "train.corpus", "--out", c, "--size", size, "--seed", "0", "--workers", "1"]
     plan = [
         Step("corpus", [corpus_build + ["--recipe", recipe]]),
         Step("features", [[PY, "-m", "train.features", c]], after=["corpus"]),
         Step("clap", [train("clap", "clap", f"{ck}/clap")], after=["features"]),
         # the analysis of every clip (train cross-fitted), for the analysis-conditioned variants
-        Step("analysis-vectors", [[PY, "-m", "train.analysis_vectors", "--corpus", c]], after=["features"]),
+        Step(
+            "analysis-vectors",
+            [[PY, "-m", "train.analysis_vectors", "--corpus", c, "--probes-sha256", probes]],
+            after=["features"],
+        ),
         Step(
             "baselines",
             [
@@ -381,30 +391,34 @@ def steps(
 
 class PipelineState:
     """``<runs>/pipeline_state.json``: every command that finished, with its seconds, keyed by its command
-    line (without the interpreter). Written after each command, so a pipeline stopped at any moment loses
-    at most the command that was running. Every write merges with the file under an exclusive lock, so
-    two pipelines may share a runs folder (e.g. ``--only`` one step in a second process while the main one
-    runs with ``--skip`` it): neither loses what the other recorded."""
+    line (without the interpreter), and which command last started in each training folder. Written after
+    each command, so a pipeline stopped at any moment loses at most the command that was running. Every
+    write merges with the file under an exclusive lock, so two pipelines may share a runs folder (e.g.
+    ``--only`` one step in a second process while the main one runs with ``--skip`` it): neither loses
+    what the other recorded."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.finished: dict[str, dict] = self._read()
         self._lock = threading.Lock()  # steps finish on several threads
+        document = self._read()
+        self.finished: dict[str, dict] = document["finished"]
+        self.started: dict[str, str] = document["started"]  # training folder -> the command writing it
 
-    def _read(self) -> dict[str, dict]:
-        return json.loads(self.path.read_text())["finished"] if self.path.is_file() else {}
+    def _read(self) -> dict:
+        document = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        return {"finished": document.get("finished", {}), "started": document.get("started", {})}
 
     def _update(self, change) -> None:
         """Apply ``change`` to the file's current content (under the lock) and keep the result."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock, self.path.with_suffix(".lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            finished = self._read()
-            change(finished)
+            document = self._read()
+            change(document)
             scratch = self.path.with_suffix(".tmp")
-            scratch.write_text(json.dumps({"finished": finished}, indent=2) + "\n")
+            scratch.write_text(json.dumps(document, indent=2) + "\n")
             scratch.replace(self.path)
-            self.finished = finished
+            self.finished, self.started = document["finished"], document["started"]
 
     @staticmethod
     def key(command: list[str]) -> str:
@@ -414,25 +428,41 @@ class PipelineState:
         return self.key(command) in self.finished
 
     def forget(self, step: Step) -> None:
-        def drop(finished):
+        def drop(document):
             for command in step.commands:
-                finished.pop(self.key(command), None)
+                document["finished"].pop(self.key(command), None)
 
         self._update(drop)
 
     def record(self, command: list[str], seconds: float) -> None:
         entry = {"seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        self._update(lambda finished: finished.__setitem__(self.key(command), entry))
+        self._update(lambda document: document["finished"].__setitem__(self.key(command), entry))
+
+    def start(self, command: list[str]) -> None:
+        out = training_folder(command)
+        if out is not None:
+            self._update(lambda document: document["started"].__setitem__(str(out), self.key(command)))
 
 
-def resume_command(command: list[str]) -> list[str]:
-    """An interrupted ``python -m train`` run continues from the resume state its trainer left in ``<out>/last``."""
+def training_folder(command: list[str]) -> Path | None:
+    """The checkpoint folder a ``python -m train`` command writes (None for other commands)."""
     if command[1:3] != ["-m", "train"] or "--out" not in command:
-        return command
+        return None
     out = Path(command[command.index("--out") + 1])
-    if not out.is_absolute():
-        out = REPO / out
-    return command + ["--resume"] if (out / "last" / "resume.json").is_file() else command
+    return out if out.is_absolute() else REPO / out
+
+
+def resume_command(command: list[str], state: PipelineState | None = None) -> list[str]:
+    """An interrupted ``python -m train`` run continues from the resume state its trainer left in
+    ``<out>/last``, unless another command (another plan: new settings, new analyses) started that folder:
+    then it starts afresh."""
+    out = training_folder(command)
+    if out is None or not (out / "last" / "resume.json").is_file():
+        return command
+    started_by = state.started.get(str(out)) if state is not None else None
+    if started_by is not None and started_by != PipelineState.key(command):
+        return command
+    return command + ["--resume"]
 
 
 def run(step: Step, log_dir: Path, state: PipelineState) -> tuple[str, float, int]:
@@ -443,7 +473,8 @@ def run(step: Step, log_dir: Path, state: PipelineState) -> tuple[str, float, in
             print(f"[{step.name}] finished earlier, skipped: {' '.join(command)}", flush=True)
             continue
         command_started = time.time()
-        invoked = resume_command(command)
+        invoked = resume_command(command, state)
+        state.start(command)
         print(f"[{step.name}] {' '.join(invoked)}", flush=True)
         log.write(f"$ {' '.join(invoked)}\n")
         log.flush()
