@@ -9,15 +9,20 @@ numbers): every caption is fact-checked against them (`facts`). Three kinds of e
   errors made explicit (on corpus v2's validation split one of the seven is within 4 % of the truth
   for 99 % of the clips, the periodicity itself for 46 %) — and one of them is chosen. Key: a
   chroma (and a bass chroma, below ~260 Hz) correlated with key profiles rotated to each tonic.
+  Timbre: statistics of the same log-mel spectrogram (per band quantiles, change, attacks and
+  envelope modulation; a cepstrum's summary), for the instrument families.
 * musicnn's MagnaTagATune tags and mid-end features, from the embedded encoder's pass that the
   captioners share (`musiccap.features.audio_features`): nothing here runs musicnn a second time.
 * Small probes fitted on corpus v2's training split (`python -m train.analysis_probes`, weights in
   ``checkpoints/analysis/probes.safetensors``): a one-hidden-layer perceptron that picks the tempo
   candidate, learned key profiles (one weight vector per mode over the tonic-rotated chromas, a
-  softmax over the 24 keys: a conditional logistic regression), and a one-hidden-layer perceptron
-  with a sigmoid per instrument family and for drums. (The perceptrons beat logistic regressions on
-  the validation split, fitted on 2,500 clips: tempo class .79 against .74, family F1 .55 against .54,
-  drums .95 against .93.)
+  softmax over the 24 keys: a conditional logistic regression), which give the key; a perceptron
+  ensemble that decides major or minor from the likeliest relative pair's view of the chromas and
+  the key probabilities (`mode_inputs`); and a perceptron ensemble with a sigmoid per instrument
+  family and for drums, reading musicnn and the timbre statistics. (On the validation split, the
+  perceptrons beat logistic regressions, fitted on 2,500 clips: tempo class .79 against .74, family
+  F1 .55 against .54, drums .95 against .93; the timbre statistics raised family F1 from .64 to .71
+  and the mode probe mode accuracy from .85 to ~.86 over the key probabilities' marginal.)
 
 Without the probe file the DSP rules answer alone: the candidate with the best salience under a
 log-normal tempo prior, the Temperley (Kostka-Payne) key profiles, and no drums or families.
@@ -64,6 +69,16 @@ N_MELS = 64  # the onset envelope's mel bands
 LOW_HZ, HIGH_HZ = 200.0, 3000.0  # onset bands: kick and bass below, hi-hat, snare and cymbals above
 CHROMA_N_FFT = 4096  # 256 ms at 16 kHz: ~4 Hz bins, semitones apart down to ~70 Hz
 TOP_TAGS = 10
+# The timbre statistics of the onset envelope's log-mel spectrogram (what the family probe reads
+# besides musicnn): per band quantiles, how much and how fast it changes, a cepstrum's summary
+MEL_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+N_CEPSTRA = 20
+MODULATION_HZ = ((0.5, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 16.0))  # phrase, beat, strum/trill, tremolo
+MEL_N_FFT = 1024
+# the frames whose (centred) window reaches past the window's ends: padded with zeros, they would put
+# a step into every band's envelope
+MEL_EDGE_FRAMES = MEL_N_FFT // (2 * musicnn.HOP_LENGTH)
+TIMBRE_DIM = N_MELS * (len(MEL_QUANTILES) + 5 + len(MODULATION_HZ)) + 3 * N_CEPSTRA
 
 
 @dataclass
@@ -78,9 +93,10 @@ class DspFeatures:
     onset_rate: float  # onset-envelope peaks per second
     chroma: np.ndarray  # [12] mean over the window of each frame's chroma share, max-normalised
     bass_chroma: np.ndarray  # [12] the same below BASS_HZ
+    timbre: np.ndarray  # [TIMBRE_DIM] statistics of the log-mel spectrogram (`timbre_statistics`)
 
     SIZES = {"periodicity_bpm": 1, "salience": 7, "comb": 7, "band_salience": 14, "profile": 17,
-             "onset_rate": 1, "chroma": 12, "bass_chroma": 12}  # fmt: skip
+             "onset_rate": 1, "chroma": 12, "bass_chroma": 12, "timbre": TIMBRE_DIM}  # fmt: skip
 
     @property
     def candidates(self) -> np.ndarray:
@@ -138,13 +154,37 @@ def _autocorrelation(envelope: np.ndarray) -> np.ndarray:
     return maximum_filter1d(autocorr, size=3)
 
 
+def timbre_statistics(mel_db: np.ndarray) -> np.ndarray:
+    """[TIMBRE_DIM] what a window's instruments sound like, from its [N_MELS, T] log-mel spectrogram
+    in dB below the window's peak (the mix level does not count): per band the quantiles over time,
+    the mean and spread, the mean absolute change and the rises (attacks) between frames, and the
+    energy of the band's envelope modulated at MODULATION_HZ; the mean, spread and change of the first
+    N_CEPSTRA cepstral coefficients (the spectral envelope's shape, whatever its pitch). On corpus v2's
+    validation split these statistics raised the family probe's micro F1 from .64 to .71."""
+    from scipy.fft import dct
+
+    mel = mel_db[:, MEL_EDGE_FRAMES:-MEL_EDGE_FRAMES]
+    mel = mel - mel.max()
+    change = np.diff(mel, axis=1)
+    rises = np.maximum(change, 0.0)
+    cepstra = dct(mel, axis=0, norm="ortho")[:N_CEPSTRA]
+    envelope = np.abs(np.fft.rfft(mel - mel.mean(1, keepdims=True), axis=1))
+    hz = np.fft.rfftfreq(mel.shape[1], 1.0 / FPS)
+    modulation = [envelope[:, (hz >= low) & (hz < high)].mean(1) for low, high in MODULATION_HZ]
+    return np.concatenate([
+        *np.quantile(mel, MEL_QUANTILES, axis=1), mel.mean(1), mel.std(1), np.abs(change).mean(1),
+        rises.mean(1), rises.std(1), np.log(np.stack(modulation, 1) + 1e-3).ravel(),
+        cepstra.mean(1), cepstra.std(1), np.diff(cepstra, axis=1).std(1),
+    ])  # fmt: skip
+
+
 def dsp_features(samples: np.ndarray, sample_rate: int) -> DspFeatures:
     import librosa
 
     y = musicnn.resample(samples, sample_rate)
     mel_db = librosa.power_to_db(
         librosa.feature.melspectrogram(
-            y=y, sr=musicnn.SAMPLE_RATE, n_fft=1024, hop_length=musicnn.HOP_LENGTH, n_mels=N_MELS
+            y=y, sr=musicnn.SAMPLE_RATE, n_fft=MEL_N_FFT, hop_length=musicnn.HOP_LENGTH, n_mels=N_MELS
         )
     )
     onset = librosa.onset.onset_strength(S=mel_db, sr=musicnn.SAMPLE_RATE)
@@ -176,6 +216,7 @@ def dsp_features(samples: np.ndarray, sample_rate: int) -> DspFeatures:
         onset_rate=len(peaks) / max(len(y) / musicnn.SAMPLE_RATE, 1e-3),
         chroma=chroma / max(float(chroma.max()), 1e-8),
         bass_chroma=bass / max(float(bass.max()), 1e-8),
+        timbre=timbre_statistics(mel_db),
     )
 
 
@@ -215,14 +256,27 @@ def probe_inputs(
     """Each probe's input vector, from the embedded encoder's features of the window: ``tags`` are
     musicnn's 50 MTT probabilities (MTT_LABELS order), ``pooled`` the pooled window vector (its last 28
     values: the window tempogram on 24 log-spaced tempo bins and the librosa tempo summary), ``chunks``
-    musicnn's 200-d penultimate layer per 3 s patch (mean and max over the patches)."""
+    musicnn's 200-d penultimate layer per 3 s patch (mean and max over the patches). The mode probe's
+    input depends on the key probe's answer: :func:`mode_inputs`."""
     tags, pooled, chunks = (np.asarray(x, dtype=np.float64) for x in (tags, pooled, chunks))
     rhythm = [[dsp.onset_rate], dsp.band_salience.ravel(), dsp.profile, dsp.salience]
     return {
         "tempo": np.concatenate([dsp.tempo_inputs(), tags, pooled[-28:]]),
-        # the rhythm helps to hear drums (a hi-hat's periodicity in the treble band)
-        "labels": np.concatenate([pooled, chunks.mean(0), chunks.max(0), tags, *rhythm]),
+        # the rhythm helps to hear drums (a hi-hat's periodicity in the treble band); the timbre
+        # statistics see the spectrum at a finer grain than musicnn's pooled mid-end
+        "labels": np.concatenate([pooled, chunks.mean(0), chunks.max(0), tags, *rhythm, dsp.timbre]),
     }
+
+
+def mode_inputs(dsp: DspFeatures, key_probabilities: np.ndarray) -> np.ndarray:
+    """[48] the mode probe's input: the chroma, the bass chroma and the key probe's major and minor
+    probabilities, rotated so that the tonic of the likeliest relative pair (a major key and the minor
+    key a minor third below it, which share their notes) comes first. Major or minor is mostly that
+    pair's question, and once rotated it reads the same in every key."""
+    key_probabilities = np.asarray(key_probabilities, dtype=np.float64)
+    major, minor = key_probabilities[:12], key_probabilities[12:]
+    tonic = int(np.argmax(major + np.roll(minor, 3)))  # major tonic t, its relative minor t - 3
+    return np.concatenate([np.roll(x, -tonic) for x in (dsp.chroma, dsp.bass_chroma, major, minor)])
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -236,8 +290,11 @@ class Probes:
     ``tempo.*``: a perceptron (``mean``/``scale`` standardise the input, ``hidden.*`` a ReLU layer,
     ``out.*`` the logits) with a softmax over the seven tempo candidates; ``key.*``: the learned
     profiles, [2, 24] weights (major, minor) over ``DspFeatures.tonic_rotations`` and [2] biases;
-    ``labels.*``: a perceptron with a sigmoid per label of ``LABELS``, and ``labels.threshold``, each
-    label's decision threshold (chosen on the validation split for F1).
+    ``mode.*``: perceptrons over :func:`mode_inputs` with one sigmoid, the probability of minor;
+    ``labels.*``: perceptrons with a sigmoid per label of ``LABELS``, and ``labels.threshold``, each
+    label's decision threshold (chosen on the validation split for F1). The mode and label probes are
+    ensembles: their ``hidden.*`` and ``out.*`` tensors stack the members (a leading axis), and the
+    probability is the members' mean.
     """
 
     LABELS = ("drums",) + tuple(f for f in FAMILIES if f != "drums")
@@ -252,10 +309,15 @@ class Probes:
             return cls({name: file.get_tensor(name) for name in file.keys()}, file.metadata())
 
     def _logits(self, name: str, x: np.ndarray) -> np.ndarray:
+        """The perceptron's logits; [members, outputs] for an ensemble (3-d ``hidden.weight``)."""
         t = self.tensors
         z = (np.asarray(x, dtype=np.float64) - t[f"{name}.mean"]) / t[f"{name}.scale"]
-        hidden = np.maximum(z @ t[f"{name}.hidden.weight"].T + t[f"{name}.hidden.bias"], 0.0)
-        return hidden @ t[f"{name}.out.weight"].T + t[f"{name}.out.bias"]
+        hidden = np.maximum(t[f"{name}.hidden.weight"] @ z + t[f"{name}.hidden.bias"], 0.0)
+        return (t[f"{name}.out.weight"] @ hidden[..., None])[..., 0] + t[f"{name}.out.bias"]
+
+    def _sigmoids(self, name: str, x: np.ndarray) -> np.ndarray:
+        """Each output's probability, averaged over the ensemble's members."""
+        return np.atleast_2d(1.0 / (1.0 + np.exp(-self._logits(name, x)))).mean(0)
 
     def tempo(self, x: np.ndarray) -> np.ndarray:
         """[7] probability of each tempo candidate."""
@@ -267,9 +329,12 @@ class Probes:
         scores = dsp.tonic_rotations() @ weights.T + bias  # [12 tonics, 2 modes]
         return _softmax(scores.T.reshape(-1))
 
+    def minor(self, x: np.ndarray) -> float:
+        """Probability that the window is in a minor key, from :func:`mode_inputs`."""
+        return float(self._sigmoids("mode", x)[0])
+
     def labels(self, x: np.ndarray) -> dict[str, float]:
-        probabilities = 1.0 / (1.0 + np.exp(-self._logits("labels", x)))
-        return dict(zip(self.LABELS, probabilities.tolist()))
+        return dict(zip(self.LABELS, self._sigmoids("labels", x).tolist()))
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -336,7 +401,7 @@ def estimate(
     tempo_p, key_p = probes.tempo(inputs["tempo"]), probes.key(dsp)
     choice = int(np.argmax(tempo_p))
     bpm = float(dsp.candidates[choice])
-    minor = float(key_p[12:].sum())  # the mode by its marginal, then the best key of that mode
+    minor = probes.minor(mode_inputs(dsp, key_p))  # the mode, then the best key of that mode
     key_index = int(np.argmax(key_p[12:])) + 12 if minor > 0.5 else int(np.argmax(key_p[:12]))
     labels = probes.labels(inputs["labels"])
     families = {family: labels[family] for family in FAMILIES}

@@ -9,13 +9,17 @@ import soundfile as sf
 
 from musiccap.analysis import (
     KEYS,
+    MODULATION_HZ,
+    N_MELS,
     OCTAVE_FACTORS,
     PROBES,
+    TIMBRE_DIM,
     Analysis,
     Probes,
     dsp_features,
     facts,
     grounding,
+    mode_inputs,
     rule_key_scores,
     rule_tempo,
 )
@@ -80,9 +84,69 @@ def test_half_and_double_tempo_are_candidates_and_the_stronger_one_wins(bpm):
 def test_a_triad_progression_gives_its_key_and_mode(chords, key):
     dsp = dsp_features(chord_progression(chords), RATE)
     assert KEYS[int(np.argmax(rule_key_scores(dsp)))] == key
-    if PROBES.is_file():  # the learned profiles agree
-        probabilities = Probes.load().key(dsp)
+    if PROBES.is_file():  # the learned profiles agree, and so does the mode probe
+        probes = Probes.load()
+        probabilities = probes.key(dsp)
         assert KEYS[int(np.argmax(probabilities))] == key
+        assert (probes.minor(mode_inputs(dsp, probabilities)) > 0.5) == key.endswith("minor")
+
+
+def test_the_mode_probe_reads_every_key_alike():
+    """Its input is rotated to the likeliest relative pair's tonic: a transposed window (chromas and
+    key probabilities moved by the same interval) gives the same input."""
+    dsp = dsp_features(chord_progression(A_MINOR), RATE)
+    probabilities = np.exp(8 * rule_key_scores(dsp))
+    probabilities /= probabilities.sum()
+    moved = type(dsp).from_vector(dsp.to_vector())
+    moved.chroma, moved.bass_chroma = np.roll(dsp.chroma, 5), np.roll(dsp.bass_chroma, 5)
+    moved_probabilities = np.concatenate([np.roll(probabilities[:12], 5), np.roll(probabilities[12:], 5)])
+    np.testing.assert_allclose(mode_inputs(moved, moved_probabilities), mode_inputs(dsp, probabilities))
+    # A minor's relative pair is C major / A minor: rotated to C, A minor's tonic sits at index 9
+    inputs = mode_inputs(dsp, probabilities)
+    assert int(np.argmax(inputs[36:])) == 9 and len(inputs) == 48
+
+
+def tone(hz: float, tremolo_hz: float = 0.0, seconds: float = 10.0) -> np.ndarray:
+    t = np.arange(int(RATE * seconds)) / RATE
+    level = 1.0 - 0.8 * (0.5 + 0.5 * np.sin(2 * np.pi * tremolo_hz * t)) if tremolo_hz else 1.0
+    return (0.3 * level * sum(np.sin(2 * np.pi * k * hz * t) / k for k in (1, 2, 3))).astype(np.float32)
+
+
+def test_timbre_statistics_ignore_the_level_and_hear_a_tremolo():
+    steady = dsp_features(tone(440.0), RATE).timbre
+    assert steady.shape == (TIMBRE_DIM,) and np.isfinite(steady).all()
+    np.testing.assert_allclose(dsp_features(0.1 * tone(440.0), RATE).timbre, steady, atol=0.05)
+    # the per-band modulation energies (N_MELS x len(MODULATION_HZ)) follow 10 blocks of N_MELS
+    start = 10 * N_MELS
+    shaking = dsp_features(tone(440.0, tremolo_hz=6.0), RATE).timbre
+    six_hz = list(MODULATION_HZ).index((4.0, 8.0))
+    modulation = [
+        x[start : start + N_MELS * len(MODULATION_HZ)].reshape(N_MELS, -1) for x in (steady, shaking)
+    ]
+    assert modulation[1][:, six_hz].max() > modulation[0][:, six_hz].max() + 2.0
+
+
+def test_ensemble_probes_average_their_members():
+    """A probe whose hidden and out tensors stack members answers the mean of their sigmoids; the
+    tempo probe (no member axis) reads as before."""
+    rng = np.random.default_rng(0)
+    n_in, n_hidden, n_labels = 5, 4, len(Probes.LABELS)
+    members = [(rng.normal(size=(n_hidden, n_in)), rng.normal(size=n_hidden),
+                rng.normal(size=(n_labels, n_hidden)), rng.normal(size=n_labels)) for _ in range(2)]  # fmt: skip
+    tensors = {"labels.mean": np.zeros(n_in), "labels.scale": np.ones(n_in),
+               "labels.threshold": np.full(n_labels, 0.5)}  # fmt: skip
+    for i, name in enumerate(("hidden.weight", "hidden.bias", "out.weight", "out.bias")):
+        tensors[f"labels.{name}"] = np.stack([m[i] for m in members])
+    x = rng.normal(size=n_in)
+    expected = np.mean(
+        [1 / (1 + np.exp(-(w2 @ np.maximum(w1 @ x + b1, 0) + b2))) for w1, b1, w2, b2 in members], axis=0
+    )
+    np.testing.assert_allclose(list(Probes(tensors).labels(x).values()), expected)
+    w1, b1, w2, b2 = members[0]
+    single = {"tempo.mean": np.zeros(n_in), "tempo.scale": np.ones(n_in), "tempo.hidden.weight": w1,
+              "tempo.hidden.bias": b1, "tempo.out.weight": w2, "tempo.out.bias": b2}  # fmt: skip
+    logits = Probes(single)._logits("tempo", x)
+    np.testing.assert_allclose(logits, w2 @ np.maximum(w1 @ x + b1, 0) + b2)
 
 
 def test_dsp_features_round_trip_through_a_vector():
