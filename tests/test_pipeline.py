@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from train import pipeline
 from train.pipeline import PipelineState, Step, resume_command
 
@@ -103,6 +105,26 @@ def test_an_interrupted_training_is_resumed_from_its_last_epoch(tmp_path):
     assert resume_command(command) == command + ["--resume"]
     evaluate = [sys.executable, "-m", "train.evaluate", str(out)]
     assert resume_command(evaluate) == evaluate
+
+    # a folder another command started (new settings, new analyses) is trained afresh, not resumed
+    state = PipelineState(tmp_path / "state.json")
+    state.start(command)
+    assert resume_command(command, state) == command + ["--resume"]
+    replanned = [*command, "--analysis-probes", "0123abcd"]
+    assert resume_command(replanned, state) == replanned
+    assert PipelineState(tmp_path / "state.json").started == {str(out): PipelineState.key(command)}
+
+
+def test_a_conditioned_run_refuses_analyses_made_by_other_probes(tmp_path):
+    from train.analysis_vectors import require_analyses
+
+    with pytest.raises(SystemExit, match="no analyses"):
+        require_analyses(tmp_path, "abc")
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "analysis" / "info.json").write_text(json.dumps({"probes_sha256": "abcdef", "folds": 3}))
+    require_analyses(tmp_path, "abc")
+    with pytest.raises(SystemExit, match="probes abcdef"):
+        require_analyses(tmp_path, "fff")
 
 
 def test_the_plan_keeps_runs_where_it_is_told(tmp_path):
