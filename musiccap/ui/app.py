@@ -15,11 +15,13 @@ from musiccap.ui.compare import build_compare_tab
 MAX_UPLOAD = "50mb"
 # Requests waiting beyond those running; one more is refused at once ("queue full") rather than left to time out
 QUEUE_SIZE = 32
-# Captioning requests (compare, listening check) that run at once; the rest wait in the queue. Two: one per
-# core of the 2-core machine the app is sized for, each request on one intra-op thread (serving_threads).
-# `musiccap bench --app-concurrency 2 1` measures 4 listeners at once under each setting (docs/BENCHMARKS.md);
+# Captioning requests (compare, listening check) that run at once; the rest wait in the queue. One: with 4
+# listeners at once on this 2-core CPU (`musiccap bench --app-concurrency 2 1 --users 4`, idle machine,
+# docs/BENCHMARKS.md) a request took 6.49 s median (p90 6.73) under 1 against 7.45 s (8.07) under 2, and one
+# listener's 1.78 s against 1.83 s: a request already keeps both cores busy, two at once only contend. The
+# price: under load the first caption of a waiting request comes later (4.7 s against 3.4 s).
 # MUSICCAP_COMPARE_CONCURRENCY overrides it.
-COMPARE_CONCURRENCY = 2
+COMPARE_CONCURRENCY = 1
 OTHER_CONCURRENCY = 2  # each other event at once (arena pairs and votes, heatmap choices), per event
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -116,8 +118,8 @@ def serving_threads() -> int:
     Gradio runs every handler on a worker thread, and there torch's two-thread OpenMP regions are slower
     than one thread, although the same work on the main thread gains from two: on this 2-core CPU the
     compare request took 4.5 s served on one thread against 5.5 s on two (medians of 12, the two settings
-    started in turn; docs/BENCHMARKS.md). One thread per request also lets concurrent requests share the
-    cores instead of contending for them.
+    started in turn; docs/benchmark_runs/2026-12-01T1754.md). One thread per request also lets concurrent
+    requests share the cores instead of contending for them.
     """
     return positive_count_setting("MUSICCAP_TORCH_THREADS", 1)
 
