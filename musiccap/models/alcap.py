@@ -64,7 +64,7 @@ from torch import nn
 
 from musiccap.checkpoint import config_from_dict
 from musiccap.clip import LYRICS
-from musiccap.conditioning import AnalysisToken, clip_analysis_batch, item_analysis_batch
+from musiccap.conditioning import AnalysisToken
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.embedded_clap import EmbeddedClap
 from musiccap.encoders.text import EMBEDDING_DIM as MINILM_DIM
@@ -333,7 +333,7 @@ class AlcapCaptioner(NeuralCaptioner):
             "lyrics_group": torch.tensor(groups),
             "input_ids": input_ids,
             "targets": targets,
-            **({"analysis": item_analysis_batch(items)} if self.config.analysis_conditioning else {}),
+            **self.training_analysis(items),
         }
 
     # ---- encoder side ------------------------------------------------------------------------------
@@ -407,8 +407,8 @@ class AlcapCaptioner(NeuralCaptioner):
     def encode_clips(self, clips: list[Clip], features: list) -> Encoding:
         lyric_texts = [clip.features.get(LYRICS) for clip in clips]
         batch = {**self.frame_batch(features), **self.lyric_token_states(lyric_texts)}
-        if self.config.analysis_conditioning:
-            batch["analysis"] = clip_analysis_batch(clips)
+        if self.reads_analysis:
+            batch["analysis"] = self.captioning_analysis(clips)
         return self.encode(batch)
 
     def start_search(self, encoding: Encoding, expand: torch.Tensor) -> SearchStart:
@@ -448,9 +448,8 @@ def _attention_views(
     decoder's cross-attention to the two parts of its memory; fusion [lyric positions, frames].
     """
     views = layer_views(music)
-    music_share = music.sum(-1).mean(
-        axis=2
-    )  # [tokens, layers]: the rest went to the fused lyrics (and analysis)
+    # [tokens, layers]: the rest went to the fused lyrics (and the analysis token)
+    music_share = music.sum(-1).mean(axis=2)
     views["music share of decoder attention (tokens × layers)"] = music_share.astype(np.float32)
     queries = "lyric tokens" if has_lyrics else "placeholders"
     views[f"fusion: {queries} × music time"] = fusion.astype(np.float32)

@@ -28,6 +28,7 @@ from musiccap.checkpoint import (
     read_config,
 )
 from musiccap.clip import AUDIO_FEATURES, Clip
+from musiccap.conditioning import clip_analysis_batch, item_analysis_batch
 from musiccap.decoding import DecodingConfig, Hypothesis, StepFunction, rows_per_input, search
 from musiccap.features import audio_features
 from musiccap.hub import local_folder, portable_path
@@ -206,6 +207,20 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
             self._attribute_ids = torch.tensor(sorted(attribute_token_ids(self.caption_token_ids)))
         weights = real * (1 + (weight - 1) * torch.isin(flat_targets, self._attribute_ids).to(real.dtype))
         return (token_nll * weights).sum() / weights.sum().clamp(min=1), plain
+
+    # ---- the analysis-conditioned variants (musiccap/conditioning.py): what reads the analysis ----
+
+    @property
+    def reads_analysis(self) -> bool:
+        return getattr(self.config, "analysis_conditioning", False)
+
+    def training_analysis(self, items: list) -> dict[str, torch.Tensor]:
+        """``{"analysis": [B, ANALYSIS_SIZE]}`` of training items for a conditioned model, else nothing."""
+        return {"analysis": item_analysis_batch(items)} if self.reads_analysis else {}
+
+    def captioning_analysis(self, clips: list[Clip]) -> torch.Tensor | None:
+        """[B, ANALYSIS_SIZE] of the clips being captioned for a conditioned model, else None."""
+        return clip_analysis_batch(clips) if self.reads_analysis else None
 
     # ---- captioning: the skeleton and the parts an architecture supplies -------------------------
 

@@ -75,7 +75,7 @@ from musiccap.checkpoint import (
     read_config,
     require_hash,
 )
-from musiccap.conditioning import AnalysisToken, clip_analysis_batch, item_analysis_batch
+from musiccap.conditioning import AnalysisToken
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.caption_lm import (
     lm_fingerprint,
@@ -243,9 +243,8 @@ class BLAPCaptioner(NeuralCaptioner):
                     f"{path}: the stage-1 {key} is {settings.get(key)!r}, this run has {getattr(self.config, key)!r}"
                 )
         missing, unexpected = self.load_state_dict(load_file(str(path / WEIGHTS_NAME)), strict=False)
-        missing = [
-            key for key in missing if not key.startswith("analysis_token.")
-        ]  # stage 2 only: trains here
+        # the analysis token exists in stage 2 only: it trains there
+        missing = [key for key in missing if not key.startswith("analysis_token.")]
         if missing or unexpected:
             raise ValueError(
                 f"{path}: stage-1 weights do not fit (missing {missing[:5]}, unexpected {unexpected[:5]})"
@@ -332,8 +331,8 @@ class BLAPCaptioner(NeuralCaptioner):
                 [first.setdefault(item.caption, i) for i, item in enumerate(items)]
             )
         batch["labels"] = self._pad(labels, -100)
-        if self.config.analysis_conditioning and self.config.stage == 2:
-            batch["analysis"] = item_analysis_batch(items)
+        if self.config.stage == 2:
+            batch |= self.training_analysis(items)
         return batch
 
     # ---- training --------------------------------------------------------------------------------
@@ -444,7 +443,7 @@ class BLAPCaptioner(NeuralCaptioner):
         """CLAP frame tokens -> Q-Former queries -> soft prompt -> the frozen LM's encoder."""
         audio, audio_mask = self.audio_tokens(features)
         query_output = self.query_outputs(audio, audio_mask, need_weights=True)
-        analysis = clip_analysis_batch(clips) if self.config.analysis_conditioning else None
+        analysis = self.captioning_analysis(clips)
         encoded = self.lm.get_encoder()(
             inputs_embeds=self.encoder_inputs(query_output, analysis)
         ).last_hidden_state

@@ -81,7 +81,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from musiccap.checkpoint import checkpoint_hash, config_from_dict, read_config, require_hash
-from musiccap.conditioning import AnalysisToken, clip_analysis_batch, item_analysis_batch
+from musiccap.conditioning import AnalysisToken
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.clap_loader import EMBEDDED, clap_folder, clap_kind, load_clap
 from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, register
@@ -354,7 +354,7 @@ class CsaCaptioner(NeuralCaptioner):
             "caption_lengths": torch.tensor([len(c) for c in captions]),
             "caption_group": torch.tensor(groups),
             **self._reference_embeddings([item.caption for item in items]),
-            **({"analysis": item_analysis_batch(items)} if self.config.analysis_conditioning else {}),
+            **self.training_analysis(items),
         }
 
     def train_collate(self, items: list) -> dict[str, torch.Tensor]:
@@ -509,7 +509,7 @@ class CsaCaptioner(NeuralCaptioner):
 
     def encode_clips(self, clips: list[Clip], features: list) -> AudioEncoding:
         inputs = self.clap.audio_batch(features)
-        analysis = clip_analysis_batch(clips) if self.config.analysis_conditioning else None
+        analysis = self.captioning_analysis(clips)
         return self.encode_audio(inputs["frames"], inputs["mask"], inputs["pooled"], analysis)
 
     def start_search(self, audio: AudioEncoding, expand: torch.Tensor) -> SearchStart:

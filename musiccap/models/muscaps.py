@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from musiccap.clip import AUDIO_FEATURES, MEL_PATCHES
-from musiccap.conditioning import ANALYSIS_SIZE, clip_analysis_batch, item_analysis_batch
+from musiccap.conditioning import ANALYSIS_SIZE
 from musiccap.decoding import DecodingConfig
 from musiccap.features import audio_features
 from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, register
@@ -264,8 +264,7 @@ class MusCaps(NeuralCaptioner):
         else:
             sources = [self._feature_sequence(item.features)[0] for item in items]
         audio, mask = _pad_sequences(sources)
-        analysis = {"analysis": item_analysis_batch(items)} if self.config.analysis_conditioning else {}
-        return {"audio": audio, "audio_mask": mask, "tokens": tokens, **analysis}
+        return {"audio": audio, "audio_mask": mask, "tokens": tokens, **self.training_analysis(items)}
 
     def training_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """Teacher forcing: predict word t+1 from words <= t; cross-entropy over the real words and <eos>."""
@@ -386,7 +385,7 @@ class MusCaps(NeuralCaptioner):
         return self._audio_batch(clips)
 
     def encode_clips(self, clips: list[Clip], audio: AudioBatch) -> dict[str, torch.Tensor]:
-        analysis = clip_analysis_batch(clips) if self.config.analysis_conditioning else None
+        analysis = self.captioning_analysis(clips)
         return self.initial_state(audio.chunks, audio.mask, analysis)
 
     def start_search(self, state: dict[str, torch.Tensor], expand: torch.Tensor) -> SearchStart:

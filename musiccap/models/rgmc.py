@@ -42,7 +42,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from musiccap.checkpoint import checkpoint_hash, config_from_dict, read_config, require_hash
 from musiccap.clip import REFERENCE_CAPTION
-from musiccap.conditioning import ANALYSIS_SIZE, clip_analysis_batch, item_analysis_batch
+from musiccap.conditioning import ANALYSIS_SIZE
 from musiccap.decoding import DecodingConfig
 from musiccap.encoders.gpt2_bpe import END_OF_TEXT, pretrained_tokenizer, train_caption_tokenizer
 from musiccap.features import audio_features
@@ -309,8 +309,7 @@ class RGMCCaptioner(NeuralCaptioner):
             self._layout(neighbour.text if neighbour is not None else None, item.caption)
             for item, neighbour in zip(items, neighbours, strict=True)
         ]
-        analysis = {"analysis": item_analysis_batch(items)} if self.config.analysis_conditioning else {}
-        return {**audio, **self._pad(layouts), **analysis}
+        return {**audio, **self._pad(layouts), **self.training_analysis(items)}
 
     def _layout(self, candidate: str | None, caption: str) -> tuple[list[int], list[int]]:
         """(tokens, labels) of one training sequence: audio-prefix placeholders (their embeddings become
@@ -475,7 +474,7 @@ class RGMCCaptioner(NeuralCaptioner):
         # embed_audio batches by length without padding: the same clip gets the same neighbour in any batch
         embeddings = torch.as_tensor(self.encoder.embed_audio(features))
         neighbours = self.candidates(clips, embeddings) if self.config.use_text else [None] * len(clips)
-        analysis = clip_analysis_batch(clips) if self.config.analysis_conditioning else None
+        analysis = self.captioning_analysis(clips)
         embeds, prompt_mask = self._prompts(embeddings, neighbours, analysis)
         positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)
         output = self.lm(
