@@ -14,6 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+BUILD_DIR = "build"  # inside a run's folder: its model's kept build-time work (BuildContext.build_dir)
+
 
 @dataclass
 class BuildContext:
@@ -22,6 +24,9 @@ class BuildContext:
     clap_path: str  # the CLAP: a registry name, a folder or a Hub id
     feature_dims: tuple[int, int, int]  # frame_dim, pooled_dim, chunk_dim of the embedded features
     corpus_dir: str
+    # Where a model may keep costly build-time work (RGMC's text pretraining) so that an interrupted run
+    # started again with ``--resume`` does not redo it; "" keeps nothing. Removed when training ends.
+    build_dir: str = ""
 
 
 @runtime_checkable

@@ -100,6 +100,9 @@ def test_an_interrupted_training_is_resumed_from_its_last_epoch(tmp_path):
         "1",
     ]
     assert resume_command(command) == command  # nothing to resume: a fresh run
+    (out / "build").mkdir(parents=True)  # cut off before its first epoch ended, its build work kept
+    assert resume_command(command) == command + ["--resume"]
+    (out / "build").rmdir()
     (out / "last").mkdir(parents=True)
     (out / "last" / "resume.json").write_text("{}")
     assert resume_command(command) == command + ["--resume"]

@@ -340,6 +340,32 @@ def test_text_pretraining_lowers_the_captioning_loss(clap_dir, items):
     assert after < 0.5 * before
 
 
+def test_text_pretraining_is_kept_for_an_interrupted_run(clap_dir, items, tmp_path, monkeypatch):
+    """A run started again reloads its build folder's pretraining instead of pretraining again, and only
+    when that pretraining was made from the same texts and epochs."""
+    context = BuildContext(
+        clap_path=str(clap_dir),
+        feature_dims=(FRAME_DIM, POOLED_DIM, 200),
+        corpus_dir="",
+        build_dir=str(tmp_path),
+    )
+    first = RGMCCaptioner.build({**TINY_LM, "pretrain_epochs": 2}, items, context)
+    assert (tmp_path / "text_pretraining.safetensors").is_file()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pretrained again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RGMCCaptioner, "pretrain_on_text", refuse)
+        again = RGMCCaptioner.build({**TINY_LM, "pretrain_epochs": 2}, items, context)
+    for name, tensor in first.lm.state_dict().items():
+        assert torch.equal(tensor, again.lm.state_dict()[name]), name
+    calls = []
+    monkeypatch.setattr(RGMCCaptioner, "pretrain_on_text", lambda self, texts, epochs: calls.append(epochs))
+    RGMCCaptioner.build({**TINY_LM, "pretrain_epochs": 3}, items, context)  # other epochs: pretrain afresh
+    assert calls == [3]
+
+
 @pytest.mark.parametrize("name", ["rgmc", "rgmc_audio_only", "rgmc_text_only", "rgmc_no_pretraining"])
 def test_configs_are_valid(name):
     document = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())

@@ -20,7 +20,7 @@ import torch
 
 from musiccap.encoders.embedded import AudioFeatures
 from musiccap.registry import REPO
-from musiccap.training import BuildContext
+from musiccap.training import BUILD_DIR, BuildContext
 from train.config import load_config
 from train.data import load_items
 from train.trainer import TrainConfig, fit
@@ -120,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         corpus_dir=str(args.corpus),
     )
     cls = model_class(args.model)
+    if out_dir.exists() and not args.resume:
+        shutil.rmtree(out_dir)  # before build: a fresh run must not read another run's build work
+    build_dir = out_dir / BUILD_DIR
+    context.build_dir = str(build_dir)
     build_started = time.time()
     model = cls.build(config.get("model", {}), train_items, context)
     build_time_s = round(time.time() - build_started, 1)  # includes any pretraining done at build (RGMC's LM)
@@ -130,9 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(model, "prepare_items"):  # inputs beyond the feature cache (MusCaps' scratch CNN)
         model.prepare_items(train_items)
         model.prepare_items(validation_items)
-    if out_dir.exists() and not args.resume:
-        shutil.rmtree(out_dir)
     log, summary = fit(model, train_items, validation_items, train_config, out_dir, resume=args.resume)
+    shutil.rmtree(build_dir, ignore_errors=True)  # the checkpoint folder ships; build work does not
     training = {
         "model": args.model,
         "config_file": str(Path(args.config)),

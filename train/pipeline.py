@@ -32,6 +32,7 @@ from pathlib import Path
 from musiccap.analysis import PROBES
 from musiccap.encoders.embedded import EmbeddedConfig
 from musiccap.registry import REPO
+from musiccap.training import BUILD_DIR
 
 PY = sys.executable
 
@@ -454,10 +455,12 @@ def training_folder(command: list[str]) -> Path | None:
 
 def resume_command(command: list[str], state: PipelineState | None = None) -> list[str]:
     """An interrupted ``python -m train`` run continues from the resume state its trainer left in
-    ``<out>/last``, unless another command (another plan: new settings, new analyses) started that folder:
+    ``<out>/last`` (or, cut off before its first epoch ended, from the build work its model kept in
+    ``<out>/build``, e.g. RGMC's text pretraining), unless another command (another plan: new settings, new analyses) started that folder:
     then it starts afresh."""
     out = training_folder(command)
-    if out is None or not (out / "last" / "resume.json").is_file():
+    kept = out is not None and ((out / "last" / "resume.json").is_file() or (out / BUILD_DIR).is_dir())
+    if not kept:
         return command
     started_by = state.started.get(str(out)) if state is not None else None
     if started_by is not None and started_by != PipelineState.key(command):

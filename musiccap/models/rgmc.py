@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_model, save_model
 from tokenizers import Tokenizer
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -53,6 +55,7 @@ from musiccap.models.blocks import gpt2_cached_step, layer_views, rows_to_one
 EOS = END_OF_TEXT
 SEP = "<|caption|>"  # ends the prompt (audio prefix ⊕ neighbour caption); the caption follows
 TOKENIZER_NAME = "tokenizer.json"
+TEXT_PRETRAINING_NAME = "text_pretraining.safetensors"  # in the run's build folder
 INDEX_DIR = "neighbours"
 CANDIDATE_MODES = ("nearest", "random", "gold")
 
@@ -225,7 +228,7 @@ class RGMCCaptioner(NeuralCaptioner):
             pretrained_lm.resize_token_embeddings(tokenizer.get_vocab_size())
             model.lm.load_state_dict(pretrained_lm.state_dict())
         if settings.pretrain_epochs:
-            model.pretrain_on_text(train_captions + extra_text, epochs=settings.pretrain_epochs)
+            model.pretrain_or_reload(train_captions + extra_text, settings.pretrain_epochs, context.build_dir)
         model._remember_training_items(train_items)
         return model
 
@@ -362,6 +365,29 @@ class RGMCCaptioner(NeuralCaptioner):
         # Never the text itself; an identical caption of another clip is a fair neighbour.
         similarity.fill_diagonal_(-float("inf"))
         return [texts[j] for j in similarity.argmax(1).tolist()]
+
+    def pretrain_or_reload(self, texts: list[str], epochs: int, build_dir: str) -> None:
+        """Text pretraining, kept in ``build_dir`` (when given) so that a run interrupted later starts
+        captioning again from it instead of pretraining again; reloaded only when it was made from the
+        same texts, epochs and vocabulary."""
+        made_from = {
+            "epochs": str(epochs),
+            "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16],
+            "vocab_size": str(self.config.vocab_size),
+            "seed": str(self.config.seed),
+        }
+        kept = Path(build_dir) / TEXT_PRETRAINING_NAME if build_dir else None
+        if kept is not None and kept.is_file():
+            with safe_open(str(kept), "pt") as file:
+                kept_from = file.metadata()
+            if all(kept_from.get(key) == value for key, value in made_from.items()):
+                load_model(self.lm, str(kept))
+                print(f"rgmc text pretraining: reloaded from {kept}", flush=True)
+                return
+        self.pretrain_on_text(texts, epochs=epochs)
+        if kept is not None:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            save_model(self.lm, str(kept), metadata=made_from)  # save_model: GPT-2 ties its embeddings
 
     def pretrain_on_text(
         self, texts: list[str], *, epochs: int, batch_size: int = 32, lr: float = 5e-4
