@@ -340,30 +340,45 @@ def test_text_pretraining_lowers_the_captioning_loss(clap_dir, items):
     assert after < 0.5 * before
 
 
-def test_text_pretraining_is_kept_for_an_interrupted_run(clap_dir, items, tmp_path, monkeypatch):
-    """A run started again reloads its build folder's pretraining instead of pretraining again, and only
-    when that pretraining was made from the same texts and epochs."""
+def test_text_pretraining_is_kept_epoch_by_epoch_for_an_interrupted_run(
+    clap_dir, items, tmp_path, monkeypatch
+):
+    """A run cut off during its text pretraining continues from the last finished epoch; one started
+    again after it reloads it whole; other settings pretrain afresh."""
     context = BuildContext(
         clap_path=str(clap_dir),
         feature_dims=(FRAME_DIM, POOLED_DIM, 200),
         corpus_dir="",
         build_dir=str(tmp_path),
     )
-    first = RGMCCaptioner.build({**TINY_LM, "pretrain_epochs": 2}, items, context)
-    assert (tmp_path / "text_pretraining.safetensors").is_file()
+    config = {**TINY_LM, "pretrain_epochs": 3}
+    batches_per_epoch = -(-len(items) // 32)
+    pad = RGMCCaptioner._pad
+    batches = []
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("pretrained again")
+    def count_batches(self, layouts, cut_after=None):
+        batches.append(len(layouts))
+        if cut_after is not None and len(batches) > cut_after:
+            raise KeyboardInterrupt  # the session ends in the middle of the second epoch
+        return pad(self, layouts)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(RGMCCaptioner, "pretrain_on_text", refuse)
-        again = RGMCCaptioner.build({**TINY_LM, "pretrain_epochs": 2}, items, context)
-    for name, tensor in first.lm.state_dict().items():
+    monkeypatch.setattr(
+        RGMCCaptioner, "_pad", lambda self, layouts: count_batches(self, layouts, batches_per_epoch)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        RGMCCaptioner.build(config, items, context)
+    monkeypatch.setattr(RGMCCaptioner, "_pad", lambda self, layouts: count_batches(self, layouts))
+    batches.clear()
+    finished = RGMCCaptioner.build(config, items, context)
+    assert len(batches) == 2 * batches_per_epoch  # epochs 2 and 3 only
+
+    batches.clear()
+    again = RGMCCaptioner.build(config, items, context)
+    assert batches == []
+    for name, tensor in finished.lm.state_dict().items():
         assert torch.equal(tensor, again.lm.state_dict()[name]), name
-    calls = []
-    monkeypatch.setattr(RGMCCaptioner, "pretrain_on_text", lambda self, texts, epochs: calls.append(epochs))
-    RGMCCaptioner.build({**TINY_LM, "pretrain_epochs": 3}, items, context)  # other epochs: pretrain afresh
-    assert calls == [3]
+    RGMCCaptioner.build({**config, "pretrain_epochs": 1}, items, context)
+    assert len(batches) == batches_per_epoch
 
 
 @pytest.mark.parametrize("name", ["rgmc", "rgmc_audio_only", "rgmc_text_only", "rgmc_no_pretraining"])

@@ -31,6 +31,7 @@ neighbour is in the views.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 from tokenizers import Tokenizer
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -58,6 +59,55 @@ TOKENIZER_NAME = "tokenizer.json"
 TEXT_PRETRAINING_NAME = "text_pretraining.safetensors"  # in the run's build folder
 INDEX_DIR = "neighbours"
 CANDIDATE_MODES = ("nearest", "random", "gold")
+
+
+class PretrainingProgress:
+    """RGMC's text pretraining after its last finished epoch, in a run's build folder: the LM (with the
+    epochs' losses and what the pretraining was made from as metadata), the optimiser's moments and the
+    shuffling generator. Safetensors only; each file is written whole and then renamed into place, and
+    the two must carry the same losses to be reloaded."""
+
+    def __init__(self, folder: Path, made_from: dict[str, str]):
+        self.folder = folder
+        self.made_from = made_from
+        self.lm_file = folder / TEXT_PRETRAINING_NAME
+        self.optimizer_file = folder / "text_pretraining_optimizer.safetensors"
+
+    def save(self, lm, optimizer, generator: torch.Generator, losses: list[float]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        metadata = {**self.made_from, "losses": json.dumps(losses)}
+        moments = {
+            f"{index}/{name}": torch.as_tensor(value).detach().contiguous()
+            for index, values in optimizer.state_dict()["state"].items()
+            for name, value in values.items()
+        }
+        moments["generator"] = generator.get_state()
+        partial = self.optimizer_file.with_suffix(".partial")
+        save_file(moments, str(partial), metadata=metadata)
+        partial.replace(self.optimizer_file)
+        partial = self.lm_file.with_suffix(".partial")
+        save_model(lm, str(partial), metadata=metadata)  # save_model: GPT-2 ties its embeddings
+        partial.replace(self.lm_file)
+
+    def reload(self, lm, optimizer, generator: torch.Generator) -> list[float]:
+        """The saved epochs' losses after loading their state, or [] when nothing matching is kept."""
+        if not (self.lm_file.is_file() and self.optimizer_file.is_file()):
+            return []
+        with safe_open(str(self.lm_file), "pt") as file:
+            metadata = file.metadata()
+        with safe_open(str(self.optimizer_file), "pt") as file:
+            same_epochs = file.metadata().get("losses") == metadata.get("losses")
+        if not same_epochs or any(metadata.get(key) != value for key, value in self.made_from.items()):
+            return []
+        load_model(lm, str(self.lm_file))
+        moments = load_file(str(self.optimizer_file))
+        generator.set_state(moments.pop("generator"))
+        state: dict[int, dict] = {}
+        for key, value in moments.items():
+            index, name = key.split("/", 1)
+            state.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+        return json.loads(metadata["losses"])
 
 
 @dataclass
@@ -367,44 +417,49 @@ class RGMCCaptioner(NeuralCaptioner):
         return [texts[j] for j in similarity.argmax(1).tolist()]
 
     def pretrain_or_reload(self, texts: list[str], epochs: int, build_dir: str) -> None:
-        """Text pretraining, kept in ``build_dir`` (when given) so that a run interrupted later starts
-        captioning again from it instead of pretraining again; reloaded only when it was made from the
-        same texts, epochs and vocabulary."""
+        """Text pretraining, kept epoch by epoch in ``build_dir`` (when given): a run interrupted during
+        or after it continues from its last finished epoch instead of pretraining again. Kept work is
+        reloaded only when it was made from the same texts, epochs, vocabulary and seed."""
         made_from = {
             "epochs": str(epochs),
             "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16],
             "vocab_size": str(self.config.vocab_size),
             "seed": str(self.config.seed),
         }
-        kept = Path(build_dir) / TEXT_PRETRAINING_NAME if build_dir else None
-        if kept is not None and kept.is_file():
-            with safe_open(str(kept), "pt") as file:
-                kept_from = file.metadata()
-            if all(kept_from.get(key) == value for key, value in made_from.items()):
-                load_model(self.lm, str(kept))
-                print(f"rgmc text pretraining: reloaded from {kept}", flush=True)
-                return
-        self.pretrain_on_text(texts, epochs=epochs)
-        if kept is not None:
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            save_model(self.lm, str(kept), metadata=made_from)  # save_model: GPT-2 ties its embeddings
+        keep = PretrainingProgress(Path(build_dir), made_from) if build_dir else None
+        self.pretrain_on_text(texts, epochs=epochs, keep=keep)
 
     def pretrain_on_text(
-        self, texts: list[str], *, epochs: int, batch_size: int = 32, lr: float = 5e-4
+        self,
+        texts: list[str],
+        *,
+        epochs: int,
+        batch_size: int = 32,
+        lr: float = 5e-4,
+        keep: PretrainingProgress | None = None,
     ) -> list[float]:
         """Caption-text pretraining of the LM alone, in the captioning layout; returns epoch losses.
 
         Each sequence is laid out as at captioning time: the audio-prefix placeholders (their embeddings
         stay the placeholder token's: there is no audio here), the nearest other caption by CLAP text
         embedding as the candidate (when the model uses one), SEP, the caption, EOS; loss on the caption.
+        With ``keep`` each finished epoch is saved there and a saved one is continued from.
         """
         generator = torch.Generator().manual_seed(self.config.seed)
         optimizer = torch.optim.AdamW(self.lm.parameters(), lr=lr)
+        losses = keep.reload(self.lm, optimizer, generator) if keep is not None else []
+        if losses:
+            print(
+                f"rgmc text pretraining: {len(losses)}/{epochs} epochs reloaded from {keep.folder}",
+                flush=True,
+            )
+        if len(losses) >= epochs:
+            self.lm.eval()
+            return losses
         candidates = self.text_neighbours(texts) if self.config.use_text else [None] * len(texts)
         layouts = [self._layout(candidate, text) for text, candidate in zip(texts, candidates, strict=True)]
-        losses = []
         self.lm.train()
-        for _ in range(epochs):
+        for _ in range(len(losses), epochs):
             order = torch.randperm(len(layouts), generator=generator).tolist()
             total, count = 0.0, 0
             for start in range(0, len(order), batch_size):
@@ -417,6 +472,8 @@ class RGMCCaptioner(NeuralCaptioner):
                 total, count = total + loss.item(), count + 1
             losses.append(total / max(count, 1))
             print(f"rgmc text pretraining: epoch {len(losses)}/{epochs} loss {losses[-1]:.3f}", flush=True)
+            if keep is not None:
+                keep.save(self.lm, optimizer, generator, losses)
         self.lm.eval()
         return losses
 
