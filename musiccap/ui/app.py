@@ -54,7 +54,7 @@ def build_app(studio: Studio, arena=None, trusted_proxies: int = 0) -> gr.Blocks
 
 
 def create(checkpoints: str | Path = DEFAULT_CHECKPOINTS, with_arena: bool = True):
-    studio = Studio(checkpoints)
+    studio = Studio(checkpoints, workers=caption_workers())
     arena = None
     if with_arena:
         from musiccap.ui.arena_setup import arena_for
@@ -130,11 +130,30 @@ def compare_concurrency() -> int:
     return positive_count_setting("MUSICCAP_COMPARE_CONCURRENCY", COMPARE_CONCURRENCY)
 
 
+def caption_workers() -> int:
+    """Processes that caption a compare request beside the app's own (musiccap/worker_pool.py):
+    ``MUSICCAP_CAPTION_WORKERS``, 0 to caption in the app's process; default :func:`default_caption_workers`."""
+    return count_setting("MUSICCAP_CAPTION_WORKERS", default_caption_workers(), minimum=0)
+
+
+def default_caption_workers() -> int:
+    """Two workers on two cores or more: the decoders hold the GIL, so only processes run two captioners at
+    once; more than two gain little, since a request's work is mostly in its two or three slowest
+    captioners. On one core a worker would only add the trips between processes."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 0
+
+
 def positive_count_setting(variable: str, default: int) -> int:
     """A count the Space sets in its environment: a positive integer, refused clearly otherwise."""
+    return count_setting(variable, default, minimum=1)
+
+
+def count_setting(variable: str, default: int, *, minimum: int) -> int:
+    """A count the Space sets in its environment: an integer from ``minimum`` up, refused clearly otherwise."""
     value = os.environ.get(variable, str(default))
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{variable} must be a positive integer, not {value!r}")
+    if not value.isdigit() or int(value) < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        raise ValueError(f"{variable} must be {kind}, not {value!r}")
     return int(value)
 
 
