@@ -127,21 +127,13 @@ class Studio:
                 raise ValueError(
                     f"no checkpoint named {name!r} in {self.checkpoints_dir}; have {sorted(found)}"
                 )
-            try:
-                self.captioners[name] = load_captioner(found[name])
-            except Exception as error:  # one broken checkpoint must not take the others down
-                self.load_errors[name] = f"{type(error).__name__}: {error}"
-        self._scorer = None
         self.workers = None
-        self._latency_s: dict[
-            str, float
-        ] = {}  # each captioner's last latency: the longest go to workers first
-        if workers:
+        if workers:  # started first: they load the captioners while this process does
             import torch
 
             from musiccap.worker_pool import CaptionWorkers
 
-            pooled = [name for name in self.captioners if name not in IN_PROCESS]
+            pooled = [name for name in wanted if name not in IN_PROCESS]
             self.workers = CaptionWorkers(
                 self.checkpoints_dir,
                 pooled,
@@ -149,6 +141,13 @@ class Studio:
                 count=workers,
                 threads=torch.get_num_threads(),
             )
+        for name in wanted:
+            try:
+                self.captioners[name] = load_captioner(found[name])
+            except Exception as error:  # one broken checkpoint must not take the others down
+                self.load_errors[name] = f"{type(error).__name__}: {error}"
+        self._scorer = None
+        self._latency_s: dict[str, float] = {}  # each captioner's last: the slowest go to the workers first
 
     def close(self) -> None:
         """Stops the caption workers (also done at exit)."""
@@ -211,7 +210,11 @@ class Studio:
         ``window_batch`` > 1 captions that many windows at a time, each captioner once on the whole
         batch (the long-audio path: one decoder call instead of one per window); the batch's
         ModelCaptions come as each captioner finishes it, then each window's WindowComparison, which
-        scores all its captions in one CLAP text pass."""
+        scores all its captions in one CLAP text pass.
+
+        With caption workers the captioners finish in no fixed order (display order in-process); a
+        window's WindowComparison lists its captions in display order either way, and every caption of a
+        window comes before it."""
         options = options or CompareOptions()
         clips = self.clips(audio, options.window_mode, options.max_windows, options.lyrics)
         if options.decoding.get("do_sample"):
@@ -253,8 +256,12 @@ class Studio:
         if self.scorer is not None:
             for clip in clips:
                 self.scorer.embed_clip(clip)
-        for future in as_completed(futures):
-            yield self._worker_captions(clips, futures[future], future)
+        try:
+            for future in as_completed(futures):
+                yield self._worker_captions(clips, futures[future], future)
+        finally:  # a request given up (the page closed): its captioners still queued are not run
+            for future in futures:
+                future.cancel()
 
     def _worker_captions(self, clips: list[Clip], name: str, future) -> list[ModelCaption]:
         """A worker's answer as ModelCaptions; a worker that failed (or died) is each caption's error."""

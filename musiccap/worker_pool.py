@@ -173,9 +173,11 @@ class CaptionWorkers:
             self._workers.remove(worker)
             if worker in self._idle:
                 self._idle.remove(worker)
-            if self._closed:
-                return
             code = worker.process.exitcode
+            if self._closed:
+                if worker.task is not None:
+                    worker.task.future.set_exception(RuntimeError("the caption workers were shut down"))
+                return
             if not worker.ready:
                 # A worker that cannot even load would fail again at once: the tasks waiting for it fail
                 # now, and the next request tries a new one (submit), instead of a restart loop.
