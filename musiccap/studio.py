@@ -128,7 +128,7 @@ class Studio:
                     f"no checkpoint named {name!r} in {self.checkpoints_dir}; have {sorted(found)}"
                 )
         self.workers = None
-        if workers:  # started first: they load the captioners while this process does
+        if workers:  # started first, they load while this process does; it captions alone until one is ready
             import torch
 
             from musiccap.worker_pool import CaptionWorkers
@@ -236,14 +236,14 @@ class Studio:
     def _captions_as_they_come(self, clips: list[Clip], options: CompareOptions):
         """Each captioner's captions of a batch of windows (a list, one per window), as each finishes.
 
-        In-process, one captioner after the other in display order. With workers, the captioners they do
-        not serve first (the random floor), then the windows' shared features once here (musicnn and the
+        In-process, one captioner after the other in display order: so too while no worker is ready (the
+        app serves while they load, and while a crashed one is replaced). With workers, the captioners they
+        do not serve first (the random floor), then the windows' shared features once here (musicnn and the
         analysis: sent with the clips, so no worker computes them again), then every other captioner on
         the workers, the slowest first so that the two workers end close together, while this process
         embeds the audio for the CLAP scores."""
-        pooled = [
-            name for name in self.captioners if self.workers is not None and name in self.workers.models
-        ]
+        serving = self.workers is not None and self.workers.ready_count() > 0  # none while they load
+        pooled = [name for name in self.captioners if serving and name in self.workers.models]
         for name in self.captioners:
             if name not in pooled:
                 yield self.caption_windows(clips, name, options)

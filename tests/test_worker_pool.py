@@ -31,6 +31,7 @@ def studios():
     if not all((CHECKPOINTS / name / "config.json").is_file() for name in ["clap", *MODELS]):
         pytest.skip("no shipped checkpoints")
     in_process, pooled = Studio(models=MODELS), Studio(models=MODELS, workers=2)
+    wait_for_workers(pooled, 2)  # until then it captions in-process
     yield in_process, pooled
     pooled.close()
 
@@ -115,8 +116,8 @@ def test_a_task_whose_worker_dies_fails_with_the_exit_code(studios):
         crash.result(timeout=300)
 
 
-def test_close_stops_every_worker(studios):
-    _, pooled = studios
+def test_close_stops_every_worker_and_the_studio_captions_in_process(studios):
+    in_process, pooled = studios
     pids = pooled.workers.pids()
     pooled.close()
     for pid in pids:
@@ -124,3 +125,6 @@ def test_close_stops_every_worker(studios):
             os.kill(pid, 0)  # exited and reaped
     with pytest.raises(RuntimeError, match="shut down"):
         pooled.workers.submit([], "csa", {})
+    *_, window = pooled.compare(load_audio(EXAMPLE))  # as while no worker is ready yet
+    *_, alone = in_process.compare(load_audio(EXAMPLE))
+    assert [c.result.text for c in window.captions] == [c.result.text for c in alone.captions]
