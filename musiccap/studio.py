@@ -134,9 +134,15 @@ class Studio:
             from musiccap.worker_pool import CaptionWorkers
 
             pooled = [name for name in wanted if name not in IN_PROCESS]
+            # The workers warm up on a clip whose features are computed here, as every clip they get
+            # will be: a worker that computed features itself would hold the audio encoder (~170 MB) too
+            warm_up_clips = self.clips(warm_up_tone())
+            for clip in warm_up_clips:
+                clip_analysis(clip)  # reads the audio features: both computed
             self.workers = CaptionWorkers(
                 self.checkpoints_dir,
                 pooled,
+                warm_up_clips,
                 clean_text=clean_text,
                 count=workers,
                 threads=torch.get_num_threads(),

@@ -56,19 +56,27 @@ class Answer:
 
 class CaptionWorkers:
     """``count`` worker processes serving ``models`` from ``checkpoints_dir``, each on ``threads`` intra-op
-    torch threads (the main process's count, so a worker computes exactly what the main process would).
+    torch threads (the main process's count, so a worker computes exactly what the main process would),
+    each warmed up on ``warm_up_clips`` (their shared features computed) before it takes a task.
 
     :meth:`submit` is thread-safe: concurrent compare requests share the workers.
     """
 
     def __init__(
-        self, checkpoints_dir: Path, models: list[str], *, clean_text: bool, count: int, threads: int
+        self,
+        checkpoints_dir: Path,
+        models: list[str],
+        warm_up_clips: list[Clip],
+        *,
+        clean_text: bool,
+        count: int,
+        threads: int,
     ):
         if count < 1:
             raise ValueError(f"a worker pool needs at least one worker, not {count}")
         self.models = list(models)
         self.count = count
-        self._start_args = (str(checkpoints_dir), self.models, clean_text, threads)
+        self._start_args = (str(checkpoints_dir), self.models, warm_up_clips, clean_text, threads)
         self._lock = threading.Lock()
         self._queue: deque[Task] = deque()
         self._idle: list[_Worker] = []
@@ -209,17 +217,23 @@ class _Worker:
     ready: bool = False  # loaded and warmed up
 
 
-def serve(connection, checkpoints_dir: str, models: list[str], clean_text: bool, threads: int) -> None:
+def serve(
+    connection,
+    checkpoints_dir: str,
+    models: list[str],
+    warm_up_clips: list[Clip],
+    clean_text: bool,
+    threads: int,
+) -> None:
     """A worker process: loads and warms up the captioners, says it is ready, then answers tasks until it
     is asked to stop or the main process goes away."""
     import torch
 
-    from musiccap.studio import WARM_UP_TOKENS, CompareOptions, Studio, warm_up_tone
+    from musiccap.studio import WARM_UP_TOKENS, CompareOptions, Studio
 
     torch.set_num_threads(threads)
     studio = Studio(checkpoints_dir, models, clean_text=clean_text)
     # Every captioner once, so that the first request's captions cost what every later one's do
-    warm_up_clips = studio.clips(warm_up_tone())
     for name in studio.captioners:
         studio.caption_windows(
             warm_up_clips, name, CompareOptions(decoding={"max_new_tokens": WARM_UP_TOKENS})
