@@ -63,20 +63,58 @@ def stop_app(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def resident_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (the app and its caption workers), MB, from
-    Linux's /proc: a child is listed under the thread that started it, so every thread's list is read."""
-    total_kb, todo = 0, [pid]
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (the app and its caption workers), from Linux's /proc: a child
+    is listed under the thread that started it, so every thread's list is read."""
+    tree, todo = [], [pid]
     while todo:
         process = todo.pop()
         try:
-            status = Path(f"/proc/{process}/status").read_text()
             for children in Path(f"/proc/{process}/task").glob("*/children"):
                 todo += [int(child) for child in children.read_text().split()]
         except OSError:  # it exited meanwhile
             continue
+        tree.append(process)
+    return tree
+
+
+def resident_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, MB."""
+    total_kb = 0
+    for process in process_tree(pid):
+        try:
+            status = Path(f"/proc/{process}/status").read_text()
+        except OSError:
+            continue
         total_kb += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
     return round(total_kb / 1024, 1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process and its descendants have used so far."""
+    ticks = 0
+    for process in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime: the stat line's 14th and 15th fields
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_settled(pid: int, timeout_s: float = 300, busy_share: float = 0.1) -> None:
+    """Waits until a served app and its children use under ``busy_share`` of a core over a second: the
+    page is served before the caption workers have loaded (they load in the background, the app
+    captions in-process meanwhile), and a warm request is one the app serves as it will from then on."""
+    deadline = time.perf_counter() + timeout_s
+    before = cpu_seconds(pid)
+    while time.perf_counter() < deadline:
+        time.sleep(1.0)
+        now = cpu_seconds(pid)
+        if now - before < busy_share:
+            return
+        before = now
+    raise RuntimeError(f"the app was still busy {timeout_s:.0f} s after it served its page")
 
 
 def summary(values: list[float]) -> dict:
@@ -435,8 +473,8 @@ def measure_app(
     """Start ``python app.py`` ``starts`` times per setting (:func:`app_settings`: ``MUSICCAP_TORCH_THREADS``
     and ``MUSICCAP_COMPARE_CONCURRENCY``), every one with ``caption_workers`` caption worker processes
     (``MUSICCAP_CAPTION_WORKERS``), and time the first compare request and ``requests`` more after
-    each start, every update of each as it arrives (:func:`timed_compare`); then read the resident memory
-    of the app and its workers. Settings take turns start by
+    each start, once the app has settled (:func:`wait_until_settled`), every update of each as it arrives
+    (:func:`timed_compare`); then read the resident memory of the app and its workers. Settings take turns start by
     start, so a machine whose speed drifts weighs on each alike. The first setting is reported as the app.
     With ``anchor``, one anchor caption follows each timed request (A, B, A, B, ...). With ``users``, every
     setting on the served thread count then takes ``users`` listeners at once, ``user_rounds`` requests
@@ -450,6 +488,7 @@ def measure_app(
     together = {setting: [] for setting in settings}
     failed = dict.fromkeys(settings, 0)
     resident = {setting: [] for setting in settings}
+    settled = {setting: [] for setting in settings}
     for _ in range(starts):
         for setting in settings:
             port = _free_port()
@@ -476,6 +515,8 @@ def measure_app(
                             raise RuntimeError("the app did not start") from None
                         time.sleep(0.2)
                 start_times[setting].append(time.perf_counter() - started)
+                wait_until_settled(process.pid)
+                settled[setting].append(time.perf_counter() - started)
                 client = Client(url, verbose=False)
                 clip = handle_file(str(EXAMPLE))  # every other parameter at its default: the first window
                 first_requests[setting].append(timed_compare(client, clip).seconds)
@@ -494,6 +535,7 @@ def measure_app(
     def served_as(setting) -> dict:
         row = {
             "start": summary(start_times[setting]),
+            "settled": summary(settled[setting]),
             "first_request": summary(first_requests[setting]),
             "compare_request": summary([r.seconds for r in warm[setting]]),
             "streaming": streaming(warm[setting]),
@@ -711,7 +753,10 @@ def write_markdown(results: dict, path: Path) -> None:
             "|---|---|---|---|---|",
             f"| start (process start → page served) | {_fmt(app['start']['median'], TARGETS['app_start'])} | "
             f"{app['start']['p90']} | {app['start']['runs']} | {TARGETS['app_start']} |",
-            f"| first compare request after start | {app['first_request']['median']} | "
+            f"| start → the app idle (its caption workers loaded too) | "
+            f"{app.get('settled', {}).get('median', '—')} | {app.get('settled', {}).get('p90', '—')} | "
+            f"{app.get('settled', {}).get('runs', '—')} | — |",
+            f"| first compare request after that | {app['first_request']['median']} | "
             f"{app['first_request']['p90']} | {app['first_request']['runs']} | — |",
         ]
         if app.get("resident_mb"):

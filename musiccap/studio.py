@@ -32,6 +32,8 @@ LONG_AUDIO_BATCH = 18  # windows captioned together on the CLI's long-audio path
 # Captioners that stay in the main process when there are caption workers: the random floor reads no audio
 # and answers in microseconds, so it is the first caption on screen, before the features' time
 IN_PROCESS = ("random",)
+# A captioner that takes under this share of the slowest one's time goes to the workers first (Studio._dispatch_order)
+QUICK_SHARE = 0.25
 
 
 @dataclass
@@ -246,8 +248,7 @@ class Studio:
         app serves while they load, and while a crashed one is replaced). With workers, the captioners they
         do not serve first (the random floor), then the windows' shared features once here (musicnn and the
         analysis: sent with the clips, so no worker computes them again), then every other captioner on
-        the workers, the slowest first so that the two workers end close together, while this process
-        embeds the audio for the CLAP scores."""
+        the workers (in :meth:`_dispatch_order`), while this process embeds the audio for the CLAP scores."""
         serving = self.workers is not None and self.workers.ready_count() > 0  # none while they load
         pooled = [name for name in self.captioners if serving and name in self.workers.models]
         for name in self.captioners:
@@ -257,7 +258,7 @@ class Studio:
             return
         for clip in clips:
             clip_analysis(clip)  # reads the audio features: both computed here
-        pooled.sort(key=lambda name: -self._latency_s.get(name, 0.0))
+        pooled.sort(key=self._dispatch_order)
         futures = {self.workers.submit(clips, name, options.decoding): name for name in pooled}
         if self.scorer is not None:
             for clip in clips:
@@ -268,6 +269,14 @@ class Studio:
         finally:  # a request given up (the page closed): its captioners still queued are not run
             for future in futures:
                 future.cancel()
+
+    def _dispatch_order(self, name: str) -> tuple[bool, float]:
+        """The order captioners go to the workers, by their last latency: the quick ones first, quickest
+        first (a caption on screen at once, for next to nothing at the end), then the slowest first, so
+        that the workers end close together (each takes the next when it is free)."""
+        latency_s = self._latency_s.get(name, 0.0)
+        quick = latency_s < QUICK_SHARE * max(self._latency_s.values(), default=0.0)
+        return (False, latency_s) if quick else (True, -latency_s)
 
     def _worker_captions(self, clips: list[Clip], name: str, future) -> list[ModelCaption]:
         """A worker's answer as ModelCaptions; a worker that failed (or died) is each caption's error."""

@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from musiccap.audio import from_array, windows
 from musiccap.bench import (
@@ -16,6 +17,7 @@ from musiccap.bench import (
     streaming,
     summary,
     timed_updates,
+    wait_until_settled,
     write_markdown,
 )
 from musiccap.models.base import CaptionResult
@@ -100,6 +102,17 @@ def test_resident_memory_counts_a_process_and_its_children():
     finally:
         child.kill()
         child.wait()
+
+
+def test_an_app_has_settled_when_it_and_its_children_are_idle():
+    wait_until_settled(os.getpid(), timeout_s=10)  # this test process, idle while it waits
+    busy_child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        with pytest.raises(RuntimeError, match="still busy"):
+            wait_until_settled(os.getpid(), timeout_s=3)  # its busy child counts
+    finally:
+        busy_child.kill()
+        busy_child.wait()
 
 
 def test_markdown_states_several_listeners_against_one(tmp_path):

@@ -3,6 +3,8 @@ the in-process path says, streams as it does, and survives a worker that dies.""
 
 import os
 import time
+from functools import partial
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -46,6 +48,23 @@ def wait_for_workers(studio: Studio, count: int, timeout_s: float = 180) -> None
 def two_windows():
     audio = load_audio(EXAMPLE)
     return from_array(np.tile(audio.samples, 2), audio.sample_rate)
+
+
+def test_quick_captioners_go_to_the_workers_first_then_the_slowest_first():
+    measured = SimpleNamespace(
+        _latency_s={"nearest": 0.01, "muscaps": 0.08, "alcap": 0.36, "rgmc": 0.52, "csa": 0.25}
+    )
+    order = sorted(
+        ["csa", "rgmc", "nearest", "alcap", "muscaps", "new"], key=partial(Studio._dispatch_order, measured)
+    )
+    assert order == [
+        "new",
+        "nearest",
+        "muscaps",
+        "rgmc",
+        "alcap",
+        "csa",
+    ]  # never measured: as quick as can be
 
 
 def test_workers_caption_exactly_what_the_main_process_does(studios):
