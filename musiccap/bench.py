@@ -473,9 +473,9 @@ def measure_app(
     """Start ``python app.py`` ``starts`` times per setting (:func:`app_settings`: ``MUSICCAP_TORCH_THREADS``
     and ``MUSICCAP_COMPARE_CONCURRENCY``), every one with ``caption_workers`` caption worker processes
     (``MUSICCAP_CAPTION_WORKERS``), and time the first compare request and ``requests`` more after
-    each start, once the app has settled (:func:`wait_until_settled`), every update of each as it arrives
-    (:func:`timed_compare`); then read the resident memory of the app and its workers. Settings take turns start by
-    start, so a machine whose speed drifts weighs on each alike. The first setting is reported as the app.
+    each start, once the app has settled (:func:`wait_until_settled`), every update of each as it
+    arrives (:func:`timed_compare`); then read the resident memory of the app and its workers. Settings
+    take turns start by start, so a machine whose speed drifts weighs on each alike. The first setting is reported as the app.
     With ``anchor``, one anchor caption follows each timed request (A, B, A, B, ...). With ``users``, every
     setting on the served thread count then takes ``users`` listeners at once, ``user_rounds`` requests
     each (after each start): the concurrency limits compared."""

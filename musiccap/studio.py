@@ -32,8 +32,9 @@ LONG_AUDIO_BATCH = 18  # windows captioned together on the CLI's long-audio path
 # Captioners that stay in the main process when there are caption workers: the random floor reads no audio
 # and answers in microseconds, so it is the first caption on screen, before the features' time
 IN_PROCESS = ("random",)
-# A captioner that takes under this share of the slowest one's time goes to the workers first (Studio._dispatch_order)
-QUICK_SHARE = 0.25
+QUICK_SHARE = (
+    0.25  # a captioner this much quicker than the slowest goes to the workers first (_dispatch_order)
+)
 
 
 @dataclass
@@ -155,7 +156,7 @@ class Studio:
             except Exception as error:  # one broken checkpoint must not take the others down
                 self.load_errors[name] = f"{type(error).__name__}: {error}"
         self._scorer = None
-        self._latency_s: dict[str, float] = {}  # each captioner's last: the slowest go to the workers first
+        self._latency_s: dict[str, float] = {}  # each captioner's last: their order to the workers
 
     def close(self) -> None:
         """Stops the caption workers (also done at exit)."""

@@ -132,14 +132,16 @@ def compare_concurrency() -> int:
 
 def caption_workers() -> int:
     """Processes that caption a compare request beside the app's own (musiccap/worker_pool.py):
-    ``MUSICCAP_CAPTION_WORKERS``, 0 to caption in the app's process; default :func:`default_caption_workers`."""
+    ``MUSICCAP_CAPTION_WORKERS``, 0 to caption in the app's process; default
+    :func:`default_caption_workers`."""
     return count_setting("MUSICCAP_CAPTION_WORKERS", default_caption_workers(), minimum=0)
 
 
 def default_caption_workers() -> int:
     """Two workers on two cores or more: the decoders hold the GIL, so only processes run two captioners at
-    once; more than two gain little, since a request's work is mostly in its two or three slowest
-    captioners. On one core a worker would only add the trips between processes."""
+    once, and two keep both cores of a CPU basic Space busy (each costs about 0.7 GB of memory;
+    docs/benchmark_runs/2026-12-03-caption-workers.md). On one core a worker would only add the trips
+    between processes."""
     return 2 if (os.cpu_count() or 1) >= 2 else 0
 
 
@@ -149,7 +151,7 @@ def positive_count_setting(variable: str, default: int) -> int:
 
 
 def count_setting(variable: str, default: int, *, minimum: int) -> int:
-    """A count the Space sets in its environment: an integer from ``minimum`` up, refused clearly otherwise."""
+    """A count the Space sets in its environment: ``minimum`` or more, refused clearly otherwise."""
     value = os.environ.get(variable, str(default))
     if not value.isdigit() or int(value) < minimum:
         kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
