@@ -32,9 +32,8 @@ LONG_AUDIO_BATCH = 18  # windows captioned together on the CLI's long-audio path
 # Captioners that stay in the main process when there are caption workers: the random floor reads no audio
 # and answers in microseconds, so it is the first caption on screen, before the features' time
 IN_PROCESS = ("random",)
-QUICK_SHARE = (
-    0.25  # a captioner this much quicker than the slowest goes to the workers first (_dispatch_order)
-)
+# A captioner this much quicker than the slowest goes to the workers first (Studio._dispatch_order)
+QUICK_SHARE = 0.25
 
 
 @dataclass
@@ -98,10 +97,11 @@ class WindowComparison:
 class Studio:
     """``clean_text``: show captions cleaned (musiccap/text.py) rather than as decoded, the paper's text.
 
-    ``workers``: processes that caption a comparison's windows beside the main process
-    (musiccap/worker_pool.py), so that two captioners run at once on two cores; 0 captions in this
-    process. The captioners are loaded here as well: the other paths (the arena, the listening check, a
-    captioner the workers do not serve) caption in-process. :meth:`close` stops the workers.
+    :meth:`start_workers` starts processes that caption a comparison's windows beside this one
+    (musiccap/worker_pool.py), so that two captioners run at once on two cores. The captioners are
+    loaded here as well: the other paths (the arena, the listening check, a captioner the workers do not
+    serve) caption in-process, and so does a comparison while no worker is ready. :meth:`close` stops
+    the workers.
     """
 
     def __init__(
@@ -110,7 +110,6 @@ class Studio:
         models: list[str] | None = None,
         *,
         clean_text: bool = True,
-        workers: int = 0,
     ):
         self.checkpoints_dir = Path(checkpoints_dir)
         self.clean_text = clean_text
@@ -130,33 +129,38 @@ class Studio:
                 raise ValueError(
                     f"no checkpoint named {name!r} in {self.checkpoints_dir}; have {sorted(found)}"
                 )
-        self.workers = None
-        if workers:  # started first, they load while this process does; it captions alone until one is ready
-            import torch
-
-            from musiccap.worker_pool import CaptionWorkers
-
-            pooled = [name for name in wanted if name not in IN_PROCESS]
-            # The workers warm up on a clip whose features are computed here, as every clip they get
-            # will be: a worker that computed features itself would hold the audio encoder (~170 MB) too
-            warm_up_clips = self.clips(warm_up_tone())
-            for clip in warm_up_clips:
-                clip_analysis(clip)  # reads the audio features: both computed
-            self.workers = CaptionWorkers(
-                self.checkpoints_dir,
-                pooled,
-                warm_up_clips,
-                clean_text=clean_text,
-                count=workers,
-                threads=torch.get_num_threads(),
-            )
-        for name in wanted:
             try:
                 self.captioners[name] = load_captioner(found[name])
             except Exception as error:  # one broken checkpoint must not take the others down
                 self.load_errors[name] = f"{type(error).__name__}: {error}"
         self._scorer = None
+        self.workers = None
         self._latency_s: dict[str, float] = {}  # each captioner's last: their order to the workers
+
+    def start_workers(self, count: int) -> None:
+        """Starts ``count`` caption worker processes (none for 0). They load in the background: until one
+        is ready, comparisons caption in this process. The app starts them after its warm-up, so that
+        they do not slow its start."""
+        if not count:
+            return
+        import torch
+
+        from musiccap.worker_pool import CaptionWorkers
+
+        # The workers warm up on a clip whose features are computed here, as every clip they get will
+        # be: a worker that computed features itself would hold the audio encoder (~170 MB) too
+        warm_up_clips = self.clips(warm_up_tone())
+        for clip in warm_up_clips:
+            clip_analysis(clip)  # reads the audio features: both computed
+        pooled = [name for name in self.captioners if name not in IN_PROCESS]
+        self.workers = CaptionWorkers(
+            self.checkpoints_dir,
+            pooled,
+            warm_up_clips,
+            clean_text=self.clean_text,
+            count=count,
+            threads=torch.get_num_threads(),
+        )
 
     def close(self) -> None:
         """Stops the caption workers (also done at exit)."""

@@ -32,7 +32,8 @@ class CrashesTheWorker(str):
 def studios():
     if not all((CHECKPOINTS / name / "config.json").is_file() for name in ["clap", *MODELS]):
         pytest.skip("no shipped checkpoints")
-    in_process, pooled = Studio(models=MODELS), Studio(models=MODELS, workers=2)
+    in_process, pooled = Studio(models=MODELS), Studio(models=MODELS)
+    pooled.start_workers(2)
     wait_for_workers(pooled, 2)  # until then it captions in-process
     yield in_process, pooled
     pooled.close()

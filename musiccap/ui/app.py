@@ -54,7 +54,7 @@ def build_app(studio: Studio, arena=None, trusted_proxies: int = 0) -> gr.Blocks
 
 
 def create(checkpoints: str | Path = DEFAULT_CHECKPOINTS, with_arena: bool = True):
-    studio = Studio(checkpoints, workers=caption_workers())
+    studio = Studio(checkpoints)
     arena = None
     if with_arena:
         from musiccap.ui.arena_setup import arena_for
@@ -69,6 +69,7 @@ def create_server(checkpoints: str | Path = DEFAULT_CHECKPOINTS):
 
     demo, studio, arena = create(checkpoints)
     studio.warm_up()  # before the first request, not during it
+    studio.start_workers(caption_workers())  # they load while the app serves (captioning in-process)
     server = FastAPI(title="musiccap")
     if arena is not None:
         from musiccap.arena.api import build_router
