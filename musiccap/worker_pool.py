@@ -153,6 +153,10 @@ class CaptionWorkers:
                 worker.connection.send((task.model, task.clips, task.decoding))
             except OSError:  # it died just now: its listener fails the task and replaces it
                 pass
+            except Exception as error:  # the task does not pickle (nothing was sent): it fails alone
+                worker.task = None
+                self._idle.append(worker)
+                task.future.set_exception(error)
 
     def _listen(self, worker: _Worker) -> None:
         """One worker's answers, in a thread of its own: each sets its task's future, and the worker takes
@@ -164,10 +168,10 @@ class CaptionWorkers:
                 break
             with self._lock:
                 task, worker.task = worker.task, None
+                worker.ready = True  # its first message says it has loaded and warmed up
                 self._idle.append(worker)
                 self._dispatch()
-            if task is None:  # the message that says it has loaded and warmed up
-                worker.ready = True
+            if task is None:
                 continue
             if isinstance(message, Answer):
                 task.future.set_result(message)
@@ -227,10 +231,13 @@ def serve(
 ) -> None:
     """A worker process: loads and warms up the captioners, says it is ready, then answers tasks until it
     is asked to stop or the main process goes away."""
+    import signal
+
     import torch
 
     from musiccap.studio import WARM_UP_TOKENS, CompareOptions, Studio
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the app stops us
     torch.set_num_threads(threads)
     studio = Studio(checkpoints_dir, models, clean_text=clean_text)
     # Every captioner once, so that the first request's captions cost what every later one's do
@@ -238,7 +245,10 @@ def serve(
         studio.caption_windows(
             warm_up_clips, name, CompareOptions(decoding={"max_new_tokens": WARM_UP_TOKENS})
         )
-    connection.send("ready")
+    try:
+        connection.send("ready")
+    except BrokenPipeError:  # the main process went away while we loaded
+        return
     while True:
         try:
             message = connection.recv()
@@ -257,4 +267,7 @@ def serve(
             answer = Answer([(c.result, c.error) for c in captions], captions[0].latency_s, timings)
         except Exception as error:  # e.g. a model this worker does not serve: the task fails, not the worker
             answer = f"{type(error).__name__}: {error}"
-        connection.send(answer)
+        try:
+            connection.send(answer)
+        except BrokenPipeError:  # the main process went away while we captioned
+            return

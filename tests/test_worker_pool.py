@@ -136,6 +136,16 @@ def test_a_task_whose_worker_dies_fails_with_the_exit_code(studios):
         crash.result(timeout=300)
 
 
+def test_a_task_that_does_not_pickle_fails_alone(studios):
+    _, pooled = studios
+    wait_for_workers(pooled, 2)
+    unpicklable = pooled.workers.submit([Clip(None, features={LYRICS: lambda: "la"})], "csa", {})
+    with pytest.raises(Exception, match="pickle"):
+        unpicklable.result(timeout=60)
+    *_, window = pooled.compare(load_audio(EXAMPLE))
+    assert all(c.result is not None for c in window.captions) and pooled.workers.ready_count() == 2
+
+
 def test_close_stops_every_worker_and_the_studio_captions_in_process(studios):
     in_process, pooled = studios
     pids = pooled.workers.pids()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -70,7 +71,14 @@ def create_server(checkpoints: str | Path = DEFAULT_CHECKPOINTS):
     demo, studio, arena = create(checkpoints)
     studio.warm_up()  # before the first request, not during it
     studio.start_workers(caption_workers())  # they load while the app serves (captioning in-process)
-    server = FastAPI(title="musiccap")
+
+    @contextlib.asynccontextmanager
+    async def stop_workers_with_the_server(_server):
+        yield
+        # uvicorn ends the process with the signal that stopped it, and atexit does not run then
+        studio.close()
+
+    server = FastAPI(title="musiccap", lifespan=stop_workers_with_the_server)
     if arena is not None:
         from musiccap.arena.api import build_router
 
