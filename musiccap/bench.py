@@ -63,6 +63,60 @@ def stop_app(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (the app and its caption workers), from Linux's /proc: a child
+    is listed under the thread that started it, so every thread's list is read."""
+    tree, todo = [], [pid]
+    while todo:
+        process = todo.pop()
+        try:
+            for children in Path(f"/proc/{process}/task").glob("*/children"):
+                todo += [int(child) for child in children.read_text().split()]
+        except OSError:  # it exited meanwhile
+            continue
+        tree.append(process)
+    return tree
+
+
+def resident_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, MB."""
+    total_kb = 0
+    for process in process_tree(pid):
+        try:
+            status = Path(f"/proc/{process}/status").read_text()
+        except OSError:
+            continue
+        total_kb += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
+    return round(total_kb / 1024, 1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process and its descendants have used so far."""
+    ticks = 0
+    for process in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime: the stat line's 14th and 15th fields
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_settled(pid: int, timeout_s: float = 300, busy_share: float = 0.1) -> None:
+    """Waits until a served app and its children use under ``busy_share`` of a core over a second: the
+    page is served before the caption workers have loaded (they load in the background, the app
+    captions in-process meanwhile), and a warm request is one the app serves as it will from then on."""
+    deadline = time.perf_counter() + timeout_s
+    before = cpu_seconds(pid)
+    while time.perf_counter() < deadline:
+        time.sleep(1.0)
+        now = cpu_seconds(pid)
+        if now - before < busy_share:
+            return
+        before = now
+    raise RuntimeError(f"the app was still busy {timeout_s:.0f} s after it served its page")
+
+
 def summary(values: list[float]) -> dict:
     values = sorted(values)
     return {
@@ -414,11 +468,14 @@ def measure_app(
     users: int = 0,
     user_rounds: int = 3,
     concurrency: tuple[str, ...] = ("2",),
+    caption_workers: int = 0,
 ) -> dict:
     """Start ``python app.py`` ``starts`` times per setting (:func:`app_settings`: ``MUSICCAP_TORCH_THREADS``
-    and ``MUSICCAP_COMPARE_CONCURRENCY``) and time the first compare request and ``requests`` more after
-    each start, every update of each as it arrives (:func:`timed_compare`). Settings take turns start by
-    start, so a machine whose speed drifts weighs on each alike. The first setting is reported as the app.
+    and ``MUSICCAP_COMPARE_CONCURRENCY``), every one with ``caption_workers`` caption worker processes
+    (``MUSICCAP_CAPTION_WORKERS``), and time the first compare request and ``requests`` more after
+    each start, once the app has settled (:func:`wait_until_settled`), every update of each as it
+    arrives (:func:`timed_compare`); then read the resident memory of the app and its workers. Settings
+    take turns start by start, so a machine whose speed drifts weighs on each alike. The first setting is reported as the app.
     With ``anchor``, one anchor caption follows each timed request (A, B, A, B, ...). With ``users``, every
     setting on the served thread count then takes ``users`` listeners at once, ``user_rounds`` requests
     each (after each start): the concurrency limits compared."""
@@ -430,12 +487,15 @@ def measure_app(
     warm = {setting: [] for setting in settings}
     together = {setting: [] for setting in settings}
     failed = dict.fromkeys(settings, 0)
+    resident = {setting: [] for setting in settings}
+    settled = {setting: [] for setting in settings}
     for _ in range(starts):
         for setting in settings:
             port = _free_port()
             env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
             env["MUSICCAP_ARENA_DB"] = str(Path(tempfile.mkdtemp()) / "votes.sqlite")
             env["MUSICCAP_TORCH_THREADS"], env["MUSICCAP_COMPARE_CONCURRENCY"] = setting
+            env["MUSICCAP_CAPTION_WORKERS"] = str(caption_workers)
             started = time.perf_counter()
             process = subprocess.Popen(
                 [sys.executable, "app.py"],
@@ -455,6 +515,8 @@ def measure_app(
                             raise RuntimeError("the app did not start") from None
                         time.sleep(0.2)
                 start_times[setting].append(time.perf_counter() - started)
+                wait_until_settled(process.pid)
+                settled[setting].append(time.perf_counter() - started)
                 client = Client(url, verbose=False)
                 clip = handle_file(str(EXAMPLE))  # every other parameter at its default: the first window
                 first_requests[setting].append(timed_compare(client, clip).seconds)
@@ -462,6 +524,7 @@ def measure_app(
                     warm[setting].append(timed_compare(client, clip))
                     if anchor is not None:
                         anchor.caption()
+                resident[setting].append(resident_mb(process.pid))
                 if users and setting[0] == threads[0]:
                     timed, failures = concurrent_requests(url, clip, users, user_rounds)
                     together[setting] += timed
@@ -472,9 +535,11 @@ def measure_app(
     def served_as(setting) -> dict:
         row = {
             "start": summary(start_times[setting]),
+            "settled": summary(settled[setting]),
             "first_request": summary(first_requests[setting]),
             "compare_request": summary([r.seconds for r in warm[setting]]),
             "streaming": streaming(warm[setting]),
+            "resident_mb": summary(resident[setting]),
         }
         if users and setting[0] == threads[0]:
             many = [r.seconds for r in together[setting]]
@@ -495,6 +560,7 @@ def measure_app(
         **rows[served],
         "torch_threads": served[0],
         "compare_concurrency": served[1],
+        "caption_workers": caption_workers,
         "by_threads": {n: rows[(n, c)] for n, c in settings if c == served[1]},
         "by_concurrency": {c: rows[(n, c)] for n, c in settings if n == served[0]},
     }
@@ -678,15 +744,28 @@ def write_markdown(results: dict, path: Path) -> None:
             "## The running app",
             "",
             f"`python app.py` as served, on {app.get('torch_threads', '?')} intra-op torch thread(s) "
-            "(`MUSICCAP_TORCH_THREADS`, default 1: see `serving_threads` in musiccap/ui/app.py); the request "
+            "(`MUSICCAP_TORCH_THREADS`, default 1: see `serving_threads` in musiccap/ui/app.py) with "
+            f"{app.get('caption_workers', '?')} caption worker process(es) (`MUSICCAP_CAPTION_WORKERS`, "
+            "0: captioned in the app's process; see `caption_workers` in musiccap/ui/app.py); the request "
             "goes through the Gradio client.",
             "",
             "| what | median (s) | p90 (s) | runs | target (s) |",
             "|---|---|---|---|---|",
             f"| start (process start → page served) | {_fmt(app['start']['median'], TARGETS['app_start'])} | "
             f"{app['start']['p90']} | {app['start']['runs']} | {TARGETS['app_start']} |",
-            f"| first compare request after start | {app['first_request']['median']} | "
+            f"| start → the app idle (its caption workers loaded too) | "
+            f"{app.get('settled', {}).get('median', '—')} | {app.get('settled', {}).get('p90', '—')} | "
+            f"{app.get('settled', {}).get('runs', '—')} | — |",
+            f"| first compare request after that | {app['first_request']['median']} | "
             f"{app['first_request']['p90']} | {app['first_request']['runs']} | — |",
+        ]
+        if app.get("resident_mb"):
+            memory = app["resident_mb"]
+            lines.append(
+                f"| resident memory after the requests, app and caption workers (MB) | {memory['median']} | "
+                f"{memory['p90']} | {memory['runs']} | — |"
+            )
+        lines += [
             f"| compare request (every caption + neighbour + heatmaps + CLAP scores) | "
             f"{_fmt(app['compare_request']['median'], TARGETS['compare_request'])} | {app['compare_request']['p90']} | "
             f"{app['compare_request']['runs']} | {TARGETS['compare_request']} |",
@@ -827,7 +906,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure_model(args.child, args.runs)))
         return 0
     from musiccap.studio import Studio
-    from musiccap.ui.app import compare_concurrency
+    from musiccap.ui.app import caption_workers, compare_concurrency
 
     if any(limit < 1 for limit in args.app_concurrency or []):
         parser.error("--app-concurrency takes positive counts of requests")
@@ -859,6 +938,7 @@ def main(argv: list[str] | None = None) -> int:
             args.users,
             args.user_rounds,
             tuple(concurrency),
+            caption_workers(),
         )
     if "long" not in args.skip:
         results["long_track"] = measure_long_track(args.long_runs, anchor)

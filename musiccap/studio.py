@@ -7,6 +7,7 @@ window's features are computed once and reused by every captioner and by the sim
 from __future__ import annotations
 
 import time
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ REFERENCE = "reference (yours)"  # similarity label of the user's own caption
 MEAN_VIEW = "mean over layers and heads"  # the heatmap view every attending captioner has
 WARM_UP_TOKENS = 8  # the warm-up's captions: long enough to run every decoder step's code path
 LONG_AUDIO_BATCH = 18  # windows captioned together on the CLI's long-audio path: a 3-minute track at once
+# Captioners that stay in the main process when there are caption workers: the random floor reads no audio
+# and answers in microseconds, so it is the first caption on screen, before the features' time
+IN_PROCESS = ("random",)
+# A captioner this much quicker than the slowest goes to the workers first (Studio._dispatch_order)
+QUICK_SHARE = 0.25
 
 
 @dataclass
@@ -89,7 +95,14 @@ class WindowComparison:
 
 
 class Studio:
-    """``clean_text``: show captions cleaned (musiccap/text.py) rather than as decoded, the paper's text."""
+    """``clean_text``: show captions cleaned (musiccap/text.py) rather than as decoded, the paper's text.
+
+    :meth:`start_workers` starts processes that caption a comparison's windows beside this one
+    (musiccap/worker_pool.py), so that two captioners run at once on two cores. The captioners are
+    loaded here as well: the other paths (the arena, the listening check, a captioner the workers do not
+    serve) caption in-process, and so does a comparison while no worker is ready. :meth:`close` stops
+    the workers.
+    """
 
     def __init__(
         self,
@@ -121,6 +134,38 @@ class Studio:
             except Exception as error:  # one broken checkpoint must not take the others down
                 self.load_errors[name] = f"{type(error).__name__}: {error}"
         self._scorer = None
+        self.workers = None
+        self._latency_s: dict[str, float] = {}  # each captioner's last: their order to the workers
+
+    def start_workers(self, count: int) -> None:
+        """Starts ``count`` caption worker processes (none for 0). They load in the background: until one
+        is ready, comparisons caption in this process. The app starts them after its warm-up, so that
+        they do not slow its start."""
+        if not count:
+            return
+        import torch
+
+        from musiccap.worker_pool import CaptionWorkers
+
+        # The workers warm up on a clip whose features are computed here, as every clip they get will
+        # be: a worker that computed features itself would hold the audio encoder (~170 MB) too
+        warm_up_clips = self.clips(warm_up_tone())
+        for clip in warm_up_clips:
+            clip_analysis(clip)  # reads the audio features: both computed
+        pooled = [name for name in self.captioners if name not in IN_PROCESS]
+        self.workers = CaptionWorkers(
+            self.checkpoints_dir,
+            pooled,
+            warm_up_clips,
+            clean_text=self.clean_text,
+            count=count,
+            threads=torch.get_num_threads(),
+        )
+
+    def close(self) -> None:
+        """Stops the caption workers (also done at exit)."""
+        if self.workers is not None:
+            self.workers.close()
 
     @property
     def scorer(self):
@@ -178,7 +223,11 @@ class Studio:
         ``window_batch`` > 1 captions that many windows at a time, each captioner once on the whole
         batch (the long-audio path: one decoder call instead of one per window); the batch's
         ModelCaptions come as each captioner finishes it, then each window's WindowComparison, which
-        scores all its captions in one CLAP text pass."""
+        scores all its captions in one CLAP text pass.
+
+        With caption workers the captioners finish in no fixed order (display order in-process); a
+        window's WindowComparison lists its captions in display order either way, and every caption of a
+        window comes before it."""
         options = options or CompareOptions()
         clips = self.clips(audio, options.window_mode, options.max_windows, options.lyrics)
         if options.decoding.get("do_sample"):
@@ -186,28 +235,83 @@ class Studio:
         for first in range(0, len(clips), window_batch):
             batch = clips[first : first + window_batch]
             captions = [[] for _ in batch]
-            for name in self.captioners:
-                answers = self._caption_windows(batch, name, options)
+            for answers in self._captions_as_they_come(batch, options):
                 for clip, window_captions, caption in zip(batch, captions, answers):
                     window_captions.append(caption)
                     if window_batch == 1 and AUDIO_FEATURES in clip.features:
                         self._score(clip, window_captions)  # and a caption that came before the features
                     yield caption
+            order = list(self.captioners)  # a window's captions in display order, however they came
             for offset, (clip, window_captions) in enumerate(zip(batch, captions)):
+                window_captions.sort(key=lambda caption: order.index(caption.model))
                 yield self._complete(first + offset, clip, window_captions, options.reference)
+
+    def _captions_as_they_come(self, clips: list[Clip], options: CompareOptions):
+        """Each captioner's captions of a batch of windows (a list, one per window), as each finishes.
+
+        In-process, one captioner after the other in display order: so too while no worker is ready (the
+        app serves while they load, and while a crashed one is replaced). With workers, the captioners they
+        do not serve first (the random floor), then the windows' shared features once here (musicnn and the
+        analysis: sent with the clips, so no worker computes them again), then every other captioner on
+        the workers (in :meth:`_dispatch_order`), while this process embeds the audio for the CLAP scores."""
+        serving = self.workers is not None and self.workers.ready_count() > 0  # none while they load
+        pooled = [name for name in self.captioners if serving and name in self.workers.models]
+        for name in self.captioners:
+            if name not in pooled:
+                yield self.caption_windows(clips, name, options)
+        if not pooled:
+            return
+        for clip in clips:
+            clip_analysis(clip)  # reads the audio features: both computed here
+        pooled.sort(key=self._dispatch_order)
+        futures = {self.workers.submit(clips, name, options.decoding): name for name in pooled}
+        if self.scorer is not None:
+            for clip in clips:
+                self.scorer.embed_clip(clip)
+        try:
+            for future in as_completed(futures):
+                yield self._worker_captions(clips, futures[future], future)
+        finally:  # a request given up (the page closed): its captioners still queued are not run
+            for future in futures:
+                future.cancel()
+
+    def _dispatch_order(self, name: str) -> tuple[bool, float]:
+        """The order captioners go to the workers, by their last latency: the quick ones first, quickest
+        first (a caption on screen at once, for next to nothing at the end), then the slowest first, so
+        that the workers end close together (each takes the next when it is free)."""
+        latency_s = self._latency_s.get(name, 0.0)
+        quick = latency_s < QUICK_SHARE * max(self._latency_s.values(), default=0.0)
+        return (False, latency_s) if quick else (True, -latency_s)
+
+    def _worker_captions(self, clips: list[Clip], name: str, future) -> list[ModelCaption]:
+        """A worker's answer as ModelCaptions; a worker that failed (or died) is each caption's error."""
+        try:
+            answer = future.result()
+        except Exception as error:
+            return [
+                ModelCaption(name, clip.window, error=f"{type(error).__name__}: {error}") for clip in clips
+            ]
+        self._latency_s[name] = answer.latency_s
+        captions = []
+        for clip, (result, error), timings in zip(
+            clips, answer.captions, answer.feature_timings, strict=True
+        ):
+            for key, seconds in timings.items():  # shared features the worker computed, e.g. MusCaps' mel
+                clip.timings.setdefault(key, seconds)
+            captions.append(ModelCaption(name, clip.window, result, error, answer.latency_s))
+        return captions
 
     def warm_up(self) -> WindowComparison:
         """One short comparison of a synthetic tone, done once at app start: it loads what loads lazily
         (the embedded audio encoder, the CLAP scorer) and runs every captioner once, so that the first
         user's request costs what every later one does."""
-        rate = 16_000
-        tone = 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(2 * rate) / rate).astype(np.float32)
         options = CompareOptions(reference="a tone", decoding={"max_new_tokens": WARM_UP_TOKENS})
-        *_, comparison = self.compare(from_array(tone, rate, source="warm-up tone"), options)
+        *_, comparison = self.compare(warm_up_tone(), options)
         return comparison
 
-    def _caption_windows(self, clips: list[Clip], name: str, options: CompareOptions) -> list[ModelCaption]:
-        """One captioner on a batch of windows; each caption's latency is an equal share of the batch's."""
+    def caption_windows(self, clips: list[Clip], name: str, options: CompareOptions) -> list[ModelCaption]:
+        """One captioner on a batch of windows; each caption's latency is an equal share of the batch's.
+        A failing captioner's error is each caption's (what a caption worker runs, too)."""
         captioner = self.captioners[name]
         decoding = captioner.default_decoding.replace(**options.decoding) if options.decoding else None
         computed_before = [set(clip.timings) for clip in clips]
@@ -228,6 +332,7 @@ class Studio:
         latency_s = (time.perf_counter() - started - shared) / len(clips)
         for caption in captions:
             caption.latency_s = latency_s
+        self._latency_s[name] = latency_s
         return captions
 
     def _score(
@@ -274,6 +379,13 @@ class Studio:
     def tags(self, clip: Clip, k: int = 10) -> dict[str, float]:
         tags = audio_features(clip).tags
         return dict(sorted(tags.items(), key=lambda item: -item[1])[:k])
+
+
+def warm_up_tone() -> Audio:
+    """2 s of a 440 Hz tone: what the studio and each caption worker warm up on."""
+    rate = 16_000
+    tone = 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(2 * rate) / rate).astype(np.float32)
+    return from_array(tone, rate, source="warm-up tone")
 
 
 def load(name_or_path: str | Path, checkpoints: str | Path | None = None) -> Captioner:

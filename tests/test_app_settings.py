@@ -7,6 +7,7 @@ import pytest
 from musiccap.ui import arena_setup
 from musiccap.ui.app import (
     COMPARE_CONCURRENCY,
+    caption_workers,
     compare_concurrency,
     server_address,
     serving_threads,
@@ -32,6 +33,22 @@ def test_counts_refuse_what_is_not_a_positive_count(monkeypatch, setting, variab
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValueError, match=variable):
         setting()
+
+
+def test_caption_workers_two_on_two_cores_zero_on_one_and_zero_allowed(monkeypatch):
+    monkeypatch.delenv("MUSICCAP_CAPTION_WORKERS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert caption_workers() == 2
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert caption_workers() == 0  # one core: a worker would only add the trips between processes
+    monkeypatch.setenv("MUSICCAP_CAPTION_WORKERS", "0")
+    assert caption_workers() == 0
+    monkeypatch.setenv("MUSICCAP_CAPTION_WORKERS", "3")
+    assert caption_workers() == 3
+    for value in ("-1", "two", ""):
+        monkeypatch.setenv("MUSICCAP_CAPTION_WORKERS", value)
+        with pytest.raises(ValueError, match="MUSICCAP_CAPTION_WORKERS must be an integer of at least 0"):
+            caption_workers()
 
 
 def test_server_address_reads_gradios_variables_then_port(monkeypatch):

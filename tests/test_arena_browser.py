@@ -36,6 +36,7 @@ def arena_app(tmp_path_factory):
         "GRADIO_SERVER_PORT": str(port),
         "MUSICCAP_ARENA_DB": str(folder / "arena.sqlite"),
         "MUSICCAP_ARENA_MIN_LISTEN_S": str(MIN_LISTEN_S),
+        "MUSICCAP_CAPTION_WORKERS": "0",  # the arena captions in the app's process: no workers to start
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "GRADIO_ANALYTICS_ENABLED": "False",

@@ -1,10 +1,25 @@
 """musiccap bench: the anchor ratios, the streaming arrivals and how they are written (synthetic results
 and hand-made updates, nothing timed)."""
 
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
+import pytest
 
 from musiccap.audio import from_array, windows
-from musiccap.bench import app_settings, ratios, streaming, summary, timed_updates, write_markdown
+from musiccap.bench import (
+    app_settings,
+    ratios,
+    resident_mb,
+    streaming,
+    summary,
+    timed_updates,
+    wait_until_settled,
+    write_markdown,
+)
 from musiccap.models.base import CaptionResult
 from musiccap.studio import ModelCaption, WindowComparison
 from musiccap.ui.compare import caption_cards
@@ -66,6 +81,38 @@ def test_markdown_states_the_ratio_the_target_and_the_load(tmp_path):
     assert "| compare request, medians | 4.0 ✅ | ≥ 3.0 |" in text
     assert "18 windows per captioner" in text and "22.000 ✅ s median" in text
     assert "Load while measuring: load average 1.00" in text
+
+
+def test_markdown_states_the_caption_workers_and_the_apps_memory(tmp_path):
+    data = results()
+    data["app"]["caption_workers"] = 2
+    data["app"]["resident_mb"] = summary([1500.0, 1600.0])
+    write_markdown(data, tmp_path / "BENCHMARKS.md")
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "with 2 caption worker process(es) (`MUSICCAP_CAPTION_WORKERS`" in text
+    assert "| resident memory after the requests, app and caption workers (MB) | 1550.0 |" in text
+
+
+def test_resident_memory_counts_a_process_and_its_children():
+    alone = resident_mb(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.5)
+        assert alone > 10 and resident_mb(os.getpid()) > alone + 5  # a Python interpreter is more than 5 MB
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_an_app_has_settled_when_it_and_its_children_are_idle():
+    wait_until_settled(os.getpid(), timeout_s=10)  # this test process, idle while it waits
+    busy_child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        with pytest.raises(RuntimeError, match="still busy"):
+            wait_until_settled(os.getpid(), timeout_s=3)  # its busy child counts
+    finally:
+        busy_child.kill()
+        busy_child.wait()
 
 
 def test_markdown_states_several_listeners_against_one(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -69,7 +70,15 @@ def create_server(checkpoints: str | Path = DEFAULT_CHECKPOINTS):
 
     demo, studio, arena = create(checkpoints)
     studio.warm_up()  # before the first request, not during it
-    server = FastAPI(title="musiccap")
+    studio.start_workers(caption_workers())  # they load while the app serves (captioning in-process)
+
+    @contextlib.asynccontextmanager
+    async def stop_workers_with_the_server(_server):
+        yield
+        # uvicorn ends the process with the signal that stopped it, and atexit does not run then
+        studio.close()
+
+    server = FastAPI(title="musiccap", lifespan=stop_workers_with_the_server)
     if arena is not None:
         from musiccap.arena.api import build_router
 
@@ -130,11 +139,32 @@ def compare_concurrency() -> int:
     return positive_count_setting("MUSICCAP_COMPARE_CONCURRENCY", COMPARE_CONCURRENCY)
 
 
+def caption_workers() -> int:
+    """Processes that caption a compare request beside the app's own (musiccap/worker_pool.py):
+    ``MUSICCAP_CAPTION_WORKERS``, 0 to caption in the app's process; default
+    :func:`default_caption_workers`."""
+    return count_setting("MUSICCAP_CAPTION_WORKERS", default_caption_workers(), minimum=0)
+
+
+def default_caption_workers() -> int:
+    """Two workers on two cores or more: the decoders hold the GIL, so only processes run two captioners at
+    once, and two keep both cores of a CPU basic Space busy (each costs about 0.7 GB of memory;
+    docs/benchmark_runs/2026-12-03-caption-workers.md). On one core a worker would only add the trips
+    between processes."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 0
+
+
 def positive_count_setting(variable: str, default: int) -> int:
     """A count the Space sets in its environment: a positive integer, refused clearly otherwise."""
+    return count_setting(variable, default, minimum=1)
+
+
+def count_setting(variable: str, default: int, *, minimum: int) -> int:
+    """A count the Space sets in its environment: ``minimum`` or more, refused clearly otherwise."""
     value = os.environ.get(variable, str(default))
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{variable} must be a positive integer, not {value!r}")
+    if not value.isdigit() or int(value) < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        raise ValueError(f"{variable} must be {kind}, not {value!r}")
     return int(value)
 
 
