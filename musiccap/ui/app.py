@@ -16,13 +16,13 @@ from musiccap.ui.compare import build_compare_tab
 MAX_UPLOAD = "50mb"
 # Requests waiting beyond those running; one more is refused at once ("queue full") rather than left to time out
 QUEUE_SIZE = 32
-# Captioning requests (compare, listening check) that run at once; the rest wait in the queue. One: with 4
-# listeners at once on this 2-core CPU (`musiccap bench --app-concurrency 2 1 --users 4`, idle machine,
-# docs/BENCHMARKS.md) a request took 6.49 s median (p90 6.73) under 1 against 7.45 s (8.07) under 2, and one
-# listener's 1.78 s against 1.83 s: a request already keeps both cores busy, two at once only contend. The
-# price: under load the first caption of a waiting request comes later (4.7 s against 3.4 s).
-# MUSICCAP_COMPARE_CONCURRENCY overrides it.
-COMPARE_CONCURRENCY = 1
+# Captioning requests (compare, listening check) that run at once; the rest wait in the queue. Two, with the
+# caption workers: with 4 listeners at once on this 2-core CPU (`musiccap bench --app-concurrency 1 2
+# --users 4`, idle machine, docs/BENCHMARKS.md of 2026-12-03 13:12) a request took 4.44 s median (p90 4.90)
+# under 2 against 4.55 s (5.37) under 1, one listener's 1.33 s under both, and a waiting listener saw a first
+# caption after 1.88 s against 3.22 s: while one request's captioners are on the workers, the next one's
+# features and floors use the app's process. MUSICCAP_COMPARE_CONCURRENCY overrides it.
+COMPARE_CONCURRENCY = 2
 OTHER_CONCURRENCY = 2  # each other event at once (arena pairs and votes, heatmap choices), per event
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
