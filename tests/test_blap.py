@@ -470,3 +470,42 @@ def test_full_profile_configs_name_flan_t5_and_the_music_clap(name):
     assert config.lm_path == "google/flan-t5-base" and config.clap_path == "laion/larger_clap_music"
     assert (config.n_queries, config.width) == (16, 768)  # the paper's 16 queries of BERT-base width
     DecodingConfig.from_dict(document.get("decoding"))
+
+
+def test_an_interrupted_lm_pretraining_ends_where_an_uninterrupted_one_does(tmp_path, monkeypatch):
+    """Cut off after a kept state, the same pretraining started again continues from it: LM, optimiser,
+    schedule and both generators restored, so it ends bit for bit where one that was never cut off does."""
+    import train.blap_lm as blap_lm
+
+    monkeypatch.setattr(blap_lm, "KEEP_EVERY", 5)
+    tokenizer = train_caption_tokenizer(TEMPLATES + [INSTRUCTION], vocab_size=60)
+
+    def run(keep=None):
+        torch.manual_seed(1)
+        lm = build_t5(tokenizer.get_vocab_size(), d_model=32, d_ff=48, n_layers=1, n_heads=2, dropout=0.1)
+        settings = {"max_minutes": 0, "max_steps": 12, "batch_size": 8, "lr": 1e-2, "log_every": 0}
+        record = pretrain(lm, tokenizer, TEMPLATES * 4, keep=keep, **settings)
+        return lm, record
+
+    whole, whole_record = run()
+    keep = blap_lm.PretrainingProgress(tmp_path, {"command": "the same"})
+    clip = torch.nn.utils.clip_grad_norm_
+    calls = []
+
+    def cut_off_at_step_8(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 8:
+            raise KeyboardInterrupt
+        return clip(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.nn.utils, "clip_grad_norm_", cut_off_at_step_8)
+        with pytest.raises(KeyboardInterrupt):
+            run(keep)
+    assert json.loads((tmp_path / "pretraining_progress.json").read_text())["step"] == 5
+    continued, record = run(keep)
+    assert record["steps"] == 12 and record["held_out_loss"] == whole_record["held_out_loss"]
+    for name, tensor in whole.state_dict().items():
+        assert torch.equal(tensor, continued.state_dict()[name]), name
+    other = blap_lm.PretrainingProgress(tmp_path, {"command": "another"})
+    assert other.reload(whole, torch.optim.AdamW(whole.parameters()), None, random.Random(0)) is None

@@ -27,13 +27,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from musiccap.encoders.caption_lm import (
     EOS,
@@ -47,8 +51,69 @@ from musiccap.encoders.caption_lm import (
 )
 from musiccap.models.blap import INSTRUCTION
 from musiccap.registry import REPO
+from musiccap.training import BUILD_DIR
 
 DEFAULT_MUSICCAPS = REPO.parent / "shared" / "data" / "musiccaps" / "musiccaps-public.csv"
+KEEP_EVERY = 200  # steps between kept states of an interrupted pretraining (about 5 min on 2 threads)
+
+
+class PretrainingProgress:
+    """The LM pretraining's state every ``KEEP_EVERY`` steps, in ``folder`` (the output's build folder): the
+    LM, the optimiser's moments, the schedule, both random generators and where in which epoch it was.
+    Safetensors and JSON only, each file renamed into place whole; reloaded only when made by the same
+    command on the same texts (``made_from``), so that the same command started again continues."""
+
+    def __init__(self, folder: Path, made_from: dict):
+        self.folder = folder
+        self.made_from = made_from
+        self.state_file = folder / "pretraining_state.safetensors"
+        self.progress_file = folder / "pretraining_progress.json"
+
+    def save(self, lm, optimizer, scheduler, rng: random.Random, progress: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            f"lm/{name}": value.detach().clone() for name, value in lm.state_dict().items()
+        }  # clone: T5 ties its embeddings
+        for index, values in optimizer.state_dict()["state"].items():
+            for name, value in values.items():
+                tensors[f"optim/{index}/{name}"] = torch.as_tensor(value).detach().contiguous()
+        tensors["torch_rng"] = torch.get_rng_state()
+        document = {
+            "made_from": self.made_from,
+            "scheduler": scheduler.state_dict(),
+            "rng": json.loads(json.dumps(rng.getstate())),
+            **progress,
+        }
+        # the tensors first: a progress file always names a state that was written whole
+        partial = self.state_file.with_suffix(".partial")
+        save_file(tensors, str(partial), metadata={"step": str(progress["step"])})
+        partial.replace(self.state_file)
+        partial = self.progress_file.with_suffix(".partial")
+        partial.write_text(json.dumps(document))
+        partial.replace(self.progress_file)
+
+    def reload(self, lm, optimizer, scheduler, rng: random.Random) -> dict | None:
+        """The kept progress after loading its state, or None when nothing matching is kept."""
+        if not (self.state_file.is_file() and self.progress_file.is_file()):
+            return None
+        document = json.loads(self.progress_file.read_text())
+        with safe_open(str(self.state_file), "pt") as file:
+            same_step = file.metadata().get("step") == str(document.get("step"))
+        if document.get("made_from") != self.made_from or not same_step:
+            return None
+        tensors = load_file(str(self.state_file))
+        lm.load_state_dict({name[3:]: value for name, value in tensors.items() if name.startswith("lm/")})
+        moments: dict[int, dict] = {}
+        for name, value in tensors.items():
+            if name.startswith("optim/"):
+                _, index, key = name.split("/", 2)
+                moments.setdefault(int(index), {})[key] = value
+        optimizer.load_state_dict({"state": moments, "param_groups": optimizer.state_dict()["param_groups"]})
+        scheduler.load_state_dict(document["scheduler"])
+        torch.set_rng_state(tensors["torch_rng"])
+        version, internal, gauss = document["rng"]
+        rng.setstate((version, tuple(internal), gauss))
+        return document
 
 
 def corpus_captions(corpus_dir: str | Path) -> list[str]:
@@ -161,8 +226,11 @@ def pretrain(
     held_out: float = HELD_OUT,
     seed: int = 0,
     log_every: int = 100,
+    keep: PretrainingProgress | None = None,
 ) -> dict:
-    """Train ``lm`` in place until the time (or step) budget is spent; returns the training record."""
+    """Train ``lm`` in place until the time (or step) budget is spent; returns the training record.
+    With ``keep`` its state is kept every ``KEEP_EVERY`` steps and a kept state is continued from (the
+    time budget counts the time spent before the interruption)."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     held, train = held_out_split(tokenizer, texts, held_out, rng, max_tokens)
@@ -189,15 +257,25 @@ def pretrain(
     optimizer = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.01)
     warmup = min(200, max_steps // 10) if max_steps else 200
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
-    losses: list[float] = []
-    started = time.time()
-    step, epoch = 0, 0
-    initial = held_out_loss()
+    kept = keep.reload(lm, optimizer, scheduler, rng) if keep is not None else None
+    if kept is None:
+        losses: list[float] = []
+        step, epoch, order, position, spent_before = 0, 0, None, 0, 0.0
+        initial = held_out_loss()
+    else:
+        losses, step, epoch, order, position = (
+            kept[k] for k in ("losses", "step", "epoch", "order", "position")
+        )
+        spent_before, initial = kept["train_time_s"], kept["held_out_loss_initial"]
+        print(f"continuing the kept pretraining at step {step} (epoch {epoch})", flush=True)
+    started = time.time() - spent_before
     lm.train()
     while True:
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        for start in range(0, len(order), batch_size):
+        if order is None:
+            order = list(range(len(train)))
+            rng.shuffle(order)
+            position = 0
+        for start in range(position, len(order), batch_size):
             batch = batch_of(
                 [
                     make_example(train[i], instruction, min_noise, rng)
@@ -217,6 +295,10 @@ def pretrain(
                 print(
                     f"step {step} epoch {epoch} loss {recent:.3f} ({time.time() - started:.0f} s)", flush=True
                 )
+            if keep is not None and step % KEEP_EVERY == 0:
+                progress = {"losses": losses, "step": step, "epoch": epoch, "order": order}
+                progress |= {"position": start + batch_size, "train_time_s": time.time() - started}
+                keep.save(lm, optimizer, scheduler, rng, progress | {"held_out_loss_initial": initial})
             out_of_time = max_minutes and time.time() - started > 60 * max_minutes
             if out_of_time or (max_steps and step >= max_steps):
                 lm.eval()
@@ -234,6 +316,7 @@ def pretrain(
                     "step_time_s": round((time.time() - started) / step, 4),
                 }
         epoch += 1
+        order = None
 
 
 def diagnose(folder: Path, texts: list[str], seed: int) -> int:
@@ -295,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = train_caption_tokenizer(texts, args.vocab_size)
     torch.manual_seed(args.seed)
     lm = build_t5(tokenizer.get_vocab_size(), args.d_model, args.d_ff, args.layers, args.heads, args.dropout)
+    out = Path(args.out)
+    # The same command started again continues from the kept state (the pipeline reruns a cut-off step).
+    made_from = {"args": vars(args), "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]}
+    keep = PretrainingProgress(out / BUILD_DIR, made_from)
     record = pretrain(
         lm,
         tokenizer,
@@ -305,10 +392,11 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         min_noise=args.min_noise,
         seed=args.seed,
+        keep=keep,
     )
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lm.save_pretrained(str(out))
+    shutil.rmtree(out / BUILD_DIR, ignore_errors=True)  # the LM folder ships; the kept state does not
     tokenizer.save(str(out / TOKENIZER_NAME))
     record = {"sources": sources, "vocab_size": tokenizer.get_vocab_size(), "args": vars(args), **record}
     (out / "pretraining.json").write_text(json.dumps(record, indent=2) + "\n")
