@@ -45,3 +45,23 @@ class Trainable(Protocol):
 def train_collate(model: Trainable):
     """The collate function for training batches: the model's augmenting one when it has it."""
     return getattr(model, "train_collate", model.collate)
+
+
+def optimizer_state_tensors(optimizer, prefix: str = "") -> dict[str, torch.Tensor]:
+    """An optimiser's per-parameter state (AdamW's moments and step) as flat safetensors entries
+    ``{prefix}{index}/{name}``: resumable training state without pickle."""
+    return {
+        f"{prefix}{index}/{name}": torch.as_tensor(value).detach().contiguous()
+        for index, values in optimizer.state_dict()["state"].items()
+        for name, value in values.items()
+    }
+
+
+def load_optimizer_state_tensors(optimizer, tensors: dict, param_groups: list, prefix: str = "") -> None:
+    """The inverse of :func:`optimizer_state_tensors`; entries without ``prefix`` are not the optimiser's."""
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            index, name = key[len(prefix) :].split("/", 1)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": param_groups})

@@ -51,7 +51,7 @@ from musiccap.encoders.caption_lm import (
 )
 from musiccap.models.blap import INSTRUCTION
 from musiccap.registry import REPO
-from musiccap.training import BUILD_DIR
+from musiccap.training import BUILD_DIR, load_optimizer_state_tensors, optimizer_state_tensors
 
 DEFAULT_MUSICCAPS = REPO.parent / "shared" / "data" / "musiccaps" / "musiccaps-public.csv"
 KEEP_EVERY = 200  # steps between kept states of an interrupted pretraining (about 5 min on 2 threads)
@@ -74,9 +74,7 @@ class PretrainingProgress:
         tensors = {
             f"lm/{name}": value.detach().clone() for name, value in lm.state_dict().items()
         }  # clone: T5 ties its embeddings
-        for index, values in optimizer.state_dict()["state"].items():
-            for name, value in values.items():
-                tensors[f"optim/{index}/{name}"] = torch.as_tensor(value).detach().contiguous()
+        tensors |= optimizer_state_tensors(optimizer, prefix="optim/")
         tensors["torch_rng"] = torch.get_rng_state()
         document = {
             "made_from": self.made_from,
@@ -103,12 +101,9 @@ class PretrainingProgress:
             return None
         tensors = load_file(str(self.state_file))
         lm.load_state_dict({name[3:]: value for name, value in tensors.items() if name.startswith("lm/")})
-        moments: dict[int, dict] = {}
-        for name, value in tensors.items():
-            if name.startswith("optim/"):
-                _, index, key = name.split("/", 2)
-                moments.setdefault(int(index), {})[key] = value
-        optimizer.load_state_dict({"state": moments, "param_groups": optimizer.state_dict()["param_groups"]})
+        load_optimizer_state_tensors(
+            optimizer, tensors, optimizer.state_dict()["param_groups"], prefix="optim/"
+        )
         scheduler.load_state_dict(document["scheduler"])
         torch.set_rng_state(tensors["torch_rng"])
         version, internal, gauss = document["rng"]

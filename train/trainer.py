@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from musiccap.training import Trainable, train_collate
+from musiccap.training import Trainable, load_optimizer_state_tensors, optimizer_state_tensors, train_collate
 from train.data import CaptionSampler
 
 
@@ -99,12 +99,10 @@ def _save_resume_state(path: Path, model, optimizer, scheduler, progress: dict) 
     tensors = {
         f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in frozen
     }
-    state = optimizer.state_dict()
-    for index, values in state["state"].items():
-        for key, value in values.items():
-            tensors[f"optim/{index}/{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors |= optimizer_state_tensors(optimizer, prefix="optim/")
     save_file(tensors, str(path / "resume.safetensors"))
-    meta = {"param_groups": state["param_groups"], "scheduler": scheduler.state_dict(), "progress": progress}
+    param_groups = optimizer.state_dict()["param_groups"]
+    meta = {"param_groups": param_groups, "scheduler": scheduler.state_dict(), "progress": progress}
     (path / "resume.json").write_text(json.dumps(meta))
 
 
@@ -116,12 +114,7 @@ def _load_resume_state(path: Path, model, optimizer, scheduler) -> dict:
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     if unexpected or not trainable <= set(saved):
         raise ValueError("the resume state does not belong to this model")
-    optim_state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim/"):
-            _, index, name = key.split("/", 2)
-            optim_state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": optim_state, "param_groups": meta["param_groups"]})
+    load_optimizer_state_tensors(optimizer, tensors, meta["param_groups"], prefix="optim/")
     scheduler.load_state_dict(meta["scheduler"])
     return meta["progress"]
 

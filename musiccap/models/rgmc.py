@@ -52,6 +52,7 @@ from musiccap.features import audio_features
 from musiccap.hub import resolve_path
 from musiccap.models.base import Clip, Neighbour, NeuralCaptioner, SearchStart, register
 from musiccap.models.blocks import gpt2_cached_step, layer_views, rows_to_one
+from musiccap.training import load_optimizer_state_tensors, optimizer_state_tensors
 
 EOS = END_OF_TEXT
 SEP = "<|caption|>"  # ends the prompt (audio prefix ⊕ neighbour caption); the caption follows
@@ -76,11 +77,7 @@ class PretrainingProgress:
     def save(self, lm, optimizer, generator: torch.Generator, losses: list[float]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         metadata = {**self.made_from, "losses": json.dumps(losses)}
-        moments = {
-            f"{index}/{name}": torch.as_tensor(value).detach().contiguous()
-            for index, values in optimizer.state_dict()["state"].items()
-            for name, value in values.items()
-        }
+        moments = optimizer_state_tensors(optimizer)
         moments["generator"] = generator.get_state()
         partial = self.optimizer_file.with_suffix(".partial")
         save_file(moments, str(partial), metadata=metadata)
@@ -102,11 +99,7 @@ class PretrainingProgress:
         load_model(lm, str(self.lm_file))
         moments = load_file(str(self.optimizer_file))
         generator.set_state(moments.pop("generator"))
-        state: dict[int, dict] = {}
-        for key, value in moments.items():
-            index, name = key.split("/", 1)
-            state.setdefault(int(index), {})[name] = value
-        optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+        load_optimizer_state_tensors(optimizer, moments, optimizer.state_dict()["param_groups"])
         return json.loads(metadata["losses"])
 
 
