@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--min-noise", type=float, default=0.3)
-    parser.add_argument("--max-minutes", type=float, default=5.0)
+    parser.add_argument("--max-minutes", type=float, default=5.0, help="wall-clock budget; 0: none")
     parser.add_argument("--max-steps", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)

@@ -324,8 +324,8 @@ def steps(
                     f"{ck}/blap_lm",
                     "--max-steps",  # a step budget: a wall-clock one starves under load (4 min gave 108 steps)
                     "2670",  # the shipped LM's steps (62 min on 2 threads); 500 steps left it not reading its encoder
-                    "--max-minutes",
-                    "150",
+                    "--max-minutes",  # 0: no wall-clock cap (beside other jobs 150 min may not reach the steps)
+                    "0",
                     "--min-noise",  # clean copies too: the LM must learn to read what precedes the instruction
                     "0",
                     "--threads",
