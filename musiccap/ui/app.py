@@ -12,6 +12,7 @@ from musiccap.registry import EXAMPLES, example_files
 from musiccap.studio import DEFAULT_CHECKPOINTS, Studio
 from musiccap.ui.about import build_about_tab
 from musiccap.ui.compare import build_compare_tab
+from musiccap.worker_pool import BATCH_WINDOWS
 
 MAX_UPLOAD = "50mb"
 # Requests waiting beyond those running; one more is refused at once ("queue full") rather than left to time out
@@ -70,7 +71,9 @@ def create_server(checkpoints: str | Path = DEFAULT_CHECKPOINTS):
 
     demo, studio, arena = create(checkpoints)
     studio.warm_up()  # before the first request, not during it
-    studio.start_workers(caption_workers())  # they load while the app serves (captioning in-process)
+    studio.start_workers(
+        caption_workers(), caption_batch_windows()
+    )  # they load while the app serves (captioning in-process)
 
     @contextlib.asynccontextmanager
     async def stop_workers_with_the_server(_server):
@@ -144,6 +147,13 @@ def caption_workers() -> int:
     ``MUSICCAP_CAPTION_WORKERS``, 0 to caption in the app's process; default
     :func:`default_caption_workers`."""
     return count_setting("MUSICCAP_CAPTION_WORKERS", default_caption_workers(), minimum=0)
+
+
+def caption_batch_windows() -> int:
+    """Windows of concurrent compare requests that a caption worker captions in one batch at most
+    (musiccap/worker_pool.py): ``MUSICCAP_CAPTION_BATCH_WINDOWS``, 1 to caption each request's alone;
+    default :data:`musiccap.worker_pool.BATCH_WINDOWS`."""
+    return positive_count_setting("MUSICCAP_CAPTION_BATCH_WINDOWS", BATCH_WINDOWS)
 
 
 def default_caption_workers() -> int:
