@@ -8,15 +8,16 @@ main process (musicnn, the analysis), so no worker computes them again.
 
 The workers take tasks from one shared queue, a task to a worker only when it is idle, so a long
 captioner on one worker does not hold up the short ones behind it. A worker that dies (a crash, the
-out-of-memory killer) fails the task it was running with a clear error, and a new worker replaces it;
-the other workers go on serving.
+out-of-memory killer) fails the tasks it was running (every request of its batch) with a clear error,
+and a new worker replaces it; the other workers go on serving.
 
 Concurrent requests' tasks are captioned together (cross-request micro-batching): a worker that takes
 the oldest queued task also takes the later ones for the same captioner with the same decoding, up to
 ``batch_windows`` windows in all, and captions them in one batch: a captioner's batch costs much less
 per window than its windows one by one (docs/BENCHMARKS.md, "batch clips/s"), and its caption of a window
-in a batch is its caption alone (tests/test_worker_pool.py checks every shipped one). The oldest task
-always leads, so no captioner waits behind later requests for another.
+in a batch is its caption alone (tests/test_studio.py checks every shipped one, a short upload beside
+full windows included). The oldest task always leads, so no captioner waits behind later requests for
+another's.
 """
 
 from __future__ import annotations
