@@ -137,15 +137,17 @@ class Studio:
         self.workers = None
         self._latency_s: dict[str, float] = {}  # each captioner's last: their order to the workers
 
-    def start_workers(self, count: int) -> None:
+    def start_workers(self, count: int, batch_windows: int | None = None) -> None:
         """Starts ``count`` caption worker processes (none for 0). They load in the background: until one
         is ready, comparisons caption in this process. The app starts them after its warm-up, so that
-        they do not slow its start."""
+        they do not slow its start. Concurrent requests' windows are captioned together, up to
+        ``batch_windows`` at once (default ``worker_pool.BATCH_WINDOWS``), by every captioner that does
+        not sample by default (the requests' own decoding is checked per request)."""
         if not count:
             return
         import torch
 
-        from musiccap.worker_pool import CaptionWorkers
+        from musiccap.worker_pool import BATCH_WINDOWS, CaptionWorkers
 
         # The workers warm up on a clip whose features are computed here, as every clip they get will
         # be: a worker that computed features itself would hold the audio encoder (~170 MB) too
@@ -160,6 +162,8 @@ class Studio:
             clean_text=self.clean_text,
             count=count,
             threads=torch.get_num_threads(),
+            batched=[name for name in pooled if not self.captioners[name].default_decoding.do_sample],
+            batch_windows=batch_windows or BATCH_WINDOWS,
         )
 
     def close(self) -> None:

@@ -8,18 +8,29 @@ main process (musicnn, the analysis), so no worker computes them again.
 
 The workers take tasks from one shared queue, a task to a worker only when it is idle, so a long
 captioner on one worker does not hold up the short ones behind it. A worker that dies (a crash, the
-out-of-memory killer) fails the task it was running with a clear error, and a new worker replaces it;
-the other workers go on serving.
+out-of-memory killer) fails the tasks it was running (every request of its batch) with a clear error,
+and a new worker replaces it; the other workers go on serving.
+
+Concurrent requests' tasks are captioned together (cross-request micro-batching): a worker that takes
+the oldest queued task also takes the later ones for the same captioner with the same decoding, up to
+``batch_windows`` windows in all, and captions them in one batch: a captioner's batch costs much less
+per window than its windows one by one (docs/BENCHMARKS.md, "batch clips/s"), and its caption of a window
+in a batch is its caption alone (tests/test_studio.py checks every shipped one, a short upload beside
+full windows included). The oldest task always leads, so no captioner waits behind later requests for
+another's.
 """
 
 from __future__ import annotations
 
 import atexit
 import multiprocessing
+import pickle
 import threading
 from collections import deque
+from collections.abc import Collection
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +39,10 @@ from musiccap.clip import Clip
 # "spawn": a fork of the app would copy its threads' locks (Gradio's, torch's) in whatever state they are
 SPAWN = multiprocessing.get_context("spawn")
 STOP = None  # the message that asks a worker to exit
+# Windows captioned in one batch at most, however many requests they come from: 4 listeners' first windows
+# (the app's default request), and few enough that a task waiting for a free worker is not held up long by
+# the batch before it (docs/benchmark_runs/2026-12-03-caption-batching.md)
+BATCH_WINDOWS = 8
 
 
 class WorkerDied(RuntimeError):
@@ -36,12 +51,14 @@ class WorkerDied(RuntimeError):
 
 @dataclass
 class Task:
-    """One captioner on a batch of windows, and the future its answer goes to."""
+    """One captioner on a request's windows (``clips``, pickled when submitted, with the features they
+    carry), and the future its answer goes to."""
 
     model: str
-    clips: list[Clip]
+    clips: bytes
+    windows: int
     decoding: dict[str, Any]
-    future: Future
+    future: Future = field(default_factory=Future)
 
 
 @dataclass
@@ -59,6 +76,10 @@ class CaptionWorkers:
     torch threads (the main process's count, so a worker computes exactly what the main process would),
     each warmed up on ``warm_up_clips`` (their shared features computed) before it takes a task.
 
+    Tasks of a captioner in ``batched`` with the same decoding, and not sampling (a seeded sampler draws
+    once per search: a window in a batch would draw differently), are captioned together, up to
+    ``batch_windows`` windows (the module's docstring).
+
     :meth:`submit` is thread-safe: concurrent compare requests share the workers.
     """
 
@@ -71,11 +92,17 @@ class CaptionWorkers:
         clean_text: bool,
         count: int,
         threads: int,
+        batched: Collection[str] = (),
+        batch_windows: int = BATCH_WINDOWS,
     ):
         if count < 1:
             raise ValueError(f"a worker pool needs at least one worker, not {count}")
+        if batch_windows < 1:
+            raise ValueError(f"a batch holds at least one window, not {batch_windows}")
         self.models = list(models)
         self.count = count
+        self.batched = frozenset(batched)
+        self.batch_windows = batch_windows
         self._start_args = (str(checkpoints_dir), self.models, warm_up_clips, clean_text, threads)
         self._lock = threading.Lock()
         self._queue: deque[Task] = deque()
@@ -87,16 +114,23 @@ class CaptionWorkers:
         atexit.register(self.close)
 
     def submit(self, clips: list[Clip], model: str, decoding: dict[str, Any]) -> Future:
-        """A future of the :class:`Answer` of ``model`` on ``clips`` (their features go along)."""
-        future = Future()
+        """A future of the :class:`Answer` of ``model`` on ``clips`` (their features go along, as they are
+        now). Clips that do not pickle fail this future alone."""
+        try:  # here, in the request's thread, rather than under the lock
+            pickled = pickle.dumps(clips, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as error:
+            future = Future()
+            future.set_exception(error)
+            return future
+        task = Task(model, pickled, len(clips), dict(decoding))
         with self._lock:
             if self._closed:
                 raise RuntimeError("the caption workers are shut down")
             while len(self._workers) < self.count:  # one that could not start is tried again on demand
                 self._start_worker()
-            self._queue.append(Task(model, clips, dict(decoding), future))
+            self._queue.append(task)
             self._dispatch()
-        return future
+        return task.future
 
     def pids(self) -> list[int]:
         """The worker processes' ids, a replacement still loading included."""
@@ -142,41 +176,62 @@ class CaptionWorkers:
         ).start()
 
     def _dispatch(self) -> None:
-        """Hands queued tasks to idle workers. Called with the lock held."""
+        """Hands queued tasks to idle workers, a batch at a time. Called with the lock held."""
         while self._queue and self._idle:
-            task = self._queue.popleft()
-            if not task.future.set_running_or_notify_cancel():
+            tasks = self._next_batch()
+            if not tasks:  # cancelled while it waited
                 continue
             worker = self._idle.pop()
-            worker.task = task
+            worker.tasks = tasks
             try:
-                worker.connection.send((task.model, task.clips, task.decoding))
-            except OSError:  # it died just now: its listener fails the task and replaces it
+                worker.connection.send((tasks[0].model, [task.clips for task in tasks], tasks[0].decoding))
+            except OSError:  # it died just now: its listener fails the tasks and replaces it
                 pass
-            except Exception as error:  # the task does not pickle (nothing was sent): it fails alone
-                worker.task = None
-                self._idle.append(worker)
-                task.future.set_exception(error)
+
+    def _next_batch(self) -> list[Task]:
+        """The oldest queued task and the later ones captioned with it (same captioner, same decoding, up
+        to ``batch_windows`` windows in all), taken off the queue; those cancelled are dropped. Called with
+        the lock held."""
+        oldest = self._queue.popleft()
+        if not oldest.future.set_running_or_notify_cancel():
+            return []
+        tasks, windows = [oldest], oldest.windows
+        if oldest.model not in self.batched or oldest.decoding.get("do_sample"):
+            return tasks
+        for task in list(self._queue):
+            if windows >= self.batch_windows:
+                break
+            if task.model != oldest.model or task.decoding != oldest.decoding:
+                continue
+            if windows + task.windows > self.batch_windows:
+                continue
+            self._queue.remove(task)
+            if task.future.set_running_or_notify_cancel():
+                tasks.append(task)
+                windows += task.windows
+        return tasks
 
     def _listen(self, worker: _Worker) -> None:
-        """One worker's answers, in a thread of its own: each sets its task's future, and the worker takes
-        the next task. When the worker's pipe closes, it died (or was stopped)."""
+        """One worker's answers, in a thread of its own: each sets its tasks' futures (an answer or an
+        error per task), and the worker takes the next batch. When the worker's pipe closes, it died (or
+        was stopped)."""
         while True:
             try:
                 message = worker.connection.recv()
             except (EOFError, OSError):
                 break
             with self._lock:
-                task, worker.task = worker.task, None
+                tasks, worker.tasks = worker.tasks, []
                 worker.ready = True  # its first message says it has loaded and warmed up
                 self._idle.append(worker)
                 self._dispatch()
-            if task is None:
+            if not tasks:
                 continue
-            if isinstance(message, Answer):
-                task.future.set_result(message)
-            else:
-                task.future.set_exception(RuntimeError(message))
+            for task, reply in zip(tasks, message, strict=True):
+                if isinstance(reply, Answer):
+                    task.future.set_result(reply)
+                else:
+                    task.future.set_exception(RuntimeError(reply))
         worker.process.join()
         self._replace(worker)
 
@@ -187,8 +242,8 @@ class CaptionWorkers:
                 self._idle.remove(worker)
             code = worker.process.exitcode
             if self._closed:
-                if worker.task is not None:
-                    worker.task.future.set_exception(RuntimeError("the caption workers were shut down"))
+                for task in worker.tasks:
+                    task.future.set_exception(RuntimeError("the caption workers were shut down"))
                 return
             if not worker.ready:
                 # A worker that cannot even load would fail again at once: the tasks waiting for it fail
@@ -196,13 +251,16 @@ class CaptionWorkers:
                 if not self._workers:
                     self._fail_queued(WorkerDied(f"the captioning worker could not start (exit code {code})"))
                 return
-            if worker.task is not None:
-                worker.task.future.set_exception(
-                    WorkerDied(
-                        f"the captioning worker (pid {worker.process.pid}) stopped with exit code {code} "
-                        f"while captioning with {worker.task.model}; a new worker replaces it"
-                    )
+            if worker.tasks:
+                together = (
+                    f" ({len(worker.tasks)} requests' windows in one batch)" if len(worker.tasks) > 1 else ""
                 )
+                died = (
+                    f"the captioning worker (pid {worker.process.pid}) stopped with exit code {code} "
+                    f"while captioning with {worker.tasks[0].model}{together}; a new worker replaces it"
+                )
+                for task in worker.tasks:  # every request of its batch: any of them may have caused it
+                    task.future.set_exception(WorkerDied(died))
             self._start_worker()
 
     def _fail_queued(self, error: Exception) -> None:
@@ -217,7 +275,9 @@ class CaptionWorkers:
 class _Worker:
     process: Any  # a SpawnProcess
     connection: Any  # the main process's end of its pipe
-    task: Task | None = None  # the task it is captioning; None while it loads or is idle
+    tasks: list[Task] = field(
+        default_factory=list
+    )  # the batch it is captioning; none while it loads or idles
     ready: bool = False  # loaded and warmed up
 
 
@@ -256,18 +316,48 @@ def serve(
             return
         if message is STOP:
             return
-        model, clips, decoding = message
+        model, pickled_clips, decoding = message
+        replies = caption_tasks(studio, model, [pickle.loads(clips) for clips in pickled_clips], decoding)
         try:
-            computed_before = [set(clip.timings) for clip in clips]
-            captions = studio.caption_windows(clips, model, CompareOptions(decoding=decoding))
-            timings = [
-                {key: seconds for key, seconds in clip.timings.items() if key not in before}
-                for clip, before in zip(clips, computed_before)
-            ]
-            answer = Answer([(c.result, c.error) for c in captions], captions[0].latency_s, timings)
-        except Exception as error:  # e.g. a model this worker does not serve: the task fails, not the worker
-            answer = f"{type(error).__name__}: {error}"
-        try:
-            connection.send(answer)
+            connection.send(replies)
         except BrokenPipeError:  # the main process went away while we captioned
             return
+
+
+def caption_tasks(
+    studio, model: str, tasks: list[list[Clip]], decoding: dict[str, Any]
+) -> list[Answer | str]:
+    """Each task's :class:`Answer` (or its error, a string): ``model`` on every task's windows in one
+    batch, split back per task. A batch with a failed caption is captioned again task by task, so that
+    what one request sent fails that request alone, as when each task ran by itself."""
+    from musiccap.studio import CompareOptions
+
+    options = CompareOptions(decoding=decoding)
+    computed_before = [[set(clip.timings) for clip in clips] for clips in tasks]
+    try:
+        if len(tasks) > 1:
+            captions = studio.caption_windows(list(chain(*tasks)), model, options)
+            if not any(caption.error for caption in captions):
+                per_task, start = [], 0
+                for clips in tasks:
+                    per_task.append(captions[start : start + len(clips)])
+                    start += len(clips)
+                return [
+                    answer(c, clips, before) for c, clips, before in zip(per_task, tasks, computed_before)
+                ]
+        replies = []
+        for clips, before in zip(tasks, computed_before):
+            replies.append(answer(studio.caption_windows(clips, model, options), clips, before))
+        return replies
+    except Exception as error:  # e.g. a model this worker does not serve: the tasks fail, not the worker
+        return [f"{type(error).__name__}: {error}"] * len(tasks)
+
+
+def answer(captions: list, clips: list[Clip], computed_before: list[set[str]]) -> Answer:
+    """A task's answer from its captions (ModelCaptions), with the shared features computed since
+    ``computed_before``."""
+    timings = [
+        {key: seconds for key, seconds in clip.timings.items() if key not in before}
+        for clip, before in zip(clips, computed_before)
+    ]
+    return Answer([(c.result, c.error) for c in captions], captions[0].latency_s, timings)

@@ -7,6 +7,7 @@ import pytest
 from musiccap.ui import arena_setup
 from musiccap.ui.app import (
     COMPARE_CONCURRENCY,
+    caption_batch_windows,
     caption_workers,
     compare_concurrency,
     server_address,
@@ -14,9 +15,11 @@ from musiccap.ui.app import (
     trusted_proxies,
 )
 from musiccap.ui.arena_setup import arena_db_path
+from musiccap.worker_pool import BATCH_WINDOWS
 
 SETTINGS = [(serving_threads, "MUSICCAP_TORCH_THREADS", 1),
-            (compare_concurrency, "MUSICCAP_COMPARE_CONCURRENCY", COMPARE_CONCURRENCY)]  # fmt: skip
+            (compare_concurrency, "MUSICCAP_COMPARE_CONCURRENCY", COMPARE_CONCURRENCY),
+            (caption_batch_windows, "MUSICCAP_CAPTION_BATCH_WINDOWS", BATCH_WINDOWS)]  # fmt: skip
 
 
 @pytest.mark.parametrize("setting, variable, default", SETTINGS)

@@ -5,7 +5,7 @@ import pytest
 
 from musiccap import conditioning
 from musiccap.audio import from_array, load_audio, windows
-from musiccap.clip import Clip
+from musiccap.clip import LYRICS, Clip
 from musiccap.decoding import DecodingConfig
 from musiccap.registry import CHECKPOINTS
 from musiccap.studio import (
@@ -104,13 +104,17 @@ def test_a_failing_captioner_is_reported_and_the_others_still_answer(studio, mon
 
 
 def test_batched_windows_caption_each_bench_clip_as_it_alone_would():
-    """The long-audio path batches windows; every shipped captioner must say, byte for byte, what it says
-    on each window alone (the bench clips: examples/)."""
+    """The long-audio path and the caption workers (several requests' windows at once) batch windows;
+    every shipped captioner must say, byte for byte, what it says on each window alone: the bench clips
+    (examples/), one with lyrics, and a short upload beside them (padded in the batch)."""
     if not (CHECKPOINTS / "clap" / "config.json").is_file():
         pytest.skip("no shipped checkpoints")
     studio = Studio()
     files = sorted(p for p in EXAMPLE.parent.iterdir() if p.suffix in {".ogg", ".flac"})
     clips = [Clip(windows(load_audio(path), "first")[0], clip_id=path.name) for path in files]
+    clips[1].put(LYRICS, "walking down the desert road tonight")
+    tone = 0.3 * np.sin(2 * np.pi * 330.0 * np.arange(3 * 16_000) / 16_000).astype(np.float32)
+    clips.append(Clip(windows(from_array(tone, 16_000), "first")[0], clip_id="3 s upload"))
     for name in studio.captioners:
         batched = [result.text for result in studio.caption_clips(clips, name)]
         alone = [studio.caption_clip(clip, name).text for clip in clips]

@@ -2,6 +2,7 @@
 the in-process path says, streams as it does, and survives a worker that dies."""
 
 import os
+import pickle
 import time
 from functools import partial
 from types import SimpleNamespace
@@ -11,9 +12,10 @@ import pytest
 
 from musiccap.audio import from_array, load_audio
 from musiccap.clip import LYRICS, Clip
+from musiccap.conditioning import clip_analysis
 from musiccap.registry import CHECKPOINTS
 from musiccap.studio import CompareOptions, ModelCaption, Studio, WindowComparison
-from musiccap.worker_pool import WorkerDied
+from musiccap.worker_pool import CaptionWorkers, WorkerDied, _Worker
 
 EXAMPLE = CHECKPOINTS.parent / "examples" / "real-parrotte-desert.ogg"
 MODELS = ["random", "nearest", "csa"]  # the in-process floor and two captioners the workers serve
@@ -144,6 +146,204 @@ def test_a_task_that_does_not_pickle_fails_alone(studios):
         unpicklable.result(timeout=60)
     *_, window = pooled.compare(load_audio(EXAMPLE))
     assert all(c.result is not None for c in window.captions) and pooled.workers.ready_count() == 2
+
+
+# ---- cross-request batching: the queue's rules, on a pool whose workers are stand-ins ----------------
+
+
+class StandInConnection:
+    """A worker's pipe that keeps what the pool sends."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, message):
+        self.sent.append(message)
+
+
+class StandInProcess:
+    pid, exitcode = 0, None
+
+    def join(self, timeout=None):
+        pass
+
+    def is_alive(self):
+        return False
+
+
+@pytest.fixture
+def stand_in_pool(monkeypatch):
+    """Two stand-in workers, csa and nearest batched, at most 3 windows a batch, none idle yet."""
+
+    def start_stand_in(pool):
+        pool._workers.append(_Worker(StandInProcess(), StandInConnection(), ready=True))
+
+    monkeypatch.setattr(CaptionWorkers, "_start_worker", start_stand_in)
+    pool = CaptionWorkers(
+        CHECKPOINTS, MODELS[1:], [], clean_text=True, count=2, threads=1, batched=MODELS[1:], batch_windows=3
+    )
+    yield pool
+    pool.close()
+
+
+def window_clips(count: int) -> list[Clip]:
+    return [Clip(None, clip_id=f"w{index}") for index in range(count)]
+
+
+def free_worker(pool: CaptionWorkers) -> list:
+    """A worker becomes idle and takes what the queue gives it: the futures of the tasks it was sent."""
+    worker = next(w for w in pool._workers if not w.tasks)
+    with pool._lock:
+        pool._idle.append(worker)
+        pool._dispatch()
+    return [task.future for task in worker.tasks]
+
+
+def test_one_batch_takes_the_oldest_task_and_later_ones_of_its_captioner_up_to_the_cap(stand_in_pool):
+    pool = stand_in_pool
+    first = pool.submit(window_clips(1), "csa", {})
+    other_model = pool.submit(window_clips(1), "nearest", {})
+    three_windows = pool.submit(window_clips(3), "csa", {})  # 1 + 3 windows: over the cap of 3
+    two_windows = pool.submit(window_clips(2), "csa", {})  # 1 + 2 = 3: the cap
+    last = pool.submit(window_clips(1), "csa", {})
+    assert free_worker(pool) == [first, two_windows]
+    ((model, pickled, decoding),) = pool._workers[0].connection.sent
+    assert model == "csa" and decoding == {}
+    assert [[clip.id for clip in pickle.loads(clips)] for clips in pickled] == [["w0"], ["w0", "w1"]]
+    # The older task of another captioner goes next, then the csa tasks left, oldest first
+    assert free_worker(pool) == [other_model]
+    pool._workers[0].tasks = []  # the first worker answered
+    assert free_worker(pool) == [three_windows]
+    pool._workers[1].tasks = []
+    assert free_worker(pool) == [last]
+
+
+def test_a_task_larger_than_the_cap_goes_alone_and_is_not_split(stand_in_pool):
+    pool = stand_in_pool
+    large = pool.submit(window_clips(5), "csa", {})
+    pool.submit(window_clips(1), "csa", {})
+    assert free_worker(pool) == [large]
+
+
+def test_tasks_with_other_decoding_sampling_or_unbatched_captioners_are_not_merged(stand_in_pool):
+    pool = stand_in_pool
+    pool.batched = frozenset({"csa"})
+    short = pool.submit(window_clips(1), "csa", {"max_new_tokens": 20})
+    pool.submit(window_clips(1), "csa", {"max_new_tokens": 30})
+    assert free_worker(pool) == [short]
+    pool._queue.clear()
+    sampled = pool.submit(window_clips(1), "csa", {"do_sample": True, "seed": 1})
+    pool.submit(window_clips(1), "csa", {"do_sample": True, "seed": 1})
+    assert free_worker(pool) == [sampled]
+    pool._queue.clear()
+    nearest = pool.submit(window_clips(1), "nearest", {})
+    pool.submit(window_clips(1), "nearest", {})
+    pool._workers[0].tasks = []
+    assert free_worker(pool) == [nearest]
+
+
+def test_a_cancelled_task_is_left_out_of_its_batch(stand_in_pool):
+    pool = stand_in_pool
+    first = pool.submit(window_clips(1), "csa", {})
+    given_up = pool.submit(window_clips(1), "csa", {})
+    last = pool.submit(window_clips(1), "csa", {})
+    assert given_up.cancel()
+    assert free_worker(pool) == [first, last]
+    assert not pool._queue
+
+
+def test_the_pool_refuses_an_empty_batch_cap():
+    with pytest.raises(ValueError, match="at least one window"):
+        CaptionWorkers(CHECKPOINTS, MODELS[1:], [], clean_text=True, count=1, threads=1, batch_windows=0)
+
+
+# ---- cross-request batching on real workers --------------------------------------------------------
+
+
+def hold_both_workers(pooled: Studio, clips: list[Clip]) -> list:
+    """Both workers busy on a long task each (csa on 6 windows): what is submitted next waits in the queue."""
+    wait_for_workers(pooled, 2)
+    return [pooled.workers.submit(clips * 6, "csa", {}) for _ in range(2)]
+
+
+def record_batches(pooled: Studio, monkeypatch) -> list[list[str]]:
+    """The batches the pool hands out from now on, as the models of their tasks (and their futures)."""
+    batches = []
+    next_batch = pooled.workers._next_batch
+
+    def recording():
+        tasks = next_batch()
+        batches.append([task.future for task in tasks])
+        return tasks
+
+    monkeypatch.setattr(pooled.workers, "_next_batch", recording)
+    return batches
+
+
+def example_clips(in_process: Studio) -> list[Clip]:
+    """The example's window and a second, other window (the example reversed), features computed as
+    the studio computes them before it submits."""
+    audio = load_audio(EXAMPLE)
+    clips = in_process.clips(audio) + in_process.clips(
+        from_array(audio.samples[::-1].copy(), audio.sample_rate)
+    )
+    for clip in clips:
+        clip_analysis(clip)
+    return clips
+
+
+def test_concurrent_requests_are_captioned_in_one_batch_and_each_gets_its_own_captions(studios, monkeypatch):
+    in_process, pooled = studios
+    one, other = example_clips(in_process)
+    decoding = {"max_new_tokens": 30}
+    busy = hold_both_workers(pooled, [one])
+    batches = record_batches(pooled, monkeypatch)
+    requests = [([one], "csa"), ([other, one], "csa"), ([one], "nearest"), ([other], "csa")]
+    futures = [pooled.workers.submit(clips, model, decoding) for clips, model in requests]
+    for future in busy:
+        future.result(timeout=300)
+    answers = [future.result(timeout=300) for future in futures]
+    assert [futures[0], futures[1], futures[3]] in batches and [futures[2]] in batches
+    options = CompareOptions(decoding=decoding)
+    for (clips, model), answer in zip(requests, answers):
+        alone = in_process.caption_windows(clips, model, options)
+        assert [result.text for result, _ in answer.captions] == [c.result.text for c in alone]
+        assert [result.tokens for result, _ in answer.captions] == [c.result.tokens for c in alone]
+        assert len(answer.feature_timings) == len(clips) and answer.latency_s > 0
+
+
+def test_a_failing_request_in_a_batch_fails_alone(studios, monkeypatch):
+    in_process, pooled = studios
+    one, other = example_clips(in_process)
+    busy = hold_both_workers(pooled, [one])
+    batches = record_batches(pooled, monkeypatch)
+    no_audio = Clip(None, clip_id="nothing to caption")  # neither audio nor features: csa raises on it
+    futures = [pooled.workers.submit(clips, "csa", {}) for clips in ([one], [no_audio], [other])]
+    for future in busy:
+        future.result(timeout=300)
+    first, failed, last = (future.result(timeout=300) for future in futures)
+    assert futures in batches  # captioned together first, then again one by one
+    ((result, error),) = failed.captions
+    assert result is None and "neither audio nor cached features" in error
+    assert all(result is not None and not error for result, error in first.captions + last.captions)
+
+
+def test_a_worker_that_dies_fails_every_task_of_its_batch(studios, monkeypatch):
+    in_process, pooled = studios
+    one, _ = example_clips(in_process)
+    busy = hold_both_workers(pooled, [one])
+    batches = record_batches(pooled, monkeypatch)
+    crash = Clip(None, features={LYRICS: CrashesTheWorker("la")})
+    futures = [pooled.workers.submit(clips, "csa", {}) for clips in ([one], [crash], [one])]
+    for future in busy:
+        future.result(timeout=300)
+    assert futures in batches
+    for future in futures:
+        with pytest.raises(
+            WorkerDied, match=f"exit code {CRASH_EXIT_CODE} while captioning with csa .3 requests"
+        ):
+            future.result(timeout=300)
+    wait_for_workers(pooled, 2)  # replaced
 
 
 def test_close_stops_every_worker_and_the_studio_captions_in_process(studios):

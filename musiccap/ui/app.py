@@ -12,17 +12,20 @@ from musiccap.registry import EXAMPLES, example_files
 from musiccap.studio import DEFAULT_CHECKPOINTS, Studio
 from musiccap.ui.about import build_about_tab
 from musiccap.ui.compare import build_compare_tab
+from musiccap.worker_pool import BATCH_WINDOWS
 
 MAX_UPLOAD = "50mb"
 # Requests waiting beyond those running; one more is refused at once ("queue full") rather than left to time out
 QUEUE_SIZE = 32
-# Captioning requests (compare, listening check) that run at once; the rest wait in the queue. Two, with the
-# caption workers: with 4 listeners at once on this 2-core CPU (`musiccap bench --app-concurrency 1 2
-# --users 4`, idle machine, docs/BENCHMARKS.md of 2026-12-03 13:12) a request took 4.44 s median (p90 4.90)
-# under 2 against 4.55 s (5.37) under 1, one listener's 1.33 s under both, and a waiting listener saw a first
-# caption after 1.88 s against 3.22 s: while one request's captioners are on the workers, the next one's
-# features and floors use the app's process. MUSICCAP_COMPARE_CONCURRENCY overrides it.
-COMPARE_CONCURRENCY = 2
+# Captioning requests (compare, listening check) that run at once; the rest wait in the queue. Four: the caption
+# workers caption concurrent requests' windows in one batch per captioner (musiccap/worker_pool.py), and
+# four requests at once put all four listeners' windows in the queue together. Loaded machine, 4 listeners at
+# once, 2 runs (docs/benchmark_runs/2026-12-03-caption-batching.md): request median 5.03 / 6.08 s under 4
+# against 6.64 / 6.01 s under 2 (7.07 s under 1; 6.5-8.0 s without batching under any), each caption on
+# screen ~1 s sooner (csa's 3.64 s against 4.8-5.5 s) and the first after 0.4-0.5 s against 2.5-2.9 s.
+# On the idle machine before batching, 2 beat 1 (4.44 s against 4.55 s: the next request's features overlap
+# the workers' captions). MUSICCAP_COMPARE_CONCURRENCY overrides it.
+COMPARE_CONCURRENCY = 4
 OTHER_CONCURRENCY = 2  # each other event at once (arena pairs and votes, heatmap choices), per event
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -70,7 +73,9 @@ def create_server(checkpoints: str | Path = DEFAULT_CHECKPOINTS):
 
     demo, studio, arena = create(checkpoints)
     studio.warm_up()  # before the first request, not during it
-    studio.start_workers(caption_workers())  # they load while the app serves (captioning in-process)
+    studio.start_workers(
+        caption_workers(), caption_batch_windows()
+    )  # they load while the app serves (captioning in-process)
 
     @contextlib.asynccontextmanager
     async def stop_workers_with_the_server(_server):
@@ -144,6 +149,13 @@ def caption_workers() -> int:
     ``MUSICCAP_CAPTION_WORKERS``, 0 to caption in the app's process; default
     :func:`default_caption_workers`."""
     return count_setting("MUSICCAP_CAPTION_WORKERS", default_caption_workers(), minimum=0)
+
+
+def caption_batch_windows() -> int:
+    """Windows of concurrent compare requests that a caption worker captions in one batch at most
+    (musiccap/worker_pool.py): ``MUSICCAP_CAPTION_BATCH_WINDOWS``, 1 to caption each request's alone;
+    default :data:`musiccap.worker_pool.BATCH_WINDOWS`."""
+    return positive_count_setting("MUSICCAP_CAPTION_BATCH_WINDOWS", BATCH_WINDOWS)
 
 
 def default_caption_workers() -> int:
