@@ -64,7 +64,12 @@ def check_settings(settings: list[dict]) -> None:
         unknown = set(overrides) - names
         if unknown:
             raise ValueError(f"not DecodingConfig fields: {', '.join(sorted(unknown))}")
-        DecodingConfig().replace(**overrides)
+        try:
+            DecodingConfig().replace(**overrides)
+        except TypeError as error:  # e.g. "num_beams=4 length_penalty=1.0" quoted as one argument
+            raise ValueError(
+                f"a value of the wrong type in {overrides}: one key=value per argument"
+            ) from error
 
 
 def repeats_a_sentence(caption: str) -> bool:
