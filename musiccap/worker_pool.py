@@ -116,7 +116,10 @@ class CaptionWorkers:
     def submit(self, clips: list[Clip], model: str, decoding: dict[str, Any]) -> Future:
         """A future of the :class:`Answer` of ``model`` on ``clips`` (their features go along, as they are
         now). Clips that do not pickle fail this future alone."""
-        try:  # here, in the request's thread, rather than under the lock
+        # Pickle is only the pipe's format between this process and the workers it spawned (multiprocessing
+        # pickles whatever a Connection sends); nothing from outside is ever unpickled. It is done here, in
+        # the request's thread, rather than under the lock.
+        try:
             pickled = pickle.dumps(clips, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as error:
             future = Future()
