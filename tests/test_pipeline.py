@@ -106,6 +106,10 @@ def test_an_interrupted_training_is_resumed_from_its_last_epoch(tmp_path):
     (out / "last").mkdir(parents=True)
     (out / "last" / "resume.json").write_text("{}")
     assert resume_command(command) == command + ["--resume"]
+    (out / "last" / "resume.json").unlink()
+    (out / "last").rmdir()
+    (out / "training.json").write_text("{}")  # trained, then cut off in its evaluation
+    assert resume_command(command) == command + ["--resume"]
     evaluate = [sys.executable, "-m", "train.evaluate", str(out)]
     assert resume_command(evaluate) == evaluate
 

@@ -173,6 +173,19 @@ def test_scratch_cnn_muscaps_trains_on_log_mels_and_captions_a_file(workspace, m
     assert train_main([*args, "--no-eval", *tiny, *steps]) == 0
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(entry["train"]["loss"] > 0 for entry in log)
+
+    # cut off after its training (in the evaluation), the resumed command does what is left and trains nothing
+    weights = (out / "model.safetensors").read_bytes()
+    (out / "README.md").unlink()
+
+    def no_training(*_args, **_kwargs):
+        raise AssertionError("a finished training was started again")
+
+    monkeypatch.setattr("train.__main__.fit", no_training)
+    assert train_main([*args, "--no-eval", "--resume", *tiny, *steps]) == 0
+    assert (out / "README.md").is_file() and (out / "model.safetensors").read_bytes() == weights
+    with pytest.raises(SystemExit, match="another configuration"):
+        train_main([*args, "--no-eval", "--resume", *tiny, "train.epochs=3", *steps[1:]])
     captioner = load_captioner(out)
     assert captioner.config.audio_encoder == "scratch"
     clip = next((corpus / "audio").rglob("*.flac"))

@@ -100,6 +100,17 @@ def main(argv: list[str] | None = None) -> int:
 
     config = load_config(args.config, args.overrides)
     out_dir = Path(args.out or REPO / "runs" / Path(args.config).stem)
+    finished = out_dir / "training.json"
+    if args.resume and finished.is_file():
+        # the training ended and only what follows it (the evaluation) was cut off: do not train again
+        recorded = json.loads(finished.read_text())
+        if (recorded.get("config_file"), recorded.get("overrides")) != (str(Path(args.config)), args.overrides):
+            raise SystemExit(
+                f"{out_dir} holds a finished training of another configuration; remove it or drop --resume"
+            )
+        print(f"{out_dir}: training finished earlier ({recorded.get('wall_time_s')} s), not repeated")
+        finish(out_dir, args)
+        return 0
     train_config = TrainConfig.from_dict(config.get("train", {}))
     started = time.time()
     commit = git_commit()  # read now: HEAD can move on while a long run trains
@@ -150,9 +161,16 @@ def main(argv: list[str] | None = None) -> int:
         "wall_time_s": round(time.time() - started, 1),
         "build_time_s": build_time_s,
         "parameters": parameter_counts(model),
-        **summary,
+        **{key: value for key, value in summary.items() if key != "config"},
+        "trainer": summary["config"],  # the trainer's settings with their defaults filled in
     }
     (out_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
+    finish(out_dir, args)
+    return 0
+
+
+def finish(out_dir: Path, args: argparse.Namespace) -> None:
+    """What follows a finished training: the test-split evaluation (which writes the model card), or the card alone."""
     if not args.no_eval:
         from train.evaluate import evaluate_checkpoint
 
@@ -162,7 +180,6 @@ def main(argv: list[str] | None = None) -> int:
 
         write_model_card(out_dir)
     print(f"checkpoint written to {out_dir}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -456,10 +456,13 @@ def training_folder(command: list[str]) -> Path | None:
 def resume_command(command: list[str], state: PipelineState | None = None) -> list[str]:
     """An interrupted ``python -m train`` run continues from the resume state its trainer left in
     ``<out>/last`` (or, cut off before its first epoch ended, from the build work its model kept in
-    ``<out>/build``, e.g. RGMC's text pretraining), unless another command (another plan: new settings, new analyses) started that folder:
-    then it starts afresh."""
+    ``<out>/build``, e.g. RGMC's text pretraining; or, cut off in its evaluation, from the finished
+    training its ``training.json`` records), unless another command (another plan: new settings, new
+    analyses) started that folder: then it starts afresh."""
     out = training_folder(command)
-    kept = out is not None and ((out / "last" / "resume.json").is_file() or (out / BUILD_DIR).is_dir())
+    kept = out is not None and any(
+        path.exists() for path in (out / "last" / "resume.json", out / BUILD_DIR, out / "training.json")
+    )
     if not kept:
         return command
     started_by = state.started.get(str(out)) if state is not None else None
