@@ -104,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and finished.is_file():
         # the training ended and only what follows it (the evaluation) was cut off: do not train again
         recorded = json.loads(finished.read_text())
-        if (recorded.get("config_file"), recorded.get("overrides")) != (str(Path(args.config)), args.overrides):
+        if (recorded.get("config_file"), recorded.get("overrides")) != (
+            str(Path(args.config)),
+            args.overrides,
+        ):
             raise SystemExit(
                 f"{out_dir} holds a finished training of another configuration; remove it or drop --resume"
             )
