@@ -1,7 +1,7 @@
 """``python -m train.pipeline --corpus DIR --runs DIR [--jobs 2] [--only NAME ...]`` — rebuild every shipped checkpoint.
 
-corpus → feature cache → CLAP → the two baselines → the five captioners and their paper
-ablations → results tables. Each step is a list of command lines, printed before they run, so any
+corpus → feature cache → CLAP → the two baselines → the five captioners, their paper
+ablations and variants → which of each captioner's candidates ships (``train.ship``) → results tables. Each step is a list of command lines, printed before they run, so any
 step can be re-run by hand; steps whose inputs are ready run ``--jobs`` at a time. Ablation runs
 write their metrics into the shipped checkpoint's ``results.json`` under ``"ablations"``.
 
