@@ -25,6 +25,7 @@ writes a file only when its content would change.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import shutil
@@ -168,9 +169,13 @@ def swept(
     print(f"[ship] {name}: captioning {limit} validation clips with {checkpoint}", flush=True)
     record = decoding_sweep.sweep(checkpoint, corpus, [{}], split="validation", limit=limit, clap_path=clap)
     record |= {**key, "checkpoint": str(checkpoint)}
-    records = _read(sweeps_path)  # another architecture's ship may have filed its records meanwhile
-    records[name] = record
-    _write(sweeps_path, records)
+    # the pipeline ships several architectures at once: file the record under a lock, into what the file
+    # holds now, so no architecture's records are lost
+    with sweeps_path.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = _read(sweeps_path)
+        records[name] = record
+        _write(sweeps_path, records)
     return record
 
 
