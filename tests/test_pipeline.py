@@ -186,3 +186,28 @@ def test_every_row_of_a_table_trains_the_same_epochs_on_v2(tmp_path):
     assert all(len(found) == 1 for found in epochs.values()), epochs
     muscaps = [c for step in plan for c in step.commands if c[1:4] == ["-m", "train", "muscaps"]]
     assert muscaps and all("model.max_caption_tokens=120" in c for c in muscaps)  # v2's longer captions
+
+
+def test_each_architecture_ships_after_every_row_of_its_table_and_before_the_tables(tmp_path):
+    runs, staged = str(tmp_path / "runs"), str(tmp_path / "runs" / "checkpoints")
+    plan = {step.name: step for step in pipeline.steps("/corpus", "full", runs, checkpoints=staged)}
+    for model in pipeline.CAPTIONERS:
+        ship = plan[f"{model}-ship"]
+        (command,) = ship.commands
+        assert command[1:5] == ["-m", "train.ship", "--arch", model]
+        assert command[command.index("--checkpoints") + 1] == staged
+        assert command[command.index("--runs") + 1] == runs
+        variants = command[command.index("--variant") + 1 :]
+        # every variant it weighs is a run the plan trains under runs and files as a row of model's table
+        for variant in variants:
+            name, _, folder = variant.partition("=")
+            trained = [c for s in plan.values() for c in s.commands if c[1:3] == ["-m", "train"]]
+            assert folder == f"{runs}/{name}" and any(c[c.index("--out") + 1] == folder for c in trained)
+            filing = plan[pipeline.ship_variants(model)[name]]
+            assert any(c[-4:] == ["--into", f"{staged}/{model}", "--as", name] for c in filing.commands)
+        assert {f"{model}_analysis", f"{model}_attribute_words"} <= {v.partition("=")[0] for v in variants}
+        # installing a variant changes what <checkpoints>/<model> holds: every row evaluated on the paper's
+        # model is filed first
+        assert {model, f"{model}-ablations", *pipeline.ship_variants(model).values()} <= set(ship.after)
+        assert f"{model}-ship" in plan["tables"].after
+    assert "csa_musical_frames" in pipeline.ship_variants("csa")

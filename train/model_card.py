@@ -1,7 +1,8 @@
 """``python -m train.model_card CHECKPOINT...`` — the short model card (README.md) of a checkpoint folder.
 
-Written from what the folder holds (config.json, training.json, results.json), so it always
-agrees with the numbers beside it; ``python -m train`` and ``python -m train.evaluate`` refresh it.
+Written from what the folder holds (config.json, training.json, results.json and, once ``python -m
+train.ship`` has chosen what the folder serves, shipped.json), so it always agrees with the numbers beside
+it; ``python -m train``, ``python -m train.evaluate`` and ``python -m train.ship`` refresh it.
 """
 
 from __future__ import annotations
@@ -29,10 +30,46 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def which_ships(shipped: dict) -> list[str]:
+    """What shipped.json says: the model this folder serves among its candidates, and why."""
+    paper, ships = shipped["paper"], shipped["ships"]
+    candidates = shipped["candidates"]
+    attributes = list(candidates[paper]["margins"])
+
+    def described(name: str) -> str:
+        changes = " ".join(candidates[name].get("trained_with") or [])
+        return f"`{name}`" + (f" (the paper's recipe with `{changes}`)" if changes else "")
+
+    if ships == paper:
+        headline = f"**Which ships and why**: the paper's recipe, `{paper}`: {shipped['why']}."
+    else:
+        headline = (
+            f"**Which ships and why**: the variant {described(ships)}, in place of the paper's recipe "
+            f"(`{paper}`, kept at `{shipped.get('paper_kept_at', '?')}` and filed as the row "
+            f"`{shipped['paper_row']}` in results.json): {shipped['why']}."
+        )
+    lines = [
+        headline,
+        "",
+        f"The rule (`python -m train.ship`, {shipped['clips']} {shipped['split']} clips): {shipped['rule']}",
+        "",
+        "| candidate | " + " | ".join(f"{key} margin" for key in attributes) + " | mean | CIDEr-D |",
+        "|---|" + "---:|" * (len(attributes) + 2),
+    ]
+    for name, candidate in candidates.items():
+        margins = " | ".join(f"{candidate['margins'][key]:+.3f}" for key in attributes)
+        mark = " (ships)" if name == ships else "" if candidate["cider_d_allowed"] else " (CIDEr-D too low)"
+        lines.append(
+            f"| {name}{mark} | {margins} | {candidate['mean_margin']:+.3f} | {candidate['cider_d']:.3f} |"
+        )
+    return lines + [""]
+
+
 def render(checkpoint: Path) -> str:
     config = _read(checkpoint / "config.json")
     training = _read(checkpoint / "training.json")
     results = _read(checkpoint / "results.json")
+    shipped = _read(checkpoint / "shipped.json")
     architecture = config.get("architecture", checkpoint.name)
     lines = [
         f"# {checkpoint.name}",
@@ -40,6 +77,8 @@ def render(checkpoint: Path) -> str:
         f"**Architecture**: `{architecture}` — {PAPERS.get(architecture, '')}",
         "",
     ]
+    if shipped:
+        lines += which_ships(shipped)
     if training:
         lines += [
             "**Data**: the synthetic music–caption corpus (`python -m train.corpus`, General MIDI renders of POP909, "
@@ -90,7 +129,9 @@ def render(checkpoint: Path) -> str:
 def write_model_card(checkpoint: str | Path) -> Path:
     checkpoint = Path(checkpoint)
     path = checkpoint / "README.md"
-    path.write_text(render(checkpoint))
+    text = render(checkpoint)
+    if not path.is_file() or path.read_text() != text:  # an unchanged card is not rewritten
+        path.write_text(text)
     return path
 
 

@@ -1,7 +1,7 @@
 """``python -m train.pipeline --corpus DIR --runs DIR [--jobs 2] [--only NAME ...]`` — rebuild every shipped checkpoint.
 
-corpus → feature cache → CLAP → the two baselines → the five captioners and their paper
-ablations → results tables. Each step is a list of command lines, printed before they run, so any
+corpus → feature cache → CLAP → the two baselines → the five captioners, their paper
+ablations and variants → which of each captioner's candidates ships (``train.ship``) → results tables. Each step is a list of command lines, printed before they run, so any
 step can be re-run by hand; steps whose inputs are ready run ``--jobs`` at a time. Ablation runs
 write their metrics into the shipped checkpoint's ``results.json`` under ``"ablations"``.
 
@@ -85,6 +85,16 @@ MUSICAL_COLUMNS = EmbeddedConfig.chroma_dim + EmbeddedConfig.key_dim + EmbeddedC
 ATTRIBUTE_WORD_WEIGHT = 3
 # the trained captioners, in the order their levers are queued (the best-placed first)
 CAPTIONERS = ("csa", "alcap", "muscaps", "rgmc", "blap")
+
+
+def ship_variants(model: str) -> dict[str, str]:
+    """The variant rows that may ship in place of ``model``'s paper row (issue 30's levers), each with the
+    step that trains it into ``<runs>/<row>`` and files its row."""
+    variants = {
+        f"{model}_analysis": f"{model}-analysis",
+        f"{model}_attribute_words": f"{model}-attribute-words",
+    }
+    return variants | ({"csa_musical_frames": "csa-musical-frames"} if model == "csa" else {})
 
 
 def train_cmd(
@@ -231,6 +241,15 @@ def steps(
             ),
         )
 
+    def ship(model: str) -> Step:
+        """``python -m train.ship``: the paper row against the variant rows, after every step that files a
+        row of ``model``'s table (the ablations evaluate the paper's model in <checkpoints>/<model>)."""
+        variants = ship_variants(model)
+        command = [PY, "-m", "train.ship", "--arch", model, "--checkpoints", ck, "--runs", runs]
+        command += ["--corpus", c, "--clap", f"{ck}/clap", "--variant"]
+        command += [f"{name}={runs}/{name}" for name in variants]
+        return Step(f"{model}-ship", [command], after=[model, *variants.values(), f"{model}-ablations"])
+
     # The probes' fingerprint is in the analyses' command and in every conditioned run's: new probes
     # (checkpoints/analysis) make the pipeline analyse the corpus again and retrain what read the old analyses.
     probes = hashlib.sha256(PROBES.read_bytes()).hexdigest()[:12] if PROBES.is_file() else "none"
@@ -366,10 +385,16 @@ def steps(
             )
             for model in CAPTIONERS
         ),
+        # Which of each architecture's candidates ships (README, "Choosing what ships"): once its paper row,
+        # its variants' rows and every row evaluated on its paper model are filed (installing a variant
+        # changes what <checkpoints>/<model> holds), python -m train.ship applies the rule on validation
+        # and serves the winner from <checkpoints>/<model>, the paper recipe kept as a row of its table.
+        *(ship(model) for model in CAPTIONERS),
         Step(
             "tables",
             [[PY, "-m", "train.tables", "--checkpoints", ck, "--out", str(REPO / "docs" / "RESULTS.md")]],
             after=[
+                *(f"{model}-ship" for model in CAPTIONERS),
                 "baselines",
                 *(f"{model}-{lever}" for model in CAPTIONERS for lever in ("attribute-words", "analysis")),
                 "csa-musical-frames",

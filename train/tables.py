@@ -52,6 +52,26 @@ NOT_RUN = {
 BASELINE_ROWS = {"rgmc": ("random", "nearest")}
 
 
+def served_variant(results: dict) -> str | None:
+    """The variant row a checkpoint serves in place of its paper's recipe (``python -m train.ship``)."""
+    return results.get("shipped_row")
+
+
+def row_label(name: str, row: str, results: dict) -> str:
+    """A row of ``name``'s table as the tables show it: the served variant and the paper's recipe named."""
+    if served_variant(results) is None:
+        return row
+    if row == served_variant(results):
+        return f"{row} (shipped)"
+    return f"{row} (the paper's recipe)" if row == f"{name}_paper" else row
+
+
+def served_label(name: str, results: dict) -> str:
+    """A checkpoint in the comparisons of all captioners: with the variant it serves, if it is one."""
+    variant = served_variant(results)
+    return name if variant is None else f"{name} (ships {variant})"
+
+
 def each_metric_once(columns: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
     """(header, key) columns with a repeated metric (B4 and BLEU@4) kept under its first header."""
     headers: dict[str, str] = {}
@@ -105,18 +125,20 @@ def runs_table(checkpoints: Path, name: str, results: dict) -> str:
         if row not in results.get("ablations", {})
     }
     runs = {f"{name} (shipped)": shipped} | results.get("ablation_runs", {}) | not_run
+    # a served variant is a row of its own (its run's record): the folder's top row would repeat it
+    served_row = [] if served_variant(results) else [f"{name} (shipped)"]
     lines = [
         "| row | model evaluated | epochs | training (min) | last validation loss | evaluated with | code | note |",
         "|---|---|---:|---:|---|---|---|---|",
     ]
-    for row in [f"{name} (shipped)", *results.get("ablations", {}), *not_run]:
+    for row in [*served_row, *results.get("ablations", {}), *not_run]:
         run = runs.get(row, {"note": "filed before runs were recorded"})
         if run.get("checkpoint") == name:  # the shipped model itself, perhaps with evaluation-time switches
             run = {**shipped, **run}
         seconds = run.get("train_time_s")
         switches = {**run.get("decoding", {}), **run.get("set", {})}
         cells = [
-            row,
+            row_label(name, row, results),
             run.get("checkpoint", "–"),
             str(run.get("epochs_run", "–")),
             f"{seconds / 60:.1f}" if seconds is not None else "–",
@@ -186,9 +208,12 @@ def listening_section(results: dict[str, dict]) -> list[str]:
     and then the ablation rows filed with them."""
     parts = []
     for key, title in (("listening", "test split"), ("listening_unseen", "unseen split")):
-        blocks = {name: r[key] for name, r in results.items() if key in r}
+        blocks = {served_label(name, r): r[key] for name, r in results.items() if key in r}
         for name, r in results.items():
-            blocks |= {f"{name}: {row}": block for row, block in r.get(f"ablation_{key}", {}).items()}
+            blocks |= {
+                f"{name}: {row_label(name, row, r)}": block
+                for row, block in r.get(f"ablation_{key}", {}).items()
+            }
         if not blocks:
             continue
         parts += [
@@ -225,11 +250,15 @@ def goals_table(results: dict[str, dict], key: str) -> str:
     for name, r in results.items():
         if name in ("random", "nearest"):
             continue
-        if key in r:
+        variant = served_variant(r)
+        if key in r and variant is None:
             rows[name] = (r[key], r["metrics"])
-        for row, block in r.get(f"ablation_{key}", {}).items():
-            if row.endswith(LEVER_SUFFIXES):
-                rows[row] = (block, r.get("ablations", {}).get(row))
+        blocks = r.get(f"ablation_{key}", {})
+        if variant is not None and f"{name}_paper" in blocks:  # the paper's recipe first, then the variants
+            blocks = {f"{name}_paper": blocks[f"{name}_paper"], **blocks}
+        for row, block in blocks.items():
+            if row.endswith(LEVER_SUFFIXES) or row in (variant, f"{name}_paper" if variant else None):
+                rows[row_label(name, row, r)] = (block, r.get("ablations", {}).get(row))
     header = [ATTRIBUTE_LABELS[a] for a in GOAL_ATTRIBUTES]
     lines = [
         "| model | " + " | ".join(header) + " | changed by swap | beats Random on | CIDEr-D vs Nearest |",
@@ -276,9 +305,25 @@ def goals_section(results: dict[str, dict]) -> list[str]:
     return parts
 
 
+def which_ships(checkpoint: Path) -> list[str]:
+    """The paragraph saying which candidate the checkpoint serves and why (its shipped.json), if chosen."""
+    path = checkpoint / "shipped.json"
+    if not path.is_file():
+        return []
+    shipped = json.loads(path.read_text())
+    served = (
+        "the paper's recipe" if shipped["ships"] == shipped["paper"] else f"the variant `{shipped['ships']}`"
+    )
+    return [
+        f"**Ships**: {served}, chosen by `python -m train.ship` on {shipped['clips']} {shipped['split']} clips "
+        f"by the README's rule: {shipped['why']}.",
+        "",
+    ]
+
+
 def render(checkpoints: Path) -> str:
     results = load(checkpoints)
-    main = {name: r["metrics"] for name, r in results.items()}
+    main = {served_label(name, r): r["metrics"] for name, r in results.items()}
     n = {r.get("n") for r in results.values()}
     parts = [
         "# Results on the synthetic test split",
@@ -322,11 +367,16 @@ def render(checkpoints: Path) -> str:
         if name not in results:
             continue
         rows = {f"{b} (baseline)": results[b]["metrics"] for b in BASELINE_ROWS.get(name, ()) if b in results}
-        rows |= {f"{name} (shipped)": results[name]["metrics"], **results[name].get("ablations", {})}
+        if served_variant(results[name]) is None:
+            rows[f"{name} (shipped)"] = results[name]["metrics"]
+        rows |= {
+            row_label(name, row, results[name]): m for row, m in results[name].get("ablations", {}).items()
+        }
         rows |= {row: {} for row in NOT_RUN.get(name, {}) if row not in rows}
         parts += [
             f"## {title}",
             "",
+            *which_ships(checkpoints / name),
             markdown_table(rows, columns),
             "",
             markdown_table(rows, ATTRIBUTE_TABLE),

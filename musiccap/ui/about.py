@@ -46,6 +46,21 @@ LIMITS = """
 """
 
 
+def which_ships(checkpoints_dir: Path, name: str) -> str:
+    """Which of the architecture's candidates the app serves and why (shipped.json, written by
+    ``python -m train.ship`` by the README's rule), or "" where none was chosen."""
+    path = checkpoints_dir / name / "shipped.json"
+    if not path.is_file():
+        return ""
+    shipped = json.loads(path.read_text())
+    if shipped["ships"] == shipped["paper"]:
+        return f"Serves the paper's recipe: {shipped['why']}."
+    return (
+        f"Serves the variant `{shipped['ships']}` in place of the paper's recipe (still a row of its table, "
+        f"`{shipped['paper_row']}`): {shipped['why']}."
+    )
+
+
 def results_table(checkpoints_dir: Path, names: list[str]) -> str:
     header = "| model | n | " + " | ".join(label for _, label in COLUMNS) + " |"
     lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
@@ -91,7 +106,8 @@ def build_about_tab(studio: Studio) -> None:
     names = list(studio.captioners)
     parts = ["## The captioners", ""]
     for name in names:
-        parts.append(f"- **{name}** — {PAPERS.get(name, '')}")
+        shipped = which_ships(studio.checkpoints_dir, name)
+        parts.append(f"- **{name}** — {PAPERS.get(name, '')}" + (f" {shipped}" if shipped else ""))
     parts += ["", "## Results on the synthetic test split", "", results_table(studio.checkpoints_dir, names)]
     if listening := listening_markdown(studio.checkpoints_dir, names):
         parts += ["", listening]
