@@ -98,10 +98,20 @@ class Hypothesis:
 StepFunction = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any, torch.Tensor | None]]
 
 
+@dataclass(frozen=True)
+class SameForEveryBeam:
+    """A part of a decoder state that every beam of an input holds alike (e.g. a prompt's key/value cache,
+    copied once per beam): :func:`search` reorders rows only among an input's own beams, so
+    :func:`select_rows` leaves it as it is rather than copy it at every step."""
+
+    value: Any
+
+
 def select_rows(state: Any, index: torch.Tensor) -> Any:
-    """Reorder a decoder state (tensors, or tuples/lists/dicts of them; batch first) by row index."""
-    if state is None:
-        return None
+    """Reorder a decoder state (tensors, or tuples/lists/dicts of them; batch first) by row index; a
+    :class:`SameForEveryBeam` part stays as it is (``index`` only reorders an input's own beams)."""
+    if state is None or isinstance(state, SameForEveryBeam):
+        return state
     if isinstance(state, torch.Tensor):
         return state.index_select(0, index)
     if isinstance(state, tuple | list):

@@ -10,6 +10,8 @@ give the same number every time.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +20,12 @@ import numpy as np
 
 from musiccap.clip import CLAP_AUDIO, Clip
 from musiccap.encoders.clap_loader import clap_folder, load_clap
+
+# Captions whose text embedding a scorer keeps (~2 KB each). The app embeds the same captions again and
+# again: the nearest training caption twice in every window (the nearest captioner's caption and the
+# neighbour's card), captions drawn from the training corpus (the floors, the neighbours), and every
+# caption of a clip each time a listener captions it again (the example clips above all).
+TEXT_CACHE_SIZE = 4096
 
 
 class ClapModel(Protocol):
@@ -44,9 +52,15 @@ def _row_cosines(a: np.ndarray, b: np.ndarray) -> list[float]:
 
 
 class ClapScorer:
+    """CLAP scores from a trained (frozen) CLAP. Each caption's text embedding is kept (the last
+    :data:`TEXT_CACHE_SIZE` used): a caption is embedded alone, so its kept embedding is bit for bit the
+    one embedding it again would give. Thread-safe: concurrent requests share a scorer."""
+
     def __init__(self, model: ClapModel, name: str = "clap"):
         self.model = model
         self.name = name  # keeps memoised clip embeddings of different CLAPs apart
+        self._text_embeddings: OrderedDict[str, np.ndarray] = OrderedDict()  # least recently used first
+        self._text_lock = threading.Lock()
 
     @classmethod
     def embedded(cls, path: str | Path) -> ClapScorer:
@@ -64,7 +78,23 @@ class ClapScorer:
         return self.model.embed_audio(list(inputs))
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
-        return self.model.embed_text(list(texts))
+        """[N, E] for captions: those kept (class docstring) are not embedded again."""
+        texts = list(texts)
+        if not texts:
+            return self.model.embed_text([])  # [0, E]
+        with self._text_lock:
+            known = {text: self._text_embeddings[text] for text in texts if text in self._text_embeddings}
+            for text in known:
+                self._text_embeddings.move_to_end(text)
+        missing = list(dict.fromkeys(text for text in texts if text not in known))
+        if missing:
+            embedded = self.model.embed_text(missing)
+            with self._text_lock:
+                for text, embedding in zip(missing, embedded, strict=True):
+                    known[text] = self._text_embeddings[text] = embedding.copy()
+                while len(self._text_embeddings) > TEXT_CACHE_SIZE:
+                    self._text_embeddings.popitem(last=False)
+        return np.stack([known[text] for text in texts])
 
     def embed_clip(self, clip: Clip) -> np.ndarray:
         """The clip's CLAP audio embedding [E], computed once per clip and model."""

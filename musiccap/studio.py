@@ -256,7 +256,8 @@ class Studio:
         In-process, one captioner after the other in display order: so too while no worker is ready (the
         app serves while they load, and while a crashed one is replaced). With workers, the captioners they
         do not serve first (the random floor), then the windows' shared features once here (musicnn and the
-        analysis: sent with the clips, so no worker computes them again), then every other captioner on
+        analysis: sent with the clips, so no worker computes them again; meanwhile other requests' tasks
+        wait to be batched with this one's: ``CaptionWorkers.coming``), then every other captioner on
         the workers (in :meth:`_dispatch_order`), while this process embeds the audio for the CLAP scores."""
         serving = self.workers is not None and self.workers.ready_count() > 0  # none while they load
         pooled = [name for name in self.captioners if serving and name in self.workers.models]
@@ -265,10 +266,11 @@ class Studio:
                 yield self.caption_windows(clips, name, options)
         if not pooled:
             return
-        for clip in clips:
-            clip_analysis(clip)  # reads the audio features: both computed here
-        pooled.sort(key=self._dispatch_order)
-        futures = {self.workers.submit(clips, name, options.decoding): name for name in pooled}
+        with self.workers.coming():  # meanwhile other requests' tasks wait to be batched with ours
+            for clip in clips:
+                clip_analysis(clip)  # reads the audio features: both computed here
+            pooled.sort(key=self._dispatch_order)
+            futures = {self.workers.submit(clips, name, options.decoding): name for name in pooled}
         if self.scorer is not None:
             for clip in clips:
                 self.scorer.embed_clip(clip)

@@ -18,6 +18,13 @@ per window than its windows one by one (docs/BENCHMARKS.md, "batch clips/s"), an
 in a batch is its caption alone (tests/test_studio.py checks every shipped one, a short upload beside
 full windows included). The oldest task always leads, so no captioner waits behind later requests for
 another's.
+
+Requests that are computing their windows' features say so (:meth:`CaptionWorkers.coming`): while one is,
+a batchable task waits for it rather than go to an idle worker alone, at most ``hold_s`` and only until
+its batch is full, so that listeners who press Caption together are captioned together. Otherwise the
+first request's tasks would take the idle workers one window each, and its followers' would be batched
+only behind them: under 4 listeners at once a third of the workers' time went to such lone windows. A
+lone listener waits for nobody: no other request is coming.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ import atexit
 import multiprocessing
 import pickle
 import threading
+import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -43,6 +52,9 @@ STOP = None  # the message that asks a worker to exit
 # (the app's default request), and few enough that a task waiting for a free worker is not held up long by
 # the batch before it (docs/benchmark_runs/2026-12-03-caption-batching.md)
 BATCH_WINDOWS = 8
+# How long a batchable task waits at most for requests still computing their features (the module's
+# docstring): about one window's features on a loaded 2-core machine with 4 requests computing theirs
+HOLD_S = 0.5
 
 
 class WorkerDied(RuntimeError):
@@ -59,6 +71,7 @@ class Task:
     windows: int
     decoding: dict[str, Any]
     future: Future = field(default_factory=Future)
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -78,7 +91,8 @@ class CaptionWorkers:
 
     Tasks of a captioner in ``batched`` with the same decoding, and not sampling (a seeded sampler draws
     once per search: a window in a batch would draw differently), are captioned together, up to
-    ``batch_windows`` windows (the module's docstring).
+    ``batch_windows`` windows (the module's docstring); while other requests are :meth:`coming`, such a
+    task waits for theirs up to ``hold_s``.
 
     :meth:`submit` is thread-safe: concurrent compare requests share the workers.
     """
@@ -94,6 +108,7 @@ class CaptionWorkers:
         threads: int,
         batched: Collection[str] = (),
         batch_windows: int = BATCH_WINDOWS,
+        hold_s: float = HOLD_S,
     ):
         if count < 1:
             raise ValueError(f"a worker pool needs at least one worker, not {count}")
@@ -103,12 +118,15 @@ class CaptionWorkers:
         self.count = count
         self.batched = frozenset(batched)
         self.batch_windows = batch_windows
+        self.hold_s = hold_s
         self._start_args = (str(checkpoints_dir), self.models, warm_up_clips, clean_text, threads)
         self._lock = threading.Lock()
         self._queue: deque[Task] = deque()
         self._idle: list[_Worker] = []
         self._workers: list[_Worker] = []
         self._closed = False
+        self._coming = 0  # requests computing the features of the tasks they will submit
+        self._wake: threading.Timer | None = None  # dispatches again when the oldest task's hold ends
         for _ in range(count):
             self._start_worker()
         atexit.register(self.close)
@@ -135,6 +153,19 @@ class CaptionWorkers:
             self._dispatch()
         return task.future
 
+    @contextmanager
+    def coming(self) -> Iterator[None]:
+        """The block in which a request computes its windows' features and submits its tasks: meanwhile
+        the tasks of other requests that would batch with its own wait for them (the module's docstring)."""
+        with self._lock:
+            self._coming += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._coming -= 1
+                self._dispatch()
+
     def pids(self) -> list[int]:
         """The worker processes' ids, a replacement still loading included."""
         with self._lock:
@@ -151,6 +182,8 @@ class CaptionWorkers:
             if self._closed:
                 return
             self._closed = True
+            if self._wake is not None:
+                self._wake.cancel()
             workers = list(self._workers)
             self._fail_queued(RuntimeError("the caption workers were shut down"))
         for worker in workers:
@@ -180,7 +213,7 @@ class CaptionWorkers:
 
     def _dispatch(self) -> None:
         """Hands queued tasks to idle workers, a batch at a time. Called with the lock held."""
-        while self._queue and self._idle:
+        while self._queue and self._idle and not self._holding():
             tasks = self._next_batch()
             if not tasks:  # cancelled while it waited
                 continue
@@ -190,6 +223,31 @@ class CaptionWorkers:
                 worker.connection.send((tasks[0].model, [task.clips for task in tasks], tasks[0].decoding))
             except OSError:  # it died just now: its listener fails the tasks and replaces it
                 pass
+
+    def _holding(self) -> bool:
+        """Whether the oldest queued task waits for the requests :meth:`coming`: it is batchable, its batch
+        is not full yet and it has waited less than ``hold_s`` (a timer dispatches again then). Called
+        with the lock held."""
+        oldest = self._queue[0]
+        if not self._coming or oldest.model not in self.batched or oldest.decoding.get("do_sample"):
+            return False
+        held_until = oldest.queued_at + self.hold_s
+        batch = [
+            task for task in self._queue if task.model == oldest.model and task.decoding == oldest.decoding
+        ]
+        if time.monotonic() >= held_until or sum(task.windows for task in batch) >= self.batch_windows:
+            return False
+        if self._wake is None:
+            self._wake = threading.Timer(held_until - time.monotonic(), self._end_hold)
+            self._wake.daemon = True
+            self._wake.start()
+        return True
+
+    def _end_hold(self) -> None:
+        with self._lock:
+            self._wake = None
+            if not self._closed:
+                self._dispatch()
 
     def _next_batch(self) -> list[Task]:
         """The oldest queued task and the later ones captioned with it (same captioner, same decoding, up

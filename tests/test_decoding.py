@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from musiccap.decoding import DecodingConfig, rows_per_input, search, select_rows
+from musiccap.decoding import DecodingConfig, SameForEveryBeam, rows_per_input, search, select_rows
 
 VOCAB, BOS, EOS = 12, 0, 1
 
@@ -137,3 +137,9 @@ def test_select_rows_reorders_nested_state():
     picked = select_rows(state, torch.tensor([2, 0]))
     assert picked["h"][:, 0].tolist() == [2.0, 0.0]
     assert np.array_equal(picked["kv"][1][0].numpy(), [2, 0])
+
+
+def test_select_rows_leaves_what_every_beam_holds_alike():
+    prompt = SameForEveryBeam((torch.ones(4, 2), torch.zeros(4)))
+    picked = select_rows({"prompt": prompt, "h": torch.arange(4)}, torch.tensor([1, 1, 3, 2]))
+    assert picked["prompt"] is prompt and picked["h"].tolist() == [1, 1, 3, 2]

@@ -190,6 +190,17 @@ def test_cached_step_equals_the_transformers_forward():
     for ours, theirs in zip(attentions, expected.attentions, strict=True):
         torch.testing.assert_close(ours, theirs)
     assert float(attentions[0][0, :, 0, :4].sum()) == 0.0  # padding gets no attention
+    # The prompt's cache kept apart as a prefix (as RGMC's beams keep it): the very same numbers
+    split = tuple((keys[:, :, :6], values[:, :, :6]) for keys, values in past)
+    rest = tuple((keys[:, :, 6:], values[:, :, 6:]) for keys, values in past)
+    with torch.no_grad():
+        apart_logits, apart_cache, apart_attentions = gpt2_cached_step(
+            lm, tokens, rest, grown, step_positions, prefix=split
+        )
+    assert torch.equal(apart_logits, logits)
+    assert all(torch.equal(a, b) for a, b in zip(apart_attentions, attentions, strict=True))
+    for (keys, values), (whole_keys, whole_values) in zip(apart_cache, cache, strict=True):
+        assert torch.equal(keys, whole_keys[:, :, 6:]) and torch.equal(values, whole_values[:, :, 6:])
     with pytest.raises(RuntimeError, match="eval"):
         gpt2_cached_step(lm.train(), tokens, past, grown, step_positions)
 

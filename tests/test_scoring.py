@@ -74,3 +74,46 @@ def test_clip_embedding_is_memoised_per_clip(scorer, items):
 def test_load_clap_recognises_an_embedded_checkpoint(tmp_path):
     EmbeddedClap(tiny_config()).save_pretrained(tmp_path)
     assert isinstance(load_clap(tmp_path), EmbeddedClap)
+
+
+def test_kept_text_embeddings_are_the_models_own(scorer, monkeypatch):
+    captions = ["a slow calm piano piece", "a fast energetic drum solo", "a slow calm piano piece"]
+    expected = scorer.model.embed_text(captions)
+    fresh = ClapScorer(scorer.model)  # nothing kept yet
+    embedded = []
+    embed = scorer.model.embed_text
+    monkeypatch.setattr(
+        scorer.model, "embed_text", lambda texts: embedded.append(list(texts)) or embed(texts)
+    )
+    assert np.array_equal(fresh.embed_text(captions), expected)  # bit for bit
+    assert np.array_equal(fresh.embed_text(list(reversed(captions))), expected[::-1])
+    assert embedded == [captions[:2]]  # each caption once, the second call from what was kept
+    assert fresh.embed_text([]).shape == (0, expected.shape[1])
+
+
+def test_text_embeddings_kept_are_the_last_used(scorer, monkeypatch):
+    monkeypatch.setattr("musiccap.scoring.TEXT_CACHE_SIZE", 2)
+    fresh = ClapScorer(scorer.model)
+    embedded = []
+    embed = scorer.model.embed_text
+    monkeypatch.setattr(
+        scorer.model, "embed_text", lambda texts: embedded.append(list(texts)) or embed(texts)
+    )
+    for caption in ["piano", "drums", "piano", "strings"]:  # "drums" is the least recently used
+        fresh.embed_text([caption])
+    fresh.embed_text(["piano", "strings"])
+    fresh.embed_text(["drums"])
+    assert embedded == [["piano"], ["drums"], ["strings"], ["drums"]]
+
+
+def test_embedding_in_training_mode_is_the_eval_one_and_keeps_the_mode(scorer):
+    model = scorer.model
+    captions = ["a slow calm piano piece"]
+    in_eval = model.embed_text(captions)
+    model.train()
+    try:
+        assert np.array_equal(model.embed_text(captions), in_eval)  # no dropout
+        assert model.training and model.audio.training
+    finally:
+        model.eval()
+    assert not any(module.training for module in model.modules())

@@ -252,6 +252,53 @@ def test_a_cancelled_task_is_left_out_of_its_batch(stand_in_pool):
     assert not pool._queue
 
 
+def test_while_a_request_is_coming_a_batchable_task_waits_for_its_tasks(stand_in_pool):
+    pool = stand_in_pool
+    other_request = pool.coming()
+    other_request.__enter__()  # another request computes its features
+    with pool.coming():  # this one's submits its task
+        first = pool.submit(window_clips(1), "csa", {})
+    assert free_worker(pool) == []  # the idle worker waits for the other request
+    with pool._lock:
+        worker = pool._idle[0]
+    second = pool.submit(window_clips(1), "csa", {})
+    assert not worker.tasks
+    other_request.__exit__(None, None, None)
+    assert worker.tasks and [task.future for task in worker.tasks] == [first, second]  # one batch
+
+
+def test_a_lone_request_waits_for_nobody_and_a_full_batch_goes_at_once(stand_in_pool):
+    pool = stand_in_pool
+    with pool.coming():
+        alone = pool.submit(window_clips(1), "csa", {})
+    assert free_worker(pool) == [alone]
+    with pool.coming():  # another request is coming, but csa's batch is full already (3 windows)
+        full = pool.submit(window_clips(3), "csa", {})
+        assert free_worker(pool) == [full]
+
+
+def test_tasks_that_cannot_batch_do_not_wait(stand_in_pool):
+    pool = stand_in_pool
+    pool.batched = frozenset({"csa"})
+    with pool.coming():
+        nearest = pool.submit(window_clips(1), "nearest", {})
+        assert free_worker(pool) == [nearest]
+        sampled = pool.submit(window_clips(1), "csa", {"do_sample": True, "seed": 1})
+        assert free_worker(pool) == [sampled]
+
+
+def test_a_task_waits_at_most_the_hold(stand_in_pool):
+    pool = stand_in_pool
+    pool.hold_s = 0.2
+    with pool.coming():  # a request slow to compute its features
+        first = pool.submit(window_clips(1), "csa", {})
+        assert free_worker(pool) == []
+        time.sleep(0.6)  # the hold's timer dispatches it
+        with pool._lock:
+            assert not pool._queue
+        assert any(task.future is first for worker in pool._workers for task in worker.tasks)
+
+
 def test_the_pool_refuses_an_empty_batch_cap():
     with pytest.raises(ValueError, match="at least one window"):
         CaptionWorkers(CHECKPOINTS, MODELS[1:], [], clean_text=True, count=1, threads=1, batch_windows=0)

@@ -465,14 +465,19 @@ def length_buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 
 class _eval_mode:
-    """Run a block with the module in eval mode, restoring its previous mode after."""
+    """Run a block with the module in eval mode, restoring its previous mode after. A module already
+    wholly in eval mode (a scorer's, a captioner's at inference) is left alone: setting the mode walks
+    every submodule twice, a third of the time of a short caption's text embedding."""
 
     def __init__(self, module: nn.Module):
         self.module = module
 
     def __enter__(self):
         self.was_training = self.module.training
-        self.module.eval()
+        self.switched = any(module.training for module in self.module.modules())
+        if self.switched:
+            self.module.eval()
 
     def __exit__(self, *exc):
-        self.module.train(self.was_training)
+        if self.switched:
+            self.module.train(self.was_training)

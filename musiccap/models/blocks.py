@@ -257,14 +257,17 @@ def gpt2_cached_step(
     past: tuple[tuple[torch.Tensor, torch.Tensor], ...],
     attention_mask: torch.Tensor,
     positions: torch.Tensor,
+    prefix: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None,
 ) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], ...], list[torch.Tensor]]:
     """One decoding step of an eval-mode GPT-2 over its key/value cache: what
     ``lm(input_ids=tokens, past_key_values=..., attention_mask=..., position_ids=..., output_attentions=True)``
     computes (eager attention), from the model's own modules.
 
     tokens and positions [N, 1]; past per layer (keys, values) [N, heads, S, head_dim]; attention_mask
-    [N, S + 1], 0 = padding. Returns logits [N, vocab], the grown cache and each layer's attention
-    [N, heads, 1, S + 1]. Why not the transformers forward: its per-call wrappers, mask building and cache
+    [N, S + 1], 0 = padding. ``prefix``: a cache of P positions attended before ``past`` (same shapes,
+    P for S; ``attention_mask`` then covers P + S + 1), kept apart from the cache this returns (e.g. a
+    prompt's, the same in every beam: ``musiccap.decoding.SameForEveryBeam``). Returns logits [N, vocab],
+    the grown cache (``prefix`` not included) and each layer's attention [N, heads, 1, P + S + 1]. Why not the transformers forward: its per-call wrappers, mask building and cache
     objects cost more than this small model's arithmetic on a CPU (0.53 vs 0.71 s a caption, docs/benchmark_runs/rgmc_step_ab.md);
     ``tests/test_rgmc.py`` holds the two equal.
     """
@@ -275,17 +278,20 @@ def gpt2_cached_step(
     padding = torch.zeros(attention_mask.shape, dtype=hidden.dtype)
     padding = padding.masked_fill(attention_mask == 0, torch.finfo(hidden.dtype).min)[:, None, None, :]
     grown, attentions = [], []
-    for block, (past_keys, past_values) in zip(model.h, past, strict=True):
+    no_prefix = [()] * len(model.h)
+    for block, (past_keys, past_values), start in zip(model.h, past, prefix or no_prefix, strict=True):
         attention = block.attn
         query, key, value = attention.c_attn(block.ln_1(hidden)).split(attention.split_size, dim=2)
         query, key, value = (
             x.view(len(tokens), 1, -1, attention.head_dim).transpose(1, 2) for x in (query, key, value)
         )
         keys, values = torch.cat([past_keys, key], dim=2), torch.cat([past_values, value], dim=2)
+        grown.append((keys, values))
+        if start:  # one cache of the prefix's and these: the very numbers a single cache of them all holds
+            keys, values = torch.cat([start[0], keys], dim=2), torch.cat([start[1], values], dim=2)
         weights = torch.softmax(query @ keys.transpose(-1, -2) * attention.scaling + padding, dim=-1)
         hidden = hidden + attention.c_proj((weights @ values).transpose(1, 2).reshape(len(tokens), 1, -1))
         hidden = hidden + block.mlp(block.ln_2(hidden))
-        grown.append((keys, values))
         attentions.append(weights)
     return lm.lm_head(model.ln_f(hidden))[:, -1], tuple(grown), attentions
 

@@ -46,7 +46,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from musiccap.checkpoint import checkpoint_hash, config_from_dict, read_config, require_hash
 from musiccap.clip import REFERENCE_CAPTION
 from musiccap.conditioning import ANALYSIS_SIZE
-from musiccap.decoding import DecodingConfig
+from musiccap.decoding import DecodingConfig, SameForEveryBeam
 from musiccap.encoders.gpt2_bpe import END_OF_TEXT, pretrained_tokenizer, train_caption_tokenizer
 from musiccap.features import audio_features
 from musiccap.hub import resolve_path
@@ -561,8 +561,11 @@ class RGMCCaptioner(NeuralCaptioner):
 
     def start_search(self, prompt: PromptEncoding, expand: torch.Tensor) -> SearchStart:
         prompt_length = prompt.mask.shape[1]
+        prompt_kv = tuple((k.index_select(0, expand), v.index_select(0, expand)) for k, v in prompt.cache)
         state = {
-            "kv": tuple((k.index_select(0, expand), v.index_select(0, expand)) for k, v in prompt.cache),
+            # the prompt's cache is every beam's alike: beam search does not copy it at every step
+            "prompt_kv": SameForEveryBeam(prompt_kv),
+            "kv": tuple((k[:, :, :0], v[:, :, :0]) for k, v in prompt_kv),  # the generated tokens'
             "mask": prompt.mask.index_select(0, expand),
             "position": prompt.mask.sum(1).index_select(0, expand),
         }
@@ -570,11 +573,16 @@ class RGMCCaptioner(NeuralCaptioner):
         def step(last_tokens: torch.Tensor, state: dict):
             mask = torch.cat([state["mask"], torch.ones(len(last_tokens), 1, dtype=torch.long)], dim=1)
             logits, kv, attentions = gpt2_cached_step(
-                self.lm, last_tokens[:, None], state["kv"], mask, state["position"][:, None]
+                self.lm,
+                last_tokens[:, None],
+                state["kv"],
+                mask,
+                state["position"][:, None],
+                prefix=state["prompt_kv"].value,
             )
             # [layers, N, heads, 1, S] -> attention to the prompt, [N, layers * heads * P]
             attention = torch.stack(attentions)[..., 0, :prompt_length].permute(1, 0, 2, 3)
-            new_state = {"kv": kv, "mask": mask, "position": state["position"] + 1}
+            new_state = {**state, "kv": kv, "mask": mask, "position": state["position"] + 1}
             return logits, new_state, attention.reshape(len(last_tokens), -1)
 
         return SearchStart(step, state, self.sep_id, self.eos_id)
