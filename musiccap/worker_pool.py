@@ -229,12 +229,10 @@ class CaptionWorkers:
         is not full yet and it has waited less than ``hold_s`` (a timer dispatches again then). Called
         with the lock held."""
         oldest = self._queue[0]
-        if not self._coming or oldest.model not in self.batched or oldest.decoding.get("do_sample"):
+        if not self._coming or not self._batchable(oldest):
             return False
         held_until = oldest.queued_at + self.hold_s
-        batch = [
-            task for task in self._queue if task.model == oldest.model and task.decoding == oldest.decoding
-        ]
+        batch = [task for task in self._queue if _captioned_alike(task, oldest)]
         if time.monotonic() >= held_until or sum(task.windows for task in batch) >= self.batch_windows:
             return False
         if self._wake is None:
@@ -249,6 +247,10 @@ class CaptionWorkers:
             if not self._closed:
                 self._dispatch()
 
+    def _batchable(self, task: Task) -> bool:
+        """Whether later tasks may join ``task``'s batch: its captioner batches and it does not sample."""
+        return task.model in self.batched and not task.decoding.get("do_sample")
+
     def _next_batch(self) -> list[Task]:
         """The oldest queued task and the later ones captioned with it (same captioner, same decoding, up
         to ``batch_windows`` windows in all), taken off the queue; those cancelled are dropped. Called with
@@ -257,12 +259,12 @@ class CaptionWorkers:
         if not oldest.future.set_running_or_notify_cancel():
             return []
         tasks, windows = [oldest], oldest.windows
-        if oldest.model not in self.batched or oldest.decoding.get("do_sample"):
+        if not self._batchable(oldest):
             return tasks
         for task in list(self._queue):
             if windows >= self.batch_windows:
                 break
-            if task.model != oldest.model or task.decoding != oldest.decoding:
+            if not _captioned_alike(task, oldest):
                 continue
             if windows + task.windows > self.batch_windows:
                 continue
@@ -340,6 +342,11 @@ class _Worker:
         default_factory=list
     )  # the batch it is captioning; none while it loads or idles
     ready: bool = False  # loaded and warmed up
+
+
+def _captioned_alike(task: Task, other: Task) -> bool:
+    """Whether ``task`` can be captioned in ``other``'s batch: the same captioner with the same decoding."""
+    return task.model == other.model and task.decoding == other.decoding
 
 
 def serve(

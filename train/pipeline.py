@@ -415,6 +415,21 @@ def steps(
     return sorted(plan, key=rank)
 
 
+def update_json(path: Path, change) -> dict:
+    """Apply ``change`` (which edits the document in place) to the JSON file ``path`` under a file lock,
+    so that processes sharing the file (two pipelines, several ship steps) lose none of each other's
+    entries; the file is replaced whole, so an interruption leaves the old or the new one. Returns it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        document = json.loads(path.read_text()) if path.is_file() else {}
+        change(document)
+        scratch = path.with_suffix(".tmp")
+        scratch.write_text(json.dumps(document, indent=2) + "\n")
+        scratch.replace(path)
+    return document
+
+
 class PipelineState:
     """``<runs>/pipeline_state.json``: every command that finished, with its seconds, keyed by its command
     line (without the interpreter), and which command last started in each training folder. Written after
@@ -431,19 +446,18 @@ class PipelineState:
         self.started: dict[str, str] = document["started"]  # training folder -> the command writing it
 
     def _read(self) -> dict:
-        document = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        return {"finished": document.get("finished", {}), "started": document.get("started", {})}
+        return self._complete(json.loads(self.path.read_text()) if self.path.is_file() else {})
+
+    @staticmethod
+    def _complete(document: dict) -> dict:
+        document.setdefault("finished", {})
+        document.setdefault("started", {})
+        return document
 
     def _update(self, change) -> None:
         """Apply ``change`` to the file's current content (under the lock) and keep the result."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, self.path.with_suffix(".lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            document = self._read()
-            change(document)
-            scratch = self.path.with_suffix(".tmp")
-            scratch.write_text(json.dumps(document, indent=2) + "\n")
-            scratch.replace(self.path)
+        with self._lock:
+            document = update_json(self.path, lambda found: change(self._complete(found)))
             self.finished, self.started = document["finished"], document["started"]
 
     @staticmethod

@@ -25,7 +25,6 @@ writes a file only when its content would change.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import shutil
@@ -39,6 +38,7 @@ from musiccap.registry import reference
 from musiccap.training import BUILD_DIR
 from train.diagnostics import choose_shipped, decoding_sweep
 from train.evaluate import ablation_run
+from train.pipeline import update_json
 
 SWEEPS_FILE = "ship_sweeps.json"
 SHIPPED_FILE = "shipped.json"
@@ -171,11 +171,7 @@ def swept(
     record |= {**key, "checkpoint": str(checkpoint)}
     # the pipeline ships several architectures at once: file the record under a lock, into what the file
     # holds now, so no architecture's records are lost
-    with sweeps_path.with_suffix(".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        records = _read(sweeps_path)
-        records[name] = record
-        _write(sweeps_path, records)
+    update_json(sweeps_path, lambda records: records.update({name: record}))
     return record
 
 
