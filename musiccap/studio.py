@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from musiccap.analysis import Analysis, facts, grounding
-from musiccap.audio import Audio, Window, from_array, load_audio, windows
+from musiccap.audio import WINDOW_S, Audio, Window, from_array, load_audio, windows
 from musiccap.clip import ANALYSIS, AUDIO_FEATURES, LYRICS, Clip
 from musiccap.conditioning import clip_analysis
 from musiccap.decoding import DecodingConfig
@@ -388,9 +388,12 @@ class Studio:
 
 
 def warm_up_tone() -> Audio:
-    """2 s of a 440 Hz tone: what the studio and each caption worker warm up on."""
-    rate = 16_000
-    tone = 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(2 * rate) / rate).astype(np.float32)
+    """One window (10 s) of a 440 Hz tone at 44.1 kHz: what the studio and each caption worker warm up on.
+    A whole window at an upload's usual rate, because a shorter or 16 kHz tone left the first real
+    request to pay for the encoders' first full-size tensors and the resampler (measured: the first
+    requests after start took 1.6x a warm one)."""
+    rate = 44_100
+    tone = 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(int(WINDOW_S * rate)) / rate).astype(np.float32)
     return from_array(tone, rate, source="warm-up tone")
 
 

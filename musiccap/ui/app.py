@@ -73,6 +73,12 @@ def create_server(checkpoints: str | Path = DEFAULT_CHECKPOINTS):
 
     demo, studio, arena = create(checkpoints)
     studio.warm_up()  # before the first request, not during it
+    with contextlib.suppress(ImportError):
+        # Gradio reads matplotlib's backend (where matplotlib is installed) around every API call; the
+        # first read imports matplotlib and pyplot, which took ~1 s of the first request
+        import matplotlib
+
+        matplotlib.get_backend()
     studio.start_workers(
         caption_workers(), caption_batch_windows()
     )  # they load while the app serves (captioning in-process)
