@@ -497,6 +497,9 @@ def measure_app(
     start_times = {setting: [] for setting in settings}
     first_requests = {setting: [] for setting in settings}
     warm = {setting: [] for setting in settings}
+    each = {
+        setting: [] for setting in settings
+    }  # every request's seconds: which start, which turn, which clip
     together = {setting: [] for setting in settings}
     failed = dict.fromkeys(settings, 0)
     resident = {setting: [] for setting in settings}
@@ -534,8 +537,13 @@ def measure_app(
                 turn = start % len(BENCH_CLIPS)
                 clips = [handle_file(str(path)) for path in BENCH_CLIPS[turn:] + BENCH_CLIPS[:turn]]
                 first_requests[setting].append(timed_compare(client, clips[0]).seconds)
+                each[setting].append([start, 0, Path(clips[0]["path"]).name, first_requests[setting][-1]])
                 for request in range(requests):
-                    warm[setting].append(timed_compare(client, clips[1 + request % (len(clips) - 1)]))
+                    clip = clips[1 + request % (len(clips) - 1)]
+                    warm[setting].append(timed_compare(client, clip))
+                    each[setting].append(
+                        [start, 1 + request, Path(clip["path"]).name, warm[setting][-1].seconds]
+                    )
                     if anchor is not None:
                         anchor.caption()
                 resident[setting].append(resident_mb(process.pid))
@@ -554,6 +562,9 @@ def measure_app(
             "compare_request": summary([r.seconds for r in warm[setting]]),
             "streaming": streaming(warm[setting]),
             "resident_mb": summary(resident[setting]),
+            "each_request": [
+                [start, turn, clip, round(seconds, 4)] for start, turn, clip, seconds in each[setting]
+            ],
         }
         if users and setting[0] == threads[0]:
             many = [r.seconds for r in together[setting]]
