@@ -270,7 +270,11 @@ def markdown(report: dict) -> str:
         f"{1000 * lat['p90_s']:.0f} ms p90 per 10 s window ({lat['n']} windows, one CPU thread; "
         "target ≤ 150 ms). Tempo and key packages with weights in their wheel were tried first: "
         "`deeprhythm` downloads its weights on first use, `madmom` does not build here "
-        "(musiccap/analysis.py)."
+        "(musiccap/analysis.py). For instrument families no package found ships a tagger trained on real "
+        "recordings inside its wheel beyond musicnn's MTT and MSD heads: `openl3` 0.4.2 is a source package "
+        "whose build downloads its weight files from GitHub (it fails here), `panns-inference`'s wheel is 8 kB "
+        "and fetches its CNN14 checkpoint on first use, and LAION-CLAP, `msclap` and essentia's models download "
+        "theirs too; a probe on their embeddings could not be fitted or validated on this machine."
     )
     return "\n".join(lines) + "\n"
 
