@@ -243,13 +243,13 @@ def long_track_file(folder: Path, minutes: float = LONG_TRACK_MINUTES) -> Path:
     another, each pass through them shifted by a third of a window, so that no two windows are the same."""
     import soundfile
 
-    from musiccap.audio import load_audio, resample
+    from musiccap.audio import WINDOW_S, load_audio, resample
 
     rate = 44_100
     clips = [load_audio(path) for path in BENCH_CLIPS]
     one_pass = np.concatenate([resample(clip.samples, clip.sample_rate, rate) for clip in clips])
     length = int(minutes * 60 * rate)
-    shift = int(rate * 10 / 3)
+    shift = int(rate * WINDOW_S / 3)
     passes, total = [], 0
     while total < length:
         passes.append(np.roll(one_pass, -shift * len(passes)))
@@ -497,9 +497,8 @@ def measure_app(
     start_times = {setting: [] for setting in settings}
     first_requests = {setting: [] for setting in settings}
     warm = {setting: [] for setting in settings}
-    each = {
-        setting: [] for setting in settings
-    }  # every request's seconds: which start, which turn, which clip
+    # every request: which start, which turn after it (0: the first request), which clip, its seconds
+    each = {setting: [] for setting in settings}
     together = {setting: [] for setting in settings}
     failed = dict.fromkeys(settings, 0)
     resident = {setting: [] for setting in settings}

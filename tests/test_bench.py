@@ -8,10 +8,12 @@ import time
 
 import numpy as np
 import pytest
+import soundfile
 
 from musiccap.audio import from_array, windows
 from musiccap.bench import (
     app_settings,
+    long_track_file,
     ratios,
     resident_mb,
     streaming,
@@ -216,3 +218,10 @@ def test_markdown_states_the_first_caption_against_its_target_and_each_concurren
     assert "| compare request, 4 listeners at once (concurrency 2) | 2.0 (2.0× one listener's ✅) |" in text
     assert "| 1 | 1.0 | 3.0 (3.0× one listener's ❌) | 3.0 | 1 (0) | 0.3 |" in text
     assert "`Client.submit`" in text  # how the streaming figures are taken
+
+
+def test_the_long_track_has_no_two_windows_alike(tmp_path):
+    samples, rate = soundfile.read(long_track_file(tmp_path, minutes=3.0), dtype="float32")
+    assert len(samples) == 180 * rate
+    windows = [samples[i * 10 * rate : (i + 1) * 10 * rate] for i in range(18)]
+    assert len({window.tobytes() for window in windows}) == 18
