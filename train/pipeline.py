@@ -85,9 +85,9 @@ MUSICAL_COLUMNS = EmbeddedConfig.chroma_dim + EmbeddedConfig.key_dim + EmbeddedC
 ATTRIBUTE_WORD_WEIGHT = 3
 # the trained captioners, in the order their levers are queued (the best-placed first)
 CAPTIONERS = ("csa", "alcap", "muscaps", "rgmc", "blap")
-# Architectures with a row of both levers at once. MusCaps conditioned on the analysis learned its mode and
-# drums fields but ignored its tempo fields: forcing them to 60, 100 or 170 BPM changed the tempo of none of
-# 12 validation captions. Weighting the attribute words in the NLL is meant to make reading them pay.
+# Architectures with a row of both levers at once. MusCaps conditioned on the analysis follows its mode and
+# drums fields but not its tempo fields (train.diagnostics.analysis_response: told 170 BPM, none of 48
+# validation captions says fast). Weighting the attribute words in the NLL is meant to make reading them pay.
 BOTH_LEVERS = ("muscaps",)
 
 

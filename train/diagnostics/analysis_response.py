@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from musiccap.analysis import Analysis
 from musiccap.attributes import tempo_class
 from musiccap.metrics.attributes import read_caption
 from musiccap.models.base import load_captioner
@@ -27,15 +28,14 @@ from train.evaluate import caption_items, captioner_features
 FORCED_BPM = (60.0, 100.0, 170.0)
 
 
-def forced_analyses(analysis) -> dict[str, tuple[str, object]]:
-    """{setting: (attribute, the value a caption should then state), the analysis so changed} per setting."""
+def forced_analyses(analysis: Analysis) -> dict[str, tuple[str, object, Analysis]]:
+    """{setting: (the attribute forced, the value a caption should then state, the analysis so changed)}."""
     settings = {}
     for bpm in FORCED_BPM:
         confidence = {**analysis.confidence, "tempo": 1.0}
-        changed = dataclasses.replace(
-            analysis, tempo_bpm=bpm, tempo_class=tempo_class(bpm), confidence=confidence
-        )
-        settings[f"tempo={bpm:g}"] = ("tempo_class", tempo_class(bpm), changed)
+        told = tempo_class(bpm)
+        changed = dataclasses.replace(analysis, tempo_bpm=bpm, tempo_class=told, confidence=confidence)
+        settings[f"tempo={bpm:g}"] = ("tempo_class", told, changed)
     for mode in ("major", "minor"):
         changed = dataclasses.replace(analysis, mode=mode, confidence={**analysis.confidence, "mode": 1.0})
         settings[f"mode={mode}"] = ("mode", mode, changed)
