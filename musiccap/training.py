@@ -27,6 +27,9 @@ class BuildContext:
     # Where a model may keep costly build-time work (RGMC's text pretraining) so that an interrupted run
     # started again with ``--resume`` does not redo it; "" keeps nothing. Removed when training ends.
     build_dir: str = ""
+    # Build work that runs of other recipes may reuse when it was made from the same inputs (RGMC's text
+    # pretraining, keyed by everything it depends on); "" shares nothing. Kept when a run ends.
+    shared_dir: str = ""
 
 
 @runtime_checkable

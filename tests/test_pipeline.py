@@ -85,6 +85,20 @@ def test_the_analysis_conditioned_variant_trains_on_the_analyses_and_files_its_r
     assert "blap" in plan["blap-analysis-run"].after  # it starts from BLAP's stage-1 run
 
 
+def test_every_rgmc_run_shares_its_text_pretraining_and_no_other_model_is_told_to(tmp_path):
+    """RGMC's paper run and its variants keep their text pretraining in one folder of the runs folder, so
+    the variants that differ only in captioning reuse it; the analysis variant waits for the paper run."""
+    plan = {step.name: step for step in pipeline.steps("C", "full", str(tmp_path / "runs"))}
+    trainings = [command for step in plan.values() for command in step.commands if command[2] == "train"]
+    for command in trainings:
+        shares = "--shared-build" in command
+        assert shares == (command[3] == "rgmc"), command
+        if shares:
+            assert command[command.index("--shared-build") + 1] == str(tmp_path / "runs" / "shared_build")
+    assert sum("--shared-build" in command for command in trainings) == 7
+    assert "rgmc" in plan["rgmc-analysis-run"].after
+
+
 def test_an_interrupted_training_is_resumed_from_its_last_epoch(tmp_path):
     out = tmp_path / "run"
     command = [

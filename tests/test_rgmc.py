@@ -392,6 +392,39 @@ def test_text_pretraining_is_kept_epoch_by_epoch_for_an_interrupted_run(
     assert len(batches) == batches_per_epoch
 
 
+def test_runs_that_differ_only_after_the_text_pretraining_share_it(clap_dir, items, tmp_path, monkeypatch):
+    """With a shared folder, a run whose pretraining inputs match an earlier run's reloads its pretraining
+    (even when it weights attribute words or skips other neighbours in captioning); a run whose sequences
+    differ (no neighbour caption) pretrains its own, and nothing shared is removed when a run's build is."""
+    batches = []
+    pad = RGMCCaptioner._pad
+    monkeypatch.setattr(RGMCCaptioner, "_pad", lambda self, layouts: batches.append(1) or pad(self, layouts))
+
+    def context(run: str) -> BuildContext:
+        return BuildContext(
+            clap_path=str(clap_dir),
+            feature_dims=(FRAME_DIM, POOLED_DIM, 200),
+            corpus_dir="",
+            build_dir=str(tmp_path / run / "build"),
+            shared_dir=str(tmp_path / "shared"),
+        )
+
+    config = {**TINY_LM, "pretrain_epochs": 2}
+    paper = RGMCCaptioner.build(config, items, context("paper"))
+    assert batches
+    batches.clear()
+    variant_config = {**config, "attribute_word_weight": 3.0, "training_neighbours_exclude": "piece"}
+    variant = RGMCCaptioner.build(variant_config, items, context("variant"))
+    assert batches == []
+    for name, tensor in paper.lm.state_dict().items():
+        assert torch.equal(tensor, variant.lm.state_dict()[name]), name
+    assert not (tmp_path / "variant" / "build").exists()  # kept in the shared folder, not the run's
+
+    RGMCCaptioner.build({**config, "use_text": False}, items, context("audio_only"))
+    assert batches
+    assert len(list((tmp_path / "shared" / "rgmc_text_pretraining").iterdir())) == 2
+
+
 @pytest.mark.parametrize("name", ["rgmc", "rgmc_audio_only", "rgmc_text_only", "rgmc_no_pretraining"])
 def test_configs_are_valid(name):
     document = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())

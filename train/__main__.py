@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument(
+        "--shared-build",
+        default="",
+        help="a folder of build work that runs of other recipes may reuse when made from the same inputs "
+        "(RGMC's text pretraining); default: none",
+    )
+    parser.add_argument(
         "--analysis-probes",
         help="an analysis-conditioned run: the sha256 prefix of the probes whose analyses of the corpus it must "
         "train on (python -m train.analysis_vectors); refused when the corpus holds others",
@@ -132,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             else (0, 0, 0)
         ),
         corpus_dir=str(args.corpus),
+        shared_dir=args.shared_build,
     )
     cls = model_class(args.model)
     if out_dir.exists() and not args.resume:

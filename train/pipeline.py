@@ -51,6 +51,11 @@ class Step:
 # The parts each architecture's configs name by registry name: the pipeline points them at the
 # checkpoints it trains (its --checkpoints folder), never at what the repository happens to hold.
 COMPONENTS = {"rgmc": ("clap",), "csa": ("clap",), "blap": ("clap", "lm")}
+# Architectures whose runs reuse each other's build work (``python -m train --shared-build``): RGMC's text
+# pretraining, 4 epochs of 40-60 min on corpus v2, is the same for its paper run and the variants that
+# change only its captioning epochs.
+SHARES_BUILD = ("rgmc",)
+SHARED_BUILD = "shared_build"  # that folder, in the runs folder
 # Corpus v2 has 10,000 training clips, v1 2,400: every run of an architecture's table trains these epochs
 # on v2 (the configs' epochs are v1's), 1.7 times the clips v1's runs saw, so the rows
 # still share epochs and the whole retrain fits a few sessions of this CPU (docs/RESULTS.md, training
@@ -112,8 +117,10 @@ def train_cmd(
     evaluate: bool = True,
     checkpoints: str,
     uncapped: bool = True,
+    shared_build: str = "",
 ):
     """``python -m train``; ``resume_command`` adds ``--resume`` when the run was cut off mid-training.
+    ``shared_build``: the folder of build work shared between runs (for the ``SHARES_BUILD`` models).
 
     ``uncapped`` (corpus v2): ``train.max_minutes=0``, so epochs, not a wall-clock cap, decide how long
     every run trains (the caps in the configs were what fit v1's 2,400 clips on this CPU)."""
@@ -134,6 +141,8 @@ def train_cmd(
     ]
     command += ["--threads", "1"] + ([] if evaluate else ["--no-eval"])
     command += [components[part] for part in COMPONENTS.get(model, ())]
+    if shared_build and model in SHARES_BUILD:
+        command += ["--shared-build", shared_build]
     return command + (["train.max_minutes=0"] if uncapped else []) + list(overrides)
 
 
@@ -155,7 +164,15 @@ def ablation(
     evaluate = [PY, "-m", "train.evaluate", out, "--corpus", corpus, "--clap", f"{checkpoints}/clap"]
     evaluate += ["--into", f"{checkpoints}/{into}", "--as", name]
     train = train_cmd(
-        model, config, out, corpus, *overrides, evaluate=False, checkpoints=checkpoints, uncapped=uncapped
+        model,
+        config,
+        out,
+        corpus,
+        *overrides,
+        evaluate=False,
+        checkpoints=checkpoints,
+        uncapped=uncapped,
+        shared_build=f"{runs}/{SHARED_BUILD}",
     )
     return [train, evaluate]
 
@@ -202,6 +219,7 @@ def steps(
             evaluate=evaluate,
             checkpoints=ck,
             uncapped=uncapped,
+            shared_build=f"{runs}/{SHARED_BUILD}",
         )
 
     def row(model: str, config: str, *overrides: str, name: str = ""):
@@ -232,7 +250,8 @@ def steps(
             *([f"model.init_from={runs}/blap_stage1"] if blap else []),
             name=f"{model}_analysis",
         )
-        inputs = ["clap", "analysis-vectors", *(["blap"] if blap else [])]
+        # BLAP starts from its stage-1 run; RGMC waits for its paper run's text pretraining to reuse it.
+        inputs = ["clap", "analysis-vectors", *([model] if model in ("blap", "rgmc") else [])]
         training = [*training, "--analysis-probes", probes]
         return (
             Step(

@@ -276,13 +276,20 @@ def score_reads(reads: Sequence[CaptionAttributes], attributes: Sequence[Mapping
     )
 
 
+# A caption's stated BPM decides its tempo before any tempo word does (``_tempo_mentions``), so the number
+# is an attribute word too: every whole number from 40 to 240 (corpus v2 draws 50-200 BPM).
+STATED_BPMS = frozenset(str(bpm) for bpm in range(40, 241))
+
+
 def attribute_words() -> set[str]:
-    """Every single word the reader reads an attribute from, and the negations that flip one."""
+    """Every single word the reader reads an attribute from, the negations that flip one and the numbers
+    a tempo is stated in."""
     phrases = [p for words in FAMILY_WORDS.values() for p in words] + list(DRUM_WORDS)
     for lexicon in (TEMPO_WORDS, TEMPO_CONTEXT_WORDS, MODE_WORDS, MOOD_WORDS):
         phrases += [p for words in lexicon.values() for p in words]
     words = {word for phrase in phrases for word in re.split(r"[\s-]+", phrase)}
-    return words | {word + "s" for word in words} | {"no", "without", "bpm"}  # plurals, as the reader reads
+    words |= {word + "s" for word in words}  # plurals, as the reader reads
+    return words | {"no", "without", "bpm"} | STATED_BPMS
 
 
 def attribute_token_ids(encode: Callable[[str], list[int]]) -> set[int]:

@@ -192,8 +192,8 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
         """(the NLL to optimise, the plain mean token NLL) of ``logits [..., V]`` against ``targets [...]``.
 
         With ``config.attribute_word_weight`` w > 1 (a variant, never a paper's row), a target token that
-        belongs to a word the attribute reader reads (instrument, drum, tempo, mode and mood words, and
-        "no"/"without") weighs w in the mean: those few tokens carry what the listening table scores,
+        belongs to a word the attribute reader reads (instrument, drum, tempo, mode and mood words, a
+        stated BPM's number, and "no"/"without") weighs w in the mean: those few tokens carry what the listening table scores,
         and a plain NLL spends most of its gradient on phrasing. The plain NLL is returned alongside
         so runs with and without the weight compare on one scale."""
         flat_logits, flat_targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)

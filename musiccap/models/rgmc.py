@@ -271,7 +271,7 @@ class RGMCCaptioner(NeuralCaptioner):
             pretrained_lm.resize_token_embeddings(tokenizer.get_vocab_size())
             model.lm.load_state_dict(pretrained_lm.state_dict())
         if settings.pretrain_epochs:
-            model.pretrain_or_reload(train_captions + extra_text, settings.pretrain_epochs, context.build_dir)
+            model.pretrain_or_reload(train_captions + extra_text, settings.pretrain_epochs, context)
         model._remember_training_items(train_items)
         return model
 
@@ -409,18 +409,43 @@ class RGMCCaptioner(NeuralCaptioner):
         similarity.fill_diagonal_(-float("inf"))
         return [texts[j] for j in similarity.argmax(1).tolist()]
 
-    def pretrain_or_reload(self, texts: list[str], epochs: int, build_dir: str) -> None:
-        """Text pretraining, kept epoch by epoch in ``build_dir`` (when given): a run interrupted during
-        or after it continues from its last finished epoch instead of pretraining again. Kept work is
-        reloaded only when it was made from the same texts, epochs, vocabulary and seed."""
-        made_from = {
+    def pretrain_or_reload(self, texts: list[str], epochs: int, context) -> None:
+        """Text pretraining, kept epoch by epoch: a run interrupted during or after it continues from its
+        last finished epoch instead of pretraining again. Kept work is reloaded only when it was made from
+        the same inputs (``pretraining_inputs``). With ``context.shared_dir`` it is kept there, under a
+        name drawn from those inputs, for every later run that agrees on them (the paper recipe and its
+        attribute-word, analysis and piece-exclusion variants differ only after it); else in the run's
+        ``context.build_dir``, removed when the run ends."""
+        made_from = self.pretraining_inputs(texts, epochs)
+        if context.shared_dir:
+            name = hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()[:16]
+            folder = Path(context.shared_dir) / "rgmc_text_pretraining" / name
+        else:
+            folder = Path(context.build_dir) if context.build_dir else None
+        keep = PretrainingProgress(folder, made_from) if folder else None
+        self.pretrain_on_text(texts, epochs=epochs, keep=keep)
+
+    def pretraining_inputs(self, texts: list[str], epochs: int) -> dict[str, str]:
+        """Everything the text pretraining's result depends on: the texts, the tokenizer, the sequence
+        layout, the LM's shape, the CLAP that picks each text's neighbour, the epochs and the seed. Not the
+        captioning-only settings (attribute-word weight, analysis, which neighbours training skips)."""
+        config = self.config
+        layout = {
+            "prefix_positions": config.n_prefix if config.use_audio else 0,
+            "candidate": config.use_text,
+            "max_neighbour_tokens": config.max_neighbour_tokens,
+            "max_caption_tokens": config.max_caption_tokens,
+        }
+        lm = {key: getattr(config, key) for key in ("n_layer", "n_head", "n_embd", "n_positions", "dropout")}
+        return {
             "epochs": str(epochs),
             "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16],
-            "vocab_size": str(self.config.vocab_size),
-            "seed": str(self.config.seed),
+            "tokenizer": hashlib.sha256(self.tokenizer.to_str().encode()).hexdigest()[:16],
+            "layout": json.dumps(layout, sort_keys=True),
+            "lm": json.dumps({**lm, "from": config.lm_name_or_path}, sort_keys=True),
+            "clap": config.clap_hash,
+            "seed": str(config.seed),
         }
-        keep = PretrainingProgress(Path(build_dir), made_from) if build_dir else None
-        self.pretrain_on_text(texts, epochs=epochs, keep=keep)
 
     def pretrain_on_text(
         self,
