@@ -222,6 +222,32 @@ def test_each_architecture_ships_after_every_row_of_its_table_and_before_the_tab
         assert {f"{model}_analysis", f"{model}_attribute_words"} <= {v.partition("=")[0] for v in variants}
         # installing a variant changes what <checkpoints>/<model> holds: every row evaluated on the paper's
         # model is filed first
-        assert {model, f"{model}-ablations", *pipeline.ship_variants(model).values()} <= set(ship.after)
+        rows = {name for name in plan if name.startswith(f"{model}-ablation-")}
+        assert rows and {model, *rows, *pipeline.ship_variants(model).values()} <= set(ship.after)
         assert f"{model}-ship" in plan["tables"].after
     assert "csa_musical_frames" in pipeline.ship_variants("csa")
+
+
+def test_each_ablation_row_is_a_step_of_its_own_after_its_paper_run(tmp_path):
+    """Rows of one table train side by side under --jobs N; each files exactly one row into its table."""
+    staged = str(tmp_path / "runs" / "checkpoints")
+    plan = pipeline.steps("/corpus", "full", str(tmp_path / "runs"), checkpoints=staged)
+    rows = [step for step in plan if "-ablation-" in step.name]
+    assert len(rows) == 3 + 6 + 6 + 4 + 1
+    for step in rows:
+        model = step.name.partition("-")[0]
+        assert step.after == [model] and not step.shipped
+        filings = [command for command in step.commands if "--into" in command]
+        (filing,) = filings
+        assert filing[filing.index("--into") + 1] == f"{staged}/{model}"
+        row = filing[filing.index("--as") + 1]
+        assert step.name == f"{model}-ablation-{row.removeprefix(model + '_')}"
+
+
+def test_first_starts_the_named_architectures_steps_before_any_others(tmp_path, capsys):
+    argv = ["--corpus", str(tmp_path / "c"), "--runs", str(tmp_path / "runs"), "--size", "full", "--list"]
+    assert pipeline.main([*argv, "--first", "muscaps"]) == 0
+    order = [line.split()[0] for line in capsys.readouterr().out.splitlines()[:-1]]
+    muscaps = [name for name in order if name.startswith("muscaps")]
+    assert order[: len(muscaps)] == muscaps and "muscaps-ship" in muscaps
+    assert order.index("muscaps") < order.index("muscaps-ship")  # the plan's order within them

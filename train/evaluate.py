@@ -25,6 +25,10 @@ from musiccap.models.base import read_config
 from musiccap.registry import REPO
 from train.data import load_items, read_manifest, reference_captions
 from train.listening import DEFAULT_SENSITIVITY_CLIPS
+from train.pipeline import update_json
+
+# A checkpoint's results.json keys that hold the rows of its paper's table, filed by other runs.
+ROW_KEYS = ("ablations", "ablation_runs", "ablation_listening", "ablation_listening_unseen")
 
 BATCH = 32
 
@@ -192,27 +196,28 @@ def evaluate_checkpoint(
             listening, sensitivity_clips, unseen_corpus,
         )  # fmt: skip
     results["checkpoint"] = checkpoint.name
+    # Under update_json's lock: rows of one table are filed by evaluations running side by side.
     if into:
-        target = Path(into) / "results.json"
-        document = json.loads(target.read_text()) if target.is_file() else {}
         name = as_name or checkpoint.name
-        document.setdefault("ablations", {})[name] = results["metrics"]
-        document.setdefault("ablation_runs", {})[name] = ablation_run(
-            checkpoint, decoding_overrides or {}, config_overrides or {}
-        )
-        for key in ("listening", "listening_unseen"):
-            if key in results:
-                document.setdefault(f"ablation_{key}", {})[name] = results[key]
-        target.write_text(json.dumps(document, indent=2) + "\n")
+        run = ablation_run(checkpoint, decoding_overrides or {}, config_overrides or {})
+
+        def file_row(document: dict) -> None:
+            document.setdefault("ablations", {})[name] = results["metrics"]
+            document.setdefault("ablation_runs", {})[name] = run
+            for key in ("listening", "listening_unseen"):
+                if key in results:
+                    document.setdefault(f"ablation_{key}", {})[name] = results[key]
+
+        update_json(Path(into) / "results.json", file_row)
     else:
-        previous = checkpoint / "results.json"
-        # ablation rows filed by other runs, and how each was made, survive a re-evaluation
-        if previous.is_file():
-            document = json.loads(previous.read_text())
-            for key in ("ablations", "ablation_runs", "ablation_listening", "ablation_listening_unseen"):
-                if document.get(key):
-                    results[key] = document[key]
-        previous.write_text(json.dumps(results, indent=2) + "\n")
+
+        def replace_results(document: dict) -> None:
+            # ablation rows filed by other runs, and how each was made, survive a re-evaluation
+            rows = {key: document[key] for key in ROW_KEYS if document.get(key)}
+            document.clear()
+            document.update(results | rows)
+
+        results = update_json(checkpoint / "results.json", replace_results)
     from train.model_card import write_model_card
 
     write_model_card(Path(into) if into else checkpoint)

@@ -284,6 +284,71 @@ def steps(
             lever=True,
         )
 
+    def ablation_rows(model: str, rows: dict[str, list[list[str]]]) -> list[Step]:
+        """One step per row of ``model``'s paper table (a run and its filing, or an evaluation of the paper's
+        model with other switches), each after the paper's run: with --jobs N rows train side by side."""
+        return [
+            Step(f"{model}-ablation-{name.removeprefix(model + '_')}", commands, after=[model], shipped=False)
+            for name, commands in rows.items()
+        ]
+
+    ablations = {
+        "muscaps": ablation_rows(
+            "muscaps",
+            {
+                "muscaps_early": row("muscaps", "muscaps_early"),
+                "muscaps_late": row("muscaps", "muscaps_late"),
+                # the other decoding than the shipped one: v1 ships the paper's beam 3, v2 greedy (V2_SETTINGS)
+                **(
+                    {
+                        "muscaps_beam3": [
+                            evaluate(
+                                "muscaps", "muscaps_beam3", decoding=["num_beams=3", "no_repeat_ngram_size=0"]
+                            )
+                        ]
+                    }
+                    if uncapped
+                    else {"muscaps_greedy": [evaluate("muscaps", "muscaps_greedy", decoding=["num_beams=1"])]}
+                ),
+            },
+        ),
+        "rgmc": ablation_rows(
+            "rgmc",
+            {
+                **{
+                    name: row("rgmc", name)
+                    for name in (
+                        "rgmc_audio_only",
+                        "rgmc_text_only",
+                        "rgmc_piece_exclusion",
+                        "rgmc_no_pretraining",
+                    )
+                },
+                "rgmc_random_candidate": [
+                    evaluate("rgmc", "rgmc_random_candidate", set_=["candidate=random"])
+                ],
+                "rgmc_gold_candidate": [evaluate("rgmc", "rgmc_gold_candidate", set_=["candidate=gold"])],
+            },
+        ),
+        "csa": ablation_rows(
+            "csa",
+            {
+                **{name: row("csa", name) for name in ("csa_m1", "csa_m2", "csa_m3", "csa_m4")},
+                "csa_beam5": [evaluate("csa", "csa_beam5", decoding=["num_beams=5"])],
+                **({} if quick else {"csa_m4_prefix_reference": row("csa", "csa_m4_prefix_reference")}),
+            },
+        ),
+        "alcap": ablation_rows(
+            "alcap",
+            {
+                name: row("alcap", name)
+                for name in ("alcap_alpha0", "alcap_alpha0002", "alcap_alpha02", "alcap_no_lyrics")
+                if not (quick and name in ("alcap_alpha0002", "alcap_alpha02"))
+            },
+        ),
+        "blap": ablation_rows("blap", {"blap_stage2_only": row("blap", "blap_stage2_only")}),
+    }
+
     def ship(model: str) -> Step:
         """``python -m train.ship``: the paper row against the variant rows, after every step that files a
         row of ``model``'s table (the ablations evaluate the paper's model in <checkpoints>/<model>)."""
@@ -291,7 +356,8 @@ def steps(
         command = [PY, "-m", "train.ship", "--arch", model, "--checkpoints", ck, "--runs", runs]
         command += ["--corpus", c, "--clap", f"{ck}/clap", "--variant"]
         command += [f"{name}={runs}/{name}" for name in variants]
-        return Step(f"{model}-ship", [command], after=[model, *variants.values(), f"{model}-ablations"])
+        rows = [step.name for step in ablations[model]]
+        return Step(f"{model}-ship", [command], after=[model, *variants.values(), *rows])
 
     # The probes' fingerprint is in the analyses' command and in every conditioned run's: new probes
     # (checkpoints/analysis) make the pipeline analyse the corpus again and retrain what read the old analyses.
@@ -319,60 +385,18 @@ def steps(
         ),
         # MusCaps and ALCAP read the embedded features only, but their evaluation scores with the CLAP.
         Step("muscaps", [train("muscaps", "muscaps", f"{ck}/muscaps")], after=["clap"]),
-        Step(
-            "muscaps-ablations",
-            row("muscaps", "muscaps_early")
-            + row("muscaps", "muscaps_late")
-            # the other decoding than the shipped one: v1 ships the paper's beam 3, v2 greedy (V2_SETTINGS)
-            + [
-                evaluate("muscaps", "muscaps_beam3", decoding=["num_beams=3", "no_repeat_ngram_size=0"])
-                if uncapped
-                else evaluate("muscaps", "muscaps_greedy", decoding=["num_beams=1"])
-            ],
-            after=["muscaps"],
-            shipped=False,
-        ),
+        *ablations["muscaps"],
         Step("rgmc", [train("rgmc", "rgmc", f"{ck}/rgmc")], after=["clap"]),
-        Step(
-            "rgmc-ablations",
-            row("rgmc", "rgmc_audio_only")
-            + row("rgmc", "rgmc_text_only")
-            + row("rgmc", "rgmc_piece_exclusion")
-            + row("rgmc", "rgmc_no_pretraining")
-            + [
-                evaluate("rgmc", "rgmc_random_candidate", set_=["candidate=random"]),
-                evaluate("rgmc", "rgmc_gold_candidate", set_=["candidate=gold"]),
-            ],
-            after=["rgmc"],
-            shipped=False,
-        ),
+        *ablations["rgmc"],
         Step("csa", [train("csa", "csa", f"{ck}/csa")], after=["clap"]),
         # Lever of issue 30, a variant row of each architecture's table: the clip's analysis (the app's own
         # ears, musiccap/conditioning.py) as an input beside the audio. The analysis reads tempo and mode
         # far better than any captioner's audio features do (docs/RESULTS.md), so these runs are queued
         # with the shipped ones (csa, the best-placed, first; BLAP's after its stage-1 run).
         *(step for model in CAPTIONERS if model != "blap" for step in analysis_variant(model)),
-        Step(
-            "csa-ablations",
-            row("csa", "csa_m1")
-            + row("csa", "csa_m2")
-            + row("csa", "csa_m3")
-            + row("csa", "csa_m4")
-            + [evaluate("csa", "csa_beam5", decoding=["num_beams=5"])]
-            + ([] if quick else row("csa", "csa_m4_prefix_reference")),
-            after=["csa"],
-            shipped=False,
-        ),
+        *ablations["csa"],
         Step("alcap", [train("alcap", "alcap", f"{ck}/alcap")], after=["clap"]),
-        Step(
-            "alcap-ablations",
-            row("alcap", "alcap_alpha0")
-            + ([] if quick else row("alcap", "alcap_alpha0002"))
-            + ([] if quick else row("alcap", "alcap_alpha02"))
-            + row("alcap", "alcap_no_lyrics"),
-            after=["alcap"],
-            shipped=False,
-        ),
+        *ablations["alcap"],
         Step(
             "blap",
             [
@@ -399,7 +423,7 @@ def steps(
             after=["clap"],
         ),
         *analysis_variant("blap"),
-        Step("blap-ablations", row("blap", "blap_stage2_only"), after=["blap"], shipped=False),
+        *ablations["blap"],
         # Lever of issue 30, a variant row of Kim & Park's table: the frames' chroma, key-profile and
         # tempogram columns reach the decoder unpooled beside the CLAP's tokens (the CLAP pools mode away).
         Step(
@@ -443,11 +467,7 @@ def steps(
                 *(f"{model}-{lever}" for model in CAPTIONERS for lever in ("attribute-words", "analysis")),
                 *(f"{model}-analysis-attribute-words" for model in BOTH_LEVERS),
                 "csa-musical-frames",
-                "muscaps-ablations",
-                "rgmc-ablations",
-                "csa-ablations",
-                "alcap-ablations",
-                "blap-ablations",
+                *(step.name for model in CAPTIONERS for step in ablations[model]),
             ],
         ),
     ]
@@ -596,6 +616,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="run just these steps (their inputs must exist)")
     parser.add_argument("--skip", nargs="*", default=[], help="steps already done")
     parser.add_argument("--redo", nargs="*", default=[], help="run these steps again even if they finished")
+    parser.add_argument(
+        "--first",
+        nargs="*",
+        default=[],
+        choices=CAPTIONERS,
+        help="start these architectures' steps (runs, variants, ablation rows, ship) before any other's, so "
+        "that each is shipped as early as it can be: what a machine that may not last should finish first",
+    )
     parser.add_argument("--list", action="store_true")
     parser.add_argument(
         "--quick",
@@ -607,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus, runs = (str(Path(p).resolve()) for p in (args.corpus, args.runs))
     checkpoints = str(Path(args.checkpoints).resolve()) if args.checkpoints else None
     plan = steps(corpus, args.size, runs, args.quick, checkpoints, args.recipe)
+    plan.sort(key=lambda step: step.name.split("-")[0] not in args.first)  # stable: the plan's order within
     state = PipelineState(Path(runs) / "pipeline_state.json")
     if args.list:
         recorded = [
