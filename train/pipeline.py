@@ -292,61 +292,44 @@ def steps(
             for name, commands in rows.items()
         ]
 
+    def trained(model: str, *names: str) -> dict[str, list[list[str]]]:
+        return {name: row(model, name) for name in names}
+
+    # the other decoding than the shipped one: v1 ships MusCaps' paper beam 3, v2 greedy (V2_SETTINGS)
+    muscaps_decoding = (
+        ("muscaps_beam3", ["num_beams=3", "no_repeat_ngram_size=0"])
+        if uncapped
+        else ("muscaps_greedy", ["num_beams=1"])
+    )
+    alcap_rows = (
+        ("alcap_alpha0",) + (() if quick else ("alcap_alpha0002", "alcap_alpha02")) + ("alcap_no_lyrics",)
+    )
     ablations = {
         "muscaps": ablation_rows(
             "muscaps",
-            {
-                "muscaps_early": row("muscaps", "muscaps_early"),
-                "muscaps_late": row("muscaps", "muscaps_late"),
-                # the other decoding than the shipped one: v1 ships the paper's beam 3, v2 greedy (V2_SETTINGS)
-                **(
-                    {
-                        "muscaps_beam3": [
-                            evaluate(
-                                "muscaps", "muscaps_beam3", decoding=["num_beams=3", "no_repeat_ngram_size=0"]
-                            )
-                        ]
-                    }
-                    if uncapped
-                    else {"muscaps_greedy": [evaluate("muscaps", "muscaps_greedy", decoding=["num_beams=1"])]}
-                ),
-            },
+            trained("muscaps", "muscaps_early", "muscaps_late")
+            | {muscaps_decoding[0]: [evaluate("muscaps", muscaps_decoding[0], decoding=muscaps_decoding[1])]},
         ),
         "rgmc": ablation_rows(
             "rgmc",
-            {
-                **{
-                    name: row("rgmc", name)
-                    for name in (
-                        "rgmc_audio_only",
-                        "rgmc_text_only",
-                        "rgmc_piece_exclusion",
-                        "rgmc_no_pretraining",
-                    )
-                },
-                "rgmc_random_candidate": [
-                    evaluate("rgmc", "rgmc_random_candidate", set_=["candidate=random"])
-                ],
-                "rgmc_gold_candidate": [evaluate("rgmc", "rgmc_gold_candidate", set_=["candidate=gold"])],
+            trained(
+                "rgmc", "rgmc_audio_only", "rgmc_text_only", "rgmc_piece_exclusion", "rgmc_no_pretraining"
+            )
+            | {
+                f"rgmc_{candidate}_candidate": [
+                    evaluate("rgmc", f"rgmc_{candidate}_candidate", set_=[f"candidate={candidate}"])
+                ]
+                for candidate in ("random", "gold")
             },
         ),
         "csa": ablation_rows(
             "csa",
-            {
-                **{name: row("csa", name) for name in ("csa_m1", "csa_m2", "csa_m3", "csa_m4")},
-                "csa_beam5": [evaluate("csa", "csa_beam5", decoding=["num_beams=5"])],
-                **({} if quick else {"csa_m4_prefix_reference": row("csa", "csa_m4_prefix_reference")}),
-            },
+            trained("csa", "csa_m1", "csa_m2", "csa_m3", "csa_m4")
+            | {"csa_beam5": [evaluate("csa", "csa_beam5", decoding=["num_beams=5"])]}
+            | ({} if quick else trained("csa", "csa_m4_prefix_reference")),
         ),
-        "alcap": ablation_rows(
-            "alcap",
-            {
-                name: row("alcap", name)
-                for name in ("alcap_alpha0", "alcap_alpha0002", "alcap_alpha02", "alcap_no_lyrics")
-                if not (quick and name in ("alcap_alpha0002", "alcap_alpha02"))
-            },
-        ),
-        "blap": ablation_rows("blap", {"blap_stage2_only": row("blap", "blap_stage2_only")}),
+        "alcap": ablation_rows("alcap", trained("alcap", *alcap_rows)),
+        "blap": ablation_rows("blap", trained("blap", "blap_stage2_only")),
     }
 
     def ship(model: str) -> Step:
