@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,24 @@ def test_first_starts_the_named_architectures_steps_before_any_others(tmp_path, 
     muscaps = [name for name in order if name.startswith("muscaps")]
     assert order[: len(muscaps)] == muscaps and "muscaps-ship" in muscaps
     assert order.index("muscaps") < order.index("muscaps-ship")  # the plan's order within them
+
+
+def test_json_updates_from_several_writers_lose_nothing_and_leave_no_lock_file(tmp_path):
+    """Evaluations filing rows of one table side by side: every row lands, and the checkpoint folder holds
+    only its results.json (it ships as it is)."""
+    target = tmp_path / "checkpoint" / "results.json"
+
+    def file_rows(writer: int) -> None:
+        for row in range(40):
+            entry = {f"{writer}-{row}": row}
+            pipeline.update_json(
+                target, lambda document, entry=entry: document.setdefault("ablations", {}).update(entry)
+            )
+
+    threads = [threading.Thread(target=file_rows, args=(writer,)) for writer in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(json.loads(target.read_text())["ablations"]) == 120
+    assert [path.name for path in target.parent.iterdir()] == ["results.json"]

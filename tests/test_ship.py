@@ -287,7 +287,6 @@ def test_when_the_paper_row_wins_only_shipped_json_and_the_card_are_written(musc
         "checkpoints/muscaps/shipped.json",
         "checkpoints/muscaps/README.md",
         "runs/ship_sweeps.json",
-        "runs/ship_sweeps.lock",
     }
     assert all(after[path] == state for path, state in before.items())
     shipped = json.loads((served / "shipped.json").read_text())

@@ -21,6 +21,7 @@ import argparse
 import fcntl
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -464,17 +465,22 @@ def steps(
 
 
 def update_json(path: Path, change) -> dict:
-    """Apply ``change`` (which edits the document in place) to the JSON file ``path`` under a file lock,
-    so that processes sharing the file (two pipelines, several ship steps) lose none of each other's
-    entries; the file is replaced whole, so an interruption leaves the old or the new one. Returns it."""
+    """Apply ``change`` (which edits the document in place) to the JSON file ``path`` under a lock on its
+    folder, so that processes sharing the file (two pipelines, evaluations filing rows of one table, ship
+    steps) lose none of each other's entries; the file is replaced whole, so an interruption leaves the old
+    or the new one. Returns it. The folder itself is locked so that no lock file is left in it (a
+    checkpoint folder ships as it is)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.with_suffix(".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
         document = json.loads(path.read_text()) if path.is_file() else {}
         change(document)
         scratch = path.with_suffix(".tmp")
         scratch.write_text(json.dumps(document, indent=2) + "\n")
         scratch.replace(path)
+    finally:
+        os.close(folder)  # releases the lock
     return document
 
 
