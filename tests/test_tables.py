@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from train.evaluate import ablation_run
-from train.tables import against_random_table, goals_table, render, runs_table
+from train.tables import against_random_table, curve_cell, goals_table, render, runs_table
 
 
 def _write(path, document):
@@ -38,11 +38,14 @@ def test_runs_table_names_the_model_epochs_and_switches_of_every_row(tmp_path):
         line.split(" | ")[0].strip("| "): line
         for line in runs_table(tmp_path, "muscaps", results).splitlines()
     }
-    assert "| 10 | 10.0 | 0.750 | defaults | abcdef1 |" in rows["muscaps (shipped)"]
-    # a run's last epoch, not its first; the caption NLL beside a loss with other terms
-    assert "| muscaps_late | 9 | 9.0 | 2.500 (NLL 1.250) | defaults | 1234567 |" in rows["muscaps_late"]
+    assert "| 10 | 10.0 | 0.750 | 0.750 | defaults | abcdef1 |" in rows["muscaps (shipped)"]
+    # a run's last epoch, not its first; the caption NLL beside a loss with other terms; the NLL by epoch
+    assert (
+        "| muscaps_late | 9 | 9.0 | 2.500 (NLL 1.250) | 2.000 → 1.250: still falling (37.5% in the last epoch) "
+        "| defaults | 1234567 |"
+    ) in rows["muscaps_late"]
     # an evaluation-time variant of the shipped model carries the shipped model's training
-    assert "| muscaps | 10 | 10.0 | 0.750 | num_beams=1 | abcdef1 |" in rows["muscaps_greedy"]
+    assert "| muscaps | 10 | 10.0 | 0.750 | 0.750 | num_beams=1 | abcdef1 |" in rows["muscaps_greedy"]
     assert rows["muscaps_old"].endswith("| filed before runs were recorded |")
     assert "muscaps_late" in render(tmp_path)
 
@@ -95,3 +98,9 @@ def test_goals_table_marks_each_attribute_gap_and_shows_the_levers_beside_the_pa
     assert rows["csa"].count("0.40 ✗") == 4 and "30.0 vs 32.0 ✗" in rows["csa"]
     assert rows["csa_analysis"].count("0.90 ✓") == 4 and "40.0 vs 32.0 ✓" in rows["csa_analysis"]
     assert "| 0.70 | 2 of 2 |" in rows["csa_analysis"]
+
+
+def test_the_validation_curve_says_where_it_flattens():
+    assert curve_cell([1.0, 0.8, 0.795, 0.796]) == "1.000 → 0.800 → 0.795 → 0.796: flat from epoch 2"
+    assert curve_cell([1.0, 0.9, 0.89, 0.85]).endswith("still falling (4.5% in the last epoch)")
+    assert curve_cell([0.7]) == "0.700" and curve_cell(None) == "–"

@@ -231,9 +231,11 @@ def ablation_run(checkpoint: Path, decoding_overrides: dict, config_overrides: d
     if training.is_file():
         summary = json.loads(training.read_text())
         run |= {key: summary.get(key) for key in ("epochs_run", "train_time_s", "git_commit")}
-    # the run folder (runs/...) is not kept, so its last validation losses travel with the row
+    # the run folder (runs/...) is not kept, so its validation losses travel with the row
     if validation := final_validation(checkpoint):
         run["final_validation"] = validation
+    if curve := validation_curve(checkpoint):
+        run["validation_curve"] = curve
     return run
 
 
@@ -244,6 +246,19 @@ def final_validation(checkpoint: Path) -> dict | None:
         return None
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     return lines[-1].get("validation") if lines else None
+
+
+def validation_curve(checkpoint: Path) -> list[float] | None:
+    """Each logged epoch's validation caption NLL (its loss where it logs no NLL: then they are one), so
+    that runs with and without extra loss terms or weights read on one scale."""
+    log = checkpoint / "train_log.jsonl"
+    if not log.is_file():
+        return None
+    epochs = [
+        json.loads(line).get("validation") or {} for line in log.read_text().splitlines() if line.strip()
+    ]
+    curve = [epoch.get("nll", epoch.get("loss")) for epoch in epochs]
+    return curve if curve and None not in curve else None
 
 
 def _parse_decoding(pairs: list[str]) -> dict:

@@ -21,7 +21,7 @@ from musiccap.metrics.tables import (
     markdown_table,
 )
 from musiccap.registry import REPO
-from train.evaluate import final_validation
+from train.evaluate import final_validation, validation_curve
 
 ORDER = ("random", "nearest", "muscaps", "alcap", "rgmc", "blap", "csa")
 COPY_COLUMNS = (("copy rate", "copy_rate"), ("copy BLEU-4", "copy_bleu4"), ("copy ROUGE-L", "copy_rouge_l"))
@@ -118,6 +118,7 @@ def runs_table(checkpoints: Path, name: str, results: dict) -> str:
         "checkpoint": name,
         **(json.loads(training_file.read_text()) if training_file.is_file() else {}),
         "final_validation": final_validation(checkpoints / name),
+        "validation_curve": validation_curve(checkpoints / name),
     }
     not_run = {
         row: {"note": note}
@@ -128,8 +129,9 @@ def runs_table(checkpoints: Path, name: str, results: dict) -> str:
     # a served variant is a row of its own (its run's record): the folder's top row would repeat it
     served_row = [] if served_variant(results) else [f"{name} (shipped)"]
     lines = [
-        "| row | model evaluated | epochs | training (min) | last validation loss | evaluated with | code | note |",
-        "|---|---|---:|---:|---|---|---|---|",
+        "| row | model evaluated | epochs | training (min) | last validation loss | validation NLL by epoch "
+        "| evaluated with | code | note |",
+        "|---|---|---:|---:|---|---|---|---|---|",
     ]
     for row in [*served_row, *results.get("ablations", {}), *not_run]:
         run = runs.get(row, {"note": "filed before runs were recorded"})
@@ -143,6 +145,7 @@ def runs_table(checkpoints: Path, name: str, results: dict) -> str:
             str(run.get("epochs_run", "–")),
             f"{seconds / 60:.1f}" if seconds is not None else "–",
             validation_cell(run.get("final_validation")),
+            curve_cell(run.get("validation_curve")),
             "–" if row in not_run else ", ".join(f"{k}={v}" for k, v in switches.items()) or "defaults",
             str(run.get("git_commit") or "–")[:7],
             run.get("note", ""),
@@ -159,6 +162,28 @@ def validation_cell(validation: dict | None) -> str:
     if "nll" in validation and abs(validation["nll"] - validation["loss"]) > 1e-6:
         cell += f" (NLL {validation['nll']:.3f})"
     return cell
+
+
+# A later epoch that lowers the validation NLL by less than this share counts as flat.
+FLAT = 0.01
+
+
+def curve_cell(curve: list[float] | None) -> str:
+    """The validation NLL epoch by epoch and where it flattens: the first epoch that no later epoch lowers
+    by FLAT or more; "still falling" when that is the last epoch (more epochs would likely help)."""
+    if not curve:
+        return "–"
+    cell = " → ".join(f"{value:.3f}" for value in curve)
+    if len(curve) < 2:
+        return cell
+    flat = next(
+        epoch
+        for epoch, value in enumerate(curve)
+        if all(later > value * (1 - FLAT) for later in curve[epoch + 1 :])
+    )
+    if flat == len(curve) - 1:
+        return f"{cell}: still falling ({(curve[-2] - curve[-1]) / curve[-2]:.1%} in the last epoch)"
+    return f"{cell}: flat from epoch {flat + 1}"
 
 
 def against_random_table(main: dict[str, dict], baseline: str = "random") -> str:
@@ -397,7 +422,7 @@ def render(checkpoints: Path) -> str:
         from train.diagnostics.analysis_accuracy import markdown as analysis_tables
 
         parts += ["", analysis_tables(json.loads(analysis.read_text()))]
-    return "\n".join(parts) + "\n"
+    return "\n".join(parts).rstrip("\n") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
