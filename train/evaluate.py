@@ -239,25 +239,25 @@ def ablation_run(checkpoint: Path, decoding_overrides: dict, config_overrides: d
     return run
 
 
-def final_validation(checkpoint: Path) -> dict | None:
-    """The validation losses of a run's last logged epoch (``train_log.jsonl``), if it has a log."""
+def logged_validations(checkpoint: Path) -> list[dict]:
+    """Each logged epoch's validation losses (``train_log.jsonl``); [] for a run without a log."""
     log = checkpoint / "train_log.jsonl"
     if not log.is_file():
-        return None
+        return []
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return lines[-1].get("validation") if lines else None
+    return [line.get("validation") or {} for line in lines]
+
+
+def final_validation(checkpoint: Path) -> dict | None:
+    """The validation losses of a run's last logged epoch, if it has a log."""
+    epochs = logged_validations(checkpoint)
+    return epochs[-1] or None if epochs else None
 
 
 def validation_curve(checkpoint: Path) -> list[float] | None:
     """Each logged epoch's validation caption NLL (its loss where it logs no NLL: then they are one), so
     that runs with and without extra loss terms or weights read on one scale."""
-    log = checkpoint / "train_log.jsonl"
-    if not log.is_file():
-        return None
-    epochs = [
-        json.loads(line).get("validation") or {} for line in log.read_text().splitlines() if line.strip()
-    ]
-    curve = [epoch.get("nll", epoch.get("loss")) for epoch in epochs]
+    curve = [epoch.get("nll", epoch.get("loss")) for epoch in logged_validations(checkpoint)]
     return curve if curve and None not in curve else None
 
 
