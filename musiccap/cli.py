@@ -32,6 +32,7 @@ def _decoding_from_args(args):
             "max_new_tokens": args.max_tokens,
             "no_repeat_ngram_size": args.no_repeat_ngram,
             "do_sample": True if args.sample else None,
+            "group_numbers": True if args.group_numbers else None,
             "seed": args.seed,
         }.items()
         if value is not None
@@ -224,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--no-repeat-ngram", type=int)
     caption.add_argument("--sample", action="store_true")
     caption.add_argument("--seed", type=int)
+    caption.add_argument(
+        "--group-numbers",
+        action="store_true",
+        help="greedy/beam: where the numbers together are the likeliest next word, write the likeliest number "
+        "(else a tempo's spread over 150 values comes out as 'about BPM')",
+    )
     caption.add_argument(
         "--format",
         choices=FORMATS,

@@ -3,8 +3,8 @@
 Captioners built on Hugging Face models hand :meth:`DecodingConfig.generate_kwargs` to
 ``generate()``. Decoders written here (LSTMs, small Transformers) expose a *step function*
 and get batched beam search, greedy decoding and seeded sampling from :func:`search`, with
-cached state, EOS stopping (never on "."), n-gram blocking and the attention of every
-generated token kept for the heatmaps.
+cached state, EOS stopping (never on "."), n-gram blocking, grouped numbers and the attention of
+every generated token kept for the heatmaps.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+# DecodingConfig's field annotations (strings: postponed evaluation) -> the types a value may have
+_FIELD_TYPES = {"int": int, "float": (int, float), "bool": bool, "int | None": (int, type(None))}
 
 
 @dataclass
@@ -30,12 +33,22 @@ class DecodingConfig:
     top_p: float = 1.0  # sampling: nucleus mass kept
     temperature: float = 1.0  # sampling: logits are divided by it
     seed: int | None = None  # sampling: None seeds with 0
+    # Greedy and beam search: where the number tokens together outweigh every other token, a number is
+    # written (the likeliest one). Without it a caption's "about 120 BPM" comes out "about BPM": a decoder
+    # that is sure a tempo follows spreads it over 150 values, each less likely than the word after it.
+    group_numbers: bool = False
     # Text clean-up (musiccap/text.py), after decoding: off is the text as decoded, which the paper
     # tables score; the studio and the CLI turn both on.
     clean_text: bool = False  # detokenized, sentence case, no sentence cut by the length limit
     dedupe_sentences: bool = False  # a sentence repeated word for word is kept once (with clean_text)
 
     def __post_init__(self):
+        for field in fields(self):  # e.g. do_sample="true seed=0" from a command line quoted as one argument
+            value = getattr(self, field.name)
+            if not isinstance(value, _FIELD_TYPES[field.type]) or (
+                isinstance(value, bool) and field.type != "bool"
+            ):
+                raise TypeError(f"DecodingConfig.{field.name} must be {field.type}, got {value!r}")
         if self.num_beams < 1:
             raise ValueError("num_beams must be at least 1")
         if self.max_new_tokens < 1 or self.min_new_tokens < 0 or self.min_new_tokens > self.max_new_tokens:
@@ -152,6 +165,18 @@ def _adjust_logits(logits: torch.Tensor, histories: list[list[int]], step: int, 
     return logits
 
 
+def _group_numbers(log_probs: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities [N, V] with the numbers (bool mask [V]) treated as one word: in a row where their
+    total probability beats every other token's, only numbers stay, the likeliest scored with that total
+    (the value is a choice inside the word, so a beam pays for the number once, not for its spread)."""
+    number_mass = torch.logsumexp(log_probs.masked_fill(~numbers, float("-inf")), dim=-1)
+    best_number = log_probs.masked_fill(~numbers, float("-inf")).max(dim=-1).values
+    best_other = log_probs.masked_fill(numbers, float("-inf")).max(dim=-1).values
+    grouped = (number_mass > best_other)[:, None]
+    as_word = torch.where(numbers, log_probs - best_number[:, None] + number_mass[:, None], float("-inf"))
+    return torch.where(grouped, as_word, log_probs)
+
+
 def _filter_for_sampling(logits: torch.Tensor, config: DecodingConfig) -> torch.Tensor:
     logits = logits / config.temperature
     if config.top_k > 0:
@@ -177,13 +202,19 @@ def search(
     bos_id: int,
     eos_id: int,
     config: DecodingConfig,
+    number_tokens: Callable[[int], torch.Tensor] | None = None,
 ) -> list[Hypothesis]:
     """Decode ``batch_size`` inputs; ``state`` must already hold ``batch_size * rows`` rows.
 
     ``rows`` is ``config.num_beams`` for beam search and 1 for greedy or sampling: call
     :func:`rows_per_input` to know how far to expand the encoder output. Beam search keeps every
-    beam of every input in one batch, so each step is one forward pass.
+    beam of every input in one batch, so each step is one forward pass. ``number_tokens(vocab_size)``:
+    the bool mask of the tokens that are numbers, for ``config.group_numbers`` (sampling ignores it:
+    it already draws a number as often as the numbers' total probability says).
     """
+    if config.group_numbers and not config.do_sample and number_tokens is None:
+        raise ValueError("group_numbers needs the decoder's number tokens")
+    numbers = None
     beams = rows_per_input(config)
     n_rows = batch_size * beams
     last = torch.full((n_rows,), bos_id, dtype=torch.long)
@@ -199,6 +230,10 @@ def search(
     for position in range(config.max_new_tokens):
         logits, state, attention = step(last, state)
         logits = _adjust_logits(logits, histories, position, eos_id, config)
+        log_probs = torch.log_softmax(logits, dim=-1)
+        if config.group_numbers and not config.do_sample:
+            numbers = number_tokens(logits.shape[-1]) if numbers is None else numbers
+            log_probs = _group_numbers(log_probs, numbers)
         attention_rows = None if attention is None else attention.float().numpy()
 
         if config.do_sample or beams == 1:
@@ -206,8 +241,8 @@ def search(
                 probabilities = torch.softmax(_filter_for_sampling(logits, config), dim=-1)
                 chosen = torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
             else:
-                chosen = logits.argmax(-1)
-            log_probs = torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None]).squeeze(1)
+                chosen = log_probs.argmax(-1)
+            log_probs = log_probs.gather(1, chosen[:, None]).squeeze(1)
             for row in range(n_rows):
                 if done[row]:
                     continue
@@ -230,9 +265,7 @@ def search(
             continue
 
         vocab = logits.shape[-1]
-        candidates = (beam_scores[:, None] + torch.log_softmax(logits, dim=-1)).view(
-            batch_size, beams * vocab
-        )
+        candidates = (beam_scores[:, None] + log_probs).view(batch_size, beams * vocab)
         top_scores, top_ids = torch.topk(candidates, 2 * beams, dim=-1)
         next_rows, next_tokens, next_scores = [], [], []
         for item in range(batch_size):

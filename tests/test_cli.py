@@ -93,3 +93,13 @@ def test_listening_check_adds_each_rows_change_with_noise_and_another_clip(minut
             )
     status, _, err = caption(minute, capsys, "--listening-check")
     assert status == 2 and "--format json" in err
+
+
+def test_decoding_flags_become_decoding_overrides():
+    from musiccap.cli import _decoding_from_args, build_parser
+
+    args = build_parser().parse_args(["caption", "a.wav", "--beams", "3", "--group-numbers"])
+    overrides, config = _decoding_from_args(args)
+    assert overrides == {"num_beams": 3, "group_numbers": True}
+    assert config().replace(**overrides).group_numbers
+    assert _decoding_from_args(build_parser().parse_args(["caption", "a.wav"]))[0] == {}

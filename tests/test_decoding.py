@@ -127,6 +127,10 @@ def test_config_validation_and_generate_mapping():
         DecodingConfig(num_beams=0)
     with pytest.raises(ValueError):
         DecodingConfig(min_new_tokens=5, max_new_tokens=2)
+    for wrong in ({"do_sample": "true seed=0"}, {"num_beams": True}, {"num_beams": 2.0}, {"top_p": "0.9"}):
+        with pytest.raises(TypeError, match="must be"):
+            DecodingConfig(**wrong)
+    assert DecodingConfig(top_p=1, seed=None, temperature=0.5).top_p == 1  # an int is a float
     kwargs = DecodingConfig(num_beams=5, no_repeat_ngram_size=3).generate_kwargs()
     assert kwargs["num_beams"] == 5 and kwargs["no_repeat_ngram_size"] == 3 and "top_p" not in kwargs
     assert DecodingConfig.from_dict({"num_beams": 2, "unknown": 1}).num_beams == 2
@@ -143,3 +147,73 @@ def test_select_rows_leaves_what_every_beam_holds_alike():
     prompt = SameForEveryBeam((torch.ones(4, 2), torch.zeros(4)))
     picked = select_rows({"prompt": prompt, "h": torch.arange(4)}, torch.tensor([1, 1, 3, 2]))
     assert picked["prompt"] is prompt and picked["h"].tolist() == [1, 1, 3, 2]
+
+
+class SpreadNumberDecoder:
+    """After BOS: a word (token 2) at 0.2 and five numbers (tokens 5-9) at 0.16 each (0.8 together); the
+    number 7 a little likelier than the rest; then EOS."""
+
+    NUMBERS = torch.zeros(VOCAB, dtype=torch.bool)
+    NUMBERS[5:10] = True
+
+    def step(self, last, state):
+        probabilities = torch.full((len(last), VOCAB), 1e-6)
+        first = last == BOS
+        probabilities[first, 2] = 0.2
+        probabilities[first, 5:10] = 0.158
+        probabilities[first, 7] = 0.168
+        probabilities[~first, EOS] = 1.0
+        return probabilities.log(), state, None
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_grouped_numbers_write_the_likeliest_number_when_numbers_together_win(num_beams):
+    decoder, config = SpreadNumberDecoder(), DecodingConfig(num_beams=num_beams, max_new_tokens=4)
+    state = torch.zeros(num_beams, 1)
+    plain = search(decoder.step, state, batch_size=1, bos_id=BOS, eos_id=EOS, config=config)[0]
+    assert plain.token_ids == [2]  # each number alone is less likely than the word
+    grouped = search(
+        decoder.step,
+        state,
+        batch_size=1,
+        bos_id=BOS,
+        eos_id=EOS,
+        config=config.replace(group_numbers=True),
+        number_tokens=lambda size: SpreadNumberDecoder.NUMBERS[:size],
+    )[0]
+    assert grouped.token_ids == [7]
+    # the number is paid for once, with the numbers' total probability (then EOS at probability 1)
+    total = float(torch.tensor([0.158] * 4 + [0.168]).sum())
+    expected = np.log(total / (total + 0.2 + 1e-6 * (VOCAB - 6)))
+    assert grouped.score == pytest.approx(expected / (2 if num_beams > 1 else 1), abs=1e-4)
+
+
+def test_grouped_numbers_change_nothing_where_no_token_is_a_number():
+    decoder = ToyDecoder(5)
+    biases = torch.randn(3, VOCAB, generator=torch.Generator().manual_seed(4))
+    for beams in (1, 3):
+        config = DecodingConfig(num_beams=beams, max_new_tokens=10)
+        state = decoder.state(biases, beams)
+        plain = search(decoder.step, state, batch_size=3, bos_id=BOS, eos_id=EOS, config=config)
+        grouped = search(
+            decoder.step,
+            state,
+            batch_size=3,
+            bos_id=BOS,
+            eos_id=EOS,
+            config=config.replace(group_numbers=True),
+            number_tokens=lambda size: torch.zeros(size, dtype=torch.bool),
+        )
+        assert [h.token_ids for h in grouped] == [h.token_ids for h in plain]
+
+
+def test_grouped_numbers_need_the_number_tokens():
+    with pytest.raises(ValueError, match="number tokens"):
+        search(
+            SpreadNumberDecoder().step,
+            torch.zeros(1, 1),
+            batch_size=1,
+            bos_id=BOS,
+            eos_id=EOS,
+            config=DecodingConfig(group_numbers=True),
+        )

@@ -98,6 +98,7 @@ def test_grid_is_every_combination_in_order():
         (["--grid", "num_beam=1,3"], "not DecodingConfig fields: num_beam"),
         (["--grid", "num_beams=0,3"], "num_beams must be at least 1"),
         (["--try", "num_beams=4 length_penalty=1.0"], "one key=value per argument"),
+        (["--try", "do_sample=true seed=1"], "one key=value per argument"),  # once a truthy string
         ([], "no settings"),
     ],
 )

@@ -9,6 +9,7 @@ Checkpoint folders (their files, config and hash) are ``musiccap/checkpoint.py``
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -140,6 +141,9 @@ def load_captioner(path: str | Path) -> Captioner:
     return captioner
 
 
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
 @dataclass
 class SearchStart:
     """Where decoding begins: the step function, its state (a row per clip and beam), BOS and EOS ids."""
@@ -246,6 +250,7 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
             bos_id=start.bos_id,
             eos_id=start.eos_id,
             config=decoding,
+            number_tokens=self.number_token_mask,
         )
         decode_time = time.perf_counter() - started
 
@@ -267,6 +272,16 @@ class NeuralCaptioner(torch.nn.Module, Captioner):
             self.explain(result, row, hypothesis, encoded, features)
             results.append(result)
         return results
+
+    def number_token_mask(self, vocab_size: int) -> torch.Tensor:
+        """[vocab_size] bool: the decoder's tokens that are a number ("120", GPT-2's " 96"; not a WordPiece
+        "##5", which continues one), for ``DecodingConfig.group_numbers``. Read once from ``detokenize``."""
+        if getattr(self, "_number_mask", None) is None or len(self._number_mask) != vocab_size:
+            tokens = self.detokenize(list(range(vocab_size)))[1]
+            self._number_mask = torch.tensor(
+                [_NUMBER.fullmatch(token.strip()) is not None for token in tokens]
+            )
+        return self._number_mask
 
     @property
     def feature_name(self) -> str:
