@@ -166,21 +166,25 @@ class SpreadNumberDecoder:
         return probabilities.log(), state, None
 
 
+def grouped_search(step, state, batch_size, config, numbers):
+    return search(
+        step,
+        state,
+        batch_size=batch_size,
+        bos_id=BOS,
+        eos_id=EOS,
+        config=config.replace(group_numbers=True),
+        number_tokens=lambda size: numbers[:size],
+    )
+
+
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_grouped_numbers_write_the_likeliest_number_when_numbers_together_win(num_beams):
     decoder, config = SpreadNumberDecoder(), DecodingConfig(num_beams=num_beams, max_new_tokens=4)
     state = torch.zeros(num_beams, 1)
     plain = search(decoder.step, state, batch_size=1, bos_id=BOS, eos_id=EOS, config=config)[0]
     assert plain.token_ids == [2]  # each number alone is less likely than the word
-    grouped = search(
-        decoder.step,
-        state,
-        batch_size=1,
-        bos_id=BOS,
-        eos_id=EOS,
-        config=config.replace(group_numbers=True),
-        number_tokens=lambda size: SpreadNumberDecoder.NUMBERS[:size],
-    )[0]
+    grouped = grouped_search(decoder.step, state, 1, config, SpreadNumberDecoder.NUMBERS)[0]
     assert grouped.token_ids == [7]
     # the number is paid for once, with the numbers' total probability (then EOS at probability 1)
     total = float(torch.tensor([0.158] * 4 + [0.168]).sum())
@@ -195,15 +199,7 @@ def test_grouped_numbers_change_nothing_where_no_token_is_a_number():
         config = DecodingConfig(num_beams=beams, max_new_tokens=10)
         state = decoder.state(biases, beams)
         plain = search(decoder.step, state, batch_size=3, bos_id=BOS, eos_id=EOS, config=config)
-        grouped = search(
-            decoder.step,
-            state,
-            batch_size=3,
-            bos_id=BOS,
-            eos_id=EOS,
-            config=config.replace(group_numbers=True),
-            number_tokens=lambda size: torch.zeros(size, dtype=torch.bool),
-        )
+        grouped = grouped_search(decoder.step, state, 3, config, torch.zeros(VOCAB, dtype=torch.bool))
         assert [h.token_ids for h in grouped] == [h.token_ids for h in plain]
 
 
