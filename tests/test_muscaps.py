@@ -207,3 +207,21 @@ def test_minilm_initialised_words_average_their_pieces():
     model = build(toy_items(1), word_embedding_init="minilm", word_embedding_dim=384)
     row = model.vocab.index["piano"]
     assert torch.allclose(model.word_embedding.weight[row], minilm_word_vectors(["piano"])[0])
+
+
+def test_the_analysis_reaches_the_decoder_input_as_well_as_a():
+    """The analysis-conditioned attention variant adds the analysis to the attended vector at the decoder's
+    input too: with the encoder's state and the attention held equal, another analysis changes the words."""
+    from musiccap.conditioning import ANALYSIS_SIZE
+
+    items = toy_items(2)
+    model = build(items, analysis_conditioning=True).eval()
+    batch = build(items).collate(items)  # the audio and words only (the toy items carry no analysis)
+    analyses = torch.randn(2, len(items), ANALYSIS_SIZE, generator=torch.Generator().manual_seed(0))
+    first, second = (model.initial_state(batch["audio"], batch["audio_mask"], a) for a in analyses)
+    assert not torch.allclose(first["analysis"], second["analysis"])
+    only_the_decoders = {**first, "analysis": second["analysis"]}  # a, the LSTM states: the first analysis
+    tokens = batch["tokens"][:, 0]
+    assert not torch.allclose(model.step(tokens, first)[0], model.step(tokens, only_the_decoders)[0])
+    plain = build(items).eval()  # the paper's model carries no analysis
+    assert "analysis" not in plain.initial_state(batch["audio"], batch["audio_mask"])

@@ -136,7 +136,8 @@ class MusCapsConfig:
     # > 1: a variant (never a paper's row) weighting attribute words in the NLL (base.caption_nll)
     attribute_word_weight: float = 1.0
     # a variant (issue 30, never a paper's row): the clip's analysis (musiccap/conditioning.py), projected,
-    # is added to the audio vector a that starts the LSTMs and feeds them at every step
+    # is added to the audio vector a that starts the LSTMs and feeds them at every step, and (attention
+    # variant) to the attended vector that takes a's place at the decoder's input
     analysis_conditioning: bool = False
 
     def __post_init__(self):
@@ -307,8 +308,10 @@ class MusCaps(NeuralCaptioner):
         weights = mask.float() / mask.float().sum(1, keepdim=True).clamp(min=1)
         pooled = torch.einsum("bl,blk->bk", weights, chunks)  # ã: average over the real chunks
         audio = self.audio_embedding(pooled)  # a
+        heard = {}
         if self.config.analysis_conditioning:
-            audio = audio + self.analysis_embedding(analysis.to(audio.dtype))
+            heard["analysis"] = self.analysis_embedding(analysis.to(audio.dtype))
+            audio = audio + heard["analysis"]
         zeros = torch.zeros_like(audio)
         encoder_start = audio if self.config.variant == "attention" else zeros
         state = {
@@ -319,7 +322,7 @@ class MusCaps(NeuralCaptioner):
             "audio": audio,
         }
         if self.config.variant == "attention":
-            state.update(chunks=chunks, mask=mask, projected=self.attention.project_audio(chunks))
+            state.update(chunks=chunks, mask=mask, projected=self.attention.project_audio(chunks), **heard)
         return state
 
     def step(self, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
@@ -342,8 +345,13 @@ class MusCaps(NeuralCaptioner):
         else:
             beta = self.attention(encoder_h, state["projected"], state["mask"])
             attended = torch.einsum("bl,blk->bk", beta, state["chunks"])  # eq. 5
-            # eq. 6: the attended vector takes the place of the pooled one, through the same projection
-            decoder_input = torch.cat([self.audio_embedding(attended), encoder_h], dim=-1)
+            # eq. 6: the attended vector takes the place of the pooled one, through the same projection (and
+            # with the analysis added as to a: without it the decoder's own input never carries the analysis,
+            # and a conditioned MusCaps followed its mode and drums but never its tempo)
+            attended_audio = self.audio_embedding(attended)
+            if "analysis" in state:
+                attended_audio = attended_audio + state["analysis"]
+            decoder_input = torch.cat([attended_audio, encoder_h], dim=-1)
         decoder_h, decoder_c = self.decoder(decoder_input, (state["decoder_h"], state["decoder_c"]))
         logits = self.classifier(self.dropout(decoder_h))
         new_state = {
