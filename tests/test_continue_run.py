@@ -2,31 +2,21 @@
 another folder, with the run's own train settings."""
 
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from musiccap.models.base import load_captioner
-from musiccap.models.muscaps import MusCaps
-from tests.test_listening import N_BANDS, ToneEncoder, write_tone_corpus
-from train.data import load_items
+from tests.test_listening import tiny_tone_muscaps, write_tone_corpus
 from train.diagnostics import continue_run
 
 
 @pytest.fixture
 def run(tmp_path, monkeypatch):
     """(a tone corpus, a tiny MusCaps saved with a training.json as python -m train leaves it)"""
-    import musiccap.features
-
-    monkeypatch.setenv("MUSICCAP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(musiccap.features, "embedded_encoder", ToneEncoder)
     (tmp_path / "corpus").mkdir()
     corpus = write_tone_corpus(tmp_path / "corpus", {"train": 12, "validation": 4})
-    torch.manual_seed(0)
-    context = SimpleNamespace(feature_dims=(N_BANDS, N_BANDS, 200), clap_path="", corpus_dir="")
-    tiny = {"hidden_dim": 16, "attention_dim": 8, "word_embedding_dim": 8, "min_word_count": 1}
-    model = MusCaps.build(tiny, load_items(corpus, "train"), context)
+    model = tiny_tone_muscaps(corpus, monkeypatch, tmp_path / "cache")
     model.save_pretrained(tmp_path / "run")
     train = {
         "epochs": 4,

@@ -2,14 +2,12 @@
 tones: one row per setting, scored by the listening table's reader, and the splits it refuses."""
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
 from musiccap.metrics.attributes import read_caption
 from musiccap.metrics.listening import ATTRIBUTES
-from musiccap.models.muscaps import MusCaps
-from tests.test_listening import N_BANDS, ToneEncoder, write_tone_corpus
+from tests.test_listening import N_BANDS, tiny_tone_muscaps, write_tone_corpus
 from tests.toy import save_tiny_clap
 from train.data import load_items
 from train.diagnostics import decoding_sweep
@@ -24,19 +22,8 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture
 def checkpoint(corpus, tmp_path, monkeypatch):
-    """An untrained tiny MusCaps over the tone features (its captions are the templates' words in some
-    order), saved as a checkpoint; the tone encoder stands in for the embedded one."""
-    import torch
-
-    import musiccap.features
-
-    monkeypatch.setenv("MUSICCAP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(musiccap.features, "embedded_encoder", ToneEncoder)
-    torch.manual_seed(0)
-    context = SimpleNamespace(feature_dims=(N_BANDS, N_BANDS, 200), clap_path="", corpus_dir="")
-    tiny = {"hidden_dim": 16, "attention_dim": 8, "word_embedding_dim": 8, "min_word_count": 1}
-    model = MusCaps.build(tiny, load_items(corpus, "train"), context)
-    model.save_pretrained(tmp_path / "tiny_muscaps")
+    """An untrained tiny MusCaps over the tone features, saved as a checkpoint."""
+    tiny_tone_muscaps(corpus, monkeypatch, tmp_path / "cache").save_pretrained(tmp_path / "tiny_muscaps")
     return tmp_path / "tiny_muscaps"
 
 

@@ -3,6 +3,7 @@ sensitivity, and a whole report for a captioner that ignores its audio (Random) 
 (Nearest, over a tiny CLAP), on a tiny corpus of tones."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -78,6 +79,22 @@ def write_tone_corpus(root, sizes: dict[str, int]):
             index += 1
         (root / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     return root
+
+
+def tiny_tone_muscaps(corpus, monkeypatch, cache, **overrides):
+    """An untrained tiny MusCaps over the tone features of ``corpus`` (the tone encoder stands in for the
+    embedded one, features cached under ``cache``): its captions are the templates' words in some order."""
+    import torch
+
+    import musiccap.features
+    from musiccap.models.muscaps import MusCaps
+
+    monkeypatch.setenv("MUSICCAP_CACHE", str(cache))
+    monkeypatch.setattr(musiccap.features, "embedded_encoder", ToneEncoder)
+    torch.manual_seed(0)
+    context = SimpleNamespace(feature_dims=(N_BANDS, N_BANDS, 200), clap_path="", corpus_dir="")
+    tiny = {"hidden_dim": 16, "attention_dim": 8, "word_embedding_dim": 8, "min_word_count": 1}
+    return MusCaps.build(tiny | overrides, load_items(corpus, "train"), context)
 
 
 @pytest.fixture(scope="module")

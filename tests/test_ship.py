@@ -17,13 +17,11 @@ import torch
 
 from musiccap.models.base import load_captioner
 from musiccap.models.csa import CsaCaptioner
-from musiccap.models.muscaps import MusCaps
 from musiccap.training import BuildContext
 from musiccap.ui.about import which_ships
-from tests.test_listening import N_BANDS, ToneEncoder, write_tone_corpus
+from tests.test_listening import tiny_tone_muscaps, write_tone_corpus
 from tests.toy import save_tiny_clap, toy_item
 from train import ship, tables
-from train.data import load_items
 from train.diagnostics import choose_shipped, decoding_sweep
 
 FLOOR = {"instrument_f1": 0.35, "tempo": 0.40, "mode": 0.50, "drums": 0.55, "mood": 0.3}
@@ -223,20 +221,12 @@ def test_an_install_cut_off_midway_is_finished_by_the_next_run(csa_folders, monk
 
 @pytest.fixture
 def muscaps_folders(tmp_path, monkeypatch):
-    import musiccap.features
-
-    monkeypatch.setenv("MUSICCAP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(musiccap.features, "embedded_encoder", ToneEncoder)
     (tmp_path / "corpus").mkdir()
     corpus = write_tone_corpus(tmp_path / "corpus", {"train": 16, "validation": 6})
     checkpoints, runs = tmp_path / "checkpoints", tmp_path / "runs"
-    context = SimpleNamespace(feature_dims=(N_BANDS, N_BANDS, 200), clap_path="", corpus_dir="")
-    tiny = {"hidden_dim": 16, "attention_dim": 8, "word_embedding_dim": 8, "min_word_count": 1}
     for hidden, folder in ((16, checkpoints / "muscaps"), (12, runs / "muscaps_attribute_words")):
-        torch.manual_seed(0)
-        MusCaps.build(tiny | {"hidden_dim": hidden}, load_items(corpus, "train"), context).save_pretrained(
-            folder
-        )
+        model = tiny_tone_muscaps(corpus, monkeypatch, tmp_path / "cache", hidden_dim=hidden)
+        model.save_pretrained(folder)
     file_rows(checkpoints / "muscaps", ["muscaps_attribute_words"])
     return SimpleNamespace(checkpoints=checkpoints, runs=runs, corpus=corpus)
 
