@@ -308,10 +308,10 @@ class MusCaps(NeuralCaptioner):
         weights = mask.float() / mask.float().sum(1, keepdim=True).clamp(min=1)
         pooled = torch.einsum("bl,blk->bk", weights, chunks)  # ã: average over the real chunks
         audio = self.audio_embedding(pooled)  # a
-        heard = {}
+        analysis_state = {}
         if self.config.analysis_conditioning:
-            heard["analysis"] = self.analysis_embedding(analysis.to(audio.dtype))
-            audio = audio + heard["analysis"]
+            analysis_state["analysis"] = self.analysis_embedding(analysis.to(audio.dtype))
+            audio = audio + analysis_state["analysis"]
         zeros = torch.zeros_like(audio)
         encoder_start = audio if self.config.variant == "attention" else zeros
         state = {
@@ -322,7 +322,9 @@ class MusCaps(NeuralCaptioner):
             "audio": audio,
         }
         if self.config.variant == "attention":
-            state.update(chunks=chunks, mask=mask, projected=self.attention.project_audio(chunks), **heard)
+            state.update(
+                chunks=chunks, mask=mask, projected=self.attention.project_audio(chunks), **analysis_state
+            )
         return state
 
     def step(self, tokens: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
