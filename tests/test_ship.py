@@ -21,8 +21,9 @@ from musiccap.training import BuildContext
 from musiccap.ui.about import which_ships
 from tests.test_listening import tiny_tone_muscaps, write_tone_corpus
 from tests.toy import save_tiny_clap, toy_item
-from train import ship, tables
+from train import evaluate, ship, tables
 from train.diagnostics import choose_shipped, decoding_sweep
+from train.model_card import write_model_card
 
 FLOOR = {"instrument_f1": 0.35, "tempo": 0.40, "mode": 0.50, "drums": 0.55, "mood": 0.3}
 FRAME_DIM, POOLED_DIM = 8 + 12 + 24 + 24, 6  # the embedded layout in miniature (tests/test_csa.py)
@@ -173,6 +174,22 @@ def test_a_winning_variant_is_served_and_the_paper_recipe_stays_a_row(csa_folder
     assert "| csa_paper (the paper's recipe) |" in text and "| csa_analysis (shipped) |" in text
     assert "| csa (ships csa_analysis) |" in text and "| csa (shipped) |" not in text
     assert "**Ships**: the variant `csa_analysis`" in text
+
+    # a paper ablation trained as a run of its own may finish after the install: its row joins the table
+    # and the served top level stays the variant's (the pipeline ships without waiting for such rows)
+    late_run = {"checkpoint": "csa_m1", "decoding": {}, "set": {}, "epochs_run": 4}
+    evaluate.file_row(served, "csa_m1", {"metrics": metrics(0.15), "listening": listening(0.6)}, late_run)
+    write_model_card(served)  # as train.evaluate does after filing
+    results_with_row = json.loads((served / "results.json").read_text())
+    assert results_with_row["ablations"]["csa_m1"] == metrics(0.15)
+    assert results_with_row["ablation_listening"]["csa_m1"] == listening(0.6)
+    assert {k: v for k, v in results_with_row.items() if k not in ship.ROW_KEYS} == {
+        k: v for k, v in results.items() if k not in ship.ROW_KEYS
+    }
+    assert "| csa_m1 |" in tables.render(checkpoints)
+    paper_results["ablations"]["csa_m1"] = metrics(0.15)  # what the paper's model is served with, below
+    paper_results["ablation_runs"]["csa_m1"] = late_run
+    paper_results["ablation_listening"]["csa_m1"] = listening(0.6)
 
     # a second run reuses the sweeps, finds the winner served and changes nothing
     before = snapshot(checkpoints, runs)

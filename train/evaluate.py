@@ -196,19 +196,9 @@ def evaluate_checkpoint(
             listening, sensitivity_clips, unseen_corpus,
         )  # fmt: skip
     results["checkpoint"] = checkpoint.name
-    # Under update_json's lock: rows of one table are filed by evaluations running side by side.
     if into:
-        name = as_name or checkpoint.name
         run = ablation_run(checkpoint, decoding_overrides or {}, config_overrides or {})
-
-        def file_row(document: dict) -> None:
-            document.setdefault("ablations", {})[name] = results["metrics"]
-            document.setdefault("ablation_runs", {})[name] = run
-            for key in ("listening", "listening_unseen"):
-                if key in results:
-                    document.setdefault(f"ablation_{key}", {})[name] = results[key]
-
-        update_json(Path(into) / "results.json", file_row)
+        file_row(Path(into), as_name or checkpoint.name, results, run)
     else:
 
         def replace_results(document: dict) -> None:
@@ -222,6 +212,21 @@ def evaluate_checkpoint(
 
     write_model_card(Path(into) if into else checkpoint)
     return results
+
+
+def file_row(into: Path, name: str, results: dict, run: dict) -> dict:
+    """File ``results`` (one evaluation) as the row ``name`` of the table in ``into``/results.json, made as
+    ``run`` says, under update_json's lock (rows of one table are filed by evaluations running side by
+    side). The top level, what the folder serves, is left as it is."""
+
+    def add(document: dict) -> None:
+        document.setdefault("ablations", {})[name] = results["metrics"]
+        document.setdefault("ablation_runs", {})[name] = run
+        for key in ("listening", "listening_unseen"):
+            if key in results:
+                document.setdefault(f"ablation_{key}", {})[name] = results[key]
+
+    return update_json(into / "results.json", add)
 
 
 def ablation_run(checkpoint: Path, decoding_overrides: dict, config_overrides: dict) -> dict:

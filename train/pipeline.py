@@ -335,14 +335,22 @@ def steps(
         "blap": ablation_rows("blap", trained("blap", "blap_stage2_only")),
     }
 
+    def reads_served_model(step: Step, model: str) -> bool:
+        """A row evaluated on the model in <checkpoints>/<model> (another decoding, another switch), not
+        on a run of its own."""
+        served = f"{ck}/{model}"
+        return any(command[1:4] == ["-m", "train.evaluate", served] for command in step.commands)
+
     def ship(model: str) -> Step:
-        """``python -m train.ship``: the paper row against the variant rows, after every step that files a
-        row of ``model``'s table (the ablations evaluate the paper's model in <checkpoints>/<model>)."""
+        """``python -m train.ship``: the paper row against the variant rows, once they are filed, and after
+        every row evaluated on the paper's model in <checkpoints>/<model> (installing a variant changes
+        what that folder holds). Rows trained as runs of their own are filed whenever they finish, before
+        or after, so an architecture ships without waiting for its paper's ablations."""
         variants = ship_variants(model)
         command = [PY, "-m", "train.ship", "--arch", model, "--checkpoints", ck, "--runs", runs]
         command += ["--corpus", c, "--clap", f"{ck}/clap", "--variant"]
         command += [f"{name}={runs}/{name}" for name in variants]
-        rows = [step.name for step in ablations[model]]
+        rows = [step.name for step in ablations[model] if reads_served_model(step, model)]
         return Step(f"{model}-ship", [command], after=[model, *variants.values(), *rows])
 
     # The probes' fingerprint is in the analyses' command and in every conditioned run's: new probes
@@ -440,7 +448,7 @@ def steps(
         ),
         *(analysis_and_attribute_words(model) for model in BOTH_LEVERS),
         # Which of each architecture's candidates ships (README, "Choosing what ships"): once its paper row,
-        # its variants' rows and every row evaluated on its paper model are filed (installing a variant
+        # its variants' rows and the rows evaluated on its paper model are filed (installing a variant
         # changes what <checkpoints>/<model> holds), python -m train.ship applies the rule on validation
         # and serves the winner from <checkpoints>/<model>, the paper recipe kept as a row of its table.
         *(ship(model) for model in CAPTIONERS),

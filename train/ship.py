@@ -69,11 +69,11 @@ def _read(path: Path) -> dict:
 
 
 def _write(path: Path, document: dict) -> bool:
-    """Write ``document`` as JSON unless the file already holds it; True when it was written."""
-    text = json.dumps(document, indent=2) + "\n"
-    if path.is_file() and path.read_text() == text:
+    """Write ``document`` as JSON unless the file already holds it (in any key order: a row filed after
+    an install keeps its place in the table); True when it was written."""
+    if path.is_file() and json.loads(path.read_text()) == document:
         return False
-    path.write_text(text)
+    path.write_text(json.dumps(document, indent=2) + "\n")
     return True
 
 
