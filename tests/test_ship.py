@@ -211,6 +211,27 @@ def test_a_winning_variant_is_served_and_the_paper_recipe_stays_a_row(csa_folder
     assert json.loads((served / "shipped.json").read_text())["ships"] == "csa"
 
 
+def test_a_row_filed_while_the_candidates_are_swept_is_kept(csa_folders, monkeypatch):
+    """The pipeline ships without waiting for the rows trained as runs of their own: one filed by an
+    evaluation running beside the ship step, between its reading results.json and its rewriting it."""
+    served = csa_folders.checkpoints / "csa"
+    sweep, calls = recorded_sweeps({"csa": 0.05, "csa_analysis": 0.20}, {"csa": 0.30, "csa_analysis": 0.29})
+
+    def sweep_beside_an_evaluation(checkpoint, *args, **kwargs):
+        if not calls:
+            run = {"checkpoint": "csa_m2", "decoding": {}, "set": {}, "epochs_run": 4}
+            evaluate.file_row(served, "csa_m2", {"metrics": metrics(0.12), "listening": listening(0.7)}, run)
+        return sweep(checkpoint, *args, **kwargs)
+
+    monkeypatch.setattr(decoding_sweep, "sweep", sweep_beside_an_evaluation)
+    assert ship_csa(csa_folders) == 0
+    results = json.loads((served / "results.json").read_text())
+    assert results["shipped_row"] == "csa_analysis"
+    assert results["ablations"]["csa_m2"] == metrics(0.12)
+    assert results["ablation_listening"]["csa_m2"] == listening(0.7)
+    assert results["ablation_runs"]["csa_m2"]["checkpoint"] == "csa_m2"
+
+
 def test_an_install_cut_off_midway_is_finished_by_the_next_run(csa_folders, monkeypatch):
     served = csa_folders.checkpoints / "csa"
     paper_weights = weights(served)

@@ -18,6 +18,7 @@ The budgets (``train.max_minutes``) are what fits this project's 2-core CPU; on 
 from __future__ import annotations
 
 import argparse
+import copy
 import fcntl
 import hashlib
 import json
@@ -485,10 +486,12 @@ def update_json(path: Path, change) -> dict:
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
         document = json.loads(path.read_text()) if path.is_file() else {}
+        before = copy.deepcopy(document)
         change(document)
-        scratch = path.with_suffix(".tmp")
-        scratch.write_text(json.dumps(document, indent=2) + "\n")
-        scratch.replace(path)
+        if not path.is_file() or document != before:  # a change that changes nothing leaves the file alone
+            scratch = path.with_suffix(".tmp")
+            scratch.write_text(json.dumps(document, indent=2) + "\n")
+            scratch.replace(path)
     finally:
         os.close(folder)  # releases the lock
     return document

@@ -337,12 +337,19 @@ def ship(
     if served_identity != record["served_identity"]:
         _write(served / SHIPPED_FILE, record | {"installing": True})  # a cut-off copy is resumed from here
         copy_model(source, served)
-    if winner.name == arch:
-        results = with_paper_served(document, paper, arch)
-    else:
-        decoding = json.loads((served / CONFIG_NAME).read_text()).get("decoding")
-        results = with_variant_served(document, paper, arch, winner.name, kept_paper, decoding)
-    _write(served / "results.json", results)
+    decoding = json.loads((served / CONFIG_NAME).read_text()).get("decoding")
+
+    def serve_winner(document: dict) -> None:
+        # under the lock, on the file as it is now: rows trained as runs of their own may have been filed
+        # since it was read above, while the candidates were swept
+        if winner.name == arch:
+            results = with_paper_served(document, paper, arch)
+        else:
+            results = with_variant_served(document, paper, arch, winner.name, kept_paper, decoding)
+        document.clear()
+        document.update(results)
+
+    update_json(served / "results.json", serve_winner)
     _write(served / SHIPPED_FILE, record)
     write_model_card(served)
     return record
