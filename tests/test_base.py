@@ -18,7 +18,7 @@ from musiccap.models.base import (
     registry,
 )
 from musiccap.models.baselines import RandomCaptioner
-from train.trainer import TrainConfig, fit
+from train.trainer import TrainConfig, _optimizer, _save_resume_state, _scheduler, fit
 
 
 def test_random_baseline_is_reproducible_and_round_trips(tmp_path):
@@ -186,6 +186,40 @@ def test_resume_continues_from_the_saved_state(tmp_path):
     assert torch.equal(fresh.linear.weight, model.linear.weight)
     log, _ = fit(fresh, toy_items(32, 0), toy_items(8, 1), config, tmp_path / "b", resume=True)
     assert [entry["epoch"] for entry in log] == [3, 4]
+
+
+@pytest.mark.parametrize("state", ["with its time", "saved before the time was kept"])
+def test_a_resumed_training_counts_the_time_trained_before_it(tmp_path, state):
+    """training.json's training time and the log's elapsed_s cover every process that trained the model,
+    not the last one only (an 8-epoch run resumed after epoch 7 once reported its last epoch's 9 minutes)."""
+    config = TrainConfig(epochs=3, batch_size=8, patience=10)
+    model = TinyClassifierCaptioner(TinyConfig())
+    fit(model, toy_items(32, 0), toy_items(8, 1), TrainConfig(epochs=2, batch_size=8), tmp_path / "a")
+    out = tmp_path / "b"
+    (out / "last").mkdir(parents=True)
+    before = 1000.0  # the first two epochs took 1,000 s in an earlier process
+    progress = {"epoch": 2, "step": 8, "best": 9.0, "bad_epochs": 0}
+    if state == "with its time":
+        progress["elapsed_s"] = before
+    else:  # the log of those epochs, written by two processes that each counted from zero
+        lines = [
+            {"epoch": 1, "elapsed_s": 400.0},
+            {"epoch": 1, "elapsed_s": 100.0},
+            {"epoch": 2, "elapsed_s": 600.0},
+        ]
+        (out / "train_log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    optimizer = _optimizer(model, config)
+    _save_resume_state(out / "last", model, optimizer, _scheduler(optimizer, config, 12), progress)
+
+    log, summary = fit(
+        TinyClassifierCaptioner(TinyConfig()), toy_items(32, 0), toy_items(8, 1), config, out, resume=True
+    )
+    assert [entry["epoch"] for entry in log] == [3]
+    assert before <= log[0]["elapsed_s"] < before + 60
+    assert summary["train_time_before_resume_s"] == before
+    assert before <= summary["train_time_s"] < before + 60
+    # 12 steps of 8 over all of that time
+    assert summary["train_samples_per_s"] == pytest.approx(12 * 8 / summary["train_time_s"], abs=0.01)
 
 
 def test_loading_refuses_weights_that_do_not_fit(tmp_path):

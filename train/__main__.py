@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         "n_train": len(train_items),
         "n_validation": len(validation_items),
         "torch_threads": torch.get_num_threads(),
-        "wall_time_s": round(time.time() - started, 1),
+        # this process's time, plus the training done before it was resumed
+        "wall_time_s": round(time.time() - started + summary["train_time_before_resume_s"], 1),
         "build_time_s": build_time_s,
         "parameters": parameter_counts(model),
         **{key: value for key, value in summary.items() if key != "config"},

@@ -173,19 +173,26 @@ def fit(
     steps_per_epoch = len(train_loader)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
     scheduler = _scheduler(optimizer, config, total_steps)
-    progress = {"epoch": 0, "step": 0, "best": float("inf"), "bad_epochs": 0}
+    progress = {"epoch": 0, "step": 0, "best": float("inf"), "bad_epochs": 0, "elapsed_s": 0.0}
     resume_dir = out_dir / "last"
+    log_path = out_dir / "train_log.jsonl"
     if resume and (resume_dir / "resume.json").is_file():
         progress = _load_resume_state(resume_dir, model, optimizer, scheduler)
+        progress.setdefault("elapsed_s", logged_train_time(log_path))  # a state saved before it was kept
         accelerator.print(f"resumed at epoch {progress['epoch']} step {progress['step']}")
     model, optimizer, train_loader, validation_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, validation_loader, scheduler
     )
     raw_model = accelerator.unwrap_model(model)
-    log_path = out_dir / "train_log.jsonl"
     log = []
     model.train()
-    started = time.time()
+    started, earlier_s = time.time(), progress["elapsed_s"]
+
+    def elapsed() -> float:
+        """Seconds spent training this model, over every process that trained it (a resumed run's budget,
+        log and training time count the epochs trained before the resume)."""
+        return earlier_s + time.time() - started
+
     stopped_by = f"the {config.epochs}-epoch schedule"
     for epoch in range(progress["epoch"], config.epochs):
         if hasattr(raw_model, "on_epoch_start"):
@@ -210,7 +217,7 @@ def fit(
             bar.set_postfix(loss=f"{float(losses['loss'].detach()):.3f}")
             if config.max_steps and progress["step"] >= config.max_steps:
                 break
-            if config.max_minutes and time.time() - started > 60 * config.max_minutes:
+            if config.max_minutes and elapsed() > 60 * config.max_minutes:
                 break  # checked every step: on a loaded machine one epoch can outlast the whole budget
         validation = validation_loss(raw_model, validation_loader)
         entry = {
@@ -219,7 +226,7 @@ def fit(
             "train": {k: v / epoch_counts[k] for k, v in epoch_totals.items()},
             "validation": validation,
             "lr": scheduler.get_last_lr()[0],
-            "elapsed_s": round(time.time() - started, 1),
+            "elapsed_s": round(elapsed(), 1),
         }
         log.append(entry)
         if accelerator.is_main_process:
@@ -228,7 +235,7 @@ def fit(
             accelerator.print(
                 f"epoch {epoch + 1}: train {entry['train']['loss']:.4f} validation {validation['loss']:.4f}"
             )
-        progress["epoch"] = epoch + 1
+        progress["epoch"], progress["elapsed_s"] = epoch + 1, elapsed()
         if validation["loss"] < progress["best"]:
             progress["best"] = validation["loss"]
             progress["bad_epochs"] = 0
@@ -246,7 +253,7 @@ def fit(
         if config.max_steps and progress["step"] >= config.max_steps:
             stopped_by = f"max_steps={config.max_steps}"
             break
-        if config.max_minutes and time.time() - started > 60 * config.max_minutes:
+        if config.max_minutes and elapsed() > 60 * config.max_minutes:
             stopped_by = f"the {config.max_minutes:g}-minute budget"
             accelerator.print(f"stopping: the {config.max_minutes}-minute budget is spent")
             break
@@ -260,8 +267,21 @@ def fit(
         "best_validation_loss": progress["best"],
         "stopped_by": stopped_by,
     }
-    summary["train_time_s"] = round(time.time() - started, 1)
-    summary["train_samples_per_s"] = round(
-        progress["step"] * config.batch_size / max(1e-9, time.time() - started), 2
-    )
+    summary["train_time_s"] = round(elapsed(), 1)
+    summary["train_time_before_resume_s"] = round(earlier_s, 1)
+    summary["train_samples_per_s"] = round(progress["step"] * config.batch_size / max(1e-9, elapsed()), 2)
     return log, summary
+
+
+def logged_train_time(log_path: Path) -> float:
+    """The training time a ``train_log.jsonl`` records. Logs written before the time was carried across a
+    resume restart ``elapsed_s`` from zero in each process: each such segment's last value counts."""
+    if not log_path.is_file():
+        return 0.0
+    total, previous = 0.0, 0.0
+    for line in log_path.read_text().splitlines():
+        elapsed_s = json.loads(line).get("elapsed_s", 0.0) if line.strip() else previous
+        if elapsed_s < previous:  # a new process started counting from zero
+            total += previous
+        previous = elapsed_s
+    return total + previous
