@@ -51,6 +51,35 @@ def test_a_stopped_pipeline_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert later.read_text() == "ran\nran\n" and first.read_text() == "ran\n"
 
 
+def test_a_resumed_training_records_the_time_of_the_attempts_before_it(tmp_path):
+    """The step time of a training resumed after a stop counts the epochs trained before the stop
+    (training.json's train_time_before_resume_s), or the whole training when only its evaluation was
+    cut off; a fresh run or another command records its own time."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "train", "muscaps", "--out", str(out)]
+    resumed = command + ["--resume"]
+    out.mkdir()
+    (out / "training.json").write_text(
+        json.dumps({"wall_time_s": 4300.0, "train_time_before_resume_s": 3700.0})
+    )
+    written = (out / "training.json").stat().st_mtime
+    assert (
+        pipeline.earlier_attempts_s(command, resumed, started=written - 5) == 3700.0
+    )  # trained epochs k..N now
+    assert pipeline.earlier_attempts_s(command, resumed, started=written + 5) == 4300.0  # only evaluated now
+    assert pipeline.earlier_attempts_s(command, command, started=written - 5) == 0.0  # a fresh run
+    evaluate = [sys.executable, "-m", "train.evaluate", str(out), "--resume"]
+    assert pipeline.earlier_attempts_s(evaluate, evaluate, started=written - 5) == 0.0
+
+    state = PipelineState(tmp_path / "state.json")
+    state.record(command, 600.0 + 3700.0, 3700.0)
+    state.record(evaluate, 300.0)
+    recorded = json.loads((tmp_path / "state.json").read_text())["finished"]
+    assert recorded[PipelineState.key(command)]["seconds"] == 4300.0
+    assert recorded[PipelineState.key(command)]["earlier_attempts_s"] == 3700.0
+    assert "earlier_attempts_s" not in recorded[PipelineState.key(evaluate)]
+
+
 def test_state_keys_ignore_the_interpreter_path(tmp_path):
     state = PipelineState(tmp_path / "state.json")
     state.record(["/usr/bin/python3", "-m", "train.features", "/data/corpus"], 1.0)

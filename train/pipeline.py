@@ -541,8 +541,10 @@ class PipelineState:
 
         self._update(drop)
 
-    def record(self, command: list[str], seconds: float) -> None:
+    def record(self, command: list[str], seconds: float, earlier_attempts_s: float = 0.0) -> None:
         entry = {"seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if earlier_attempts_s:  # included in seconds: training done by attempts that were cut off
+            entry["earlier_attempts_s"] = round(earlier_attempts_s, 1)
         self._update(lambda document: document["finished"].__setitem__(self.key(command), entry))
 
     def start(self, command: list[str]) -> None:
@@ -577,6 +579,21 @@ def resume_command(command: list[str], state: PipelineState | None = None) -> li
     return command + ["--resume"]
 
 
+def earlier_attempts_s(command: list[str], invoked: list[str], started: float) -> float:
+    """Seconds an earlier, cut-off attempt of a resumed ``python -m train`` command spent training its
+    model, as its ``training.json`` records them: the epochs before the resume, or, when that attempt
+    had finished the training and was cut off in the evaluation, the whole training. The recorded step
+    time then counts every attempt's training, not the last attempt's alone."""
+    out = training_folder(command)
+    record = out / "training.json" if out is not None else None
+    if "--resume" not in invoked or record is None or not record.is_file():
+        return 0.0
+    training = json.loads(record.read_text())
+    if record.stat().st_mtime < started:  # this attempt found the training finished and only evaluated
+        return float(training.get("wall_time_s", 0.0))
+    return float(training.get("train_time_before_resume_s", 0.0))
+
+
 def run(step: Step, log_dir: Path, state: PipelineState) -> tuple[str, float, int]:
     started = time.time()
     log = (log_dir / f"{step.name}.log").open("a")
@@ -593,7 +610,8 @@ def run(step: Step, log_dir: Path, state: PipelineState) -> tuple[str, float, in
         code = subprocess.run(invoked, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
         if code:
             return step.name, time.time() - started, code
-        state.record(command, time.time() - command_started)
+        earlier = earlier_attempts_s(command, invoked, command_started)
+        state.record(command, time.time() - command_started + earlier, earlier)
     return step.name, time.time() - started, 0
 
 
