@@ -26,8 +26,10 @@ def _failing_until(flag) -> list[str]:
 def test_a_stopped_pipeline_resumes_where_it_stopped(tmp_path, monkeypatch):
     first, second, later = tmp_path / "first", tmp_path / "second", tmp_path / "later"
     flag = tmp_path / "flag"
+    checked = tmp_path / "checked"
     plan = [
-        Step("a", [_counting(first), _failing_until(flag), _counting(second)]),
+        Step("check", [_counting(checked)], every_start=True),  # its work may be gone: run on every start
+        Step("a", [_counting(first), _failing_until(flag), _counting(second)], after=["check"]),
         Step("b", [_counting(later)], after=["a"]),
     ]
     monkeypatch.setattr(pipeline, "steps", lambda *args, **kwargs: plan)
@@ -42,10 +44,11 @@ def test_a_stopped_pipeline_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert second.read_text() == "ran\n" and later.read_text() == "ran\n"
 
     state = json.loads((runs / "pipeline_state.json").read_text())["finished"]
-    assert len(state) == 4 and all(entry["seconds"] >= 0 for entry in state.values())
+    assert len(state) == 5 and all(entry["seconds"] >= 0 for entry in state.values())
 
     assert pipeline.main(["--runs", str(runs), "--jobs", "1"]) == 0  # everything done: nothing runs
     assert first.read_text() == second.read_text() == later.read_text() == "ran\n"
+    assert checked.read_text() == "ran\n" * 3  # but the check, on each of the three starts
 
     assert pipeline.main(["--runs", str(runs), "--jobs", "1", "--redo", "b"]) == 0
     assert later.read_text() == "ran\nran\n" and first.read_text() == "ran\n"
@@ -310,3 +313,11 @@ def test_json_updates_from_several_writers_lose_nothing_and_leave_no_lock_file(t
         thread.join()
     assert len(json.loads(target.read_text())["ablations"]) == 120
     assert [path.name for path in target.parent.iterdir()] == ["results.json"]
+
+
+def test_the_feature_cache_is_checked_on_every_start(tmp_path):
+    """The cache lives under $MUSICCAP_CACHE, not in the corpus or runs folder: a fresh machine that kept
+    those two refills it in one step instead of in every training."""
+    plan = {step.name: step for step in pipeline.steps("C", "full", str(tmp_path / "runs"))}
+    assert plan["features"].every_start
+    assert [name for name, step in plan.items() if step.every_start] == ["features"]
