@@ -102,11 +102,8 @@ def run(checkpoint: Path, corpus: str, split: str, limit: int, candidate: str) -
 
     captioner = load_captioner(checkpoint)
     items = load_items(corpus, split, encoder=captioner_features(captioner)[0], limit=limit)
-    return {
-        "checkpoint": str(checkpoint),
-        "split": split,
-        **captioned_with_candidates(captioner, items, candidate),
-    }
+    report = captioned_with_candidates(captioner, items, candidate)
+    return {"checkpoint": str(checkpoint), "corpus": str(corpus), "split": split, **report}
 
 
 def main(argv: list[str] | None = None) -> int:
