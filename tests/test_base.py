@@ -188,6 +188,25 @@ def test_resume_continues_from_the_saved_state(tmp_path):
     assert [entry["epoch"] for entry in log] == [3, 4]
 
 
+@pytest.mark.parametrize(
+    "elapsed, total",
+    [
+        ([600.0, 1200.0, 1800.0], 1800.0),  # one process
+        ([400.0, 100.0, 600.0], 1000.0),  # resumed after a cut-off epoch: a step down
+        ([1665.4, 1672.5, 3272.4, 4825.9], 6491.3),  # resumed after epoch 1: no step down, a 7 s "epoch"
+        ([], 0.0),
+    ],
+)
+def test_the_logged_training_time_sums_the_processes_of_an_old_log(tmp_path, elapsed, total):
+    from train.trainer import logged_train_time
+
+    log = tmp_path / "train_log.jsonl"
+    log.write_text(
+        "".join(json.dumps({"epoch": i + 1, "elapsed_s": e}) + "\n" for i, e in enumerate(elapsed))
+    )
+    assert logged_train_time(log) == pytest.approx(total)
+
+
 @pytest.mark.parametrize("state", ["with its time", "saved before the time was kept"])
 def test_a_resumed_training_counts_the_time_trained_before_it(tmp_path, state):
     """training.json's training time and the log's elapsed_s cover every process that trained the model,

@@ -275,13 +275,22 @@ def fit(
 
 def logged_train_time(log_path: Path) -> float:
     """The training time a ``train_log.jsonl`` records. Logs written before the time was carried across a
-    resume restart ``elapsed_s`` from zero in each process: each such segment's last value counts."""
+    resume restart ``elapsed_s`` from zero in each process: each such segment's last value counts. A new
+    segment shows as a step down, or as an epoch that took under half the typical epoch's time (a process
+    resumed after one epoch counts about one epoch again: 1665 s, then 1672 s). A last epoch cut short by
+    ``train.max_minutes`` reads the same and is counted twice; only resume states saved before the time
+    was kept (corpus-v2 runs begun before 2026-12-04) need this reading."""
     if not log_path.is_file():
         return 0.0
-    total, previous = 0.0, 0.0
-    for line in log_path.read_text().splitlines():
-        elapsed_s = json.loads(line).get("elapsed_s", 0.0) if line.strip() else previous
-        if elapsed_s < previous:  # a new process started counting from zero
+    values = [
+        json.loads(line).get("elapsed_s", 0.0) for line in log_path.read_text().splitlines() if line.strip()
+    ]
+    steps = [b - a for a, b in zip([0.0, *values], values)]
+    typical = (
+        float(np.median([step for step in steps if step > 0])) if any(step > 0 for step in steps) else 0.0
+    )
+    total = 0.0
+    for previous, step in zip([0.0, *values], steps):
+        if step < 0.5 * typical:  # a new process started counting from zero
             total += previous
-        previous = elapsed_s
-    return total + previous
+    return total + (values[-1] if values else 0.0)
