@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -321,3 +322,47 @@ def test_the_feature_cache_is_checked_on_every_start(tmp_path):
     plan = {step.name: step for step in pipeline.steps("C", "full", str(tmp_path / "runs"))}
     assert plan["features"].every_start
     assert [name for name, step in plan.items() if step.every_start] == ["features"]
+
+
+def test_a_command_runs_again_when_what_it_reads_finished_after_it(tmp_path, monkeypatch):
+    """An evaluation's command line names a run folder, not the weights in it: when the run is trained again
+    (or its paper row, whose results.json holds the table, is), the same line must run again. A step run on
+    every start only checks its work and makes nothing downstream run again."""
+    made, used, checked = tmp_path / "made", tmp_path / "used", tmp_path / "checked"
+    plan = [
+        Step("check", [_counting(checked)], every_start=True),
+        Step("make", [_counting(made)], after=["check"]),
+        Step("use", [_counting(used)], after=["make"]),
+    ]
+    monkeypatch.setattr(pipeline, "steps", lambda *args, **kwargs: plan)
+    runs = tmp_path / "runs"
+    assert pipeline.main(["--runs", str(runs), "--jobs", "1"]) == 0
+    time.sleep(1.1)  # the state records finishing times to the second
+    assert pipeline.main(["--runs", str(runs), "--jobs", "1"]) == 0
+    assert made.read_text() == used.read_text() == "ran\n"  # the check ran again, and changed nothing
+    assert checked.read_text() == "ran\n" * 2
+
+    assert pipeline.main(["--runs", str(runs), "--jobs", "1", "--only", "make", "--redo", "make"]) == 0
+    time.sleep(1.1)
+    assert pipeline.main(["--runs", str(runs), "--jobs", "1"]) == 0
+    assert made.read_text() == "ran\n" * 2 and used.read_text() == "ran\n" * 2  # read what changed
+    time.sleep(1.1)
+    assert pipeline.main(["--runs", str(runs), "--jobs", "1"]) == 0
+    assert used.read_text() == "ran\n" * 2  # and once it has, it is up to date
+
+
+def test_only_readers_go_out_of_date_not_trainings(tmp_path):
+    state = PipelineState(tmp_path / "state.json")
+    training = [sys.executable, "-m", "train", "muscaps", "--out", "run"]
+    evaluation = [sys.executable, "-m", "train.evaluate", "run", "--into", "ck/muscaps"]
+    paper = [sys.executable, "-m", "train", "muscaps", "--out", "ck/muscaps"]
+    state.record(evaluation, 1.0)
+    state.record(training, 1.0)
+    assert not state.outdated(evaluation, [])
+    assert not state.outdated(evaluation, [paper])  # an input that never finished is no news
+    later = json.loads((tmp_path / "state.json").read_text())
+    later["finished"][PipelineState.key(training)]["finished"] = "2099-01-01T00:00:00+0000"
+    (tmp_path / "state.json").write_text(json.dumps(later))
+    state = PipelineState(tmp_path / "state.json")
+    assert state.outdated(evaluation, [training])
+    assert not state.outdated(training, [evaluation, paper])  # a training reads no other command's output

@@ -29,6 +29,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from musiccap.analysis import PROBES
@@ -502,6 +503,9 @@ def update_json(path: Path, change) -> dict:
     return document
 
 
+FINISHED_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+
 class PipelineState:
     """``<runs>/pipeline_state.json``: every command that finished, with its seconds, keyed by its command
     line (without the interpreter), and which command last started in each training folder. Written after
@@ -539,6 +543,21 @@ class PipelineState:
     def done(self, command: list[str]) -> bool:
         return self.key(command) in self.finished
 
+    def finished_at(self, command: list[str]) -> datetime | None:
+        entry = self.finished.get(self.key(command))
+        return datetime.strptime(entry["finished"], FINISHED_FORMAT) if entry else None
+
+    def outdated(self, command: list[str], inputs: list[list[str]]) -> bool:
+        """A finished command that reads what another command writes (an evaluation, a ship, the tables) is
+        out of date when one of those ``inputs`` finished after it: the same command line would read new
+        weights (a run trained again under a new command, a paper row retrained and its table's rows wiped).
+        A training is never out of date this way: what it reads does not change (resume_command starts it
+        afresh when its own command changes)."""
+        if command[1:3] == ["-m", "train"] or not self.done(command):
+            return False
+        finished = self.finished_at(command)
+        return any(self.done(other) and self.finished_at(other) > finished for other in inputs)
+
     def forget(self, step: Step) -> None:
         def drop(document):
             for command in step.commands:
@@ -547,7 +566,7 @@ class PipelineState:
         self._update(drop)
 
     def record(self, command: list[str], seconds: float, earlier_attempts_s: float = 0.0) -> None:
-        entry = {"seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        entry = {"seconds": round(seconds, 1), "finished": time.strftime(FINISHED_FORMAT)}
         if earlier_attempts_s:  # included in seconds: training done by attempts that were cut off
             entry["earlier_attempts_s"] = round(earlier_attempts_s, 1)
         self._update(lambda document: document["finished"].__setitem__(self.key(command), entry))
@@ -599,13 +618,24 @@ def earlier_attempts_s(command: list[str], invoked: list[str], started: float) -
     return float(training.get("train_time_before_resume_s", 0.0))
 
 
-def run(step: Step, log_dir: Path, state: PipelineState) -> tuple[str, float, int]:
+def run(
+    step: Step, log_dir: Path, state: PipelineState, inputs: list[list[str]] = ()
+) -> tuple[str, float, int]:
+    """Run ``step``'s commands in order, skipping those that finished, unless a command they read
+    (``inputs``: the commands of the steps it comes after, or an earlier command of its own) finished
+    after them."""
     started = time.time()
     log = (log_dir / f"{step.name}.log").open("a")
-    for command in step.commands:
-        if state.done(command) and not step.every_start:
+    for position, command in enumerate(step.commands):
+        outdated = state.outdated(command, [*inputs, *step.commands[:position]])
+        if state.done(command) and not step.every_start and not outdated:
             print(f"[{step.name}] finished earlier, skipped: {' '.join(command)}", flush=True)
             continue
+        if outdated:
+            print(
+                f"[{step.name}] what it reads changed since it finished, again: {' '.join(command)}",
+                flush=True,
+            )
         command_started = time.time()
         invoked = resume_command(command, state)
         state.start(command)
@@ -685,6 +715,18 @@ def main(argv: list[str] | None = None) -> int:
     for step in plan:
         if step.name in args.redo:
             state.forget(step)
+    # what each step's commands read: the commands of the steps it comes after (a step run on every start
+    # only checks its work, so it changes nothing downstream)
+    by_name = {step.name: step for step in plan}
+    inputs_of = {
+        step.name: [
+            command
+            for name in step.after
+            if name in by_name and not by_name[name].every_start
+            for command in by_name[name].commands
+        ]
+        for step in plan
+    }
     timings, failed = {}, []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         running = {}
@@ -692,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
             for step in plan:
                 ready = step.name not in done and step.name not in running and step.name not in failed
                 if ready and all(a in done for a in step.after) and len(running) < args.jobs:
-                    running[step.name] = pool.submit(run, step, log_dir, state)
+                    running[step.name] = pool.submit(run, step, log_dir, state, inputs_of[step.name])
             if not running:
                 break
             finished = [name for name, future in running.items() if future.done()]
