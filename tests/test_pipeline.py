@@ -366,3 +366,24 @@ def test_only_readers_go_out_of_date_not_trainings(tmp_path):
     state = PipelineState(tmp_path / "state.json")
     assert state.outdated(evaluation, [training])
     assert not state.outdated(training, [evaluation, paper])  # a training reads no other command's output
+    lm = [sys.executable, "-m", "train.blap_lm", "--out", "ck/blap_lm"]
+    state.record(lm, 1.0)
+    assert not state.outdated(lm, [training])  # BLAP's LM (4 h on this CPU) is a training too
+
+
+def test_among_steps_of_one_rank_the_longest_chain_of_trainings_starts_first():
+    """Once every shipped run but BLAP's is trained, BLAP's three trainings and its variants' after them
+    are the longest way to the end, so BLAP starts before a variant run that holds up only one ship."""
+    plan = pipeline.steps("C", "full", "runs", checkpoints="ck")
+    trained = {f"ck/{model}" for model in ("clap", "muscaps", "rgmc", "csa", "alcap")}
+
+    def finished(command):
+        return "--out" in command and command[command.index("--out") + 1] in trained
+
+    ahead = pipeline.trainings_ahead(plan, finished)
+    assert ahead["blap"] == 3 + 1  # LM, stage 1, stage 2, then its analysis (or attribute-word) run
+    assert ahead["csa-analysis-run"] == 1 and ahead["csa"] == 1 and ahead["tables"] == 0
+    planned = [step.name for step in plan]
+    ordered = [step.name for step in sorted(plan, key=lambda step: (pipeline.rank(step), -ahead[step.name]))]
+    assert planned.index("csa-analysis-run") < planned.index("blap")
+    assert ordered.index("blap") < ordered.index("csa-analysis-run")

@@ -473,12 +473,42 @@ def steps(
         ),
     ]
 
-    # Shipped checkpoints (and the candidates to ship in their place) first, then the other levers of
-    # issue 30 (they decide which variant ships), then the papers' ablation rows: with --jobs N each later group fills the cores once the earlier is under way.
-    def rank(step: Step) -> int:
-        return 3 if step.name == "tables" else 0 if step.shipped or step.candidate else 1 if step.lever else 2
-
     return sorted(plan, key=rank)
+
+
+def rank(step: Step) -> int:
+    """Shipped checkpoints (and the candidates to ship in their place) first, then the other levers of
+    issue 30 (they decide which variant ships), then the papers' ablation rows, the tables last: with
+    --jobs N each later group fills the cores once the earlier is under way."""
+    return 3 if step.name == "tables" else 0 if step.shipped or step.candidate else 1 if step.lever else 2
+
+
+def is_training(command: list[str]) -> bool:
+    """A command that trains weights (a captioner, the CLAP, BLAP's LM), as opposed to one that reads them."""
+    return command[1:3] in (["-m", "train"], ["-m", "train.blap_lm"])
+
+
+def trainings_ahead(plan: list[Step], finished) -> dict[str, int]:
+    """Per step, the unfinished trainings (``finished(command)`` false) on the longest chain of steps from
+    it to the end of the plan, its own included. Among steps of one rank the one with the most ahead of it
+    starts first, a longest-path list schedule: BLAP's LM, stage-1 and stage-2 trainings, then its variants,
+    hold up its ship longer than one variant run holds up another architecture's, so a retrain whose
+    shipped runs are done but BLAP's starts BLAP's first and ends hours sooner."""
+    by_name = {step.name: step for step in plan}
+    dependents: dict[str, list[str]] = {step.name: [] for step in plan}
+    for step in plan:
+        for name in step.after:
+            if name in dependents:
+                dependents[name].append(step.name)
+    ahead: dict[str, int] = {}
+
+    def count(name: str) -> int:
+        if name not in ahead:
+            own = sum(is_training(c) and not finished(c) for c in by_name[name].commands)
+            ahead[name] = own + max((count(later) for later in dependents[name]), default=0)
+        return ahead[name]
+
+    return {step.name: count(step.name) for step in plan}
 
 
 def update_json(path: Path, change) -> dict:
@@ -553,7 +583,7 @@ class PipelineState:
         weights (a run trained again under a new command, a paper row retrained and its table's rows wiped).
         A training is never out of date this way: what it reads does not change (resume_command starts it
         afresh when its own command changes)."""
-        if command[1:3] == ["-m", "train"] or not self.done(command):
+        if is_training(command) or not self.done(command):
             return False
         finished = self.finished_at(command)
         return any(self.done(other) and self.finished_at(other) > finished for other in inputs)
@@ -690,8 +720,10 @@ def main(argv: list[str] | None = None) -> int:
     corpus, runs = (str(Path(p).resolve()) for p in (args.corpus, args.runs))
     checkpoints = str(Path(args.checkpoints).resolve()) if args.checkpoints else None
     plan = steps(corpus, args.size, runs, args.quick, checkpoints, args.recipe)
-    plan.sort(key=lambda step: step.name.split("-")[0] not in args.first)  # stable: the plan's order within
     state = PipelineState(Path(runs) / "pipeline_state.json")
+    ahead = trainings_ahead(plan, state.done)
+    plan.sort(key=lambda step: (rank(step), -ahead[step.name]))  # stable: the plan's order among equals
+    plan.sort(key=lambda step: step.name.split("-")[0] not in args.first)
     if args.list:
         recorded = [
             state.finished[state.key(c)]["seconds"] for s in plan for c in s.commands if state.done(c)
