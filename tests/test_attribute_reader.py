@@ -40,6 +40,11 @@ HAND_WRITTEN = [
     # "driving" describes the groove, not the mood
     ("A driving two-step groove on the drums. It feels melancholic.", dict(drums=True, mood="melancholic")),
     ("The dynamics are soft and gentle.", dict(mood=None)),
+    # "bright" and "dark" in a sentence about the sound describe the timbre; elsewhere the mood
+    ("The mix sounds bright and crisp. The mood is sad.", dict(mood="melancholic")),
+    ("There is a dense, bright plate reverb. It sounds dark and tense.", dict(mood="dramatic")),
+    ("The sound is warm and dark, with soft highs.", dict(mood=None)),
+    ("The atmosphere is bright.", dict(mood="happy")),
 ]  # fmt: skip
 
 
@@ -93,7 +98,8 @@ def _random_attributes(rng: np.random.Generator) -> dict:
         "dynamics": dynamics,
         "density": str(rng.choice(["sparse", "moderate", "dense"])),
         "register": str(rng.choice(["low", "middle", "high"])),
-        "reverb": str(rng.choice(["dry", "room", "hall"])),
+        "reverb": str(rng.choice(["dry", "room", "hall", "plate", "spring"])),
+        "tone": str(rng.choice(["bright", "dark", "neutral"])),  # v2's tone sentence names no mood
         "quality": quality,
         "degradations": ["noise", "distortion"] if quality == "low" else [],
         "style": str(rng.choice(list(_STYLE_PHRASES))),
