@@ -104,3 +104,23 @@ def test_the_validation_curve_says_where_it_flattens():
     assert curve_cell([1.0, 0.8, 0.795, 0.796]) == "1.000 → 0.800 → 0.795 → 0.796: flat from epoch 2"
     assert curve_cell([1.0, 0.9, 0.89, 0.85]).endswith("still falling (4.5% in the last epoch)")
     assert curve_cell([0.7]) == "0.700" and curve_cell(None) == "–"
+
+
+def test_the_listening_section_names_rows_whose_mood_an_older_reader_read():
+    """Rows evaluated before the reader stopped taking "bright"/"dark" about the sound for moods carry no
+    reader version: the table says which, so a mood column read two ways is never compared silently."""
+    from musiccap.metrics.attributes import READER_VERSION
+    from train.tables import listening_section
+
+    scores = {"floor": 0.4, "ceiling": 0.9, "caption": 0.6}
+    attributes = dict.fromkeys(("instrument_f1", "tempo", "mode", "drums", "mood"), scores)
+    current = {"attributes": attributes, "attribute_reader": READER_VERSION}
+    results = {
+        "csa": {"listening": current, "ablation_listening": {"csa_m1": {"attributes": attributes}}},
+        "alcap": {"listening": current},
+    }
+    section = "\n".join(listening_section(results))
+    (note,) = [line for line in section.splitlines() if line.startswith("Mood of")]
+    assert "csa: csa_m1" in note and "alcap" not in note
+    results["csa"]["ablation_listening"]["csa_m1"]["attribute_reader"] = READER_VERSION
+    assert "Mood of" not in "\n".join(listening_section(results))

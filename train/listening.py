@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from musiccap.attributes import FAMILIES
-from musiccap.metrics.attributes import CaptionAttributes, read_caption, score_reads
+from musiccap.metrics.attributes import READER_VERSION, CaptionAttributes, read_caption, score_reads
 from musiccap.metrics.listening import ATTRIBUTES
 
 PROBE_CS = (0.001, 0.01, 0.1, 1.0)  # inverse regularisation strengths tried on validation
@@ -457,6 +457,7 @@ class ListeningReference:
             "attributes": attributes,
             "floor_captions": self.floor_captions,
             "ceiling_input": self.probe_input.description if self.probe_input else None,
+            "attribute_reader": READER_VERSION,
         }
         if self.probe:
             block["ceiling_probe_c"] = self.probe.strengths

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from musiccap.metrics.attributes import READER_VERSION
 from musiccap.metrics.listening import ATTRIBUTE_LABELS, gap_closed, listening_table, sensitivity_table
 from musiccap.metrics.tables import (
     ATTRIBUTE_TABLE,
@@ -241,6 +242,10 @@ def listening_section(results: dict[str, dict]) -> list[str]:
             }
         if not blocks:
             continue
+        # blocks written before the reader recorded its version were read by reader 1
+        older = [
+            label for label, block in blocks.items() if block.get("attribute_reader", 1) < READER_VERSION
+        ]
         parts += [
             f"## Listening ({title}): how much of what each captioner says comes from the audio",
             "",
@@ -248,6 +253,15 @@ def listening_section(results: dict[str, dict]) -> list[str]:
             "",
             listening_table(blocks),
             "",
+            *(
+                [
+                    f'Mood of {", ".join(older)} read by an older attribute reader (it took "bright" and '
+                    '"dark" about the sound for moods); `python -m train.evaluate` reads them again.',
+                    "",
+                ]
+                if older
+                else []
+            ),
             "### Audio sensitivity",
             "",
             SENSITIVITY_INTRO,

@@ -130,6 +130,9 @@ _CONTEXT_TEMPI = _lexicon_pattern(TEMPO_CONTEXT_WORDS)
 _MODES = _lexicon_pattern(MODE_WORDS)
 _MOODS = _lexicon_pattern(MOOD_WORDS)
 _BPM = re.compile(_BEFORE + r"(\d+(?:\.\d+)?)\s*-?\s*(?:bpm|beats per minute|beats a minute|beats/min)\b")
+# Which reader read a caption, recorded with every listening block (train/listening.py) so a table never
+# compares moods read two ways without saying so. 2: "bright"/"dark" about the sound are not moods.
+READER_VERSION = 2
 _WORD = re.compile(r"[a-z0-9'-]+")
 _SENTENCE = re.compile(r"[^.!?]+[.!?]?")
 # a sentence about the production: "the sound" as a noun, not "it sounds sorrowful" (a mood sentence)
