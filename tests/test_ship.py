@@ -211,6 +211,33 @@ def test_a_winning_variant_is_served_and_the_paper_recipe_stays_a_row(csa_folder
     assert json.loads((served / "shipped.json").read_text())["ships"] == "csa"
 
 
+def test_evaluating_the_served_folder_again_refreshes_the_served_variants_row(csa_folders, monkeypatch):
+    """``python -m train.evaluate <checkpoints>/<arch>`` after a variant shipped (e.g. to read its captions
+    with a new attribute reader): the top level still names the served variant and its row holds the same
+    new numbers. Once a paper run is trained there again, the folder no longer names the variant."""
+    sweep, _ = recorded_sweeps({"csa": 0.05, "csa_analysis": 0.20}, {"csa": 0.30, "csa_analysis": 0.29})
+    monkeypatch.setattr(decoding_sweep, "sweep", sweep)
+    assert ship_csa(csa_folders) == 0
+    served = csa_folders.checkpoints / "csa"
+    fresh = {"split": "test", "n": 6, "metrics": metrics(0.42), "listening": listening(0.7)}
+    monkeypatch.setattr(evaluate, "evaluate_captioner", lambda *args, **kwargs: dict(fresh))
+
+    evaluate.evaluate_checkpoint(served, str(csa_folders.corpus))
+    document = json.loads((served / "results.json").read_text())
+    assert document["shipped_row"] == "csa_analysis" and document["metrics"] == metrics(0.42)
+    assert document["ablations"]["csa_analysis"] == metrics(0.42)
+    assert document["ablation_listening"]["csa_analysis"] == listening(0.7)
+    assert {"csa_paper", "csa_beam5"} <= set(document["ablations"])
+
+    retrained = load_captioner(served)
+    with torch.no_grad():
+        next(retrained.parameters()).add_(1.0)
+    retrained.save_pretrained(served)
+    evaluate.evaluate_checkpoint(served, str(csa_folders.corpus))
+    document = json.loads((served / "results.json").read_text())
+    assert "shipped_row" not in document and document["ablations"]["csa_analysis"] == metrics(0.42)
+
+
 def test_a_row_filed_while_the_candidates_are_swept_is_kept(csa_folders, monkeypatch):
     """The pipeline ships without waiting for the rows trained as runs of their own: one filed by an
     evaluation running beside the ship step, between its reading results.json and its rewriting it."""

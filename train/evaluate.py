@@ -200,18 +200,48 @@ def evaluate_checkpoint(
         run = ablation_run(checkpoint, decoding_overrides or {}, config_overrides or {})
         file_row(Path(into), as_name or checkpoint.name, results, run)
     else:
+        variant = served_variant(checkpoint)
 
         def replace_results(document: dict) -> None:
             # ablation rows filed by other runs, and how each was made, survive a re-evaluation
             rows = {key: document[key] for key in ROW_KEYS if document.get(key)}
             document.clear()
-            document.update(results | rows)
+            document.update(reevaluated(results, rows, variant))
 
         results = update_json(checkpoint / "results.json", replace_results)
     from train.model_card import write_model_card
 
     write_model_card(Path(into) if into else checkpoint)
     return results
+
+
+def served_variant(checkpoint: Path) -> str | None:
+    """The variant row ``train.ship`` serves from ``checkpoint`` (shipped.json), if the folder still holds
+    that model: a paper run trained there again serves the paper's recipe, whatever shipped.json says."""
+    from train.ship import SHIPPED_FILE, model_identity
+
+    record = checkpoint / SHIPPED_FILE
+    if not record.is_file():
+        return None
+    shipped = json.loads(record.read_text())
+    serves_variant = shipped.get("ships") not in (None, shipped.get("architecture"))
+    if serves_variant and shipped.get("served_identity") == model_identity(checkpoint):
+        return shipped["ships"]
+    return None
+
+
+def reevaluated(results: dict, rows: dict, variant: str | None) -> dict:
+    """results.json after a new evaluation of the folder's model, ``rows`` its other rows. Where a variant
+    is served the top level is that variant's row (train.ship): the row is the new evaluation too, and the
+    top level keeps naming it, so the table never shows the served model with two sets of numbers."""
+    if variant is None:
+        return results | rows
+    rows = {key: dict(table) for key, table in rows.items()}
+    rows.setdefault("ablations", {})[variant] = results["metrics"]
+    for key in ("listening", "listening_unseen"):
+        if key in results:
+            rows.setdefault(f"ablation_{key}", {})[variant] = results[key]
+    return results | rows | {"shipped_row": variant}
 
 
 def file_row(into: Path, name: str, results: dict, run: dict) -> dict:
