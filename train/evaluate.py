@@ -29,6 +29,7 @@ from train.pipeline import update_json
 
 # A checkpoint's results.json keys that hold the rows of its paper's table, filed by other runs.
 ROW_KEYS = ("ablations", "ablation_runs", "ablation_listening", "ablation_listening_unseen")
+LISTENING_KEYS = ("listening", "listening_unseen")
 
 BATCH = 32
 
@@ -237,11 +238,17 @@ def reevaluated(results: dict, rows: dict, variant: str | None) -> dict:
     if variant is None:
         return results | rows
     rows = {key: dict(table) for key, table in rows.items()}
-    rows.setdefault("ablations", {})[variant] = results["metrics"]
-    for key in ("listening", "listening_unseen"):
-        if key in results:
-            rows.setdefault(f"ablation_{key}", {})[variant] = results[key]
+    put_row(rows, variant, results)
     return results | rows | {"shipped_row": variant}
+
+
+def put_row(document: dict, name: str, results: dict) -> None:
+    """Set the row ``name`` of the table in ``document`` (results.json) to ``results``: its metrics and
+    listening blocks."""
+    document.setdefault("ablations", {})[name] = results["metrics"]
+    for key in LISTENING_KEYS:
+        if key in results:
+            document.setdefault(f"ablation_{key}", {})[name] = results[key]
 
 
 def file_row(into: Path, name: str, results: dict, run: dict) -> dict:
@@ -250,11 +257,8 @@ def file_row(into: Path, name: str, results: dict, run: dict) -> dict:
     side). The top level, what the folder serves, is left as it is."""
 
     def add(document: dict) -> None:
-        document.setdefault("ablations", {})[name] = results["metrics"]
+        put_row(document, name, results)
         document.setdefault("ablation_runs", {})[name] = run
-        for key in ("listening", "listening_unseen"):
-            if key in results:
-                document.setdefault(f"ablation_{key}", {})[name] = results[key]
 
     return update_json(into / "results.json", add)
 

@@ -37,7 +37,7 @@ from musiccap.models.base import registry
 from musiccap.registry import reference
 from musiccap.training import BUILD_DIR
 from train.diagnostics import choose_shipped, decoding_sweep
-from train.evaluate import ROW_KEYS, ablation_run
+from train.evaluate import LISTENING_KEYS, ROW_KEYS, ablation_run
 from train.pipeline import update_json
 
 SWEEPS_FILE = "ship_sweeps.json"
@@ -49,7 +49,6 @@ FOLDER_FILES = ("results.json", "README.md", SHIPPED_FILE)
 RUN_STATE = ("last", BUILD_DIR)
 # What the model's training left beside it: copied with the model, but not part of its identity.
 PROVENANCE = ("training.json", "train_log.jsonl")
-LISTENING_KEYS = ("listening", "listening_unseen")
 RULE = (
     "Each candidate (the paper row and each variant) is captioned on the validation clips with its own "
     "decoding; the one with the highest mean margin over the fixed-caption floor on instrument F1, tempo, "
