@@ -120,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{out_dir}: training finished earlier ({recorded.get('wall_time_s')} s), not repeated")
         finish(out_dir, args)
         return 0
-    train_config = TrainConfig.from_dict(config.get("train", {}))
     started = time.time()
     commit = git_commit()  # read now: HEAD can move on while a long run trains
     encoder = items_encoder(config.get("model", {}))
@@ -128,6 +127,25 @@ def main(argv: list[str] | None = None) -> int:
     validation_items = load_items(
         args.corpus, "validation", encoder=encoder, limit=args.limit and max(8, args.limit // 4)
     )
+    train_and_record(args, config, train_items, validation_items, out_dir, started=started, commit=commit)
+    finish(out_dir, args)
+    return 0
+
+
+def train_and_record(
+    args: argparse.Namespace,
+    config: dict,
+    train_items: list,
+    validation_items: list,
+    out_dir: Path,
+    *,
+    started: float,
+    commit: str,
+) -> None:
+    """Build ``args.model`` from ``config``, train it on the items into ``out_dir`` and write training.json
+    (the configuration, data, commit and timings): the run of ``python -m train``, also for items made
+    elsewhere (``train.muscaps_scratch`` trains on packed log-mel patches)."""
+    train_config = TrainConfig.from_dict(config.get("train", {}))
     first = train_items[0].features
     context = BuildContext(
         clap_path=args.clap,
@@ -176,8 +194,6 @@ def main(argv: list[str] | None = None) -> int:
         "trainer": summary["config"],  # the trainer's settings with their defaults filled in
     }
     (out_dir / "training.json").write_text(json.dumps(training, indent=2) + "\n")
-    finish(out_dir, args)
-    return 0
 
 
 def finish(out_dir: Path, args: argparse.Namespace) -> None:

@@ -249,11 +249,9 @@ class MusCaps(NeuralCaptioner):
         """
         if self.config.audio_encoder != "scratch":
             return
-        from musiccap.audio import load_audio, windows
-
         for item in items:
             if item.mel_patches is None:
-                item.mel_patches = _mel_patches(windows(load_audio(item.audio_path), "first")[0])
+                item.mel_patches = audio_file_mel_patches(item.audio_path)
 
     def collate(self, items: list) -> dict[str, torch.Tensor]:
         encoded = [self.vocab.encode(item.caption, self.config.max_caption_tokens) for item in items]
@@ -442,7 +440,7 @@ def _pad_sequences(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Ten
     return padded, mask
 
 
-def _mel_patches(window) -> np.ndarray:
+def mel_patches(window) -> np.ndarray:
     """[n_chunks, 187, 96] musicnn log-mel patches of consecutive 3 s chunks (scratch encoder input)."""
     from musiccap.encoders import musicnn
 
@@ -450,10 +448,17 @@ def _mel_patches(window) -> np.ndarray:
     return musicnn.make_patches(frames, musicnn.patch_starts(len(frames)))
 
 
+def audio_file_mel_patches(path: str | Path) -> np.ndarray:
+    """The mel patches of an audio file's first window: what a training item of the scratch CNN carries."""
+    from musiccap.audio import load_audio, windows
+
+    return mel_patches(windows(load_audio(path), "first")[0])
+
+
 def _clip_mel_patches(clip: Clip) -> np.ndarray:
     if clip.window is None:
         raise ValueError(f"clip {clip.id!r}: the scratch musicnn needs the audio or cached '{MEL_PATCHES}'")
-    return _mel_patches(clip.window)
+    return mel_patches(clip.window)
 
 
 def _item_mel_patches(item) -> np.ndarray:
