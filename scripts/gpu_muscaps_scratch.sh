@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # MusCaps' scratch-CNN row and its matched control, trained at once on one lent GPU (train/muscaps_scratch.py).
 # Run in the repository root of the GPU machine, with the pack (.gpu_row/pack.npz) and the wheels its Python
-# lacks (.whl/: soundfile, cffi, pycparser, soxr) beside the code (PACK and WHEELS name others); the two checkpoint folders come back as
-# $OUT/<row>.tar.gz and are evaluated on the CPU machine with train.evaluate (docstring of
-# train/muscaps_scratch.py). MINUTES caps each row's training (the lease is 15 minutes, start included).
+# lacks (.whl/: soundfile, cffi, pycparser, soxr) beside the code (PACK and WHEELS name others). The two
+# checkpoint folders come back as $OUT/<row>.tar.gz and are evaluated on the CPU machine with train.evaluate
+# (docstring of train/muscaps_scratch.py). MINUTES caps each row's training (the lease is 15 minutes, start included);
+# COMMIT names the code's commit (the copy there has no git history).
 set -euo pipefail
 MINUTES=${MINUTES:-5.5}
 PACK=${PACK:-.gpu_row/pack.npz}
@@ -18,7 +19,7 @@ mkdir -p "$rows"
 declare -A folder=([scratch]=muscaps_scratch [pretrained]=muscaps_early_subset)
 for row in scratch pretrained; do
   python3 -m train.muscaps_scratch train --pack "$PACK" --row "$row" --out "$rows/${folder[$row]}" \
-    --minutes "$MINUTES" --threads 4 > "$OUT/$row.log" 2>&1 &
+    --minutes "$MINUTES" --threads 4 ${COMMIT:+--commit "$COMMIT"} > "$OUT/$row.log" 2>&1 &
 done
 status=0
 wait -n || status=$?

@@ -191,3 +191,50 @@ def test_scratch_cnn_muscaps_trains_on_log_mels_and_captions_a_file(workspace, m
     clip = next((corpus / "audio").rglob("*.flac"))
     result = captioner.caption_batch([Clip(windows(load_audio(clip), "first")[0])])[0]
     assert result.text.strip()
+
+
+def test_scratch_cnn_row_trains_from_a_pack_of_log_mels_as_from_the_corpus(workspace, monkeypatch):
+    """The accelerator's inputs (train.muscaps_scratch): the pack's 8-bit log-mels are the corpus' own within a
+    quantisation step, its pretrained chunks are the feature cache's, and both rows train from it."""
+    import numpy as np
+
+    root, corpus = workspace
+    monkeypatch.setenv("MUSICCAP_CACHE", str(root / "cache"))
+    from musiccap.models.base import load_captioner
+    from musiccap.models.muscaps import audio_file_mel_patches
+    from train.muscaps_scratch import main as row_main
+    from train.muscaps_scratch import read_pack
+
+    pack = root / "pack.npz"
+    assert (
+        row_main(
+            ["pack", "--corpus", str(corpus), "--out", str(pack), "--clips", "6", "--validation-clips", "2"]
+        )
+        == 0
+    )
+    meta, items = read_pack(str(pack))
+    assert [len(items["train"]), len(items["validation"])] == [6, 2]
+    low, high = meta["log_mel_range"]
+    for item, row in zip(items["train"], meta["manifest"]["train"], strict=True):
+        assert item.id == row["id"] and item.captions == tuple(row["captions"])
+        original = audio_file_mel_patches(corpus / row["audio"])
+        assert item.mel_patches.shape == original.shape
+        assert np.abs(item.mel_patches - original).max() <= (high - low) / 255 / 2 + 1e-5
+        assert item.features.chunks.shape[0] == original.shape[0]
+    tiny = [
+        "model.hidden_dim=16",
+        "model.attention_dim=16",
+        "model.word_embedding_dim=16",
+        "train.max_steps=2",
+    ]
+    for row in ("scratch", "pretrained"):
+        out = root / f"row_{row}"
+        assert row_main(["train", "--pack", str(pack), "--row", row, "--out", str(out), "--", *tiny]) == 0
+        training = json.loads((out / "training.json").read_text())
+        assert (
+            training["n_train"] == 6
+            and training["device"] == "cpu"
+            and training["stopped_by"] == "max_steps=2"
+        )
+        captioner = load_captioner(out)
+        assert captioner.config.audio_encoder == ("scratch" if row == "scratch" else "pretrained")

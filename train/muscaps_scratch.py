@@ -137,18 +137,31 @@ def read_pack(path: str) -> tuple[dict, dict[str, list]]:
     return meta, items
 
 
+def steps_per_epoch(clips: int) -> int:
+    """As the trainer batches: it drops the last partial batch unless the data is one batch or less."""
+    return clips // BATCH_SIZE if clips > BATCH_SIZE else 1
+
+
 def row_overrides(meta: dict, n_train: int, minutes: float) -> list[str]:
     """Corpus v2's MusCaps settings, and as many steps as the full-data rows take (their epochs over the
     whole training split), so the subset rows differ from them in data, not in training budget.
     Early stopping (the configs' patience, as in the paper) keeps the best epoch of either."""
     from train.pipeline import V2_EPOCHS, V2_SETTINGS
 
-    full_steps = V2_EPOCHS["muscaps"] * (meta["corpus_train_clips"] // BATCH_SIZE)
-    epochs = math.ceil(full_steps / max(1, n_train // BATCH_SIZE))
+    full_steps = V2_EPOCHS["muscaps"] * steps_per_epoch(meta["corpus_train_clips"])
+    epochs = math.ceil(full_steps / steps_per_epoch(n_train))
     return [f"train.epochs={epochs}", f"train.max_minutes={minutes:g}", *V2_SETTINGS["muscaps"]]
 
 
-def train(pack_path: str, row: str, out: str, minutes: float, threads: int) -> None:
+def train(
+    pack_path: str,
+    row: str,
+    out: str,
+    minutes: float,
+    threads: int,
+    extra: tuple[str, ...] = (),
+    commit: str = "",
+) -> None:
     import torch
 
     from train.__main__ import train_and_record
@@ -159,7 +172,7 @@ def train(pack_path: str, row: str, out: str, minutes: float, threads: int) -> N
     started = time.time()
     meta, items = read_pack(pack_path)
     config_file, _ = ROWS[row]
-    overrides = row_overrides(meta, len(items["train"]), minutes)
+    overrides = [*row_overrides(meta, len(items["train"]), minutes), *extra]
     args = argparse.Namespace(
         model="muscaps",
         config=config_file,
@@ -179,7 +192,8 @@ def train(pack_path: str, row: str, out: str, minutes: float, threads: int) -> N
         items["validation"],
         Path(out),
         started=started,
-        commit=meta["git_commit"],  # the code that packed it: the accelerator's copy has no git history
+        # the accelerator's copy has no git history: the commit it was sent from, else the one that packed it
+        commit=commit or meta["git_commit"],
     )
     recorded = json.loads((Path(out) / "training.json").read_text())
     recorded["device"] = torch.cuda.get_device_name() if device == "cuda" else "cpu"
@@ -202,13 +216,19 @@ def main(argv: list[str] | None = None) -> int:
     training.add_argument("--out", required=True, help="the checkpoint folder to write")
     training.add_argument("--minutes", type=float, default=6.0, help="a cap on training time")
     training.add_argument("--threads", type=int, default=0)
+    training.add_argument(
+        "--commit", default="", help="the code's commit, where git cannot say (default: the pack's)"
+    )
+    training.add_argument(
+        "overrides", nargs="*", help="section.key=value after the row's own (tests: a tiny model)"
+    )
     args = parser.parse_args(argv)
     if args.command == "pack":
         meta = pack(args.corpus, args.out, args.clips, args.validation_clips, args.seed)
         size = Path(args.out).stat().st_size
         print(f"{args.out}: {len(meta['manifest']['train'])} training clips, {size / 2**20:.1f} MiB")
     else:
-        train(args.pack, args.row, args.out, args.minutes, args.threads)
+        train(args.pack, args.row, args.out, args.minutes, args.threads, tuple(args.overrides), args.commit)
     return 0
 
 
