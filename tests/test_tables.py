@@ -124,3 +124,31 @@ def test_the_listening_section_names_rows_whose_mood_an_older_reader_read():
     assert "csa: csa_m1" in note and "alcap" not in note
     results["csa"]["ablation_listening"]["csa_m1"]["attribute_reader"] = READER_VERSION
     assert "Mood of" not in "\n".join(listening_section(results))
+
+
+def test_a_row_trained_on_a_subset_elsewhere_says_where_and_on_how_many_clips(tmp_path):
+    scratch = tmp_path / "runs" / "muscaps_scratch"
+    training = {"epochs_run": 36, "train_time_s": 330.0, "git_commit": "168977c", "n_train": 900}
+    _write(scratch / "training.json", {**training, "device": "NVIDIA H200"})
+    cpu_row = tmp_path / "runs" / "muscaps_late"
+    _write(cpu_row / "training.json", {**training, "n_train": 10000})
+    metrics = {"cider_d": 0.2}
+    results = {
+        "metrics": metrics,
+        "ablations": {"muscaps_scratch": metrics, "muscaps_late": metrics},
+        "ablation_runs": {
+            "muscaps_scratch": ablation_run(scratch, {}, {}),
+            "muscaps_late": ablation_run(cpu_row, {}, {}),
+        },
+    }
+    rows = {
+        line.split(" | ")[0].strip("| "): line
+        for line in runs_table(tmp_path, "muscaps", results).splitlines()
+    }
+    assert rows["muscaps_scratch"].endswith(
+        "| trained on NVIDIA H200 on 900 training clips (python -m train.muscaps_scratch) |"
+    )
+    assert rows["muscaps_late"].endswith("| 168977c |  |")  # a row of the corpus' own machine has no note
+    # the reason a row was not run is shown only while it has no numbers
+    _write(tmp_path / "muscaps" / "results.json", {**results, "n": 3})
+    assert "| muscaps_scratch |" in render(tmp_path) and "not run: needs a GPU" not in render(tmp_path)

@@ -270,6 +270,9 @@ def ablation_run(checkpoint: Path, decoding_overrides: dict, config_overrides: d
     if training.is_file():
         summary = json.loads(training.read_text())
         run |= {key: summary.get(key) for key in ("epochs_run", "train_time_s", "git_commit")}
+        # trained away from the corpus on a subset (train.muscaps_scratch): where, and on how many clips
+        if "device" in summary:
+            run |= {"device": summary["device"], "n_train": summary.get("n_train")}
     # the run folder (runs/...) is not kept, so its validation losses travel with the row
     if validation := final_validation(checkpoint):
         run["final_validation"] = validation
