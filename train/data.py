@@ -41,6 +41,20 @@ class FeatureItem:
     # what analysis-conditioned captioners read (musiccap/conditioning.py)
     analysis: object | None = None
 
+    @classmethod
+    def from_row(cls, row: dict, features, **fields) -> FeatureItem:
+        """A manifest row's clip with its features (and any other field: audio path, mel patches, analysis)."""
+        return cls(
+            id=row["id"],
+            caption=row["caption"],
+            lyrics=row.get("lyrics"),
+            attributes=row.get("attributes"),
+            piece=row.get("piece", row["id"]),
+            features=features,
+            captions=tuple(row.get("captions") or ()),
+            **fields,
+        )
+
 
 class CaptionSampler:
     """A collate function that first gives each item one of its `captions`, drawn anew at every step.
@@ -155,15 +169,10 @@ def load_items(
     for row in tqdm(rows[:limit] if limit else rows, desc=f"load {split}", unit="clip", leave=False):
         tensors = clip_features(Path(corpus_dir) / row["audio"], encoder, cache_dir)
         items.append(
-            FeatureItem(
-                id=row["id"],
-                caption=row["caption"],
-                lyrics=row.get("lyrics"),
-                attributes=row.get("attributes"),
-                piece=row.get("piece", row["id"]),
-                features=encoder.features_class.from_tensors(tensors),
+            FeatureItem.from_row(
+                row,
+                encoder.features_class.from_tensors(tensors),
                 audio_path=str(Path(corpus_dir) / row["audio"]),
-                captions=tuple(row.get("captions") or ()),
                 analysis=analyses.get(row["id"]),
             )
         )

@@ -112,14 +112,10 @@ def read_pack(path: str) -> tuple[dict, dict[str, list]]:
         patch_ends = np.cumsum(arrays[f"{split}_patch_counts"])
         chunk_ends = np.cumsum(arrays[f"{split}_chunk_counts"])
         items[split] = [
-            FeatureItem(
-                id=row["id"],
-                caption=row["caption"],
-                lyrics=row.get("lyrics"),
-                attributes=row.get("attributes"),
-                piece=row.get("piece", row["id"]),
+            FeatureItem.from_row(
+                row,
                 # both rows read chunks (early fusion) or mel patches only; frames and pooled are left empty
-                features=AudioFeatures(
+                AudioFeatures(
                     frames=np.zeros((0, meta["frame_dim"]), np.float32),
                     frame_times=np.zeros(0, np.float32),
                     chunks=arrays[f"{split}_chunks"][chunk_start:chunk_end].astype(np.float32),
@@ -128,7 +124,6 @@ def read_pack(path: str) -> tuple[dict, dict[str, list]]:
                     tags={},
                 ),
                 mel_patches=patches[patch_start:patch_end],
-                captions=tuple(row.get("captions") or ()),
             )
             for row, patch_start, patch_end, chunk_start, chunk_end in zip(
                 rows, [0, *patch_ends[:-1]], patch_ends, [0, *chunk_ends[:-1]], chunk_ends, strict=True
