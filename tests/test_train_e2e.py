@@ -238,3 +238,11 @@ def test_scratch_cnn_row_trains_from_a_pack_of_log_mels_as_from_the_corpus(works
         )
         captioner = load_captioner(out)
         assert captioner.config.audio_encoder == ("scratch" if row == "scratch" else "pretrained")
+    # the listening probe reads the trained CNN on the corpus' clips, computing their log-mels one at a time
+    from train.data import load_items
+    from train.listening import scratch_cnn_input
+
+    clips = load_items(corpus, "train", limit=3)
+    pooled = scratch_cnn_input(load_captioner(root / "row_scratch")).features(clips)
+    assert pooled.shape[0] == 3 and np.isfinite(pooled).all()
+    assert all(item.mel_patches is None for item in clips)  # not kept on the items: 10,000 clips would be GBs

@@ -172,13 +172,20 @@ def cached_sequence_input(field: str, what: str) -> ProbeInput:
 
 def scratch_cnn_input(captioner) -> ProbeInput:
     """MusCaps without pre-training: the chunk features its trained musicnn computes from log-mels."""
+    from musiccap.models.muscaps import audio_file_mel_patches
 
     def features(items: list) -> np.ndarray:
-        captioner.prepare_items(items)
         sequences = []
         with torch.inference_mode():
             for item in items:
-                patches = torch.as_tensor(np.asarray(item.mel_patches, np.float32))
+                # one clip's log-mels at a time: the probe trains on every training clip, whose patches
+                # together (10,000 clips of corpus v2) would hold several GB
+                mel = (
+                    item.mel_patches
+                    if item.mel_patches is not None
+                    else audio_file_mel_patches(item.audio_path)
+                )
+                patches = torch.as_tensor(np.asarray(mel, np.float32))
                 mask = torch.ones(1, len(patches), dtype=torch.bool)
                 sequences.append(captioner.chunk_features(patches[None], mask)[0].numpy())
         return pool_over_time(sequences)
