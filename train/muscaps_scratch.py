@@ -33,15 +33,9 @@ import numpy as np
 
 from train.data import read_manifest
 
-# The two models trained on a pack: (config, what it is)
-ROWS = {
-    "scratch": (
-        "train/configs/muscaps_scratch.yaml",
-        "musicnn trained from a random start (the paper's row)",
-    ),
-    "pretrained": ("train/configs/muscaps_early.yaml", "the frozen pretrained musicnn (the matched control)"),
-}
-BATCH_SIZE = 32  # both configs' batch
+# The two models trained on a pack, by their configs: the paper's row (musicnn from a random start) and the
+# matched control (the frozen pretrained musicnn)
+ROWS = {"scratch": "train/configs/muscaps_scratch.yaml", "pretrained": "train/configs/muscaps_early.yaml"}
 LEVELS = 255  # 8-bit log-mels: the pack must fit the accelerator's 64 MiB with the code beside it
 
 
@@ -61,8 +55,9 @@ def pack(corpus: str, out: str, clips: int, validation_clips: int, seed: int) ->
     encoder = embedded_encoder()
     arrays: dict[str, np.ndarray] = {}
     manifest: dict[str, list[dict]] = {}
+    train_rows = read_manifest(corpus, "train")
     chosen = {
-        "train": pick(read_manifest(corpus, "train"), clips, seed),
+        "train": pick(train_rows, clips, seed),
         "validation": pick(read_manifest(corpus, "validation"), validation_clips, seed),
     }
     patches: dict[str, list[np.ndarray]] = {}
@@ -76,7 +71,6 @@ def pack(corpus: str, out: str, clips: int, validation_clips: int, seed: int) ->
         )
         arrays[f"{split}_chunk_counts"] = np.array([len(f["chunks"]) for f in features])
         arrays[f"{split}_patch_counts"] = np.array([len(p) for p in patches[split]])
-        dims = {"frame_dim": features[0]["frames"].shape[1], "pooled_dim": features[0]["pooled"].shape[0]}
     every = np.concatenate([np.concatenate(p) for p in patches.values()])
     low, high = float(every.min()), float(every.max())
     for split, split_patches in patches.items():
@@ -84,12 +78,14 @@ def pack(corpus: str, out: str, clips: int, validation_clips: int, seed: int) ->
         arrays[f"{split}_patches"] = np.round(scaled).astype(np.uint8)
     meta = {
         "corpus": str(corpus),
-        "corpus_train_clips": len(read_manifest(corpus, "train")),
+        "corpus_train_clips": len(train_rows),
         "seed": seed,
         "git_commit": git_commit(),
         "log_mel_range": [low, high],
         "manifest": manifest,
-        **dims,
+        # the feature layout the items are rebuilt with (train.__main__ reads the model's input sizes from it)
+        "frame_dim": features[0]["frames"].shape[1],
+        "pooled_dim": features[0]["pooled"].shape[0],
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -132,19 +128,19 @@ def read_pack(path: str) -> tuple[dict, dict[str, list]]:
     return meta, items
 
 
-def steps_per_epoch(clips: int) -> int:
+def steps_per_epoch(clips: int, batch_size: int) -> int:
     """As the trainer batches: it drops the last partial batch unless the data is one batch or less."""
-    return clips // BATCH_SIZE if clips > BATCH_SIZE else 1
+    return clips // batch_size if clips > batch_size else 1
 
 
-def row_overrides(meta: dict, n_train: int, minutes: float) -> list[str]:
+def row_overrides(meta: dict, n_train: int, batch_size: int, minutes: float) -> list[str]:
     """Corpus v2's MusCaps settings, and as many steps as the full-data rows take (their epochs over the
     whole training split), so the subset rows differ from them in data, not in training budget.
     Early stopping (the configs' patience, as in the paper) keeps the best epoch of either."""
     from train.pipeline import V2_EPOCHS, V2_SETTINGS
 
-    full_steps = V2_EPOCHS["muscaps"] * steps_per_epoch(meta["corpus_train_clips"])
-    epochs = math.ceil(full_steps / steps_per_epoch(n_train))
+    full_steps = V2_EPOCHS["muscaps"] * steps_per_epoch(meta["corpus_train_clips"], batch_size)
+    epochs = math.ceil(full_steps / steps_per_epoch(n_train, batch_size))
     return [f"train.epochs={epochs}", f"train.max_minutes={minutes:g}", *V2_SETTINGS["muscaps"]]
 
 
@@ -166,8 +162,9 @@ def train(
         torch.set_num_threads(threads)
     started = time.time()
     meta, items = read_pack(pack_path)
-    config_file, _ = ROWS[row]
-    overrides = [*row_overrides(meta, len(items["train"]), minutes), *extra]
+    config_file = ROWS[row]
+    batch_size = load_config(config_file, list(extra))["train"]["batch_size"]
+    overrides = [*row_overrides(meta, len(items["train"]), batch_size, minutes), *extra]
     args = argparse.Namespace(
         model="muscaps",
         config=config_file,
