@@ -101,24 +101,29 @@ def csa_folders(tmp_path):
     return SimpleNamespace(checkpoints=checkpoints, runs=runs, corpus=tmp_path / "corpus")
 
 
+BEAM5 = {"num_beams": 5}
+
+
 def recorded_sweeps(margins: dict[str, float], cider: dict[str, float]):
-    """A stand-in for the validation sweep: each candidate's tempo score sits ``margins[folder name]``
-    above the floor, with CIDEr-D ``cider[name]``; it counts its calls."""
+    """A stand-in for the validation sweep: each candidate's tempo score sits ``margins[name]`` above the
+    floor, with CIDEr-D ``cider[name]``, the name being its model's folder (the paper's kept copy counts
+    as the paper's), ``_beam5`` added under BEAM5; it counts its calls."""
     calls = []
 
     def sweep(checkpoint, corpus, settings, *, split, limit, clap_path=None):
-        name = Path(checkpoint).name
+        (overrides,) = settings
+        name = Path(checkpoint).name.removesuffix("_paper") + ("_beam5" if overrides == BEAM5 else "")
         calls.append(name)
-        setting = {"overrides": {}, "listening": {**FLOOR, "tempo": FLOOR["tempo"] + margins[name]}}
+        setting = {"overrides": overrides, "listening": {**FLOOR, "tempo": FLOOR["tempo"] + margins[name]}}
         return {"split": split, "n": 6, "floor": FLOOR, "settings": [setting | {"cider_d": cider[name]}]}
 
     return sweep, calls
 
 
-def ship_csa(folders) -> int:
+def ship_csa(folders, *decoding: str) -> int:
     argv = ["--arch", "csa", "--checkpoints", str(folders.checkpoints), "--runs", str(folders.runs)]
     argv += ["--corpus", str(folders.corpus), "--variant", f"csa_analysis={folders.runs / 'csa_analysis'}"]
-    return ship.main(argv)
+    return ship.main(argv + (["--decoding", *decoding] if decoding else []))
 
 
 def test_a_winning_variant_is_served_and_the_paper_recipe_stays_a_row(csa_folders, monkeypatch):
@@ -209,6 +214,76 @@ def test_a_winning_variant_is_served_and_the_paper_recipe_stays_a_row(csa_folder
     assert restored == {**paper_results, "ablation_runs": restored["ablation_runs"]}
     assert restored["ablation_runs"] == paper_results["ablation_runs"]
     assert json.loads((served / "shipped.json").read_text())["ships"] == "csa"
+
+
+def test_a_model_under_another_decoding_may_ship_and_is_served_with_it(csa_folders, monkeypatch):
+    """``--decoding beam5 num_beams=5``: each model is a candidate under beam 5 too. The variant decoded so
+    wins: the folder serves its weights with beam 5, its row is evaluated on test and becomes the top
+    level, the variant's own row stays; when its own decoding wins later, only the decoding changes back."""
+    checkpoints, runs = csa_folders.checkpoints, csa_folders.runs
+    served, variant = checkpoints / "csa", runs / "csa_analysis"
+    margins = {"csa": 0.05, "csa_analysis": 0.20, "csa_beam5": 0.10, "csa_analysis_beam5": 0.30}
+    sweep, calls = recorded_sweeps(margins, dict.fromkeys(margins, 0.3))
+    monkeypatch.setattr(decoding_sweep, "sweep", sweep)
+    evaluations = []
+
+    def evaluate_captioner(checkpoint, corpus, split, clap_path, decoding_overrides, *args, **kwargs):
+        evaluations.append((Path(checkpoint).name, decoding_overrides))
+        return {"split": split, "n": 6, "metrics": metrics(0.33), "listening": listening(0.9)}
+
+    monkeypatch.setattr(evaluate, "evaluate_captioner", evaluate_captioner)
+    own_decoding = load_captioner(variant).default_decoding
+
+    assert ship_csa(csa_folders, "beam5", "num_beams=5") == 0
+    assert sorted(calls) == sorted(margins)
+    loaded = load_captioner(served)
+    assert same_weights(loaded.state_dict(), weights(variant))
+    assert loaded.default_decoding == own_decoding.replace(num_beams=5)
+    assert ship.model_identity(served) == ship.model_identity(variant)  # the decoding is not the model
+    assert evaluations == [("csa_analysis", BEAM5)]
+    results = json.loads((served / "results.json").read_text())
+    assert results["shipped_row"] == "csa_analysis_beam5" and results["metrics"] == metrics(0.33)
+    assert results["decoding"]["num_beams"] == 5 and results["listening"] == listening(0.9)
+    assert results["ablation_runs"]["csa_analysis_beam5"]["checkpoint"] == "csa_analysis"
+    assert results["ablation_runs"]["csa_analysis_beam5"]["decoding"] == BEAM5
+    assert results["ablations"]["csa_analysis"] == metrics(0.2)  # its own decoding's row stays
+    shipped = json.loads((served / "shipped.json").read_text())
+    assert shipped["ships"] == "csa_analysis_beam5" and len(shipped["candidates"]) == 4
+    assert shipped["candidates"]["csa_analysis_beam5"]["decoded_with"] == BEAM5
+    assert shipped["candidates"]["csa_beam5"]["checkpoint"] == str((runs / "csa_paper").resolve())
+    assert "decoded with `num_beams=5`" in (served / "README.md").read_text()
+    records = json.loads((runs / ship.SWEEPS_FILE).read_text())
+    assert records["csa_analysis_beam5"]["decoding"] == BEAM5 and records["csa_analysis"]["decoding"] == {}
+
+    # a rerun reuses every sweep and the filed row
+    before = snapshot(checkpoints, runs)
+    assert ship_csa(csa_folders, "beam5", "num_beams=5") == 0
+    assert len(calls) == 4 and len(evaluations) == 1
+    assert snapshot(checkpoints, runs) == before
+
+    # the served folder evaluated again keeps naming its row
+    evaluate.evaluate_checkpoint(served, str(csa_folders.corpus))
+    assert json.loads((served / "results.json").read_text())["shipped_row"] == "csa_analysis_beam5"
+    assert evaluations[-1] == ("csa", {})  # the folder's own decoding: beam 5
+
+    # the variant under its own decoding wins after all: the weights stay, the decoding goes back
+    records["csa_analysis_beam5"]["settings"][0]["cider_d"] = 0.1
+    (runs / ship.SWEEPS_FILE).write_text(json.dumps(records))
+    assert ship_csa(csa_folders, "beam5", "num_beams=5") == 0
+    assert load_captioner(served).default_decoding == own_decoding and len(evaluations) == 2
+    results = json.loads((served / "results.json").read_text())
+    assert results["shipped_row"] == "csa_analysis" and results["metrics"] == metrics(0.2)
+
+
+@pytest.mark.parametrize(
+    "decoding, refusal",
+    [(["beam5"], "KEY=VALUE"), (["beam5", "beams=5"], "not DecodingConfig fields"), (["b=5"], "label")],
+)
+def test_a_malformed_decoding_is_refused_before_any_sweep(csa_folders, capsys, decoding, refusal):
+    with pytest.raises(SystemExit):
+        ship_csa(csa_folders, *decoding)
+    assert refusal in capsys.readouterr().err
+    assert not (csa_folders.runs / ship.SWEEPS_FILE).exists()
 
 
 def test_evaluating_the_served_folder_again_refreshes_the_served_variants_row(csa_folders, monkeypatch):
@@ -325,6 +400,25 @@ def test_the_validation_sweeps_are_recorded_once_and_the_rule_decides(muscaps_fo
     assert ship_muscaps(muscaps_folders) == 0
     assert len(calls) == 2  # both records reused
     assert snapshot(muscaps_folders.checkpoints, muscaps_folders.runs) == before
+
+
+def test_the_real_sweep_weighs_each_model_under_each_decoding(muscaps_folders, monkeypatch):
+    def evaluate_captioner(checkpoint, corpus, split, *args, **kwargs):  # the tone corpus has no test split
+        return {"split": split, "n": 6, "metrics": metrics(0.3), "listening": listening(0.6)}
+
+    monkeypatch.setattr(evaluate, "evaluate_captioner", evaluate_captioner)
+    argv = ["--arch", "muscaps", "--checkpoints", str(muscaps_folders.checkpoints)]
+    argv += ["--runs", str(muscaps_folders.runs), "--corpus", str(muscaps_folders.corpus), "--limit", "6"]
+    argv += ["--variant", f"muscaps_attribute_words={muscaps_folders.runs / 'muscaps_attribute_words'}"]
+    assert ship.main(argv + ["--decoding", "beam2", "num_beams=2"]) == 0
+    records = json.loads((muscaps_folders.runs / ship.SWEEPS_FILE).read_text())
+    for name in ("muscaps_beam2", "muscaps_attribute_words_beam2"):
+        assert records[name]["decoding"] == {"num_beams": 2}
+        assert records[name]["settings"][0]["overrides"] == {"num_beams": 2}
+    assert records["muscaps"]["decoding"] == {} and records["muscaps"]["settings"][0]["overrides"] == {}
+    served = muscaps_folders.checkpoints / "muscaps"
+    ships = json.loads((served / "shipped.json").read_text())["ships"]
+    assert (load_captioner(served).default_decoding.num_beams == 2) == ships.endswith("_beam2")
 
 
 def test_when_the_paper_row_wins_only_shipped_json_and_the_card_are_written(muscaps_folders, monkeypatch):

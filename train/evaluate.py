@@ -303,7 +303,8 @@ def validation_curve(checkpoint: Path) -> list[float] | None:
     return curve if curve and None not in curve else None
 
 
-def _parse_decoding(pairs: list[str]) -> dict:
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["num_beams=3", ...]`` as ``{"num_beams": 3, ...}`` (each value read as the configs read it)."""
     from train.config import parse_value
 
     overrides = {}
@@ -344,8 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         args.corpus,
         split=args.split,
         clap_path=args.clap,
-        decoding_overrides=_parse_decoding(args.decoding),
-        config_overrides=_parse_decoding(args.set),
+        decoding_overrides=parse_overrides(args.decoding),
+        config_overrides=parse_overrides(args.set),
         into=args.into,
         as_name=args.as_name,
         listening=not args.no_listening,

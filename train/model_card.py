@@ -38,7 +38,12 @@ def which_ships(shipped: dict) -> list[str]:
 
     def described(name: str) -> str:
         changes = " ".join(candidates[name].get("trained_with") or [])
-        return f"`{name}`" + (f" (the paper's recipe with `{changes}`)" if changes else "")
+        decoded = " ".join(
+            f"{key}={value}" for key, value in (candidates[name].get("decoded_with") or {}).items()
+        )
+        told = [f"the paper's recipe with `{changes}`"] if changes else []
+        told += [f"decoded with `{decoded}`"] if decoded else []
+        return f"`{name}`" + (f" ({', '.join(told)})" if told else "")
 
     if ships == paper:
         headline = f"**Which ships and why**: the paper's recipe, `{paper}`: {shipped['why']}."

@@ -5,16 +5,19 @@ ships"; ``train/diagnostics/choose_shipped.py``), fixed before the retrain's row
 
 1. Each candidate, the paper row (the checkpoint the pipeline trains into ``<checkpoints>/<arch>``) and each
    variant (a run folder whose row, named NAME, is filed in that checkpoint's results.json), is captioned
-   on the first 500 validation clips with its own decoding (``train.diagnostics.decoding_sweep``). The
-   records go into ``<runs>/ship_sweeps.json``; a record of the same model (weights, vocabulary, config,
-   the parts it names) on the same clips of the same corpus is reused, not computed again.
+   on the first 500 validation clips with its own decoding (``train.diagnostics.decoding_sweep``); with
+   ``--decoding LABEL KEY=VALUE...`` each of those models is a candidate under that decoding too, the row
+   ``<model>_LABEL``. The records go into ``<runs>/ship_sweeps.json``; a record of the same model (weights,
+   vocabulary, config but its decoding, the parts it names) and decoding on the same clips of the same
+   corpus is reused, not computed again.
 2. ``choose_shipped``'s rule picks the candidate that ships.
 3. A winning variant is installed: its weights, config, vocabulary and training record become
    ``<checkpoints>/<arch>``'s (the CLAP and LM it names are renamed as seen from there), results.json's
    top level becomes the variant's row (what the app and the model card show is what the folder serves),
    and the paper recipe stays a row of the table, ``<arch>_paper``, its model kept in ``<runs>/<arch>_paper``.
    If the paper row wins, nothing but ``shipped.json`` is written (and a variant served earlier is
-   replaced by the paper's model again).
+   replaced by the paper's model again). A winner under another decoding than its model's own is served
+   with that decoding (config.json's ``decoding``), and its row is evaluated on test and filed first.
 
 ``<checkpoints>/<arch>/shipped.json`` records the rule, every candidate's margins over the fixed-caption
 floor and validation CIDEr-D, which ships and why (the model card and the About tab say it from there).
@@ -32,12 +35,13 @@ import sys
 from pathlib import Path
 
 from musiccap.checkpoint import CONFIG_NAME
+from musiccap.decoding import DecodingConfig
 from musiccap.hub import local_folder
 from musiccap.models.base import registry
 from musiccap.registry import reference
 from musiccap.training import BUILD_DIR
 from train.diagnostics import choose_shipped, decoding_sweep
-from train.evaluate import LISTENING_KEYS, ROW_KEYS, ablation_run
+from train.evaluate import LISTENING_KEYS, ROW_KEYS, ablation_run, evaluate_checkpoint, parse_overrides
 from train.pipeline import update_json
 
 SWEEPS_FILE = "ship_sweeps.json"
@@ -50,11 +54,11 @@ RUN_STATE = ("last", BUILD_DIR)
 # What the model's training left beside it: copied with the model, but not part of its identity.
 PROVENANCE = ("training.json", "train_log.jsonl")
 RULE = (
-    "Each candidate (the paper row and each variant) is captioned on the validation clips with its own "
-    "decoding; the one with the highest mean margin over the fixed-caption floor on instrument F1, tempo, "
-    f"mode and drums ships, unless its validation CIDEr-D is more than {choose_shipped.CIDER_TOLERANCE:.0%} "
-    "below the paper row's; a tie goes to the paper row. Test, unseen and the reserved soundfonts play no "
-    "part (README, 'Choosing what ships')."
+    "Each candidate (the paper row and each variant, and where named each of their models under another "
+    "decoding) is captioned on the validation clips with its decoding; the one with the highest mean margin "
+    "over the fixed-caption floor on instrument F1, tempo, mode and drums ships, unless its validation "
+    f"CIDEr-D is more than {choose_shipped.CIDER_TOLERANCE:.0%} below the paper row's; a tie goes to the "
+    "paper row. Test, unseen and the reserved soundfonts play no part (README, 'Choosing what ships')."
 )
 
 
@@ -107,7 +111,9 @@ def placed_config(source: Path, destination: Path) -> dict:
 
 def model_identity(folder: Path) -> str:
     """A hash of the model in ``folder``: its files, with the parts its config names as absolute folders,
-    so the same model copied elsewhere (and its config's paths renamed) keeps its identity."""
+    so the same model copied elsewhere (and its config's paths renamed) keeps its identity. Its default
+    decoding is not part of it: ``ship`` chooses the served decoding too, and a folder whose decoding it
+    changed still holds the same model."""
     digest = hashlib.sha256()
     for relative in model_files(folder):
         if relative.name in PROVENANCE and len(relative.parts) == 1:
@@ -115,6 +121,7 @@ def model_identity(folder: Path) -> str:
         digest.update(relative.as_posix().encode() + b"\0")
         if relative.as_posix() == CONFIG_NAME:
             document = json.loads((folder / CONFIG_NAME).read_text())
+            document.pop("decoding", None)
             for name in component_fields(document):
                 found = local_folder(document["config"][name], folder)
                 document["config"][name] = (
@@ -153,19 +160,28 @@ def copy_model(source: Path, destination: Path) -> None:
 
 
 def swept(
-    sweeps_path: Path, name: str, checkpoint: Path, corpus: Path, clap: Path | None, limit: int
+    sweeps_path: Path,
+    name: str,
+    checkpoint: Path,
+    overrides: dict,
+    corpus: Path,
+    clap: Path | None,
+    limit: int,
 ) -> dict:
-    """The candidate's validation record: the one in the sweeps file when it is of this very model on
-    these clips, else a new sweep with the checkpoint's own decoding, filed there."""
+    """The candidate's validation record: the one in the sweeps file when it is of this very model and
+    decoding (the checkpoint's own with ``overrides``) on these clips, else a new sweep, filed there."""
     identity = model_identity(checkpoint)
-    key = {"identity": identity, "corpus": str(corpus.resolve()), "limit": limit, "split": "validation"}
+    key = {"identity": identity, "decoding": overrides, "corpus": str(corpus.resolve()), "limit": limit}
+    key["split"] = "validation"
     records = _read(sweeps_path)
     record = records.get(name)
     if record is not None and all(record.get(k) == v for k, v in key.items()):
         print(f"[ship] {name}: reusing its validation sweep ({sweeps_path})", flush=True)
         return record
     print(f"[ship] {name}: captioning {limit} validation clips with {checkpoint}", flush=True)
-    record = decoding_sweep.sweep(checkpoint, corpus, [{}], split="validation", limit=limit, clap_path=clap)
+    record = decoding_sweep.sweep(
+        checkpoint, corpus, [overrides], split="validation", limit=limit, clap_path=clap
+    )
     record |= {**key, "checkpoint": str(checkpoint)}
     # the pipeline ships several architectures at once: file the record under a lock, into what the file
     # holds now, so no architecture's records are lost
@@ -247,6 +263,29 @@ def training_overrides(folder: Path) -> list[str]:
     return list(_read(folder / "training.json").get("overrides") or [])
 
 
+def decoded_row(model: str, label: str) -> str:
+    """The row of ``model`` (the architecture's name for the paper's model) decoded as ``label`` says."""
+    return f"{model}_{label}"
+
+
+def served_decoding(source: Path, overrides: dict) -> dict:
+    """The decoding the served folder's config.json holds when it serves ``source``'s model with
+    ``overrides`` on that model's own decoding."""
+    own = json.loads((source / CONFIG_NAME).read_text()).get("decoding")
+    return DecodingConfig.from_dict(own).replace(**overrides).to_dict()
+
+
+def set_decoding(folder: Path, decoding: dict) -> None:
+    """Make ``decoding`` the default decoding of the model in ``folder`` (its config.json), whole or not
+    at all."""
+    document = json.loads((folder / CONFIG_NAME).read_text())
+    if document.get("decoding") == decoding:
+        return
+    scratch = folder / (CONFIG_NAME + ".shipping")
+    scratch.write_text(json.dumps({**document, "decoding": decoding}, indent=2, sort_keys=True) + "\n")
+    scratch.replace(folder / CONFIG_NAME)
+
+
 def ship(
     arch: str,
     checkpoints: Path,
@@ -255,9 +294,16 @@ def ship(
     variants: dict[str, Path],
     clap: Path | None = None,
     limit: int = VALIDATION_CLIPS,
+    decodings: dict[str, dict] | None = None,
 ) -> dict:
     """Choose ``arch``'s shipped model among its paper row and ``variants`` (row name -> run folder) and
-    serve it from ``<checkpoints>/<arch>``; returns shipped.json's record."""
+    serve it from ``<checkpoints>/<arch>``; returns shipped.json's record.
+
+    ``decodings`` (label -> overrides of each model's own decoding): each model is a candidate under each
+    of these too, as the row ``<model>_<label>`` (``muscaps_beam3``: the paper's model decoded with the
+    paper's beam 3). A winner decoded so is served with that decoding (config.json), and its row, unless
+    filed already, is evaluated on test and filed before it becomes the folder's top level."""
+    decodings = decodings or {}
     from train.model_card import write_model_card
 
     served, kept_paper = checkpoints / arch, runs / paper_row(arch)
@@ -281,29 +327,36 @@ def ship(
 
     sweeps_path = runs / SWEEPS_FILE
     folders = {arch: paper_source, **variants}
-    for name, folder in folders.items():
-        swept(sweeps_path, name, folder, corpus, clap, limit)
+    # candidate -> (its model's name in ``folders``, overrides of that model's own decoding)
+    models = {name: (name, {}) for name in folders}
+    for label, overrides in decodings.items():
+        models |= {decoded_row(name, label): (name, overrides) for name in folders}
+    if len(models) != len(folders) * (1 + len(decodings)):
+        raise SystemExit(f"the decodings' rows {sorted(decodings)} take names of variants {sorted(variants)}")
+    for name, (model, overrides) in models.items():
+        swept(sweeps_path, name, folders[model], overrides, corpus, clap, limit)
     records = _read(sweeps_path)
     paper_candidate, clips = choose_shipped.candidate(records, arch)
     candidates = [paper_candidate]
-    for name in variants:
-        variant, variant_clips = choose_shipped.candidate(records, name)
-        if variant_clips != clips:
-            raise SystemExit(f"{name} was swept on {variant_clips}, the paper row on {clips}: not comparable")
-        candidates.append(variant)
+    for name in list(models)[1:]:
+        other, other_clips = choose_shipped.candidate(records, name)
+        if other_clips != clips:
+            raise SystemExit(f"{name} was swept on {other_clips}, the paper row on {clips}: not comparable")
+        candidates.append(other)
     winner, why = choose_shipped.choose(paper_candidate, candidates[1:])
     print(choose_shipped.table(candidates, paper_candidate, winner), flush=True)
     print(f"\n[ship] {arch} serves {winner.name}: {why}", flush=True)
 
     paper_identity = model_identity(paper_source)
-    source = folders[winner.name]
+    winner_model, winner_overrides = models[winner.name]
+    source = folders[winner_model]
     if winner.name != arch and paper_source == served:  # keep the paper's model before the folder changes
         if not (kept_paper / CONFIG_NAME).is_file() or model_identity(kept_paper) != paper_identity:
             copy_model(served, kept_paper)
         _write(kept_paper / "results.json", paper)
         write_model_card(kept_paper)
     paper_overrides = set(training_overrides(paper_source))
-    # where each candidate's model is once this run is done (the paper's: kept aside when a variant ships)
+    # where each model is once this run is done (the paper's: kept aside when another candidate ships)
     locations = folders | {arch: served if winner.name == arch else kept_paper}
     floor = 1 - choose_shipped.CIDER_TOLERANCE
     record = {
@@ -319,8 +372,9 @@ def ship(
         "why": why,
         "candidates": {
             c.name: {
-                "checkpoint": str(locations[c.name].resolve()),
-                "trained_with": sorted(set(training_overrides(folders[c.name])) - paper_overrides),
+                "checkpoint": str(locations[models[c.name][0]].resolve()),
+                "trained_with": sorted(set(training_overrides(folders[models[c.name][0]])) - paper_overrides),
+                "decoded_with": models[c.name][1],
                 "margins": c.margins,
                 "mean_margin": c.mean_margin,
                 "cider_d": c.cider_d,
@@ -333,10 +387,26 @@ def ship(
     }
     if winner.name != arch:
         record["paper_kept_at"] = str(kept_paper.resolve())
-    if served_identity != record["served_identity"]:
-        _write(served / SHIPPED_FILE, record | {"installing": True})  # a cut-off copy is resumed from here
-        copy_model(source, served)
-    decoding = json.loads((served / CONFIG_NAME).read_text()).get("decoding")
+    decoding = served_decoding(source, winner_overrides)
+    current = json.loads((served / CONFIG_NAME).read_text()).get("decoding")
+    installs = served_identity != record["served_identity"] or current != decoding
+    if installs:
+        _write(served / SHIPPED_FILE, record | {"installing": True})  # a cut-off install is resumed from here
+        if served_identity != record["served_identity"]:
+            copy_model(source, served)
+        set_decoding(served, decoding)
+    filed = winner.name in (_read(served / "results.json").get("ablations") or {})
+    if winner_overrides and (installs or previous.get("installing") or not filed):
+        # the served row is the winner's model under another decoding than its own: its test numbers
+        print(f"[ship] evaluating {winner.name} on test", flush=True)
+        evaluate_checkpoint(
+            locations[winner_model],
+            str(corpus),
+            clap_path=str(clap) if clap else None,
+            decoding_overrides=winner_overrides,
+            into=served,
+            as_name=winner.name,
+        )
 
     def serve_winner(document: dict) -> None:
         # under the lock, on the file as it is now: rows trained as runs of their own may have been filed
@@ -381,12 +451,30 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="NAME=PATH: a variant's row and run folder",
     )
+    parser.add_argument(
+        "--decoding",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="LABEL KEY=VALUE",
+        help="every model is a candidate under this decoding too (its own with these overrides), as the row "
+        "<model>_LABEL; e.g. --decoding beam3 num_beams=3 no_repeat_ngram_size=0",
+    )
     parser.add_argument("--limit", type=int, default=VALIDATION_CLIPS, help="the first N validation clips")
     args = parser.parse_args(argv)
     variants = dict(args.variant)
     if len(variants) != len(args.variant) or args.arch in variants:
         parser.error("each variant needs its own name, other than the architecture's")
-    ship(args.arch, args.checkpoints, args.runs, args.corpus, variants, args.clap, args.limit)
+    decodings = {}
+    for label, *pairs in args.decoding:
+        if "=" in label or not pairs or any("=" not in pair for pair in pairs) or label in decodings:
+            parser.error(f"--decoding takes a label of its own, then KEY=VALUE pairs; got {label} {pairs}")
+        decodings[label] = parse_overrides(pairs)
+    try:
+        decoding_sweep.check_settings(list(decodings.values()))
+    except ValueError as error:
+        parser.error(str(error))
+    ship(args.arch, args.checkpoints, args.runs, args.corpus, variants, args.clap, args.limit, decodings)
     return 0
 
 

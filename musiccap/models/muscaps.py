@@ -47,7 +47,6 @@ from musiccap.models.base import Clip, NeuralCaptioner, SearchStart, register
 PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, SOS, EOS, UNK)
 VOCAB_NAME = "vocab.json"
-DECODING_NAME = "decoding.json"
 VARIANTS = ("early", "late", "attention")
 
 _WORD = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*|[.,;:!?]")
@@ -183,9 +182,7 @@ class MusCaps(NeuralCaptioner):
     paper = "MusCaps: Generating Captions for Music Audio (Manco et al., IJCNN 2021)"
     config_class = MusCapsConfig
 
-    def __init__(
-        self, config: MusCapsConfig, vocabulary: list[str], default_decoding: DecodingConfig | None = None
-    ):
+    def __init__(self, config: MusCapsConfig, vocabulary: list[str]):
         super().__init__(config)
         self.vocab = Vocabulary(vocabulary)
         if config.vocab_size != len(self.vocab):
@@ -193,7 +190,7 @@ class MusCaps(NeuralCaptioner):
                 f"config.vocab_size {config.vocab_size} != {len(self.vocab)} words in the vocabulary"
             )
         # The paper decodes early fusion with beam 5 and the other variants with beam 3 (Table II).
-        self.default_decoding = default_decoding or DecodingConfig(
+        self.default_decoding = DecodingConfig(
             num_beams=5 if config.variant == "early" else 3, max_new_tokens=config.max_caption_tokens
         )
         hidden = config.hidden_dim
@@ -415,16 +412,10 @@ class MusCaps(NeuralCaptioner):
 
     def save_extra(self, path: Path) -> None:
         (path / VOCAB_NAME).write_text(json.dumps(self.vocab.words, ensure_ascii=False, indent=0) + "\n")
-        (path / DECODING_NAME).write_text(json.dumps(self.default_decoding.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load_extra(cls, path: Path) -> dict[str, Any]:
-        extra: dict[str, Any] = {"vocabulary": json.loads((path / VOCAB_NAME).read_text())}
-        if (path / DECODING_NAME).is_file():
-            extra["default_decoding"] = DecodingConfig.from_dict(
-                json.loads((path / DECODING_NAME).read_text())
-            )
-        return extra
+        return {"vocabulary": json.loads((path / VOCAB_NAME).read_text())}
 
 
 def _pad_sequences(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,7 +38,7 @@ from musiccap.metrics.diversity import words
 from musiccap.metrics.listening import ATTRIBUTE_LABELS, ATTRIBUTES
 from musiccap.text import split_sentences
 from train.data import load_items, read_manifest, reference_captions
-from train.evaluate import _parse_decoding, caption_items, captioner_features
+from train.evaluate import caption_items, captioner_features, parse_overrides
 from train.listening import attribute_scores, choose_floor, floor_scores
 
 REPORTING_SPLITS = ("test", "unseen")
@@ -53,7 +53,7 @@ def grid_settings(grid: list[str]) -> list[dict]:
         if not separator or not key or not values:
             raise ValueError(f"a grid axis is key=v1,v2,...; got {pair!r}")
         axes.append([f"{key}={value}" for value in values.split(",")])
-    return [_parse_decoding(list(combination)) for combination in itertools.product(*axes)] if axes else []
+    return [parse_overrides(list(combination)) for combination in itertools.product(*axes)] if axes else []
 
 
 def check_settings(settings: list[dict]) -> None:
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.split in REPORTING_SPLITS:
         parser.error(f"decoding is chosen on validation; the {args.split} split only reports")
     try:
-        settings = grid_settings(args.grid) + [_parse_decoding(pairs) for pairs in args.tries]
+        settings = grid_settings(args.grid) + [parse_overrides(pairs) for pairs in args.tries]
         if not settings:
             raise ValueError("no settings to sweep: give --grid and/or --try")
         check_settings(settings)
