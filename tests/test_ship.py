@@ -252,6 +252,9 @@ def test_a_model_under_another_decoding_may_ship_and_is_served_with_it(csa_folde
     assert shipped["candidates"]["csa_analysis_beam5"]["decoded_with"] == BEAM5
     assert shipped["candidates"]["csa_beam5"]["checkpoint"] == str((runs / "csa_paper").resolve())
     assert "decoded with `num_beams=5`" in (served / "README.md").read_text()
+    assert which_ships(checkpoints, "csa").startswith(
+        "Serves the variant `csa_analysis_beam5`, decoded with `num_beams=5`, in place of the paper's"
+    )
     records = json.loads((runs / ship.SWEEPS_FILE).read_text())
     assert records["csa_analysis_beam5"]["decoding"] == BEAM5 and records["csa_analysis"]["decoding"] == {}
 

@@ -55,9 +55,13 @@ def which_ships(checkpoints_dir: Path, name: str) -> str:
     shipped = json.loads(path.read_text())
     if shipped["ships"] == shipped["paper"]:
         return f"Serves the paper's recipe: {shipped['why']}."
+    decoded = (shipped["candidates"].get(shipped["ships"]) or {}).get("decoded_with")
+    decoding = " ".join(f"{key}={value}" for key, value in decoded.items()) if decoded else ""
     return (
-        f"Serves the variant `{shipped['ships']}` in place of the paper's recipe (still a row of its table, "
-        f"`{shipped['paper_row']}`): {shipped['why']}."
+        f"Serves the variant `{shipped['ships']}`"
+        + (f", decoded with `{decoding}`," if decoding else "")
+        + f" in place of the paper's recipe (still a row of its table, `{shipped['paper_row']}`): "
+        + f"{shipped['why']}."
     )
 
 
