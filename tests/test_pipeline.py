@@ -246,14 +246,18 @@ def test_each_architecture_ships_after_the_rows_made_on_its_served_model_and_bef
         assert command[1:5] == ["-m", "train.ship", "--arch", model]
         assert command[command.index("--checkpoints") + 1] == staged
         assert command[command.index("--runs") + 1] == runs
-        variants, _, decoding = " ".join(command[command.index("--variant") + 1 :]).partition(" --decoding ")
+        variants, *decodings = " ".join(command[command.index("--variant") + 1 :]).split(" --decoding ")
         variants = variants.split()
-        # MusCaps' models are weighed under its table's other decoding too: the paper's beam 3 (its row)
+        # MusCaps' models are weighed under its table's other decoding too (the paper's beam 3, its row) and
+        # under 3 beams with its rows' 5-gram blocking
         if model == "muscaps":
             beam3 = plan["muscaps-ablation-beam3"].commands[0]
-            assert decoding.split() == ["beam3", *beam3[beam3.index("--decoding") + 1 :]]
+            assert decodings == [
+                " ".join(["beam3", *beam3[beam3.index("--decoding") + 1 :]]),
+                "beam3_no_repeat5 num_beams=3 no_repeat_ngram_size=5",
+            ]
         else:
-            assert not decoding
+            assert not decodings
         # every variant it weighs is a run the plan trains under runs and files as a row of model's table
         for variant in variants:
             name, _, folder = variant.partition("=")
