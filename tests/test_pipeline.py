@@ -271,6 +271,8 @@ def test_each_architecture_ships_after_the_rows_made_on_its_served_model_and_bef
         rows = [plan[name] for name in plan if name.startswith(f"{model}-ablation-")]
         on_served = {row.name for row in rows if any(f"{staged}/{model}" == c[3] for c in row.commands)}
         assert {model, *on_served, *pipeline.ship_variants(model).values()} <= set(ship.after)
+        # and each is queued with the shipped runs, so that the ship is not held back by the other rows
+        assert all(pipeline.rank(row) == (0 if row.name in on_served else 2) for row in rows)
         assert not {row.name for row in rows} - on_served & set(ship.after)
         assert {row.name for row in rows} <= set(plan["tables"].after)
         assert f"{model}-ship" in plan["tables"].after

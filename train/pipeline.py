@@ -52,6 +52,8 @@ class Step:
     # run again on every start even when finished: cheap when its work exists, and that work lives
     # outside the folders the pipeline keeps (the feature cache, under $MUSICCAP_CACHE)
     every_start: bool = False
+    # a row evaluated on the model in <checkpoints>/<model>: its architecture's ship waits for it
+    holds_ship: bool = False
 
 
 # The parts each architecture's configs name by registry name: the pipeline points them at the
@@ -354,6 +356,10 @@ def steps(
         served = f"{ck}/{model}"
         return any(command[1:4] == ["-m", "train.evaluate", served] for command in step.commands)
 
+    for model, rows in ablations.items():
+        for step in rows:
+            step.holds_ship = reads_served_model(step, model)
+
     def ship(model: str) -> Step:
         """``python -m train.ship``: the paper row against the variant rows, once they are filed, and after
         every row evaluated on the paper's model in <checkpoints>/<model> (installing a variant changes
@@ -366,7 +372,7 @@ def steps(
         if model == "muscaps":
             for label, pairs in muscaps_ship_decodings.items():
                 command += ["--decoding", label, *pairs]
-        rows = [step.name for step in ablations[model] if reads_served_model(step, model)]
+        rows = [step.name for step in ablations[model] if step.holds_ship]
         return Step(f"{model}-ship", [command], after=[model, *variants.values(), *rows])
 
     # The probes' fingerprint is in the analyses' command and in every conditioned run's: new probes
@@ -488,10 +494,12 @@ def steps(
 
 
 def rank(step: Step) -> int:
-    """Shipped checkpoints (and the candidates to ship in their place) first, then the other levers of
-    issue 30 (they decide which variant ships), then the papers' ablation rows, the tables last: with
-    --jobs N each later group fills the cores once the earlier is under way."""
-    return 3 if step.name == "tables" else 0 if step.shipped or step.candidate else 1 if step.lever else 2
+    """Shipped checkpoints (and the candidates to ship in their place, and the rows evaluated on the served
+    model, which hold its ship back: each one evaluation) first, then the other levers of issue 30 (they
+    decide which variant ships), then the papers' ablation rows, the tables last: with --jobs N each later
+    group fills the cores once the earlier is under way."""
+    first = step.shipped or step.candidate or step.holds_ship
+    return 3 if step.name == "tables" else 0 if first else 1 if step.lever else 2
 
 
 def is_training(command: list[str]) -> bool:
