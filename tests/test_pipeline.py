@@ -103,6 +103,30 @@ def test_two_pipelines_sharing_a_runs_folder_keep_what_each_recorded(tmp_path):
     assert len(reloaded.finished) == 3 and main.finished == reloaded.finished
 
 
+def test_a_command_another_pipeline_is_running_is_waited_for_and_not_run_twice(tmp_path):
+    """The main pipeline reaching a command a second one (``--only``) is running: it waits for the lock
+    that pipeline holds, then finds the command finished and goes on, instead of a second training writing
+    the same folder."""
+    ran = tmp_path / "ran"
+    command = _counting(ran)
+    runs = tmp_path / "runs"
+    state = PipelineState(runs / "pipeline_state.json")
+    log_dir = runs / "logs"
+    log_dir.mkdir(parents=True)
+    outcome = []
+    with pipeline.running_alone(command, runs / pipeline.LOCKS_DIR, "other"):  # the other pipeline
+        waiting = threading.Thread(
+            target=lambda: outcome.append(pipeline.run(Step("step", [command]), log_dir, state))
+        )
+        waiting.start()
+        time.sleep(0.5)
+        assert waiting.is_alive() and not ran.exists()
+        PipelineState(runs / "pipeline_state.json").record(command, 1.0)  # the other one finishes it
+    waiting.join(timeout=30)
+    assert outcome and outcome[0][2] == 0 and not ran.exists()
+    assert list((runs / pipeline.LOCKS_DIR).iterdir())  # the lock files stay, in the runs folder
+
+
 def test_the_analysis_conditioned_variant_trains_on_the_analyses_and_files_its_row_after_the_paper_recipe(
     tmp_path,
 ):

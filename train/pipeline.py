@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -553,6 +554,7 @@ def update_json(path: Path, change) -> dict:
 
 
 FINISHED_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+LOCKS_DIR = "locks"  # in the runs folder, beside pipeline_state.json: one lock file per command run
 
 
 class PipelineState:
@@ -560,8 +562,8 @@ class PipelineState:
     line (without the interpreter), and which command last started in each training folder. Written after
     each command, so a pipeline stopped at any moment loses at most the command that was running. Every
     write merges with the file under an exclusive lock, so two pipelines may share a runs folder (e.g.
-    ``--only`` one step in a second process while the main one runs with ``--skip`` it): neither loses
-    what the other recorded."""
+    ``--only`` one step in a second process while the main one runs): neither loses what the other
+    recorded, and a command both reach runs once (``running_alone``)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -572,6 +574,12 @@ class PipelineState:
 
     def _read(self) -> dict:
         return self._complete(json.loads(self.path.read_text()) if self.path.is_file() else {})
+
+    def reload(self) -> None:
+        """Take in what other processes recorded since this one last wrote (the file is replaced whole)."""
+        with self._lock:
+            document = self._read()
+            self.finished, self.started = document["finished"], document["started"]
 
     @staticmethod
     def _complete(document: dict) -> dict:
@@ -626,6 +634,23 @@ class PipelineState:
             self._update(lambda document: document["started"].__setitem__(str(out), self.key(command)))
 
 
+@contextmanager
+def running_alone(command: list[str], locks: Path, step_name: str):
+    """Hold ``command``'s lock (a file in ``locks`` named by its state key) while it runs, so that two
+    pipelines sharing a runs folder (the main one and a second one with ``--only``) never run one command
+    at once, e.g. two trainings writing one folder: the later waits, then finds the command finished. The
+    lock goes with the process that holds it, however that process ends."""
+    locks.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(PipelineState.key(command).encode()).hexdigest()[:16]
+    with (locks / f"{name}.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"[{step_name}] another pipeline is running it, waiting: {' '.join(command)}", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def training_folder(command: list[str]) -> Path | None:
     """The checkpoint folder a ``python -m train`` command writes (None for other commands)."""
     if command[1:3] != ["-m", "train"] or "--out" not in command:
@@ -676,26 +701,28 @@ def run(
     started = time.time()
     log = (log_dir / f"{step.name}.log").open("a")
     for position, command in enumerate(step.commands):
-        outdated = state.outdated(command, [*inputs, *step.commands[:position]])
-        if state.done(command) and not step.every_start and not outdated:
-            print(f"[{step.name}] finished earlier, skipped: {' '.join(command)}", flush=True)
-            continue
-        if outdated:
-            print(
-                f"[{step.name}] what it reads changed since it finished, again: {' '.join(command)}",
-                flush=True,
-            )
-        command_started = time.time()
-        invoked = resume_command(command, state)
-        state.start(command)
-        print(f"[{step.name}] {' '.join(invoked)}", flush=True)
-        log.write(f"$ {' '.join(invoked)}\n")
-        log.flush()
-        code = subprocess.run(invoked, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
-        if code:
-            return step.name, time.time() - started, code
-        earlier = earlier_attempts_s(command, invoked, command_started)
-        state.record(command, time.time() - command_started + earlier, earlier)
+        with running_alone(command, state.path.parent / LOCKS_DIR, step.name):
+            state.reload()  # another pipeline may have finished it, or what it reads, meanwhile
+            outdated = state.outdated(command, [*inputs, *step.commands[:position]])
+            if state.done(command) and not step.every_start and not outdated:
+                print(f"[{step.name}] finished earlier, skipped: {' '.join(command)}", flush=True)
+                continue
+            if outdated:
+                print(
+                    f"[{step.name}] what it reads changed since it finished, again: {' '.join(command)}",
+                    flush=True,
+                )
+            command_started = time.time()
+            invoked = resume_command(command, state)
+            state.start(command)
+            print(f"[{step.name}] {' '.join(invoked)}", flush=True)
+            log.write(f"$ {' '.join(invoked)}\n")
+            log.flush()
+            code = subprocess.run(invoked, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
+            if code:
+                return step.name, time.time() - started, code
+            earlier = earlier_attempts_s(command, invoked, command_started)
+            state.record(command, time.time() - command_started + earlier, earlier)
     return step.name, time.time() - started, 0
 
 
