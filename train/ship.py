@@ -372,15 +372,16 @@ def ship(
         "why": why,
         "candidates": {
             c.name: {
-                "checkpoint": str(locations[models[c.name][0]].resolve()),
-                "trained_with": sorted(set(training_overrides(folders[models[c.name][0]])) - paper_overrides),
-                "decoded_with": models[c.name][1],
+                "checkpoint": str(locations[model].resolve()),
+                "trained_with": sorted(set(training_overrides(folders[model])) - paper_overrides),
+                "decoded_with": overrides,
                 "margins": c.margins,
                 "mean_margin": c.mean_margin,
                 "cider_d": c.cider_d,
                 "cider_d_allowed": c is paper_candidate or c.cider_d >= floor * paper_candidate.cider_d,
             }
             for c in candidates
+            for model, overrides in [models[c.name]]
         },
         "paper_identity": paper_identity,
         "served_identity": model_identity(source),
