@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import threading
 import time
@@ -53,6 +54,55 @@ def test_a_stopped_pipeline_resumes_where_it_stopped(tmp_path, monkeypatch):
 
     assert pipeline.main(["--runs", str(runs), "--jobs", "1", "--redo", "b"]) == 0
     assert later.read_text() == "ran\nran\n" and first.read_text() == "ran\n"
+
+
+def _writing(out, count) -> list[str]:
+    """A command that makes the folder ``out`` (its ``--out``) and appends one line to ``count``."""
+    code = f"import os, sys; os.makedirs(sys.argv[2], exist_ok=True); open({str(count)!r}, 'a').write('ran\\n')"
+    return [sys.executable, "-c", code, "--out", str(out)]
+
+
+def test_a_pipeline_resumed_on_a_fresh_machine_redoes_what_it_lost_and_still_needs(tmp_path, monkeypatch):
+    """The state kept (``--state``, e.g. committed beside the checkpoints) but the corpus and the runs
+    folder gone: a finished command whose output folder is gone runs again when a command still to run
+    reads it, and what read its old output runs again after it; an ablation run whose row is filed is not
+    trained again."""
+    corpus, runs, kept = tmp_path / "corpus", tmp_path / "runs", tmp_path / "kept"
+    count = {name: tmp_path / f"{name}.count" for name in ("build", "run_a", "row_a", "run_b", "row_b", "ship")}
+    flag = tmp_path / "flag"
+    ship = [sys.executable, "-c", f"import os, sys; sys.exit(0 if os.path.exists({str(flag)!r}) else 3)"]
+    plan = [
+        Step("build", [_writing(corpus, count["build"])]),
+        Step("run-a", [_writing(runs / "a", count["run_a"])]),
+        Step("row-a", [[*_counting(count["row_a"]), str(runs / "a")]], after=["run-a"]),
+        Step("run-b", [_writing(runs / "b", count["run_b"])]),
+        Step("row-b", [[*_counting(count["row_b"]), str(runs / "b")]], after=["run-b"]),
+        Step(
+            "ship",
+            [[*ship, "--variant", f"b={runs / 'b'}", "--corpus", str(corpus)], _counting(count["ship"])],
+            after=["build", "run-b", "row-b"],
+        ),
+    ]
+    monkeypatch.setattr(pipeline, "steps", lambda *args, **kwargs: plan)
+    arguments = ["--runs", str(runs), "--state", str(kept / "state.json"), "--jobs", "1"]
+
+    assert pipeline.main(arguments) == 1  # everything but the ship
+    for path in (corpus, runs):  # a fresh machine: only the state was kept
+        shutil.rmtree(path)
+    flag.touch()
+    assert pipeline.main(arguments) == 0
+    ran = {name: len(path.read_text().splitlines()) for name, path in count.items()}
+    assert ran == {"build": 2, "run_a": 1, "row_a": 1, "run_b": 2, "row_b": 2, "ship": 1}
+    assert corpus.is_dir() and (runs / "b").is_dir() and not (runs / "a").exists()
+    assert (runs / pipeline.LOCKS_DIR).is_dir() and not (kept / pipeline.LOCKS_DIR).exists()
+
+    assert pipeline.main(arguments) == 0  # nothing is lost any more: nothing runs
+    assert len(count["run_b"].read_text().splitlines()) == 2
+
+
+def test_the_analyses_in_the_corpus_folder_are_made_again_with_the_corpus():
+    plan = {step.name: step for step in pipeline.steps("C", "full", "runs")}
+    assert "corpus" in plan["analysis-vectors"].after
 
 
 def test_a_resumed_training_records_the_time_of_the_attempts_before_it(tmp_path):

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -390,7 +390,8 @@ def steps(
         Step(
             "analysis-vectors",
             [[PY, "-m", "train.analysis_vectors", "--corpus", c, "--probes-sha256", probes]],
-            after=["features"],
+            # the analyses live in the corpus folder: a corpus built again is analysed again
+            after=["corpus", "features"],
         ),
         Step(
             "baselines",
@@ -565,8 +566,10 @@ class PipelineState:
     ``--only`` one step in a second process while the main one runs): neither loses what the other
     recorded, and a command both reach runs once (``running_alone``)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, locks: Path | None = None):
         self.path = path
+        self.locks = locks or path.parent / LOCKS_DIR  # the commands' locks (running_alone)
+        self.lost: set[str] = set()  # finished commands whose output is gone and still read (lost_outputs)
         self._lock = threading.Lock()  # steps finish on several threads
         document = self._read()
         self.finished: dict[str, dict] = document["finished"]
@@ -598,7 +601,7 @@ class PipelineState:
         return " ".join(command[1:])  # not the interpreter's path: a fresh machine may have another
 
     def done(self, command: list[str]) -> bool:
-        return self.key(command) in self.finished
+        return self.key(command) in self.finished and self.key(command) not in self.lost
 
     def finished_at(self, command: list[str]) -> datetime | None:
         entry = self.finished.get(self.key(command))
@@ -623,6 +626,7 @@ class PipelineState:
         self._update(drop)
 
     def record(self, command: list[str], seconds: float, earlier_attempts_s: float = 0.0) -> None:
+        self.lost.discard(self.key(command))
         entry = {"seconds": round(seconds, 1), "finished": time.strftime(FINISHED_FORMAT)}
         if earlier_attempts_s:  # included in seconds: training done by attempts that were cut off
             entry["earlier_attempts_s"] = round(earlier_attempts_s, 1)
@@ -657,6 +661,44 @@ def training_folder(command: list[str]) -> Path | None:
         return None
     out = Path(command[command.index("--out") + 1])
     return out if out.is_absolute() else REPO / out
+
+
+def output_folder(command: list[str]) -> Path | None:
+    """The folder a command writes as a whole (its ``--out``: a run, the corpus, BLAP's LM, a baseline)."""
+    if "--out" not in command:
+        return None
+    out = Path(command[command.index("--out") + 1])
+    return out if out.is_absolute() else REPO / out
+
+
+def reads(command: list[str], folder: Path) -> bool:
+    """Whether ``command`` names ``folder`` (as an argument, or as the value of a ``NAME=PATH`` one)."""
+    named = {Path(arg.split("=", 1)[1] if "=" in arg else arg) for arg in command[1:] if "/" in arg}
+    return folder in named or folder.resolve() in named
+
+
+def lost_outputs(plan: list[Step], state: PipelineState) -> set[str]:
+    """The finished commands (state keys) whose output folder is gone while a command still to run reads
+    it: a retrain resumed on a fresh machine that kept the state and the checkpoints (e.g. committed to a
+    repository) but not the corpus or the runs folder. Those commands run again, and what read their old
+    output is out of date (``PipelineState.outdated``) when it is still needed. An ablation run whose row
+    is filed is not lost with its folder: nothing still reads it."""
+    commands = [command for step in plan for command in step.commands]
+    lost: set[str] = set()
+    while True:
+        state.lost = lost
+        pending = [command for command in commands if not state.done(command)]
+        found = {
+            state.key(command)
+            for command in commands
+            if state.done(command)
+            and (out := output_folder(command)) is not None
+            and not out.exists()
+            and any(reads(other, out) for other in pending)
+        }
+        if not found:
+            return lost
+        lost |= found
 
 
 def resume_command(command: list[str], state: PipelineState | None = None) -> list[str]:
@@ -701,7 +743,7 @@ def run(
     started = time.time()
     log = (log_dir / f"{step.name}.log").open("a")
     for position, command in enumerate(step.commands):
-        with running_alone(command, state.path.parent / LOCKS_DIR, step.name):
+        with running_alone(command, state.locks, step.name):
             state.reload()  # another pipeline may have finished it, or what it reads, meanwhile
             outdated = state.outdated(command, [*inputs, *step.commands[:position]])
             if state.done(command) and not step.every_start and not outdated:
@@ -730,6 +772,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.pipeline", description=__doc__)
     parser.add_argument("--corpus", default="data/corpus")
     parser.add_argument("--runs", default="runs", help="ablation runs, logs and the pipeline's state")
+    parser.add_argument(
+        "--state",
+        help="the record of finished commands (default: RUNS/pipeline_state.json); kept with the "
+        "checkpoints where only they survive, e.g. both committed to a repository: a command whose output "
+        "folder is gone and still read runs again",
+    )
     parser.add_argument(
         "--checkpoints",
         help="where the shipped checkpoints are written (default: the repository's checkpoints/); "
@@ -766,7 +814,13 @@ def main(argv: list[str] | None = None) -> int:
     corpus, runs = (str(Path(p).resolve()) for p in (args.corpus, args.runs))
     checkpoints = str(Path(args.checkpoints).resolve()) if args.checkpoints else None
     plan = steps(corpus, args.size, runs, args.quick, checkpoints, args.recipe)
-    state = PipelineState(Path(runs) / "pipeline_state.json")
+    state = PipelineState(
+        Path(args.state).resolve() if args.state else Path(runs) / "pipeline_state.json",
+        locks=Path(runs) / LOCKS_DIR,
+    )
+    state.lost = lost_outputs(plan, state)
+    for key in sorted(state.lost):
+        print(f"finished earlier but its output is gone and still read, again: {key}", flush=True)
     ahead = trainings_ahead(plan, state.done)
     plan.sort(key=lambda step: (rank(step), -ahead[step.name]))  # stable: the plan's order among equals
     plan.sort(key=lambda step: step.name.split("-")[0] not in args.first)
@@ -815,6 +869,7 @@ def main(argv: list[str] | None = None) -> int:
                     running[step.name] = pool.submit(run, step, log_dir, state, inputs_of[step.name])
             if not running:
                 break
+            wait(running.values(), return_when=FIRST_COMPLETED)
             finished = [name for name, future in running.items() if future.done()]
             for name in finished:
                 _, seconds, code = running.pop(name).result()
@@ -824,7 +879,6 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 (failed.append(name) if code else done.add(name))
-            time.sleep(2)
     (log_dir / "pipeline.json").write_text(
         json.dumps({"timings_s": timings, "failed": failed}, indent=2) + "\n"
     )
