@@ -58,7 +58,9 @@ def test_a_stopped_pipeline_resumes_where_it_stopped(tmp_path, monkeypatch):
 
 def _writing(out, count) -> list[str]:
     """A command that makes the folder ``out`` (its ``--out``) and appends one line to ``count``."""
-    code = f"import os, sys; os.makedirs(sys.argv[2], exist_ok=True); open({str(count)!r}, 'a').write('ran\\n')"
+    code = (
+        f"import os, sys; os.makedirs(sys.argv[2], exist_ok=True); open({str(count)!r}, 'a').write('ran\\n')"
+    )
     return [sys.executable, "-c", code, "--out", str(out)]
 
 
@@ -68,7 +70,9 @@ def test_a_pipeline_resumed_on_a_fresh_machine_redoes_what_it_lost_and_still_nee
     reads it, and what read its old output runs again after it; an ablation run whose row is filed is not
     trained again."""
     corpus, runs, kept = tmp_path / "corpus", tmp_path / "runs", tmp_path / "kept"
-    count = {name: tmp_path / f"{name}.count" for name in ("build", "run_a", "row_a", "run_b", "row_b", "ship")}
+    count = {
+        name: tmp_path / f"{name}.count" for name in ("build", "run_a", "row_a", "run_b", "row_b", "ship")
+    }
     flag = tmp_path / "flag"
     ship = [sys.executable, "-c", f"import os, sys; sys.exit(0 if os.path.exists({str(flag)!r}) else 3)"]
     plan = [
