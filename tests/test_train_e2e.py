@@ -246,3 +246,33 @@ def test_scratch_cnn_row_trains_from_a_pack_of_log_mels_as_from_the_corpus(works
     pooled = scratch_cnn_input(load_captioner(root / "row_scratch")).features(clips)
     assert pooled.shape[0] == 3 and np.isfinite(pooled).all()
     assert all(item.mel_patches is None for item in clips)  # not kept on the items: 10,000 clips would be GBs
+
+
+def test_feature_workers_each_cache_their_share_and_together_every_clip(workspace, tmp_path):
+    """``train.features --workers 2``: two processes whose shares (by file name) are disjoint and cover the
+    corpus, so the cache ends whole with each clip computed once."""
+    from musiccap.features import embedded_encoder
+    from train.data import clip_cache_path
+    from train.features import in_share
+
+    _, corpus = workspace
+    clips = sorted(corpus.rglob("*.flac"))
+    shares = [[clip for clip in clips if in_share(clip, (k, 2))] for k in range(2)]
+    assert shares[0] and shares[1] and sorted(shares[0] + shares[1]) == clips  # disjoint, whole
+    cache = tmp_path / "cache"
+    command = [
+        sys.executable,
+        "-m",
+        "train.features",
+        str(corpus),
+        "--cache-dir",
+        str(cache),
+        "--workers",
+        "2",
+    ]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    version = embedded_encoder().version
+    assert all(clip_cache_path(clip, version, cache).is_file() for clip in clips)
+    reported = [line for line in done.stdout.splitlines() if "clips cached in" in line]
+    assert sorted(int(line.split()[0]) for line in reported) == sorted(len(share) for share in shares)

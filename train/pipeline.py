@@ -379,12 +379,19 @@ def steps(
     # The probes' fingerprint is in the analyses' command and in every conditioned run's: new probes
     # (checkpoints/analysis) make the pipeline analyse the corpus again and retrain what read the old analyses.
     probes = hashlib.sha256(PROBES.read_bytes()).hexdigest()[:12] if PROBES.is_file() else "none"
-    corpus_build = [PY, "-m", "train.corpus", "--out", c, "--size", size, "--seed", "0", "--workers", "1"]
+    # two render processes and two feature workers: one a core of this project's CPU (a full corpus in
+    # about half an hour each, the cache refilled on a fresh machine in about half an hour)
+    corpus_build = [PY, "-m", "train.corpus", "--out", c, "--size", size, "--seed", "0", "--workers", "2"]
     plan = [
         Step("corpus", [corpus_build + ["--recipe", recipe]]),
         # ~12 s when every clip is cached; on a fresh machine that kept only the corpus and the runs
         # folder it refills the cache once, before the trainings would each compute it on first use
-        Step("features", [[PY, "-m", "train.features", c]], after=["corpus"], every_start=True),
+        Step(
+            "features",
+            [[PY, "-m", "train.features", c, "--workers", "2"]],
+            after=["corpus"],
+            every_start=True,
+        ),
         Step("clap", [train("clap", "clap", f"{ck}/clap")], after=["features"]),
         # the analysis of every clip (train cross-fitted), for the analysis-conditioned variants
         Step(
