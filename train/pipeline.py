@@ -664,10 +664,7 @@ def running_alone(command: list[str], locks: Path, step_name: str):
 
 def training_folder(command: list[str]) -> Path | None:
     """The checkpoint folder a ``python -m train`` command writes (None for other commands)."""
-    if command[1:3] != ["-m", "train"] or "--out" not in command:
-        return None
-    out = Path(command[command.index("--out") + 1])
-    return out if out.is_absolute() else REPO / out
+    return output_folder(command) if command[1:3] == ["-m", "train"] else None
 
 
 def output_folder(command: list[str]) -> Path | None:
